@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install (first run only) with the test extras and run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+exec "${VLMDYN_VENV:-.venv}/bin/python" -m pytest -q "$@"

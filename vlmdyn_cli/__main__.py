@@ -1,0 +1,3 @@
+from vlmdyn_cli.cli.app import run
+
+run()

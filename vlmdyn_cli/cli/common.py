@@ -1,0 +1,68 @@
+"""Options and output helpers shared by every command (thin CLI, DESIGN.md 5).
+
+Machine output goes to stdout (``emit_json``); progress, hints and errors go
+to stderr. Nothing here imports torch, transformers, llama_cpp, textual or
+matplotlib: command modules import the library inside the command body.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DbOpt = Annotated[
+    Optional[Path],
+    typer.Option("--db", envvar="VLMDYN_DB", help="Experiment database (default ./vlmdyn.db).",
+                 show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+RunOpt = Annotated[str, typer.Option("--run", help="Run name (see `vlmdyn runs list`).")]
+
+
+def emit_json(obj) -> None:
+    """Write one JSON document to stdout."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit_jsonl(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+def hint(message: str) -> None:
+    """A human hint on stderr."""
+    sys.stderr.write(message + "\n")
+
+
+def print_table(rows: list[dict], columns: list[str] | None = None, title: str | None = None) -> None:
+    """A Rich table on stdout for humans (model text shown literally)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print("(no rows)", markup=False)
+        return
+    columns = columns or list(rows[0].keys())
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[_cell(r.get(c)) for c in columns])
+    console.print(table)
+
+
+def _cell(v) -> "object":
+    from rich.text import Text
+
+    if v is None:
+        return Text("")
+    if isinstance(v, float):
+        return Text(f"{v:.4g}")
+    return Text(str(v))  # Text: never interpreted as markup

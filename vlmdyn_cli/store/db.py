@@ -1,0 +1,95 @@
+"""Opening the experiment database: one SQLite file per experiment."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from vlmdyn_cli.errors import BadInput
+
+DEFAULT_DB = "vlmdyn.db"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_db_path(path: str | os.PathLike | None) -> Path:
+    """--db PATH, else $VLMDYN_DB, else ./vlmdyn.db."""
+    if path:
+        return Path(path)
+    return Path(os.environ.get("VLMDYN_DB") or DEFAULT_DB)
+
+
+def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> Database:
+    """Open (creating and migrating if needed) the experiment database.
+
+    WAL journal, synchronous=NORMAL and a busy timeout so a reader (plots, the
+    TUI) and a writer (judge, infer) can work on the same file at once.
+    """
+    p = resolve_db_path(path)
+    if must_exist and not p.exists():
+        raise BadInput(f"database {p} does not exist (run `vlmdyn data import` first, or pass --db)")
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+    except sqlite3.DatabaseError as exc:
+        raise BadInput(f"{p} is not a usable SQLite database: {exc}") from exc
+    db = Database(conn)
+    migrate(db)
+    return db
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply pending migrations; returns the names applied."""
+    from vlmdyn_cli.store.migrations import migrations
+
+    pending = [m.name for m in migrations.pending(db)]
+    if pending:
+        migrations.apply(db)
+    return pending
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_text(*parts: str) -> str:
+    """Content hash over several texts (length-prefixed JSON, so no ambiguity)."""
+    return hashlib.sha256(json.dumps(list(parts), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def triple_hash(question: str, answer: str, prediction: str) -> str:
+    """Key of a (question, reference answer, prediction) triple."""
+    return sha256_text(question, answer, prediction)
+
+
+def upsert_triples(db: Database, rows: list[tuple[str, str, str]]) -> list[str]:
+    """Insert triples (ignoring ones already stored); returns their hashes in order.
+
+    The caller owns the transaction.
+    """
+    hashes = [triple_hash(q, a, p) for q, a, p in rows]
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO triples(hash, question, answer, prediction) VALUES (?,?,?,?)",
+        [(h, q, a, p) for h, (q, a, p) in zip(hashes, rows)],
+    )
+    return hashes
+
+
+def schema_sql(db: Database) -> str:
+    """The schema as SQL, tables in creation order (FTS shadow tables left out)."""
+    rows = db.execute(
+        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND type IN ('table','index') "
+        "AND name NOT LIKE '%_fts_%' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+    ).fetchall()
+    return ";\n\n".join(r[0] for r in rows) + ";\n"

@@ -1,0 +1,278 @@
+"""Named, ordered schema migrations for the experiment database.
+
+Every table of the data flow (DESIGN.md) is created here, one named migration
+per change, recorded in ``_sqlite_migrations`` by sqlite-utils' ``Migrations``.
+Never edit a migration that has shipped: append a new one at the end with a
+new name. ``vlmdyn db schema`` prints the resulting schema, and the README's
+schema section is generated from a blank database migrated with this file.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("vlmdyn")
+
+
+def _run(db: Database, sql: str) -> None:
+    """Execute several ';'-separated statements inside the caller's transaction.
+
+    ``executescript`` would commit implicitly, so statements run one by one.
+    Statements must not contain ';' inside string literals.
+    """
+    for stmt in sql.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
+@migrations(name="m001_data")
+def m001_data(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            source_path TEXT NOT NULL,
+            source_sha256 TEXT NOT NULL,     -- content hash of the imported JSON file
+            image_root TEXT,
+            imported_at TEXT NOT NULL,
+            n_conversations INTEGER NOT NULL DEFAULT 0,
+            n_kept INTEGER NOT NULL DEFAULT 0,   -- conversations kept after the dependent-turn filter
+            n_qa INTEGER NOT NULL DEFAULT 0,
+            meta_json TEXT                        -- free-form (e.g. synth generator parameters)
+        );
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,     -- hash of the image bytes: same picture, same row
+            path TEXT NOT NULL,              -- first path seen, relative to the image root
+            width INTEGER,
+            height INTEGER,
+            n_bytes INTEGER
+        );
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            idx INTEGER NOT NULL,            -- position of the record in the source file
+            source_id TEXT,                  -- the record's "id" field
+            source TEXT,                     -- coco, gqa, ocr_vqa, textvqa, vg, text-only, synth...
+            image_id INTEGER REFERENCES images(id),
+            image_path TEXT,                 -- as written in the record, relative to the image root
+            n_turns INTEGER NOT NULL,
+            kept INTEGER NOT NULL DEFAULT 1, -- 0 when dropped by the dependent-turn filter
+            drop_reason TEXT,
+            UNIQUE(dataset_id, idx)
+        );
+        CREATE INDEX idx_conversations_image ON conversations(image_id);
+        CREATE TABLE qa_pairs (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            turn INTEGER NOT NULL,           -- 0-based turn index inside the conversation
+            question TEXT NOT NULL,          -- with the <image> marker removed
+            answer TEXT NOT NULL,
+            image_id INTEGER REFERENCES images(id),
+            category TEXT,                   -- Bounding, Complex, Object, OCR, Spatial
+            subcategory TEXT,                -- bbox/describe (Bounding), recognition/semantic (OCR)
+            category_method TEXT,            -- rules, llm:<judge>, synth-truth...
+            category_reason TEXT,            -- the rule or raw model output that decided
+            true_category TEXT,              -- ground truth when the data carries it (synthetic benchmark)
+            true_subcategory TEXT,
+            UNIQUE(conversation_id, turn)
+        );
+        CREATE INDEX idx_qa_dataset ON qa_pairs(dataset_id);
+        CREATE INDEX idx_qa_category ON qa_pairs(category);
+        CREATE INDEX idx_qa_image ON qa_pairs(image_id)
+        """,
+    )
+    db["qa_pairs"].enable_fts(["question", "answer"], create_triggers=True)
+
+
+@migrations(name="m002_training")
+def m002_training(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            seed INTEGER NOT NULL,
+            model_id TEXT NOT NULL,          -- registry id: tiny, hf:<path>, composed:<vision>+<llm>
+            config_json TEXT NOT NULL,       -- the full resolved training config
+            out_dir TEXT NOT NULL,           -- where checkpoints/ live
+            status TEXT NOT NULL,            -- created, running, done, failed, interrupted
+            total_steps INTEGER NOT NULL,
+            global_batch INTEGER NOT NULL,
+            checkpoint_steps_json TEXT NOT NULL,
+            init_from TEXT,                  -- RUN[:STEP] for staged training
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            train_seconds REAL,
+            samples_per_s REAL
+        );
+        CREATE TABLE run_order (              -- the order manifest: what was consumed, when
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            step INTEGER NOT NULL,           -- 1-based optimizer step that consumed it
+            position INTEGER NOT NULL,       -- position inside the global batch
+            PRIMARY KEY (run_id, conversation_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX idx_run_order_step ON run_order(run_id, step, position);
+        CREATE TABLE checkpoints (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,           -- 0 = the untrained model
+            path TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, step)
+        );
+        CREATE TABLE metrics (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,
+            loss REAL,
+            lr REAL,
+            samples_per_s REAL,
+            tokens_per_s REAL,
+            time TEXT,
+            PRIMARY KEY (run_id, step)
+        )
+        """,
+    )
+
+
+@migrations(name="m003_evalsets_generations")
+def m003_evalsets_generations(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE eval_sets (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            name TEXT NOT NULL,              -- seen@357, unseen, unseen-pair, unseen-none
+            kind TEXT NOT NULL,              -- seen or unseen
+            k_step INTEGER,                  -- for seen sets: the checkpoint step k
+            dedup TEXT,                      -- image, pair, none (unseen sets)
+            size INTEGER NOT NULL,
+            seed INTEGER NOT NULL,
+            definition_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE(run_id, name)
+        );
+        CREATE TABLE eval_set_members (
+            set_id INTEGER NOT NULL REFERENCES eval_sets(id),
+            qa_id INTEGER NOT NULL REFERENCES qa_pairs(id),
+            rank INTEGER NOT NULL,           -- 0 = most recently trained (seen) / sample order
+            PRIMARY KEY (set_id, qa_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX idx_members_qa ON eval_set_members(qa_id);
+        CREATE TABLE triples (                -- content-addressed (question, answer, prediction)
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,       -- store.db.triple_hash() over the three texts
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            prediction TEXT NOT NULL
+        );
+        CREATE TABLE gen_configs (
+            hash TEXT PRIMARY KEY,
+            config_json TEXT NOT NULL
+        );
+        CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,
+            qa_id INTEGER NOT NULL REFERENCES qa_pairs(id),
+            prediction TEXT NOT NULL,
+            triple_hash TEXT NOT NULL,       -- links to triples / judgements
+            gen_config_hash TEXT NOT NULL REFERENCES gen_configs(hash),
+            backend TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE(run_id, step, qa_id)
+        );
+        CREATE INDEX idx_generations_triple ON generations(triple_hash)
+        """,
+    )
+    db["triples"].enable_fts(["question", "answer", "prediction"], create_triggers=True)
+
+
+@migrations(name="m004_judging")
+def m004_judging(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE judge_specs (
+            hash TEXT PRIMARY KEY,           -- content hash of the spec and its prompt templates
+            name TEXT NOT NULL,
+            spec_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            spec_hash TEXT NOT NULL REFERENCES judge_specs(hash),
+            triple_hash TEXT NOT NULL REFERENCES triples(hash),
+            judge_name TEXT NOT NULL,
+            resolved_model TEXT,             -- what the backend reported actually answering
+            status TEXT NOT NULL,            -- scored or unscored
+            verdict TEXT,                    -- yes or no, NULL when unscored
+            reason TEXT,                     -- why unscored (parse failure, refusal, error...)
+            decided_by TEXT,                 -- for cascades: which stage decided
+            raw TEXT,                        -- the raw judge output
+            ms INTEGER, md INTEGER, h INTEGER,
+            p_yes REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            latency_s REAL,
+            created_at TEXT NOT NULL,
+            UNIQUE(spec_hash, triple_hash)
+        );
+        CREATE INDEX idx_judgements_triple ON judgements(triple_hash);
+        CREATE INDEX idx_judgements_name ON judgements(judge_name, status, verdict);
+        CREATE TABLE openai_batches (         -- Batch API jobs, resumable by id
+            batch_id TEXT PRIMARY KEY,
+            spec_hash TEXT NOT NULL,
+            status TEXT NOT NULL,
+            n_items INTEGER NOT NULL,
+            items_json TEXT NOT NULL,        -- custom_id -> triple hash
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
+@migrations(name="m005_calibration")
+def m005_calibration(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE calibration_items (      -- items drawn for a human study
+            sample TEXT NOT NULL,            -- sample name
+            item_id TEXT NOT NULL,           -- the id written on the rater sheet
+            triple_hash TEXT NOT NULL REFERENCES triples(hash),
+            category TEXT,
+            subcategory TEXT,
+            source TEXT,                     -- run:<name>:<step>:<qa_id> or file:<path>
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sample, item_id)
+        );
+        CREATE INDEX idx_calitems_triple ON calibration_items(triple_hash);
+        CREATE TABLE human_labels (
+            triple_hash TEXT NOT NULL REFERENCES triples(hash),
+            rater TEXT NOT NULL,
+            label TEXT NOT NULL,             -- yes / no
+            source TEXT,                     -- sheet file or tui
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (triple_hash, rater)
+        );
+        CREATE TABLE calibration_results (
+            id INTEGER PRIMARY KEY,
+            spec_hash TEXT NOT NULL,
+            judge_name TEXT NOT NULL,
+            agreement_threshold REAL NOT NULL,
+            n_items INTEGER NOT NULL,
+            metrics_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+    )
