@@ -1,0 +1,229 @@
+"""Human labels: rater sheets in and out, and the human verdict of each item.
+
+An *item* is a (question, reference answer, prediction) triple, identified in
+the database by its content hash. A sample (``calibration_items``) gives items
+short ids to print on a rater sheet. Labels are stored one row per
+(item, rater) in ``human_labels``; an item's human verdict is "yes" when at
+least ``agreement`` of its raters said yes (the paper: 75% of 4 raters).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.store.db import now, triple_hash, upsert_triples
+
+_TRUE = {"y", "yes", "1", "true"}
+_FALSE = {"n", "no", "0", "false"}
+SHEET_COLUMNS = ["item_id", "category", "question", "reference", "prediction", "label"]
+
+
+def normalise_label(raw, where: str) -> str | None:
+    """'yes'/'no' from y/n/1/0/true/false/yes/no (any case); None for an empty cell."""
+    if raw is None:
+        return None
+    s = str(raw).strip().lower()
+    if s == "":
+        return None
+    if s in _TRUE:
+        return "yes"
+    if s in _FALSE:
+        return "no"
+    raise BadInput(f"{where}: label {raw!r} is not yes/no (accepted: y, n, yes, no, 1, 0, true, false)")
+
+
+@dataclass
+class ParsedLabel:
+    line: int
+    item_id: str | None
+    triple: tuple[str, str, str] | None
+    rater: str
+    label: str
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    unchanged: int = 0
+    empty: int = 0
+    raters: set = field(default_factory=set)
+    new_items: int = 0
+
+
+def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLabel], int]:
+    """Parse a filled rater sheet (CSV) or a JSONL file of labels.
+
+    Each row needs a label, a rater (column/field ``rater`` or ``--rater``) and
+    either an ``item_id`` (or ``id``) or the full triple (``question``,
+    ``reference``/``answer``, ``prediction``). Returns (labels, empty_rows).
+    """
+    if not path.exists():
+        raise BadInput(f"label file {path} does not exist")
+    rows: list[tuple[int, dict]] = []
+    if path.suffix.lower() == ".jsonl":
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise BadInput(f"{path}:{i}: expected a JSON object")
+            rows.append((i, obj))
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            if not reader.fieldnames or "label" not in [c.strip() for c in reader.fieldnames]:
+                raise BadInput(f"{path}: no 'label' column (columns: {reader.fieldnames})")
+            for i, r in enumerate(reader, start=2):
+                rows.append((i, {k.strip(): v for k, v in r.items() if k}))
+    else:
+        raise BadInput(f"{path}: unsupported label file type (use .csv, .tsv or .jsonl)")
+    out: list[ParsedLabel] = []
+    empty = 0
+    for line, r in rows:
+        where = f"{path}:{line}"
+        label = normalise_label(r.get("label"), where)
+        if label is None:
+            empty += 1
+            continue
+        who = (r.get("rater") or rater or "").strip()
+        if not who:
+            raise BadInput(f"{where}: no rater (add a 'rater' column or pass --rater NAME)")
+        item_id = (r.get("item_id") or r.get("id") or "").strip() or None
+        ref = r.get("reference", r.get("answer"))
+        triple = None
+        if r.get("question") is not None and ref is not None and r.get("prediction") is not None:
+            triple = (str(r["question"]), str(ref), str(r["prediction"]))
+        if item_id is None and triple is None:
+            raise BadInput(f"{where}: needs an item_id or question/reference/prediction")
+        out.append(ParsedLabel(line, item_id, triple, who, label))
+    return out, empty
+
+
+def import_labels(db: Database, path: Path, rater: str | None = None, sample: str | None = None) -> ImportResult:
+    """Validate every row first, then write all labels in one transaction."""
+    labels, empty = read_label_file(path, rater)
+    res = ImportResult(empty=empty)
+    ids = _item_ids(db, sample)
+    resolved: list[tuple[str, ParsedLabel]] = []
+    new_triples: dict[str, tuple[str, str, str]] = {}
+    for lab in labels:
+        where = f"{path}:{lab.line}"
+        h = None
+        if lab.item_id is not None and lab.item_id in ids:
+            h = ids[lab.item_id]
+            if lab.triple is not None and triple_hash(*lab.triple) != h:
+                raise BadInput(f"{where}: item {lab.item_id} has different question/reference/prediction "
+                               "text than the sample in the database")
+        elif lab.triple is not None:
+            h = triple_hash(*lab.triple)
+            if not _triple_exists(db, h):
+                new_triples[h] = lab.triple
+        else:
+            raise BadInput(f"{where}: unknown item id {lab.item_id!r}"
+                           + (f" in sample {sample!r}" if sample else "")
+                           + " (draw a sample with `vlmdyn calibrate sample` first)")
+        resolved.append((h, lab))
+    # conflicts inside the file and against stored labels
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    for h, lab in resolved:
+        prev = seen.get((h, lab.rater))
+        if prev and prev[0] != lab.label:
+            raise BadInput(f"{path}:{lab.line}: rater {lab.rater!r} labels this item {lab.label!r} but "
+                           f"{prev[0]!r} on line {prev[1]}")
+        seen[(h, lab.rater)] = (lab.label, lab.line)
+    stored = _stored_labels(db, {h for h, _ in resolved})
+    for (h, who), (label, line) in seen.items():
+        old = stored.get((h, who))
+        if old is not None and old != label:
+            raise BadInput(f"{path}:{line}: rater {who!r} already labelled this item {old!r} "
+                           f"(now {label!r}); remove the old label first or fix the sheet")
+    with db.conn:
+        if new_triples:
+            upsert_triples(db, list(new_triples.values()))
+            res.new_items = len(new_triples)
+        ts = now()
+        for (h, who), (label, _line) in seen.items():
+            if stored.get((h, who)) == label:
+                res.unchanged += 1
+                continue
+            db.conn.execute(
+                "INSERT INTO human_labels(triple_hash, rater, label, source, created_at) VALUES (?,?,?,?,?)",
+                (h, who, label, str(path.name), ts),
+            )
+            res.imported += 1
+            res.raters.add(who)
+        if sample and new_triples:
+            for h in new_triples:
+                db.conn.execute(
+                    "INSERT OR IGNORE INTO calibration_items(sample, item_id, triple_hash, source, created_at)"
+                    " VALUES (?,?,?,?,?)", (sample, "t" + h[:12], h, f"file:{path.name}", ts))
+    return res
+
+
+def _item_ids(db: Database, sample: str | None) -> dict[str, str]:
+    sql = "SELECT item_id, triple_hash FROM calibration_items"
+    args: list = []
+    if sample:
+        sql += " WHERE sample = ?"
+        args.append(sample)
+    return {r[0]: r[1] for r in db.execute(sql, args).fetchall()}
+
+
+def _triple_exists(db: Database, h: str) -> bool:
+    return db.execute("SELECT 1 FROM triples WHERE hash = ?", [h]).fetchone() is not None
+
+
+def _stored_labels(db: Database, hashes: set[str]) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    hs = list(hashes)
+    for i in range(0, len(hs), 500):
+        chunk = hs[i:i + 500]
+        q = f"SELECT triple_hash, rater, label FROM human_labels WHERE triple_hash IN ({','.join('?' * len(chunk))})"
+        for h, r, lab in db.execute(q, chunk).fetchall():
+            out[(h, r)] = lab
+    return out
+
+
+@dataclass
+class HumanVerdicts:
+    verdict: dict[str, str]                  # triple hash -> yes/no (items with enough raters)
+    share_yes: dict[str, float]
+    n_raters: dict[str, int]
+    too_few: dict[str, int]                  # excluded items -> their rater count
+    ratings: dict[str, list[str]]            # triple hash -> all labels (for Fleiss)
+    by_rater: dict[str, dict[str, str]]      # rater -> triple hash -> label
+
+
+def human_verdicts(db: Database, agreement: float = 0.75, min_raters: int = 1,
+                   sample: str | None = None) -> HumanVerdicts:
+    if not 0 < agreement <= 1:
+        raise BadInput(f"--agreement must be in (0, 1], got {agreement}")
+    sql = "SELECT h.triple_hash, h.rater, h.label FROM human_labels h"
+    args: list = []
+    if sample:
+        sql += " JOIN calibration_items c ON c.triple_hash = h.triple_hash AND c.sample = ?"
+        args.append(sample)
+    ratings: dict[str, list[str]] = defaultdict(list)
+    by_rater: dict[str, dict[str, str]] = defaultdict(dict)
+    for h, rater, label in db.execute(sql, args).fetchall():
+        ratings[h].append(label)
+        by_rater[rater][h] = label
+    verdict, share, nr, too_few = {}, {}, {}, {}
+    for h, labs in ratings.items():
+        nr[h] = len(labs)
+        share[h] = labs.count("yes") / len(labs)
+        if len(labs) < min_raters:
+            too_few[h] = len(labs)
+            continue
+        verdict[h] = "yes" if share[h] >= agreement - 1e-12 else "no"
+    return HumanVerdicts(verdict, share, nr, too_few, dict(ratings), dict(by_rater))

@@ -1,0 +1,73 @@
+"""A small L2-regularised logistic regression (Newton steps), for fitted judges."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LogReg:
+    weights: list[float]          # one per feature
+    bias: float
+    mean: list[float]             # feature standardisation
+    scale: list[float]
+
+    def prob(self, x: list[float]) -> float:
+        z = self.bias + sum(w * (v - m) / s for w, v, m, s in zip(self.weights, x, self.mean, self.scale))
+        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights, "bias": self.bias, "mean": self.mean, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LogReg":
+        return cls([float(v) for v in d["weights"]], float(d["bias"]),
+                   [float(v) for v in d["mean"]], [float(v) for v in d["scale"]])
+
+
+def fit_logreg(X: list[list[float]], y: list[int], l2: float = 1.0, iters: int = 50) -> LogReg:
+    A = np.asarray(X, dtype=float)
+    t = np.asarray(y, dtype=float)
+    mean = A.mean(axis=0) if len(A) else np.zeros(A.shape[1])
+    scale = A.std(axis=0) if len(A) else np.ones(A.shape[1])
+    scale[scale < 1e-9] = 1.0
+    Z = np.hstack([np.ones((len(A), 1)), (A - mean) / scale])
+    w = np.zeros(Z.shape[1])
+    reg = np.eye(Z.shape[1]) * l2
+    reg[0, 0] = 0.0  # no penalty on the bias
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(Z @ w, -40, 40)))
+        g = Z.T @ (p - t) + reg @ w
+        H = (Z.T * (p * (1 - p))) @ Z + reg + np.eye(Z.shape[1]) * 1e-9
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return LogReg([float(v) for v in w[1:]], float(w[0]), [float(v) for v in mean], [float(v) for v in scale])
+
+
+def cross_val_predict(X: list[list[float]], y: list[int], folds: int = 5, seed: int = 0,
+                      l2: float = 1.0) -> list[float]:
+    """Held-out probability for every item (each item predicted by a model not trained on it)."""
+    n = len(y)
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    k = max(2, min(folds, n))
+    out = [0.5] * n
+    for f in range(k):
+        test = idx[f::k]
+        test_set = set(test)
+        tr = [i for i in idx if i not in test_set]
+        if len({y[i] for i in tr}) < 2:  # one class only: predict its rate
+            rate = sum(y[i] for i in tr) / len(tr) if tr else 0.5
+            for i in test:
+                out[i] = rate
+            continue
+        m = fit_logreg([X[i] for i in tr], [y[i] for i in tr], l2=l2)
+        for i in test:
+            out[i] = m.prob(X[i])
+    return out

@@ -1,0 +1,129 @@
+"""Drawing items for a human study and writing the rater sheet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.store.db import now, upsert_triples
+
+
+def _candidates_from_run(db: Database, run: str) -> list[dict]:
+    row = db.execute("SELECT id FROM runs WHERE name = ?", [run]).fetchone()
+    if row is None:
+        names = [r[0] for r in db.execute("SELECT name FROM runs ORDER BY id").fetchall()]
+        raise BadInput(f"unknown run {run!r}; runs: {', '.join(names) or '(none)'}")
+    rows = db.execute(
+        """SELECT g.triple_hash, q.category, q.subcategory, g.step, g.qa_id
+           FROM generations g JOIN qa_pairs q ON q.id = g.qa_id
+           WHERE g.run_id = ? ORDER BY g.id""", [row[0]]).fetchall()
+    if not rows:
+        raise BadInput(f"run {run!r} has no generations yet (run `vlmdyn infer --run {run}` first)")
+    seen: dict[str, dict] = {}
+    for h, cat, sub, step, qa in rows:
+        seen.setdefault(h, {"triple_hash": h, "category": cat, "subcategory": sub,
+                            "source": f"run:{run}:{step}:{qa}"})
+    return list(seen.values())
+
+
+def _candidates_from_file(db: Database, path: Path) -> list[dict]:
+    if not path.exists():
+        raise BadInput(f"triples file {path} does not exist")
+    items, triples = [], []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            q, a, p = obj["question"], obj["answer"], obj["prediction"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise BadInput(f"{path}:{i}: needs a JSON object with question, answer, prediction ({exc})") from exc
+        triples.append((str(q), str(a), str(p)))
+        items.append({"category": obj.get("category"), "subcategory": obj.get("subcategory"),
+                      "source": f"file:{path.name}:{obj.get('id', i)}"})
+    with db.conn:
+        hashes = upsert_triples(db, triples)
+    uniq: dict[str, dict] = {}
+    for h, it in zip(hashes, items):
+        uniq.setdefault(h, {**it, "triple_hash": h})
+    return list(uniq.values())
+
+
+def draw(candidates: list[dict], n: int, seed: int, stratify: str | None) -> list[dict]:
+    """n items, seeded; with stratify='category' every category gets a near-equal share."""
+    rng = random.Random(seed)
+    if n <= 0:
+        raise BadInput("--n must be positive")
+    if len(candidates) < n:
+        raise BadInput(f"only {len(candidates)} distinct items are available, fewer than --n {n}")
+    if not stratify:
+        return rng.sample(candidates, n)
+    if stratify != "category":
+        raise BadInput(f"--stratify takes 'category', not {stratify!r}")
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for c in candidates:
+        groups[c.get("category") or "(none)"].append(c)
+    for g in groups.values():
+        rng.shuffle(g)
+    # round-robin over categories: equal shares, topped up from larger groups
+    order = sorted(groups)
+    out: list[dict] = []
+    while len(out) < n:
+        progressed = False
+        for k in order:
+            if groups[k] and len(out) < n:
+                out.append(groups[k].pop())
+                progressed = True
+        if not progressed:
+            break
+    rng.shuffle(out)
+    return out
+
+
+def sample_items(db: Database, n: int, *, run: str | None = None, input_path: Path | None = None,
+                 name: str = "default", seed: int = 0, stratify: str | None = None) -> list[dict]:
+    """Draw and store a named sample; drawing the same name again returns the stored one."""
+    if (run is None) == (input_path is None):
+        raise BadInput("give exactly one of --run RUN or --input triples.jsonl")
+    existing = db.execute("SELECT COUNT(*) FROM calibration_items WHERE sample = ?", [name]).fetchone()[0]
+    if existing:
+        raise BadInput(f"sample {name!r} already exists with {existing} items; pick another --name "
+                       "or write its sheet again with `vlmdyn calibrate sheet`")
+    cands = _candidates_from_run(db, run) if run else _candidates_from_file(db, input_path)
+    chosen = draw(cands, n, seed, stratify)
+    ts = now()
+    with db.conn:
+        for i, it in enumerate(chosen, start=1):
+            it["item_id"] = f"{name}-{i:04d}"
+            db.conn.execute(
+                "INSERT INTO calibration_items(sample, item_id, triple_hash, category, subcategory, source,"
+                " created_at) VALUES (?,?,?,?,?,?,?)",
+                (name, it["item_id"], it["triple_hash"], it.get("category"), it.get("subcategory"),
+                 it.get("source"), ts))
+    return chosen
+
+
+def write_sheet(db: Database, sample: str, out: Path) -> int:
+    """A CSV rater sheet: one row per item, empty label column (no judge verdicts on it)."""
+    rows = db.execute(
+        """SELECT c.item_id, c.category, t.question, t.answer, t.prediction
+           FROM calibration_items c JOIN triples t ON t.hash = c.triple_hash
+           WHERE c.sample = ? ORDER BY c.item_id""", [sample]).fetchall()
+    if not rows:
+        raise BadInput(f"sample {sample!r} has no items")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(SHEET_COLUMNS)
+        for item_id, cat, q, a, p in rows:
+            w.writerow([item_id, cat or "", q, a, p, ""])
+    tmp.replace(out)
+    return len(rows)
