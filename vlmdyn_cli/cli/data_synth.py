@@ -1,9 +1,46 @@
-"""CLI: part of `vlmdyn data` (placeholder)."""
+"""CLI: `vlmdyn data synth` — write the synthetic multitask benchmark (LLaVA format)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from vlmdyn_cli.cli.common import JsonOpt, QuietOpt, emit_json, hint, print_table
 
 
 def add_commands(data_app: typer.Typer) -> None:
-    pass
+    @data_app.command("synth")
+    def synth(
+        out: Annotated[Path, typer.Option("--out", help="Output folder (llava.json, images/, synth_meta.json).")],
+        images: Annotated[int, typer.Option("--images", help="Number of images (about 3 conversations each).")] = 2000,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same files.")] = 0,
+        size: Annotated[int, typer.Option("--size", help="Image edge in pixels.")] = 64,
+        workers: Annotated[Optional[int], typer.Option("--workers", help="Rendering processes (default: CPU count, max 4).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Regenerate even if the folder already holds this benchmark.")] = False,
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ):
+        """Generate the synthetic multitask VLM benchmark: scenes of shapes and book covers.
+
+        Questions cover all five skill categories in the paper's mix, each turn
+        carries its true category ("vlmdyn_truth"), and every image is used by
+        about 3 conversations.
+
+        Example: vlmdyn data synth --out synth --images 2000 --seed 0 && vlmdyn data import synth/llava.json --images synth/images
+        """
+        from vlmdyn_cli.data.synth import generate
+        from vlmdyn_cli.progress import cli_reporter
+
+        res = generate(out, n_images=images, seed=seed, workers=workers, reporter=cli_reporter(quiet or json_out),
+                       image_size=size, force=force)
+        if json_out:
+            emit_json(res.to_dict())
+            return
+        rows = [{"category": c, "share %": p, "sub-categories": ", ".join(f"{s} {v}%" for s, v in res.submix.get(c, {}).items())}
+                for c, p in res.mix.items()]
+        print_table(rows, title=f"{res.n_qa} QA pairs, {res.n_conversations} conversations, {res.n_images} images "
+                                f"({res.n_books} book covers)")
+        state = "already up to date" if res.skipped else f"written in {res.seconds:.1f} s"
+        hint(f"{res.out_dir}: {state}. Next: vlmdyn data import {res.json_path} --images {res.images_dir}")

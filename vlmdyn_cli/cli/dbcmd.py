@@ -10,13 +10,20 @@ db_app = typer.Typer(help="The experiment database: schema and migrations.", no_
 
 
 @db_app.command("schema")
-def schema(db: DbOpt = None):
+def schema(db: DbOpt = None,
+           markdown: bool = typer.Option(False, "--markdown",
+                                         help="Markdown tables with the column comments (the README section).")):
     """Print the database schema (generated from the migrations).
 
     Example: vlmdyn db schema --db exp.db
     """
     from vlmdyn_cli.store.db import open_db, schema_sql
 
+    if markdown:
+        from vlmdyn_cli.store.schema_doc import render_markdown
+
+        typer.echo(render_markdown(open_db(db)), nl=False)
+        return
     typer.echo(schema_sql(open_db(db)))
 
 

@@ -1,9 +1,211 @@
-"""CLI: `vlmdyn infer` (placeholder until its issue lands)."""
+"""CLI: `vlmdyn infer` and `vlmdyn generations list|summary`."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
+
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table
+
+generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
+                              no_args_is_help=True)
+
+MetricOpt = Annotated[str, typer.Option(
+    "--metric", help="String-match level shown in tables: exact, normalised (lowercase, no "
+                     "punctuation/articles, number words as digits) or contains.")]
+ByCategoryOpt = Annotated[bool, typer.Option(
+    "--by-category", help="Also print one table per category.")]
+
+
+def _names(text: str) -> list[str] | None:
+    return None if text.strip().lower() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def infer_cmd(
+    run: RunOpt,
+    checkpoints: Annotated[str, typer.Option(
+        "--checkpoints", help="'all' (every saved checkpoint up to the unseen sets' last step, step 0 "
+                              "included when saved) or a comma list of steps.")] = "all",
+    sets: Annotated[str, typer.Option("--sets", help="'all' or a comma list of set names.")] = "all",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+                                            help="Prompts generated together.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1,
+                                                help="Longest answer, in tokens.")] = 64,
+    backend: Annotated[str, typer.Option("--backend", help="hf (default, CPU or GPU) or vllm (GPU).")] = "hf",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
+    dtype: Annotated[Optional[str], typer.Option(
+        "--dtype", help="float32, bfloat16, float16 (default: float32 on CPU, bfloat16 on GPU).")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0,
+                                               help="0 = greedy (default); > 0 samples.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling.")] = 1.0,
+    gen_seed: Annotated[int, typer.Option("--gen-seed", help="Sampling seed.")] = 0,
+    regenerate: Annotated[bool, typer.Option(
+        "--regenerate", help="Redo answers stored with a different generation config.")] = False,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="Print the string-match accuracy table afterwards.")] = False,
+    metric: MetricOpt = "normalised",
+    by_category: ByCategoryOpt = False,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Answer every QA pair of the run's evaluation sets at every checkpoint.
+
+    Greedy decoding with the training chat template, batched with left padding and a
+    KV cache, one model load per checkpoint; a QA pair in several sets is answered
+    once per checkpoint. Each batch is committed on its own: a rerun skips what is
+    stored and a kill loses at most the batch in flight.
+
+    Example: vlmdyn infer --run tiny-s0 --batch-size 32 --summary
+    """
+    from vlmdyn_cli.cli.sets import parse_steps
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.inference.config import GenConfig
+    from vlmdyn_cli.inference.runner import InferRequest, run_inference
+    from vlmdyn_cli.progress import cli_reporter
+    from vlmdyn_cli.store import open_db
+
+    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+        raise BadInput(f"--dtype must be float32, bfloat16 or float16, not '{dtype}'")
+    d = open_db(db, must_exist=True)
+    req = InferRequest(run=run, checkpoints=parse_steps(checkpoints), sets=_names(sets), backend=backend,
+                       batch_size=batch_size, regenerate=regenerate, device=device,
+                       gen=GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                     seed=gen_seed))
+    from vlmdyn_cli.inference.backends import get_backend
+
+    be = get_backend(backend, device=device, dtype=dtype)
+    results = run_inference(d, req, cli_reporter(quiet), backend=be)
+    rows = _summary_rows(d, run) if summary else None
+    if json_out:
+        emit_json({"run": run, "checkpoints": results, "summary": rows,
+                   "summary_label": "string match, not a judgement" if summary else None})
+        return
+    print_table(results, ["step", "generated", "already_done", "items_per_s", "normalised_match"],
+                title=f"inference for run {run}")
+    if summary:
+        _print_summary(rows, metric, by_category)
+    else:
+        hint(f"string-match table: vlmdyn generations summary --run {run}")
+
+
+def _summary_rows(d, run: str, steps=None, sets=None) -> list[dict]:
+    from vlmdyn_cli.evalsets.runs import get_run
+    from vlmdyn_cli.inference.summary import string_match_rows
+
+    return string_match_rows(d, get_run(d, run).id, steps, sets)
+
+
+def _print_summary(rows: list[dict], metric: str, by_category: bool) -> None:
+    from vlmdyn_cli.inference.summary import LABEL, pivot
+
+    if not rows:
+        typer.echo("(no generations for these sets yet: run `vlmdyn infer`)")
+        return
+    cats = ["all"] + (sorted({r["category"] for r in rows} - {"all"}) if by_category else [])
+    for cat in cats:
+        cols, table = pivot(rows, metric, cat)
+        print_table(table, cols, title=f"{metric} accuracy %, category {cat} ({LABEL})")
+
+
+@generations_app.command("summary")
+def summary_cmd(
+    run: RunOpt,
+    steps: Annotated[str, typer.Option("--checkpoints", help="'all' or a comma list of steps.")] = "all",
+    sets: Annotated[str, typer.Option("--sets", help="'all' or a comma list of set names.")] = "all",
+    metric: MetricOpt = "normalised",
+    by_category: ByCategoryOpt = False,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+):
+    """String-match accuracy per (checkpoint, set, category): a quick signal, not a judgement.
+
+    Exact, normalised and contains levels are all in --json; tables show one level
+    with sets as rows and checkpoints as columns, so Seen@k before and after step k
+    read along a row.
+
+    Example: vlmdyn generations summary --run tiny-s0 --by-category
+    """
+    from vlmdyn_cli.cli.sets import parse_steps
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.evalsets.match import LEVELS
+    from vlmdyn_cli.store import open_db
+
+    if metric not in LEVELS:
+        raise BadInput(f"--metric must be one of {', '.join(LEVELS)}, not '{metric}'")
+    d = open_db(db, must_exist=True)
+    names = _names(sets)
+    if names is not None:
+        from vlmdyn_cli.evalsets.runs import get_run
+        from vlmdyn_cli.inference.plan import resolve_sets
+
+        resolve_sets(d, get_run(d, run), names)
+    rows = _summary_rows(d, run, parse_steps(steps), names)
+    if json_out:
+        emit_json({"run": run, "label": "string match, not a judgement", "rows": rows})
+        return
+    _print_summary(rows, metric, by_category)
+
+
+@generations_app.command("list")
+def list_cmd(
+    run: Annotated[Optional[str], typer.Option("--run", help="Only this run.")] = None,
+    step: Annotated[Optional[int], typer.Option("--step", help="Only this checkpoint step.")] = None,
+    set_name: Annotated[Optional[str], typer.Option("--set", help="Only members of this set.")] = None,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="At most this many rows.")] = 20,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+):
+    """Show stored answers next to the question and the reference.
+
+    Example: vlmdyn generations list --run tiny-s0 --step 75 --set unseen -n 10
+    """
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.evalsets.match import normalised
+    from vlmdyn_cli.evalsets.runs import get_run
+    from vlmdyn_cli.store import open_db
+
+    d = open_db(db, must_exist=True)
+    where, args = [], []
+    if run is not None:
+        where.append("g.run_id = ?")
+        args.append(get_run(d, run).id)
+    if step is not None:
+        where.append("g.step = ?")
+        args.append(step)
+    if set_name is not None:
+        sid_sql = "SELECT s.id FROM eval_sets s WHERE s.name = ? AND s.run_id = g.run_id"
+        if not d.execute("SELECT 1 FROM eval_sets WHERE name = ?", [set_name]).fetchone():
+            raise BadInput(f"no evaluation set named '{set_name}' (see `vlmdyn sets list`)")
+        where.append(f"g.qa_id IN (SELECT qa_id FROM eval_set_members WHERE set_id IN ({sid_sql}))")
+        args.append(set_name)
+    sql = ("SELECT r.name, g.step, g.qa_id, q.category, q.question, q.answer, g.prediction, g.backend, "
+           "g.gen_config_hash, g.triple_hash, g.created_at FROM generations g "
+           "JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY r.name, g.step, g.qa_id LIMIT ?"
+    keys = ("run", "step", "qa_id", "category", "question", "answer", "prediction", "backend",
+            "gen_config_hash", "triple_hash", "created_at")
+    rows = [dict(zip(keys, r)) for r in d.execute(sql, args + [limit])]
+    for r in rows:
+        r["normalised_match"] = normalised(r["prediction"], r["answer"])
+    if json_out:
+        emit_json(rows)
+        return
+    short = [{**r, "question": _clip(r["question"]), "answer": _clip(r["answer"]),
+              "prediction": _clip(r["prediction"]), "match": "yes" if r["normalised_match"] else "no"}
+             for r in rows]
+    print_table(short, ["run", "step", "qa_id", "category", "question", "answer", "prediction", "match"],
+                title="generations (match = normalised string match, not a judgement)")
+
+
+def _clip(text: str, n: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("infer")(infer_cmd)
+    app.add_typer(generations_app, name="generations")

@@ -1,9 +1,235 @@
-"""CLI: `vlmdyn judge` (placeholder until its issue lands)."""
+"""CLI: `vlmdyn judge` (judge a run's generations or a triples file) and
+`vlmdyn judgements list|status|export` (browse what is stored)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, emit_jsonl, hint, print_table
+
+judgements_app = typer.Typer(
+    name="judgements", no_args_is_help=True,
+    help="Browse stored judgements: list, status per judge, export.\n\nExample: vlmdyn judgements status",
+)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for val in values for v in val.split(",") if v.strip()]
+
+
+def judge_cmd(
+    judge: Annotated[str, typer.Option("--judge", "-j", help="Judge spec: a built-in name (rules, cascade, local, "
+                                       "gemma-local, gpt-4o-mini, gpt-4o-mini-norubric) or a path to a .toml spec.")],
+    run: Annotated[Optional[str], typer.Option("--run", help="Judge this run's generations.")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Judge a JSONL file of "
+                     '{"id","question","answer","prediction"} lines (extra fields are kept).')] = None,
+    sets: Annotated[Optional[list[str]], typer.Option("--sets", help="Only these eval sets (repeat or comma-separate).")] = None,
+    checkpoints: Annotated[Optional[list[str]], typer.Option("--checkpoints", help="Only these checkpoint steps.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Judge at most N new items.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0, help="Stop once this many USD are spent.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count new vs cached items and estimate tokens and cost.")] = False,
+    rejudge: Annotated[bool, typer.Option("--rejudge", help="Judge again even what is stored.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for local backends (default 1).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Override the spec's model (e.g. a GGUF path, "
+                     "hf://owner/repo/file.gguf, or an API model id). Makes a new judge hash.")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server (vLLM, llama.cpp "
+                        "server, Ollama...). Makes a new judge hash.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Parallel API requests.")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Use the OpenAI Batch API (half price, resumable).")] = False,
+    batch_wait: Annotated[Optional[float], typer.Option("--batch-wait", help="Seconds to wait for a Batch API job "
+                          "(0: submit/check once and return).")] = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Judge predictions with a judge spec; every judgement is stored and cached by content.
+
+    Examples:
+
+      vlmdyn judge --run tiny-s0 --judge cascade --sets unseen --checkpoints 357,765
+
+      vlmdyn judge --input triples.jsonl --judge rules --json
+
+      vlmdyn judge --run r1 --judge gpt-4o-mini --dry-run
+
+      vlmdyn judge --run r1 --judge local --model ~/models/qwen2.5-7b-instruct-q4_k_m.gguf --threads 2
+    """
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.progress import cli_reporter
+    from vlmdyn_cli.store import open_db
+
+    if (run is None) == (input is None):
+        raise BadInput("give exactly one of --run RUN or --input FILE.jsonl")
+    spec = load_spec(judge)
+    spec = spec.with_overrides(model=model, options={"base_url": base_url} if base_url else None)
+    steps = None
+    if checkpoints:
+        try:
+            steps = [int(s) for s in _split(checkpoints)]
+        except ValueError as exc:
+            raise BadInput(f"--checkpoints takes step numbers, e.g. 357,765 ({exc})") from exc
+    options = {"concurrency": concurrency, "batch": batch or None, "n_threads": threads,
+               "batch_wait": batch_wait}
+    kw = dict(rejudge=rejudge, limit=limit, max_cost=max_cost, dry_run=dry_run,
+              backend_options={k: v for k, v in options.items() if v is not None})
+    reporter = cli_reporter(quiet)
+    d = open_db(db, must_exist=run is not None)
+    try:
+        if run is not None:
+            from vlmdyn_cli.judging.runner import judge_run
+
+            summary = judge_run(d, run, spec, sets=_split(sets), checkpoints=steps, reporter=reporter, **kw)
+            results = None
+        else:
+            from vlmdyn_cli.judging.triples_file import judge_file
+
+            summary, results = judge_file(d, input, spec, reporter, **kw)
+    finally:
+        d.close()
+    _report(summary, results, json_out)
+
+
+def _report(summary, results, json_out: bool) -> None:
+    s = summary.as_dict()
+    if json_out:
+        if results is not None and not summary.dry_run:
+            for r in results:
+                emit_jsonl(r)
+        else:
+            emit_json(s)
+        if results is not None and not summary.dry_run:
+            hint(_summary_line(s))
+            for n in s["notes"]:   # e.g. Batch API jobs still in flight (judging-api)
+                hint(n)
+        return
+    if summary.dry_run:
+        cost = "unknown (no price for this model)" if s["est_cost_usd"] is None else f"${s['est_cost_usd']:.4f}"
+        print(f"judge {s['judge']} ({s['spec_hash'][:12]}): {s['total']} items, {s['cached']} cached, "
+              f"{s['new']} new")
+        print(f"estimated tokens: {s['est_prompt_tokens']} prompt + {s['est_completion_tokens']} completion; "
+              f"estimated cost: {cost}")
+        for n in s["notes"]:
+            print(n)
+        return
+    if results is not None:
+        print_table([{k: r.get(k) for k in ("id", "verdict", "status", "decided_by", "reason")} for r in results])
+    print(_summary_line(s))
+    for n in s["notes"]:
+        print(n)
+
+
+def _summary_line(s: dict) -> str:
+    line = (f"judge {s['judge']}: {s['total']} items, {s['cached']} cached, {s['new']} judged now "
+            f"({s['scored']} scored: {s['yes']} yes / {s['no']} no, {s['unscored']} unscored), "
+            f"cost ${s['cost_usd']:.4f}, {s['elapsed_s']:.1f} s")
+    if s["stopped"]:
+        line += f"; stopped: {s['stopped']}"
+    return line
+
+
+@judgements_app.command("list")
+def list_cmd(
+    n: Annotated[int, typer.Option("-n", help="Show the newest N (0 for all).")] = 20,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Only this judge (spec name).")] = None,
+    verdict: Annotated[Optional[str], typer.Option("--verdict", help="yes or no.")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="scored or unscored.")] = None,
+    query: Annotated[Optional[str], typer.Option("-q", "--query", help="Full-text search in question, answer, prediction.")] = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+):
+    """List stored judgements, newest first.
+
+    Example: vlmdyn judgements list -n 10 --judge cascade --status unscored -q "book author"
+    """
+    from vlmdyn_cli.judging.queries import iter_judgements
+    from vlmdyn_cli.store import open_db
+
+    d = open_db(db, must_exist=True)
+    try:
+        rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None))
+    finally:
+        d.close()
+    if json_out:
+        emit_json(rows)
+        return
+    short = lambda v: v if v is None or len(str(v)) <= 60 else str(v)[:57] + "..."  # noqa: E731
+    print_table([{"id": r["id"], "judge": r["judge_name"], "verdict": r["verdict"] or r["status"],
+                  "question": short(r["question"]), "answer": short(r["answer"]),
+                  "prediction": short(r["prediction"]), "by": r["decided_by"], "reason": short(r["reason"])}
+                 for r in rows])
+
+
+@judgements_app.command("status")
+def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
+    """Per judge: counts, accuracy over scored items (unscored excluded and counted), cost, mean latency.
+
+    Example: vlmdyn judgements status --json
+    """
+    from vlmdyn_cli.judging.queries import judge_status
+    from vlmdyn_cli.store import open_db
+
+    d = open_db(db, must_exist=True)
+    try:
+        rows = judge_status(d)
+    finally:
+        d.close()
+    if json_out:
+        emit_json(rows)
+        return
+    print_table([{"judge": r["judge"], "spec": r["spec_hash"][:12], "n": r["n"], "scored": r["scored"],
+                  "unscored (excluded)": r["unscored"], "yes": r["yes"], "no": r["no"],
+                  "accuracy": None if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
+                  "cost $": r["cost_usd"], "mean latency s": r["mean_latency_s"],
+                  "model": r["resolved_models"]} for r in rows])
+
+
+@judgements_app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "jsonl",
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Only this judge (spec name).")] = None,
+    db: DbOpt = None,
+):
+    """Export judgements (with their question, answer and prediction) to CSV or JSONL.
+
+    Example: vlmdyn judgements export --format csv --out judgements.csv --judge gpt-4o-mini
+    """
+    import csv
+    import json
+
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.judging.queries import ROW_COLUMNS, iter_judgements
+    from vlmdyn_cli.store import open_db
+
+    if fmt not in ("csv", "jsonl"):
+        raise BadInput(f"--format must be csv or jsonl, not {fmt!r}")
+    d = open_db(db, must_exist=True)
+    n = 0
+    tmp = out.with_name(out.name + ".part")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(ROW_COLUMNS)) if fmt == "csv" else None
+            if writer:
+                writer.writeheader()
+            for row in iter_judgements(d, judge=judge, newest_first=False):
+                if writer:
+                    writer.writerow(row)
+                else:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        tmp.replace(out)
+    finally:
+        d.close()
+        tmp.unlink(missing_ok=True)
+    hint(f"wrote {n} judgements to {out}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("judge")(judge_cmd)
+    app.add_typer(judgements_app, name="judgements")

@@ -1,9 +1,121 @@
-"""CLI: `vlmdyn train` (placeholder until its issue lands)."""
+"""CLI: `vlmdyn train` (one epoch with a recorded order) and `vlmdyn runs list`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table
+
+runs_app = typer.Typer(help="Training runs recorded in the experiment database.", no_args_is_help=True)
+
+
+def _overrides(loss, checkpoints, out_dir, report_to, dataset, sets: list[str]) -> dict:
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.training.config import _toml
+    from vlmdyn_cli.training.schedule import parse_steps_option
+
+    ov: dict = {}
+
+    def put(section: str, key: str, value) -> None:
+        ov.setdefault(section, {})[key] = value
+
+    for item in sets:
+        path, eq, raw = item.partition("=")
+        if not eq or path.count(".") != 1:
+            raise BadInput(f"--set '{item}': expected SECTION.KEY=VALUE, e.g. --set train.lr=3e-4")
+        try:
+            value = _toml().loads(f"v = {raw}")["v"]
+        except Exception:
+            value = raw  # a bare word: treat as a string
+        put(*path.split("."), value)
+    if loss:
+        put("train", "loss", loss)
+    if checkpoints:
+        put("checkpoints", "steps", "paper" if checkpoints == "paper" else parse_steps_option(checkpoints))
+    if out_dir:
+        put("train", "out_dir", str(out_dir))
+    if report_to:
+        put("train", "report_to", report_to)
+    if dataset:
+        put("data", "dataset", dataset)
+    return ov
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("train")
+    def train(
+        config: Annotated[Optional[Path], typer.Argument(
+            help="CONFIG.toml ([model], [data], [train], [checkpoints], [parts]); default: the built-in tiny "
+                 "config (= examples/tiny.toml).", show_default=False)] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the data order and the initialisation.")] = 0,
+        run: Annotated[Optional[str], typer.Option("--run", help="Run name (default <dataset>-<model>-s<seed>).",
+                                                   show_default=False)] = None,
+        dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (default: the only one).",
+                                                       show_default=False)] = None,
+        loss: Annotated[Optional[str], typer.Option("--loss", help="answer (default) or instruction+answer (L2T).",
+                                                    show_default=False)] = None,
+        checkpoints: Annotated[Optional[str], typer.Option(
+            "--checkpoints", help="Checkpoint steps: 'paper' or a list like 51,357,0.5 (ints = steps, "
+                                  "decimals = fractions of the epoch).", show_default=False)] = None,
+        init_from: Annotated[Optional[str], typer.Option(
+            "--init-from", help="Start from another run's checkpoint: RUN[:STEP] (default: its last).",
+            show_default=False)] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last "
+                                                              "checkpoint, same data order.")] = False,
+        out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where runs/<name>/checkpoints go.",
+                                                        show_default=False)] = None,
+        report_to: Annotated[Optional[str], typer.Option("--report-to", help="none, wandb or tensorboard.",
+                                                         show_default=False)] = None,
+        set_: Annotated[Optional[list[str]], typer.Option(
+            "--set", help="Override one config value: SECTION.KEY=VALUE (TOML value), repeatable.",
+            show_default=False)] = None,
+        db: DbOpt = None,
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ):
+        """Train a LLaVA-style VLM for exactly one epoch, recording the data order and checkpoints.
+
+        Writes the run, the order manifest (conversation -> step, position),
+        per-step metrics and the checkpoint rows to the database; checkpoints
+        are ordinary HF folders under <out_dir>/<run>/checkpoints/step-NNNNNN.
+        Multi-GPU: accelerate launch -m vlmdyn_cli train CONFIG.toml (see examples/).
+
+        Example: vlmdyn train examples/tiny.toml --seed 0 --db exp.db
+        """
+        from vlmdyn_cli.progress import cli_reporter
+        from vlmdyn_cli.store import open_db
+        from vlmdyn_cli.training.config import load_config
+        from vlmdyn_cli.training.trainer import train as run_training
+
+        cfg = load_config(config, _overrides(loss, checkpoints, out_dir, report_to, dataset, set_ or []))
+        database = open_db(db, must_exist=True)
+        summary = run_training(database, cfg, seed=seed, run_name=run, resume=resume, init_from=init_from,
+                               reporter=cli_reporter(quiet or json_out))
+        if json_out:
+            emit_json(summary)
+        else:
+            hint(f"run {summary['run']}: {summary['status']}, {summary['total_steps']} steps, "
+                 f"{len(summary['checkpoints'])} checkpoints. Next: vlmdyn runs list")
+
+    @runs_app.command("list")
+    def runs_list(db: DbOpt = None, json_out: JsonOpt = False):
+        """List training runs with status, steps, checkpoints and throughput.
+
+        Example: vlmdyn runs list --db exp.db --json
+        """
+        from vlmdyn_cli.store import open_db
+        from vlmdyn_cli.training.runs import list_runs
+
+        rows = list_runs(open_db(db, must_exist=True))
+        if json_out:
+            emit_json(rows)
+            return
+        print_table([{**r, "steps": f"{r['steps_done']}/{r['total_steps']}",
+                      "checkpoints": ",".join(map(str, r["checkpoint_steps"]))} for r in rows],
+                    columns=["name", "dataset", "seed", "model_id", "status", "steps", "global_batch",
+                             "checkpoints", "samples_per_s", "train_seconds"])
+
+    app.add_typer(runs_app, name="runs")

@@ -1,0 +1,55 @@
+"""The judge backend registry (DESIGN.md convention 4: registries, not if-chains).
+
+Backends are registered by id as "module:Class" strings and imported only when
+used, so a missing optional dependency fails with an install hint instead of
+breaking unrelated commands. ``factory(spec, **options)`` builds the backend;
+``options`` are the spec's ``[options]`` overlaid with the CLI's runtime flags
+(base_url, concurrency, batch, max_cost, n_threads...) plus ``db``, ``spec_hash``
+and ``reporter`` from the runner. Backends ignore options they do not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from vlmdyn_cli.errors import BadInput, MissingDependency, did_you_mean
+
+BACKENDS: dict[str, str] = {
+    "openai": "vlmdyn_cli.judging.backends.openai_backend:make_backend",
+    "llama-cpp": "vlmdyn_cli.judging.backends.llama_cpp_backend:LlamaCppBackend",
+    "transformers": "vlmdyn_cli.judging.backends.transformers_backend:make_backend",
+    "rules": "vlmdyn_cli.judging.rules:RulesBackend",
+    "cascade": "vlmdyn_cli.judging.cascade:CascadeBackend",
+}
+
+# What to install when a backend's optional dependency is missing.
+INSTALL_HINTS: dict[str, str] = {
+    "openai": "pip install 'openai>=1.40'",
+    "llama-cpp": "pip install llama-cpp-python",
+    "transformers": "pip install torch transformers (and bitsandbytes for 4-bit on CUDA)",
+    "rules": "pip install vlmdyn",
+    "cascade": "pip install llama-cpp-python",
+}
+
+
+def backend_class(backend_id: str):
+    if backend_id not in BACKENDS:
+        raise BadInput(f"unknown judge backend '{backend_id}'{did_you_mean(backend_id, BACKENDS)}; "
+                       f"valid backends: {', '.join(sorted(BACKENDS))}")
+    module, _, cls = BACKENDS[backend_id].partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or module
+        if missing == module or (missing and missing.startswith("vlmdyn_cli")):
+            raise BadInput(f"judge backend '{backend_id}' is not available in this installation "
+                           f"({module} cannot be imported: {exc})") from exc
+        raise MissingDependency(missing, INSTALL_HINTS.get(backend_id, f"pip install {missing}"),
+                                f"the '{backend_id}' judge backend") from exc
+    return getattr(mod, cls)
+
+
+def create_backend(spec, options: dict | None = None):
+    """Build the backend a spec names, with runtime options overlaid on the spec's options."""
+    merged = dict(spec.options) | {k: v for k, v in (options or {}).items() if v is not None}
+    return backend_class(spec.backend)(spec, **merged)

@@ -17,6 +17,10 @@ class JudgeRequest:
     messages: list[dict]                      # chat messages [{"role": ..., "content": ...}]
     prompt: str | None = None                 # plain-text prompt for base models without a chat template
     score_only: bool = False                  # score mode: only P(yes) at the verdict position, no decoding
+    # additive fields (judging-core):
+    item: dict | None = None                  # {"question", "answer", "prediction"}: the raw triple (rules judge)
+    grammar: str | None = None                # GBNF overriding the spec's output grammar (e.g. one category letter)
+    verdict_prefix: str | None = None         # text the reply starts with before the yes/no token (score mode)
 
 
 @dataclass

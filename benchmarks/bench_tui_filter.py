@@ -1,0 +1,156 @@
+"""How fast the TUI's judgements browser answers a filter on a paper-scale database.
+
+Builds (once, cached under benchmarks/out/) a synthetic experiment with
+``vlmdyn_cli.store.synthdb.fill_synthetic``: by default 8 seeds x 6 checkpoints
+x (6 Seen@k + unseen + 2 small de-dup variants) sets of 5,000 QA pairs, judged
+by two judges: about 1.77M generations and 3.5M judgements (the paper's
+1.68M judgements per judge). Then, for each filter type the browser offers, it
+times the queries the TUI runs when a filter is applied:
+
+* ``page``   the first page of rows (what the user waits for),
+* ``next``   the following page (keyset cursor),
+* ``count``  the capped row count shown next to it (loaded in a second worker),
+
+each the median of several repetitions on a warm connection, and compares the
+page query with and without the TUI's indexes (migration m101_tui_indexes) in
+the same run: "baseline" drops those indexes in a copy-free way (inside a
+transaction that is rolled back).
+
+    /work/venv/bin/python benchmarks/bench_tui_filter.py            # default scale
+    /work/venv/bin/python benchmarks/bench_tui_filter.py --set-size 500 --seeds 2   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+def build(path: Path, seeds: int, set_size: int, judges: tuple[str, ...]) -> dict:
+    from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.synthdb import fill_synthetic
+
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        return json.loads(meta_path.read_text())
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            p.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    db = open_db(path)
+    summary = fill_synthetic(db, seeds=seeds, set_size=set_size, judges=judges)
+    db.close()
+    db = open_db(path)  # applies any migration added after the fill (the TUI indexes) like a user would
+    db.close()
+    summary["build_seconds"] = round(time.perf_counter() - t0, 1)
+    meta_path.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def cases(judges: tuple[str, ...]) -> dict:
+    from vlmdyn_cli.tui.queries import Filters
+
+    a = judges[0]
+    b = judges[1] if len(judges) > 1 else judges[0]
+    return {
+        "none": Filters(),
+        "run": Filters(run="synth-s5"),
+        "seed": Filters(seed=3),
+        "checkpoint": Filters(step=765),
+        "set": Filters(set_name="seen@1275"),
+        "category": Filters(category="OCR"),
+        "subcategory": Filters(subcategory="semantic"),
+        "judge": Filters(judge=b),
+        "verdict": Filters(verdict="no"),
+        "status": Filters(status="unscored"),
+        "disagree": Filters(disagree=(a, b)),
+        "text": Filters(text="Birdwatching"),
+        "text-common": Filters(text="book"),
+        "combo": Filters(run="synth-s2", step=357, set_name="unseen", category="OCR", subcategory="recognition",
+                         judge=a, verdict="yes"),
+        "combo-rare": Filters(seed=7, step=3825, category="Bounding", status="unscored", judge=b),
+        "combo-text": Filters(run="synth-s1", text="children", verdict="no"),
+    }
+
+
+def timed(fn, reps: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times), out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--set-size", type=int, default=5000)
+    ap.add_argument("--judges", default="rules,local/gemma3-270m")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-baseline", action="store_true", help="skip the run without the TUI indexes")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from vlmdyn_cli.tui import queries as Q
+    from vlmdyn_cli.tui.store import Store
+
+    judges = tuple(args.judges.split(","))
+    path = OUT / f"tui_s{args.seeds}_n{args.set_size}_j{len(judges)}.db"
+    summary = build(path, args.seeds, args.set_size, judges)
+    print(f"database {path} ({path.stat().st_size / 1e9:.2f} GB): {summary.get('generations'):,} generations, "
+          f"{summary.get('judgements'):,} judgements (built in {summary.get('build_seconds')} s)", file=sys.stderr)
+
+    store = Store(path)
+    results = {}
+    with store.read() as conn:
+        Q.count(conn, Q.Filters(), cap=10)  # warm the schema
+        for name, f in cases(judges).items():
+            page_ms, rows = timed(lambda: Q.page(conn, f), args.reps)
+            nxt_ms = None
+            if len(rows) == Q.PAGE_SIZE:
+                nxt_ms, _ = timed(lambda: Q.page(conn, f, after=rows[-1]["key"]), args.reps)
+            count_ms, (n, capped) = timed(lambda: Q.count(conn, f), max(1, args.reps // 2))
+            results[name] = {"page_ms": round(page_ms, 1), "next_ms": None if nxt_ms is None else round(nxt_ms, 1),
+                             "count_ms": round(count_ms, 1), "rows": f"{n:,}{'+' if capped else ''}"}
+            print(f"{name:12s} page {page_ms:7.1f} ms  next {nxt_ms or 0:7.1f} ms  count {count_ms:7.1f} ms  "
+                  f"rows {results[name]['rows']}", file=sys.stderr)
+    store.close()
+
+    if not args.no_baseline:
+        import sqlite3
+
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        idx = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND name LIKE 'idx_tui_%'")]
+        conn.execute("BEGIN")
+        for name in idx:
+            conn.execute(f"DROP INDEX {name}")
+        print(f"baseline: without {idx}", file=sys.stderr)
+        for name, f in cases(judges).items():
+            ms, _ = timed(lambda: Q.page(conn, f), max(1, args.reps // 2))
+            results[name]["baseline_page_ms"] = round(ms, 1)
+            print(f"{name:12s} baseline page {ms:8.1f} ms", file=sys.stderr)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    worst = max(results.values(), key=lambda r: r["page_ms"])
+    print(f"slowest first page: {worst['page_ms']} ms", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"db": str(path), "summary": summary, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

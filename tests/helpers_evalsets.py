@@ -1,0 +1,171 @@
+"""Fixture helper: a small experiment written straight into the tables (no training needed).
+
+``make_experiment`` inserts a dataset with re-used images, text-only and
+dropped conversations, categorised QA pairs, a run, its order manifest and its
+checkpoint rows. Everything the evalsets code reads comes from these rows, so
+tests can compute the expected sets independently from ``Experiment.manifest``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+
+CATEGORIES = ("Bounding", "Complex", "Object", "OCR", "Spatial")
+
+
+@dataclass
+class Experiment:
+    dataset_id: int
+    run_id: int
+    run_name: str
+    total_steps: int
+    checkpoint_steps: list[int]
+    manifest: list[tuple[int, int, int]]          # (conversation_id, step, position)
+    conv_image: dict[int, int | None]              # conversation -> image id (None: text-only)
+    conv_qas: dict[int, list[int]] = field(default_factory=dict)   # conversation -> qa ids by turn
+    held_out: list[int] = field(default_factory=list)             # kept, never trained
+
+
+def add_dataset(db, name="ds", *, n_conv=160, n_images=80, seed=0, text_only_every=8,
+                dropped_every=13, max_turns=4, image_root=None, repeat_pairs=True):
+    """Insert a dataset; returns (dataset_id, conv_image, conv_qas, kept conversation ids)."""
+    rng = random.Random(seed)
+    conn = db.conn
+    cur = conn.execute(
+        "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) "
+        "VALUES (?,?,?,?,?)", [name, f"/data/{name}.json", f"sha-{name}", image_root, "2026-01-01"])
+    ds = cur.lastrowid
+    image_ids = []
+    for i in range(n_images):
+        sha = f"{name}-img-{i}"
+        conn.execute("INSERT OR IGNORE INTO images(sha256, path, width, height) VALUES (?,?,32,32)",
+                     [sha, f"img{i}.png"])
+        image_ids.append(conn.execute("SELECT id FROM images WHERE sha256 = ?", [sha]).fetchone()[0])
+    conv_image, conv_qas, kept_ids = {}, {}, []
+    for idx in range(n_conv):
+        text_only = idx % text_only_every == text_only_every - 1
+        img = None if text_only else image_ids[rng.randrange(n_images)]
+        kept = 0 if idx % dropped_every == dropped_every - 1 else 1
+        n_turns = rng.randint(1, max_turns)
+        cur = conn.execute(
+            "INSERT INTO conversations(dataset_id, idx, source_id, source, image_id, image_path, "
+            "n_turns, kept) VALUES (?,?,?,?,?,?,?,?)",
+            [ds, idx, f"c{idx}", "synth", img, None if img is None else f"img{image_ids.index(img)}.png",
+             n_turns, kept])
+        cid = cur.lastrowid
+        conv_image[cid] = img
+        qas = []
+        for t in range(n_turns):
+            # Some questions repeat verbatim on the same image, so `pair` dedup has work to do.
+            q = f"question {rng.randrange(6) if repeat_pairs else idx * 10 + t} about thing {t}"
+            a = f"answer {q.split()[1]}"
+            cat = CATEGORIES[rng.randrange(len(CATEGORIES))]
+            cur = conn.execute(
+                "INSERT INTO qa_pairs(dataset_id, conversation_id, turn, question, answer, image_id, "
+                "category) VALUES (?,?,?,?,?,?,?)", [ds, cid, t, q, a, img, cat])
+            qas.append(cur.lastrowid)
+        conv_qas[cid] = qas
+        if kept:
+            kept_ids.append(cid)
+    return ds, conv_image, conv_qas, kept_ids
+
+
+def add_run(db, dataset_id, kept_ids, *, name="r1", batch=4, seed=0, held_out=0,
+            checkpoint_steps=None, out_dir="/tmp/none", checkpoint_paths=None):
+    """A run whose manifest shuffles the kept conversations (minus ``held_out``) into steps."""
+    rng = random.Random(seed + 1)
+    order = list(kept_ids)
+    rng.shuffle(order)
+    held = order[len(order) - held_out:] if held_out else []
+    order = order[: len(order) - held_out]
+    total_steps = (len(order) + batch - 1) // batch
+    if checkpoint_steps is None:
+        checkpoint_steps = sorted({0, *(max(1, round(total_steps * f)) for f in
+                                       (0.1, 0.25, 0.5, 0.75)), total_steps})
+    conn = db.conn
+    cur = conn.execute(
+        "INSERT INTO runs(name, dataset_id, seed, model_id, config_json, out_dir, status, total_steps,"
+        " global_batch, checkpoint_steps_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [name, dataset_id, seed, "tiny", "{}", out_dir, "done", total_steps, batch,
+         json.dumps(checkpoint_steps), "2026-01-01"])
+    run_id = cur.lastrowid
+    manifest = [(cid, i // batch + 1, i % batch) for i, cid in enumerate(order)]
+    conn.executemany("INSERT INTO run_order(run_id, conversation_id, step, position) VALUES (?,?,?,?)",
+                     [(run_id, c, s, p) for c, s, p in manifest])
+    paths = checkpoint_paths or {}
+    conn.executemany("INSERT INTO checkpoints(run_id, step, path, created_at) VALUES (?,?,?,?)",
+                     [(run_id, k, paths.get(k, f"{out_dir}/step-{k}"), "2026-01-01")
+                      for k in checkpoint_steps])
+    return run_id, total_steps, checkpoint_steps, manifest, held
+
+
+def make_experiment(db, *, name="r1", dataset="ds", batch=4, held_out=0, checkpoint_steps=None,
+                    seed=0, **dataset_kw) -> Experiment:
+    ds, conv_image, conv_qas, kept = add_dataset(db, dataset, seed=seed, **dataset_kw)
+    run_id, total, steps, manifest, held = add_run(
+        db, ds, kept, name=name, batch=batch, seed=seed, held_out=held_out,
+        checkpoint_steps=checkpoint_steps)
+    return Experiment(ds, run_id, name, total, steps, manifest, conv_image, conv_qas, held)
+
+
+def expected_seen(exp: Experiment, k: int, n: int) -> list[int]:
+    """Seen@k computed from the manifest in Python: most recent first, turns in order."""
+    trained = sorted((m for m in exp.manifest if m[1] <= k), key=lambda m: (-m[1], -m[2]))
+    out = []
+    for cid, _, _ in trained:
+        out.extend(exp.conv_qas[cid])
+    return out[:n]
+
+
+def trained_images(exp: Experiment, last: int) -> set[int]:
+    return {exp.conv_image[c] for c, s, _ in exp.manifest if s <= last and exp.conv_image[c] is not None}
+
+
+# --- real images and real tiny checkpoints (for inference tests) -------------------------------
+
+def write_images(folder, n: int, size: int = 32, seed: int = 0) -> None:
+    """n small PNGs img0.png ... (random colour blocks) matching add_dataset's image paths."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = np.zeros((size, size, 3), dtype=np.uint8)
+        arr[:] = rng.integers(0, 255, 3)
+        x, y = rng.integers(0, size // 2, 2)
+        arr[y:y + size // 2, x:x + size // 2] = rng.integers(0, 255, 3)
+        Image.fromarray(arr).save(folder / f"img{i}.png")
+
+
+def training_texts(db, dataset_id: int) -> list[str]:
+    """The chat-rendered training text of a dataset (what the tiny tokenizer learns words from)."""
+    from vlmdyn_cli.models.chat import render_conversation
+
+    rows = db.execute("SELECT question, answer, image_id FROM qa_pairs WHERE dataset_id = ?", [dataset_id])
+    return ["".join(seg for seg, _ in render_conversation([(q, a)], img is not None)) for q, a, img in rows]
+
+
+def save_tiny_checkpoints(db, run_id: int, dataset_id: int, folder, steps, seed: int = 0) -> dict[int, str]:
+    """One real tiny LLaVA checkpoint folder per step (different init per step), recorded in the DB."""
+    import torch
+
+    from vlmdyn_cli.models.checkpoint import save_checkpoint
+    from vlmdyn_cli.models.registry import build_model
+
+    texts = training_texts(db, dataset_id)
+    paths = {}
+    for k in steps:
+        model, processor = build_model("tiny", {"seed": seed + k}, texts=texts)
+        with torch.no_grad():   # sharper logits than the default init: varied, tie-free greedy output
+            model.lm_head.weight.mul_(float(__import__("os").environ.get("LMS","1"))); model.model.language_model.embed_tokens.weight.mul_(float(__import__("os").environ.get("EMS","1")))
+        path = folder / f"step-{k:06d}"
+        save_checkpoint(model, processor, path, {"step": k, "seed": seed, "model_id": "tiny"})
+        paths[k] = str(path)
+    with db.atomic():
+        db.conn.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id])
+        db.conn.executemany("INSERT INTO checkpoints(run_id, step, path, created_at) VALUES (?,?,?,?)",
+                            [(run_id, k, p, "2026-01-01") for k, p in paths.items()])
+    return paths

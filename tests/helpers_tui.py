@@ -1,0 +1,145 @@
+"""A small, fixed experiment database for the TUI tests (no timestamps that change).
+
+Two runs (seeds 1 and 2), checkpoints 51 and 357, sets ``seen@51`` and
+``unseen`` per run, five categories, two judges (``rules`` and ``local``) that
+disagree on some items, one unscored judgement, a calibration sample ``pilot``
+of four items, a tiny PNG image for the first question, and predictions that
+contain Rich markup and ANSI escapes (they must be displayed literally).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlmdyn_cli.store import open_db
+from vlmdyn_cli.store.db import triple_hash
+
+T0 = "2026-01-01T00:00:00+00:00"
+MARKUP = "[bold red]x[/] and [link=http://evil]click[/link]"
+ANSI = "\x1b[31mred\x1b[0m text\x07"
+
+# (question, answer, category, subcategory)
+QAS = [
+    ("What colour is the cup?", "red", "Object", None),
+    ("Is the cat left of the dog?", "yes", "Spatial", None),
+    ("What is the title of this book?", "The Long Road", "OCR", "recognition"),
+    ("Is this a children's book?", "no", "OCR", "semantic"),
+    ("Give the bounding box of the red cup.", "[0.10, 0.20, 0.30, 0.40]", "Bounding", "bbox"),
+    ("Why might the man be smiling?", "He won a prize.", "Complex", None),
+    ("How many birds are there?", "3", "Object", None),
+    ("What is behind the car?", "a tree", "Spatial", None),
+]
+SETS = {"seen@51": [0, 1, 2, 3], "unseen": [4, 5, 6, 7]}
+STEPS = [51, 357]
+RUNS = [("seed1", 1, "done"), ("seed2", 2, "running")]
+
+
+def prediction(run_i: int, step: int, qa_i: int) -> str:
+    """Deterministic predictions: correct at step 357 for even items, some nasty text."""
+    q, a, cat, _ = QAS[qa_i]
+    if qa_i == 5 and step == 357 and run_i == 0:
+        return MARKUP
+    if qa_i == 6 and step == 51 and run_i == 0:
+        return ANSI
+    if step == 357 and qa_i % 2 == 0:
+        return a
+    return f"not {a}" if run_i == 0 else f"maybe {a}"
+
+
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    img = Image.new("RGB", (8, 6))
+    for x in range(8):
+        for y in range(6):
+            img.putpixel((x, y), (x * 32, y * 40, 128))
+    img.save(path)
+
+
+def build_db(path: Path, *, with_image: bool = True) -> Path:
+    """Create the fixture database at ``path`` (its images next to it) and return the path."""
+    root = path.parent / "images"
+    root.mkdir(parents=True, exist_ok=True)
+    if with_image:
+        _png(root / "cup.png")
+    db = open_db(path)
+    c = db.conn
+    with db.conn:
+        c.execute("BEGIN")
+        c.execute(
+            "INSERT INTO datasets(id,name,source_path,source_sha256,image_root,imported_at,n_qa) "
+            "VALUES (1,'tiny','tiny.json','0',?,?,?)", (str(root), T0, len(QAS)))
+        c.execute("INSERT INTO images(id,sha256,path,width,height,n_bytes) VALUES (1,'imghash','cup.png',8,6,100)")
+        for i, (q, a, cat, sub) in enumerate(QAS):
+            img = 1 if i == 0 else None
+            c.execute(
+                "INSERT INTO conversations(id,dataset_id,idx,source_id,source,image_id,image_path,n_turns) "
+                "VALUES (?,1,?,?,?,?,?,1)", (i + 1, i, f"c{i}", "synth", img, "cup.png" if img else None))
+            c.execute(
+                "INSERT INTO qa_pairs(id,dataset_id,conversation_id,turn,question,answer,image_id,category,"
+                "subcategory,category_method) VALUES (?,1,?,0,?,?,?,?,?,'synth-truth')",
+                (i + 1, i + 1, q, a, img, cat, sub))
+        c.execute("INSERT INTO gen_configs(hash,config_json) VALUES ('g0','{}')")
+        for spec in ("rules", "local"):
+            c.execute("INSERT INTO judge_specs(hash,name,spec_json,created_at) VALUES (?,?,'{}',?)",
+                      (f"spec-{spec}", spec, T0))
+        set_id = 0
+        for r_i, (name, seed, status) in enumerate(RUNS):
+            run_id = r_i + 1
+            c.execute(
+                "INSERT INTO runs(id,name,dataset_id,seed,model_id,config_json,out_dir,status,total_steps,"
+                "global_batch,checkpoint_steps_json,created_at) VALUES (?,?,1,?,'tiny','{}','out',?,400,8,?,?)",
+                (run_id, name, seed, status, "[51, 357]", T0))
+            for step in STEPS:
+                c.execute("INSERT INTO checkpoints(run_id,step,path,created_at) VALUES (?,?,?,?)",
+                          (run_id, step, f"out/{name}/{step}", T0))
+            for s_name, members in SETS.items():
+                set_id += 1
+                kind = "seen" if s_name.startswith("seen") else "unseen"
+                c.execute(
+                    "INSERT INTO eval_sets(id,run_id,name,kind,k_step,size,seed,definition_json,created_at) "
+                    "VALUES (?,?,?,?,?,?,0,'{}',?)",
+                    (set_id, run_id, s_name, kind, 51 if kind == "seen" else None, len(members), T0))
+                for rank, qa_i in enumerate(members):
+                    c.execute("INSERT INTO eval_set_members(set_id,qa_id,rank) VALUES (?,?,?)",
+                              (set_id, qa_i + 1, rank))
+            for step in STEPS:
+                for qa_i, (q, a, cat, sub) in enumerate(QAS):
+                    p = prediction(r_i, step, qa_i)
+                    h = triple_hash(q, a, p)
+                    c.execute("INSERT OR IGNORE INTO triples(hash,question,answer,prediction) VALUES (?,?,?,?)",
+                              (h, q, a, p))
+                    c.execute(
+                        "INSERT INTO generations(run_id,step,qa_id,prediction,triple_hash,gen_config_hash,"
+                        "backend,created_at) VALUES (?,?,?,?,?,'g0','hf',?)", (run_id, step, qa_i + 1, p, h, T0))
+        # judgements: rules = exact match; local = agrees except on items 1 and 3, unscored on the ANSI one
+        for (h, q, a, p) in c.execute("SELECT hash, question, answer, prediction FROM triples ORDER BY id").fetchall():
+            qa_i = [x[0] for x in QAS].index(q)
+            v_rules = "yes" if p.strip() == a else "no"
+            _judge(c, "rules", h, "scored", v_rules, raw=v_rules, scores=(None, None, None), p_yes=None)
+            if p == ANSI:
+                _judge(c, "local", h, "unscored", None, raw="I cannot [b]tell[/b]", scores=(None, None, None),
+                       p_yes=None, reason="parse failure")
+                continue
+            v_local = ("no" if v_rules == "yes" else "yes") if qa_i in (1, 3) else v_rules
+            _judge(c, "local", h, "scored", v_local, raw=f"{{'p': '{v_local}', 'MS': 4, 'MD': 3, 'H': 5}}",
+                   scores=(4, 3, 5), p_yes=0.9 if v_local == "yes" else 0.2)
+        for k, qa_i in enumerate([0, 2, 5, 7]):
+            q, a, cat, sub = QAS[qa_i]
+            p = prediction(0, 357, qa_i)
+            c.execute(
+                "INSERT INTO calibration_items(sample,item_id,triple_hash,category,subcategory,source,created_at) "
+                "VALUES ('pilot',?,?,?,?,?,?)",
+                (f"item{k + 1}", triple_hash(q, a, p), cat, sub, f"run:seed1:357:{qa_i + 1}", T0))
+    db.close()
+    return path
+
+
+def _judge(c, name, h, status, verdict, *, raw, scores, p_yes, reason=None):
+    ms, md, hh = scores
+    c.execute(
+        "INSERT INTO judgements(spec_hash,triple_hash,judge_name,resolved_model,status,verdict,reason,raw,"
+        "ms,md,h,p_yes,prompt_tokens,completion_tokens,cost_usd,latency_s,created_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,10,5,?,?,?)",
+        (f"spec-{name}", h, name, name, status, verdict, reason, raw, ms, md, hh, p_yes,
+         0.0001 if name == "local" else 0.0, 0.25, T0))

@@ -1,0 +1,255 @@
+"""The openai judge backend against a fault-injecting loopback server, through the real runner and CLI.
+
+The server (tests/servers/fake_openai.py) is a real HTTP server on 127.0.0.1 speaking the
+chat-completions protocol; the backend talks to it through the official SDK. Correctness
+against a real model server is in test_judge_openai_llama.py, the Batch API in
+test_judge_openai_batch.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("openai")
+
+from servers.fake_openai import FakeOpenAI  # noqa: E402
+from servers.openai_specs import FAKE_KEY, rows_by_question, write_spec, write_triples  # noqa: E402
+
+from vlmdyn_cli.judging import prices  # noqa: E402
+from vlmdyn_cli.judging.backends.base import JudgeRequest  # noqa: E402
+from vlmdyn_cli.judging.backends.openai_backend import (  # noqa: E402
+    make_backend, p_yes_at, retry_after_s, scrub, verdict_word)
+
+FAST = {"timeout": 0.5, "backoff_base": 0.02, "backoff_max": 0.2, "max_retries": 3}
+PRICED = {"price_in": 0.15, "price_out": 0.60}
+
+
+@pytest.fixture
+def srv():
+    with FakeOpenAI(timeout_sleep_s=1.5) as s:
+        yield s
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+
+
+def _req(key: str, text: str, **kw) -> JudgeRequest:
+    return JudgeRequest(key=key, messages=[{"role": "user", "content": text}], **kw)
+
+
+def _run(backend, reqs):
+    out = []
+    backend.run(reqs, out.append)
+    return {r.key: r for r in out}
+
+
+# ------------------------------------------------------------------ prices and helpers
+
+
+def test_price_table_snapshots_batch_and_cache():
+    p = prices.price_for("gpt-4o-mini-2024-07-18")
+    assert p == prices.PRICES["gpt-4o-mini"]
+    assert prices.price_for("gpt-4o-2024-08-06") == prices.PRICES["gpt-4o"]     # not the -mini price
+    assert prices.price_for("gpt-4.1-nano") == prices.PRICES["gpt-4.1-nano"]
+    assert prices.price_for("my-local-llama") is None
+    assert prices.cost_usd(p, 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert prices.cost_usd(p, 1_000_000, 1_000_000, batch=True) == pytest.approx(0.375)
+    assert prices.cost_usd(p, 1_000_000, 0, cached_tokens=500_000) == pytest.approx(0.075 + 0.0375)
+    assert prices.cost_usd(None, 10, 10) is None and prices.cost_usd(p, None, 3) is None
+
+
+def test_p_yes_sums_case_and_space_variants():
+    pos = {"token": "yes", "logprob": math.log(0.5), "top_logprobs": [
+        {"token": "yes", "logprob": math.log(0.5)}, {"token": " Yes", "logprob": math.log(0.1)},
+        {"token": "No", "logprob": math.log(0.3)}, {"token": "'no", "logprob": math.log(0.1)},
+        {"token": "maybe", "logprob": math.log(0.01)}]}
+    assert p_yes_at(pos) == pytest.approx(0.6 / 1.0)
+    assert verdict_word(" 'Yes") == "yes" and verdict_word("nope") is None
+    assert p_yes_at({"token": "x", "logprob": 0.0, "top_logprobs": [{"token": "x", "logprob": 0.0}]}) is None
+
+
+def test_retry_after_forms():
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "9"}) == pytest.approx(0.25)
+    assert retry_after_s({"retry-after": "2"}) == 2.0
+    import email.utils
+    import time
+
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after_s({"retry-after": date}) <= 30
+    assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
+
+
+def test_scrub_removes_key_but_not_ordinary_words():
+    msg = f"bad key {FAKE_KEY}; header Bearer {FAKE_KEY}; a risk-assessment task"
+    out = scrub(msg, FAKE_KEY)
+    assert FAKE_KEY not in out and "CANARY" not in out and "risk-assessment" in out
+
+
+# ------------------------------------------------------------------ the backend on its own
+
+
+def test_every_fault_ends_judged_or_with_a_reason(srv, key_env):
+    be = make_backend({"model": "gpt-4o-mini", "options": FAST | PRICED}, base_url=srv.base_url, concurrency=4)
+    faults = ["429", "500", "503", "timeout", "truncated", "drop", "nonjson", "nondict", "nochoices",
+              "429,500,truncated"]
+    reqs = [_req(f, f"item FAULTS={f}") for f in faults] + [_req("never", "item FAULTS=500*"),
+                                                            _req("bad", "item FAULTS=400")]
+    res = _run(be, reqs)
+    assert set(res) == {r.key for r in reqs}                 # nothing lost
+    for f in faults:                                         # retried until a real answer
+        r = res[f]
+        assert r.error is None and r.text.startswith("{'p': 'yes'"), (f, r)
+        assert r.resolved_model == "gpt-4o-mini-2024-07-18"
+        assert r.prompt_tokens > 0 and r.completion_tokens == 3
+        assert r.cost_usd == pytest.approx((r.prompt_tokens * 0.15 + 3 * 0.60) / 1e6)
+    assert res["429,500,truncated"].extra["attempts"] == 4
+    assert res["never"].text is None and "HTTP 500" in res["never"].error and "gave up after 4" in res["never"].error
+    assert res["bad"].text is None and res["bad"].error.startswith("HTTP 400")
+    assert srv.attempts["item FAULTS=500*"] == 4             # our retries only: the SDK's are off
+    assert srv.attempts["item FAULTS=400"] == 1              # a 4xx is not retried
+
+
+def test_retry_after_seconds_is_honoured(srv, key_env):
+    be = make_backend({"model": "gpt-4o-mini", "options": FAST}, base_url=srv.base_url, concurrency=1)
+    r = _run(be, [_req("a", "FAULTS=429s")])["a"]
+    assert r.error is None and r.extra["throttled"] == 1
+    assert r.extra["total_s"] >= 0.95                        # the server said "Retry-After: 1"
+
+
+def test_concurrency_limit_is_respected(key_env):
+    with FakeOpenAI(latency_s=0.15) as srv:
+        be = make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url, concurrency=3)
+        res = _run(be, [_req(str(i), f"item {i}") for i in range(12)])
+    assert len(res) == 12 and all(r.error is None for r in res.values())
+    assert 2 <= srv.max_in_flight <= 3
+
+
+def test_score_only_returns_p_yes_without_text(srv, key_env):
+    be = make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url)
+    res = _run(be, [_req("a", "PYES=0.35", score_only=True, verdict_prefix="{'p': '"),
+                    _req("b", "PYES=0.8", score_only=True, verdict_prefix="")])
+    assert res["a"].text is None and res["a"].p_yes == pytest.approx(0.35)
+    assert res["b"].text is None and res["b"].p_yes == pytest.approx(0.8)
+    assert res["b"].completion_tokens == 1                   # verdict-first: one token asked for
+
+
+def test_key_required_for_openai_but_not_for_a_local_server(monkeypatch, srv):
+    from vlmdyn_cli.errors import BadInput
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(BadInput, match="OPENAI_API_KEY"):
+        make_backend({"model": "gpt-4o-mini"})
+    res = _run(make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url), [_req("a", "hi")])
+    assert res["a"].error is None
+    with pytest.raises(BadInput, match="MY_GATEWAY_KEY"):   # a spec-named variable must be set
+        make_backend({"model": "gpt-4o-mini", "options": {"api_key_env": "MY_GATEWAY_KEY"}}, base_url=srv.base_url)
+
+
+# ------------------------------------------------------------------ through the CLI and the runner
+
+
+def test_faults_through_the_runner_none_lost_none_counted_as_no(srv, key_env, tmp_path, cli, db_path):
+    plan = {"FAULTS=429": "scored", "FAULTS=429s": "scored", "FAULTS=500,503": "scored", "FAULTS=timeout": "scored",
+            "FAULTS=truncated": "scored", "FAULTS=drop": "scored", "FAULTS=nonjson": "scored",
+            "FAULTS=nondict": "scored", "FAULTS=nochoices,429": "scored", "plain VERDICT=no": "scored",
+            "FAULTS=prose": "parse", "FAULTS=refusal": "refusal", "FAULTS=400": "HTTP 400",
+            "FAULTS=500*": "gave up"}
+    questions = [f"What is shown? {m}" for m in plan]
+    triples = write_triples(tmp_path / "t.jsonl", questions)
+    spec = write_spec(tmp_path, options=FAST | PRICED | {"concurrency": 4})
+    r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url, "--json")
+    assert r.code == 0, r.err
+    results = [json.loads(line) for line in r.out.splitlines()]
+    assert len(results) == len(plan)
+    rows = rows_by_question(db_path)
+    assert len(rows) == len(plan)                            # every item has a row
+    for q, expect in zip(questions, plan.values()):
+        row = rows[q]
+        if expect == "scored":
+            assert row["status"] == "scored", (q, row)
+            assert row["verdict"] == ("no" if "VERDICT=no" in q else "yes")
+            assert row["resolved_model"] == "gpt-4o-mini-2024-07-18"
+            assert 0 <= row["p_yes"] <= 1 and row["cost_usd"] > 0 and row["ms"] == 5
+        else:
+            assert row["status"] == "unscored" and row["verdict"] is None, (q, row)
+            assert expect in row["reason"], (q, row["reason"])
+    # a rerun sends only the unscored items again; the scored ones are cached
+    before = dict(srv.attempts)
+    r2 = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url, "--json")
+    assert r2.code == 0, r2.err
+    again = {p for p in srv.attempts if srv.attempts[p] > before.get(p, 0)}
+    assert len(again) == 4 and all(any(m in p for m in ("prose", "refusal", "=400", "500*")) for p in again)
+
+
+def test_api_key_never_stored_printed_or_logged(srv, key_env, tmp_path, cli, db_path):
+    questions = ["q FAULTS=401echo*", "q FAULTS=500*", "q FAULTS=400*", "q plain"]
+    triples = write_triples(tmp_path / "t.jsonl", questions)
+    spec = write_spec(tmp_path, options=FAST)
+    outs = []
+    for args in (["--json"], []):
+        r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url,
+                "--rejudge", *args)
+        assert r.code == 0, r.err
+        outs += [r.out, r.err]
+    for sub in (["judgements", "list", "-n", "0", "--json"], ["judgements", "status", "--json"]):
+        r = cli(*sub, "--db", db_path)
+        assert r.code == 0, r.err
+        outs += [r.out, r.err]
+    assert f"Bearer {FAKE_KEY}" in srv.auth_headers          # the key WAS sent to the server...
+    rows = rows_by_question(db_path)
+    assert "redacted" in rows["q FAULTS=401echo*"]["reason"]   # ...which echoed it back in its error
+    secret_part = FAKE_KEY.split("-", 1)[1]
+    for text in outs:
+        assert secret_part not in text
+    files = list(db_path.parent.glob(db_path.name + "*"))
+    assert files
+    for f in files:                                          # the DB, its WAL and shm, as bytes
+        assert secret_part.encode() not in f.read_bytes(), f
+
+
+def test_missing_key_is_exit_2_naming_the_variable(monkeypatch, tmp_path, cli, db_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    triples = write_triples(tmp_path / "t.jsonl", ["q"])
+    r = cli("judge", "--db", db_path, "--input", triples, "--judge", "gpt-4o-mini")
+    assert r.code == 2 and "OPENAI_API_KEY" in r.err
+
+
+def test_max_cost_stops_early_and_stores_no_fake_rows(srv, key_env, tmp_path, cli, db_path):
+    questions = [f"item {i}" for i in range(20)]
+    triples = write_triples(tmp_path / "t.jsonl", questions)
+    spec = write_spec(tmp_path, options=PRICED | {"concurrency": 1})
+    r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url,
+            "--max-cost", "0.00002", "--json")
+    assert r.code == 0, r.err
+    rows = rows_by_question(db_path)
+    assert 1 <= len(rows) < 20
+    assert all(row["status"] == "scored" for row in rows.values())   # no "not sent" rows stored
+    assert sum(row["cost_usd"] for row in rows.values()) < 0.00002 + 2 * max(row["cost_usd"] for row in rows.values())
+    results = [json.loads(line) for line in r.out.splitlines()]
+    assert sum(x["status"] == "pending" for x in results) == 20 - len(rows)
+
+
+def test_max_cost_without_a_price_is_bad_input(srv, key_env, tmp_path, cli, db_path):
+    triples = write_triples(tmp_path / "t.jsonl", ["q"])
+    spec = write_spec(tmp_path)
+    r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url,
+            "--max-cost", "1")
+    assert r.code == 2 and "price_in" in r.err
+
+
+def test_builtin_norubric_spec_through_base_url(srv, key_env, tmp_path, cli, db_path):
+    triples = write_triples(tmp_path / "t.jsonl", ["Is it red?", "Is it blue?"])
+    r = cli("judge", "--db", db_path, "--input", triples, "--judge", "gpt-4o-mini-norubric",
+            "--base-url", srv.base_url, "--json")
+    assert r.code == 0, r.err
+    rows = rows_by_question(db_path)
+    assert {row["status"] for row in rows.values()} == {"scored"}
+    assert all(row["raw"] == "{'p': 'yes'}" and row["ms"] is None for row in rows.values())
+    assert all(row["judge_name"] == "gpt-4o-mini-norubric" and row["p_yes"] == pytest.approx(0.9)
+               for row in rows.values())
+    assert all(row["cost_usd"] is None for row in rows.values())   # a non-OpenAI server: no price known

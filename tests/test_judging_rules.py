@@ -1,0 +1,64 @@
+"""The rules judge decides short answers and refuses open-ended ones."""
+
+import pytest
+
+from vlmdyn_cli.judging.normalize import normalize
+from vlmdyn_cli.judging.rules import decide, iou
+
+
+@pytest.mark.parametrize("text,norm", [
+    ("The Two red cars.", "2 red cars"), ("twenty one", "21"), ("An apple!", "apple"),
+    ("3.5 m", "3.5 m"), ("well-known", "well known"), ("-2", "-2"), ("Yes.", "yes"),
+])
+def test_normalize(text, norm):
+    assert normalize(text) == norm
+
+
+@pytest.mark.parametrize("q,ref,pred,verdict,rule", [
+    ("What colour is it?", "red", "Red.", "yes", "exact"),
+    ("What colour is it?", "red", "The ball is red.", "yes", "contain"),
+    ("What colour is it?", "red", "blue", "no", "colour"),
+    ("How many?", "3", "three", "yes", "number"),
+    ("How many?", "3", "There are 2 cats.", "no", "number"),
+    ("How many?", "twelve", "12", "yes", "number"),
+    ("Is it?", "Yes", "yes, it is on the left", "yes", "yes/no"),
+    ("Is it?", "no", "Yes.", "no", "yes/no"),
+    ("Which animal?\nA. cat\nB. dog\nC. cow", "B", "B", "yes", "letter"),
+    ("Which animal?\n(A) cat\n(B) dog", "B", "(A) cat", "no", "letter"),
+    ("Which animal?\nA. cat\nB. dog", "A", "The answer is A.", "yes", "letter"),
+    ("box?", "[0.10, 0.20, 0.50, 0.60]", "[0.12, 0.21, 0.50, 0.62]", "yes", "box"),
+    ("box?", "[0.10, 0.20, 0.50, 0.60]", "[0.30, 0.40, 0.70, 0.80]", "no", "box"),
+    ("box?", "[0.10, 0.20, 0.50, 0.60]", "a red circle", "no", "box"),
+    ("anything", "red", "   ", "no", "empty"),
+])
+def test_confident_decisions(q, ref, pred, verdict, rule):
+    d = decide(q, ref, pred)
+    assert (d.verdict, d.rule) == (verdict, rule)
+    assert d.confidence >= 0.8
+
+
+@pytest.mark.parametrize("q,ref,pred", [
+    ("Why might the man be smiling?", "He is happy because he won a prize", "He won."),
+    ("Describe the scene.", "A busy street with cars", "cars"),
+    ("What is the title?", "The Complete Guide to Growing Tomatoes at Home", "Tomatoes"),
+    ("How many?", "3", "some"),
+    ("Is it red?", "yes", "It is crimson."),
+    ("Which?\nA. x\nB. y", "A", "the first one"),
+])
+def test_cannot_decide_open_ended(q, ref, pred):
+    d = decide(q, ref, pred)
+    assert d.verdict is None and d.confidence == 0.0 and d.reason
+
+
+def test_synonym_like_disjoint_answers_are_not_confident():
+    d = decide("What is it?", "sofa", "couch")
+    assert d.verdict == "no" and d.confidence < 0.8   # the rules spec leaves this unscored
+
+
+def test_iou_values():
+    assert iou((0, 0, 1, 1), (0, 0, 1, 1)) == 1.0
+    assert iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert iou((0, 0, 2, 1), (1, 0, 3, 1)) == pytest.approx(1 / 3)
+    # exactly at the threshold: 0.5 counts as a hit
+    d = decide("box?", "[0.0, 0.0, 1.0, 1.0]", "[0.0, 0.0, 0.5, 1.0]")
+    assert d.verdict == "yes" and "0.50 >=" in d.reason

@@ -1,0 +1,258 @@
+"""`vlmdyn data synth`: a procedural multitask VLM benchmark in LLaVA format.
+
+Writes, under ``out_dir``::
+
+    llava.json        LLaVA conversation records; each carries "vlmdyn_truth",
+                      one {"category", "subcategory", "template"} per QA turn
+    images/scenes/    PNG scenes of simple objects (Object, Spatial, Bounding, Complex)
+    images/books/     PNG book covers (OCR recognition and semantic)
+    synth_meta.json   parameters and the realised category mix (written last:
+                      its presence with the same parameters means "done")
+
+Design (what the tiny model must be able to show, METHOD.md section 5):
+- every image is used by 2-4 conversations (about 3) of 3-6 independent turns,
+  so a later conversation on an image profits from training on an earlier one;
+- book genres are signalled by cover colour and emblem (learnable early),
+  titles and authors are image-specific and must be read or memorised;
+- boxes are exact two-decimal coordinates (hard, learned slowly);
+- Complex questions chain two steps (count after a condition, compare, "if...").
+The category mix over QA pairs follows the paper's Table 1 (PAPER_MIX).
+
+Deterministic for a seed: every random choice happens in the parent process
+with one ``random.Random(seed)``; worker processes only draw the specs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vlmdyn_cli.data.categories import BOUNDING, CATEGORIES, OCR, PAPER_MIX
+from vlmdyn_cli.data.synth_books import Book, draw_book, sample_book
+from vlmdyn_cli.data.synth_questions import Template, templates_for
+from vlmdyn_cli.data.synth_scenes import Scene, draw_scene, sample_scene
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.progress import NullReporter, Reporter
+
+GENERATOR_VERSION = 1
+JSON_NAME, META_NAME, IMAGES_DIR = "llava.json", "synth_meta.json", "images"
+CONVS_PER_IMAGE = (2, 3, 3, 4)   # sampled per image: mean 3
+TURNS_PER_CONV = (3, 6)          # inclusive range
+
+
+@dataclass
+class SynthResult:
+    out_dir: Path
+    json_path: Path
+    images_dir: Path
+    meta_path: Path
+    n_images: int
+    n_scenes: int
+    n_books: int
+    n_conversations: int
+    n_qa: int
+    mix: dict[str, float]                 # category -> % of QA pairs
+    submix: dict[str, dict[str, float]]   # category -> sub-category -> % within the category
+    seconds: float
+    skipped: bool = False                 # True when an identical benchmark was already there
+    params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("out_dir", "json_path", "images_dir", "meta_path"):
+            d[k] = str(d[k])
+        return d
+
+
+def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, workers: int | None = None,
+             reporter: Reporter = NullReporter(), image_size: int = 64, force: bool = False) -> SynthResult:
+    """Generate the benchmark into ``out_dir`` (see the module docstring).
+
+    Re-running with the same parameters on a finished directory does nothing
+    (``skipped=True``) unless ``force``; an interrupted run is simply redone.
+    """
+    if n_images < 10:
+        raise BadInput(f"--images must be at least 10 (got {n_images})")
+    if image_size < 32:
+        raise BadInput(f"image size must be at least 32 px (got {image_size})")
+    out = Path(out_dir)
+    params = {"generator_version": GENERATOR_VERSION, "n_images": n_images, "seed": seed,
+              "image_size": image_size}
+    meta_path = out / META_NAME
+    if not force and meta_path.exists() and (out / JSON_NAME).exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        if meta.get("params") == params:
+            reporter.info(f"synthetic benchmark already in {out} (same parameters): nothing to do")
+            return _result_from_meta(out, meta, skipped=True)
+
+    t0 = time.monotonic()
+    rng = random.Random(seed)
+    specs = _sample_images(rng, n_images, image_size)
+    records = _conversations(rng, specs)
+    (out / IMAGES_DIR / "scenes").mkdir(parents=True, exist_ok=True)
+    (out / IMAGES_DIR / "books").mkdir(parents=True, exist_ok=True)
+    if meta_path.exists():
+        meta_path.unlink()  # not "done" until rewritten at the end
+    _render_all(out / IMAGES_DIR, specs, workers, reporter)
+    _atomic_write(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
+    seconds = time.monotonic() - t0
+
+    meta = _meta(params, specs, records, seconds)
+    _atomic_write(meta_path, json.dumps(meta, indent=2))
+    reporter.info(f"wrote {meta['n_conversations']} conversations, {meta['n_qa']} QA pairs, "
+                  f"{n_images} images to {out} in {seconds:.1f} s")
+    return _result_from_meta(out, meta, skipped=False)
+
+
+# ------------------------------------------------------------------ sampling
+def _sample_images(rng: random.Random, n: int, size: int) -> list[tuple[str, Scene | Book]]:
+    """(relative path, spec) per image; OCR's share of QA pairs sets the share of books."""
+    n_books = max(1, round(n * PAPER_MIX[OCR] / 100))
+    kinds = ["book"] * n_books + ["scene"] * (n - n_books)
+    rng.shuffle(kinds)
+    titles: set[str] = set()
+    specs: list[tuple[str, Scene | Book]] = []
+    for i, kind in enumerate(kinds):
+        if kind == "book":
+            specs.append((f"books/{i:06d}.png", sample_book(rng, size, titles)))
+        else:
+            specs.append((f"scenes/{i:06d}.png", sample_scene(rng, size)))
+    return specs
+
+
+def _scene_quota(rng: random.Random, n_slots: int) -> list[str]:
+    """Exactly proportioned, shuffled categories for the scene turns."""
+    cats = [c for c in CATEGORIES if c != OCR]
+    total = sum(PAPER_MIX[c] for c in cats)
+    raw = {c: n_slots * PAPER_MIX[c] / total for c in cats}
+    counts = {c: int(v) for c, v in raw.items()}
+    for c in sorted(cats, key=lambda c: raw[c] - counts[c], reverse=True)[: n_slots - sum(counts.values())]:
+        counts[c] += 1
+    out = [c for c in cats for _ in range(counts[c])]
+    rng.shuffle(out)
+    return out
+
+
+def _pick(rng: random.Random, pool: list[Template]) -> Template:
+    return rng.choices(pool, weights=[t.weight for t in pool])[0]
+
+
+def _conversations(rng: random.Random, specs) -> list[dict]:
+    plan = []  # (image index, conversation number, n_turns)
+    for i, _ in enumerate(specs):
+        for c in range(rng.choice(CONVS_PER_IMAGE)):
+            plan.append((i, c, rng.randint(*TURNS_PER_CONV)))
+    scene_slots = sum(t for i, _, t in plan if isinstance(specs[i][1], Scene))
+    quota = iter(_scene_quota(rng, scene_slots))
+    pools = {c: templates_for("scene", c) for c in CATEGORIES if c != OCR}
+    book_pool = templates_for("book")
+
+    records = []
+    for i, c, n_turns in plan:
+        path, spec = specs[i]
+        is_book = isinstance(spec, Book)
+        conv, truth, seen = [], [], set()
+        for turn in range(n_turns):
+            pool = book_pool if is_book else pools[next(quota)]
+            q = a = tpl = None
+            for _attempt in range(50):
+                tpl = _pick(rng, pool)
+                qa = tpl.fn(spec, rng)
+                if qa is not None and qa[0] not in seen:
+                    q, a = qa
+                    break
+            if q is None:  # pragma: no cover - every pool has templates that always apply
+                raise RuntimeError(f"no question could be made for {path}")
+            seen.add(q)
+            if turn == 0:
+                q = f"<image>\n{q}" if rng.random() < 0.9 else f"{q}\n<image>"
+            conv += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+            truth.append({"category": tpl.category, "subcategory": tpl.subcategory, "template": tpl.id})
+        records.append({"id": f"synth-{i:06d}-{c}", "image": path, "conversations": conv,
+                        "vlmdyn_truth": truth})
+    rng.shuffle(records)
+    return records
+
+
+# ------------------------------------------------------------------ rendering
+def _render_one(item: tuple[str, str, Scene | Book]) -> None:
+    root, rel, spec = item
+    img = draw_book(spec) if isinstance(spec, Book) else draw_scene(spec)
+    img.save(os.path.join(root, rel), format="PNG", optimize=False)
+
+
+def _render_chunk(chunk: list[tuple[str, str, Scene | Book]]) -> int:
+    for item in chunk:
+        _render_one(item)
+    return len(chunk)
+
+
+def _render_all(root: Path, specs, workers: int | None, reporter: Reporter) -> None:
+    items = [(str(root), rel, spec) for rel, spec in specs]
+    chunks = [items[k:k + 100] for k in range(0, len(items), 100)]
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    with reporter.task("rendering images", total=len(items), unit="images") as task:
+        if workers <= 1 or len(items) < 400:
+            for ch in chunks:
+                task.advance(_render_chunk(ch))
+            return
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        with ctx.Pool(workers) as pool:
+            for n in pool.imap_unordered(_render_chunk, chunks):
+                task.advance(n)
+
+
+# ------------------------------------------------------------------ outputs
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def realised_mix(records: list[dict]) -> tuple[dict[str, float], dict[str, dict[str, float]], int]:
+    """Category % over QA pairs, sub-category % within each category, number of QA pairs."""
+    cats = Counter(t["category"] for r in records for t in r["vlmdyn_truth"])
+    subs = Counter((t["category"], t["subcategory"]) for r in records for t in r["vlmdyn_truth"]
+                   if t["subcategory"])
+    n = sum(cats.values())
+    mix = {c: round(100 * cats[c] / n, 2) for c in CATEGORIES}
+    submix = {c: {s: round(100 * k / cats[c], 2) for (cc, s), k in sorted(subs.items()) if cc == c}
+              for c in (BOUNDING, OCR)}
+    return mix, submix, n
+
+
+def _meta(params: dict, specs, records: list[dict], seconds: float) -> dict:
+    mix, submix, n_qa = realised_mix(records)
+    convs_per_image = Counter(r["image"] for r in records)
+    turns = [len(r["vlmdyn_truth"]) for r in records]
+    n_books = sum(isinstance(s, Book) for _, s in specs)
+    return {
+        "params": params,
+        "n_images": len(specs), "n_scenes": len(specs) - n_books, "n_books": n_books,
+        "n_conversations": len(records), "n_qa": n_qa,
+        "conversations_per_image": round(sum(convs_per_image.values()) / len(convs_per_image), 3),
+        "turns_per_conversation": round(sum(turns) / len(turns), 3),
+        "mix_percent": mix, "target_mix_percent": PAPER_MIX, "submix_percent": submix,
+        "templates": dict(sorted(Counter(t["template"] for r in records for t in r["vlmdyn_truth"]).items())),
+        "seconds": round(seconds, 2),
+        "files": {"json": JSON_NAME, "images": IMAGES_DIR},
+    }
+
+
+def _result_from_meta(out: Path, meta: dict, skipped: bool) -> SynthResult:
+    return SynthResult(
+        out_dir=out, json_path=out / JSON_NAME, images_dir=out / IMAGES_DIR, meta_path=out / META_NAME,
+        n_images=meta["n_images"], n_scenes=meta["n_scenes"], n_books=meta["n_books"],
+        n_conversations=meta["n_conversations"], n_qa=meta["n_qa"], mix=meta["mix_percent"],
+        submix=meta["submix_percent"], seconds=meta["seconds"], skipped=skipped, params=meta["params"],
+    )

@@ -1,0 +1,148 @@
+"""Building a run's evaluation sets: plan, check, select, then write in one transaction.
+
+Each set is stored in ``eval_sets`` with a JSON definition and its members in
+``eval_set_members``. Rebuilding a set with the same definition does nothing;
+a different definition is refused unless ``force`` (then the set is replaced).
+Every problem (a size that cannot be met, a conflicting definition) is found
+before anything is written, and all of them are reported together.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.evalsets import sampling, selection
+from vlmdyn_cli.evalsets.runs import Run, manifest_steps
+from vlmdyn_cli.progress import NullReporter, Reporter
+from vlmdyn_cli.store.db import now
+
+DEFINITION_VERSION = 1
+UNSEEN_NAMES = {"image": "unseen", "pair": "unseen-pair", "none": "unseen-none"}
+
+
+def seen_name(k: int) -> str:
+    return f"seen@{k}"
+
+
+@dataclass
+class SetSpec:
+    name: str
+    kind: str                      # seen | unseen
+    size: int
+    k_step: int | None = None      # seen sets
+    dedup: str | None = None       # unseen sets
+    seed: int = 0
+    definition: dict = field(default_factory=dict)
+
+    @property
+    def definition_json(self) -> str:
+        return json.dumps(self.definition, sort_keys=True)
+
+
+def plan(run: Run, steps: list[int], seen_size: int, unseen_size: int, dedups: list[str],
+         stratify: str | None, seed: int) -> list[SetSpec]:
+    """The sets to build: one Seen@k per step, one unseen set per dedup mode after max(steps)."""
+    last = max(steps)
+    specs = []
+    for k in sorted(set(steps)):
+        specs.append(SetSpec(seen_name(k), "seen", seen_size, k_step=k, definition={
+            "version": DEFINITION_VERSION, "kind": "seen", "run": run.name, "k": k,
+            "size": seen_size, "order": "step desc, position desc, turn asc; steps <= k"}))
+    for d in dedups:
+        specs.append(SetSpec(UNSEEN_NAMES[d], "unseen", unseen_size, dedup=d, seed=seed, definition={
+            "version": DEFINITION_VERSION, "kind": "unseen", "run": run.name, "after_step": last,
+            "dedup": d, "size": unseen_size, "seed": seed, "stratify": stratify}))
+    return specs
+
+
+def existing_definitions(db: Database, run: Run) -> dict[str, str]:
+    return {n: d for n, d in db.execute(
+        "SELECT name, definition_json FROM eval_sets WHERE run_id = ?", [run.id])}
+
+
+def build(db: Database, run: Run, specs: list[SetSpec], *, force: bool = False,
+          reporter: Reporter | None = None) -> list[dict]:
+    """Build the planned sets; returns one {"name", "status", "size"} per spec.
+
+    status is "built", "rebuilt" (replaced under force) or "unchanged".
+    """
+    reporter = reporter or NullReporter()
+    n_manifest, _, last_manifest_step = manifest_steps(db, run)
+    steps = [s.k_step for s in specs if s.kind == "seen"]
+    after = [s.definition["after_step"] for s in specs if s.kind == "unseen"]
+    top = max(steps + after)
+    if top > last_manifest_step:
+        raise BadInput(
+            f"run '{run.name}': its manifest ends at step {last_manifest_step} but sets were asked "
+            f"for step {top}; pick checkpoint steps <= {last_manifest_step} with --checkpoints")
+
+    old = existing_definitions(db, run)
+    todo, results, conflicts = [], {}, []
+    for s in specs:
+        if s.name not in old:
+            todo.append(s)
+        elif old[s.name] == s.definition_json:
+            results[s.name] = "unchanged"
+        elif force:
+            todo.append(s)
+        else:
+            conflicts.append(f"{s.name}: stored {old[s.name]}, asked {s.definition_json}")
+    if conflicts:
+        raise BadInput(
+            f"run '{run.name}' already has sets with a different definition (pass --force to "
+            f"replace them, which keeps existing generations):\n  " + "\n  ".join(conflicts))
+
+    members: dict[str, list[int]] = {}
+    shortfalls: list[str] = []
+    with reporter.task("selecting set members", total=len(todo), unit="sets") as t:
+        for s in todo:
+            ids, problem = _select(db, run, s)
+            if problem:
+                shortfalls.append(problem)
+            else:
+                members[s.name] = ids
+            t.advance(1)
+    if shortfalls:
+        raise BadInput("not enough candidates; nothing was written:\n  " + "\n  ".join(shortfalls))
+
+    with db.atomic():
+        for s in todo:
+            replaced = s.name in old
+            if replaced:
+                db.conn.execute(
+                    "DELETE FROM eval_set_members WHERE set_id = "
+                    "(SELECT id FROM eval_sets WHERE run_id = ? AND name = ?)", [run.id, s.name])
+                db.conn.execute("DELETE FROM eval_sets WHERE run_id = ? AND name = ?", [run.id, s.name])
+            cur = db.conn.execute(
+                "INSERT INTO eval_sets(run_id, name, kind, k_step, dedup, size, seed, definition_json,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                [run.id, s.name, s.kind, s.k_step, s.dedup, len(members[s.name]), s.seed,
+                 s.definition_json, now()])
+            db.conn.executemany(
+                "INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)",
+                [(cur.lastrowid, qa, r) for r, qa in enumerate(members[s.name])])
+            results[s.name] = "rebuilt" if replaced else "built"
+    return [{"name": s.name, "status": results[s.name], "size": s.size} for s in specs]
+
+
+def _select(db: Database, run: Run, s: SetSpec) -> tuple[list[int], str | None]:
+    """(members, None) or ([], a message saying how many candidates exist and what to change)."""
+    if s.kind == "seen":
+        ids = selection.seen_members(db, run.id, s.k_step, s.size)
+        if len(ids) < s.size:
+            return [], (f"{s.name}: only {len(ids)} QA pairs were trained at steps <= {s.k_step}, "
+                        f"{s.size} asked; use --seen-size {len(ids)} or less, or leave step "
+                        f"{s.k_step} out with --checkpoints")
+        return ids, None
+    last = s.definition["after_step"]
+    cands = selection.unseen_candidates(db, run.id, run.dataset_id, last, s.dedup)
+    if len(cands) < s.size:
+        return [], (f"{s.name}: only {len(cands)} QA pairs are unseen after step {last} under "
+                    f"--dedup {s.dedup}, {s.size} asked; use --unseen-size {len(cands)} or less, "
+                    f"evaluate earlier checkpoints (--checkpoints with a smaller last step), or a "
+                    f"weaker dedup")
+    return sampling.sample(cands, s.size, s.seed, s.definition["stratify"]), None

@@ -1,0 +1,49 @@
+"""Writing generations: one transaction per batch, never a duplicate row.
+
+``UNIQUE(run_id, step, qa_id)`` plus ``INSERT ... ON CONFLICT`` make a rerun,
+a second process or a kill -9 safe: a batch is either fully stored or not at
+all, and what is stored is skipped next time.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+from vlmdyn_cli.inference.config import GenConfig
+from vlmdyn_cli.inference.items import GenItem
+from vlmdyn_cli.store.db import now, upsert_triples
+
+
+def save_config(db: Database, cfg: GenConfig) -> str:
+    with db.atomic():
+        db.conn.execute("INSERT OR IGNORE INTO gen_configs(hash, config_json) VALUES (?,?)",
+                        [cfg.hash, cfg.to_json()])
+    return cfg.hash
+
+
+def done_qa_ids(db: Database, run_id: int, step: int, config_hash: str | None = None) -> set[int]:
+    """QA pairs already answered at this checkpoint (with this config, when given)."""
+    sql = "SELECT qa_id FROM generations WHERE run_id = ? AND step = ?"
+    args: list = [run_id, step]
+    if config_hash is not None:
+        sql += " AND gen_config_hash = ?"
+        args.append(config_hash)
+    return {r[0] for r in db.execute(sql, args)}
+
+
+def write_batch(db: Database, run_id: int, step: int, items: list[GenItem], predictions: list[str],
+                config_hash: str, backend: str, replace: bool = False) -> None:
+    """Store one batch atomically (triples + generations). ``replace`` overwrites older configs."""
+    if len(items) != len(predictions):
+        raise ValueError(f"{len(items)} items but {len(predictions)} predictions")
+    conflict = ("DO UPDATE SET prediction = excluded.prediction, triple_hash = excluded.triple_hash, "
+                "gen_config_hash = excluded.gen_config_hash, backend = excluded.backend, "
+                "created_at = excluded.created_at" if replace else "DO NOTHING")
+    ts = now()
+    with db.atomic():
+        hashes = upsert_triples(db, [(it.question, it.answer, p) for it, p in zip(items, predictions)])
+        db.conn.executemany(
+            "INSERT INTO generations(run_id, step, qa_id, prediction, triple_hash, gen_config_hash, "
+            f"backend, created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(run_id, step, qa_id) {conflict}",
+            [(run_id, step, it.qa_id, p, h, config_hash, backend, ts)
+             for it, p, h in zip(items, predictions, hashes)])

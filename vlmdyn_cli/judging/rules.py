@@ -1,0 +1,171 @@
+"""The deterministic rules judge: decides short answers, refuses open-ended ones.
+
+Rules, tried in order (the first that applies decides):
+
+1. box      the reference is a box [x1, y1, x2, y2]: the first box in the prediction must
+            overlap it with IoU >= 0.5 (no box in the prediction -> no)
+2. yes/no   the reference is yes or no: the prediction's leading yes/no must match
+3. letter   the question lists lettered options and the reference is a letter
+4. number   the reference is a number: the prediction's only number must equal it
+5. exact    normalised exact match -> yes
+6. contain  the reference is contained in a short prediction (or the reverse) -> yes
+7. colour   a one-word colour reference and a prediction naming only other colours -> no
+8. disjoint one- or two-word reference and prediction with no word in common -> no (low
+            confidence: synonyms such as sofa / couch look the same)
+Anything else (long references, explanations) -> "cannot decide": unscored, never "no".
+
+Each decision carries an explicit confidence; the rules spec leaves decisions under
+``min_confidence`` unscored, and the cascade hands them to its LLM stage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
+from vlmdyn_cli.judging.normalize import as_number, normalize, numbers_in
+
+_NUM = r"-?\d+(?:\.\d+)?"
+_BOX = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_OPTION_LINE = re.compile(r"(?:^|\n)\s*\(?([A-H])[\).:]\s+\S")
+_LETTER_ANSWER = re.compile(r"^\(?([A-H])\)?[.:]?$")
+_LEAD_LETTER = re.compile(r"^(?i:the\s+)?(?i:(?:correct\s+)?(?:answer|option)\s*(?:is)?\s*:?\s*)?\(?([A-H])\)?(?:[.:,)\s]|$)")
+_EXPLAIN = re.compile(r"\b(why|explain|describe|what might|what could|how might|how could)\b", re.I)
+
+
+COLOURS = set("red orange yellow green blue purple pink brown black white gray grey silver gold "
+               "beige tan violet cyan magenta maroon navy teal".split())
+
+
+@dataclass
+class RuleDecision:
+    verdict: str | None          # yes / no, None when the rules cannot decide
+    confidence: float            # 0..1; 0 when undecided
+    rule: str                    # which rule applied
+    reason: str                  # a human-readable explanation
+
+
+def _box(text: str) -> tuple[float, ...] | None:
+    m = _BOX.search(text)
+    return tuple(float(x) for x in m.groups()) if m else None
+
+
+def iou(a, b) -> float:
+    ax1, ay1, ax2, ay2 = min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]), max(a[1], a[3])
+    bx1, by1, bx2, by2 = min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])
+    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / union if union > 0 else (1.0 if a == b else 0.0)
+
+
+def _contains(hay: list[str], needle: list[str]) -> bool:
+    n = len(needle)
+    return n > 0 and any(hay[i:i + n] == needle for i in range(len(hay) - n + 1))
+
+
+def decide(question: str, answer: str, prediction: str, *, iou_threshold: float = 0.5,
+           max_reference_words: int = 5) -> RuleDecision:
+    ref_n, pred_n = normalize(answer), normalize(prediction)
+    ref_t, pred_t = ref_n.split(), pred_n.split()
+    if not prediction.strip():
+        return RuleDecision("no", 1.0, "empty", "the prediction is empty")
+
+    ref_box = _box(answer)
+    if ref_box is not None and _BOX.fullmatch(answer.strip().rstrip(".")):
+        pb = _box(prediction)
+        if pb is None:
+            return RuleDecision("no", 0.95, "box", "the reference is a box, the prediction has none")
+        v = iou(ref_box, pb)
+        return RuleDecision("yes" if v >= iou_threshold else "no", 1.0, "box",
+                            f"IoU {v:.2f} {'>=' if v >= iou_threshold else '<'} {iou_threshold}")
+
+    if ref_n in ("yes", "no"):
+        lead = pred_t[0] if pred_t else ""
+        if lead in ("yes", "no"):
+            return RuleDecision("yes" if lead == ref_n else "no", 1.0, "yes/no",
+                                f"prediction says {lead}, reference {ref_n}")
+        return RuleDecision(None, 0.0, "yes/no", "the reference is yes/no but the prediction does not start with yes or no")
+
+    m = _LETTER_ANSWER.match(answer.strip())
+    if m and _OPTION_LINE.search(question):
+        letter = m.group(1)
+        pm = _LEAD_LETTER.match(prediction.strip())
+        if pm:
+            return RuleDecision("yes" if pm.group(1) == letter else "no", 1.0, "letter",
+                                f"prediction picks {pm.group(1)}, reference {letter}")
+        return RuleDecision(None, 0.0, "letter", "multiple choice but the prediction names no option letter")
+
+    ref_num = as_number(answer)
+    if ref_num is not None:
+        nums = numbers_in(prediction)
+        if len(set(nums)) == 1:
+            ok = abs(nums[0] - ref_num) < 1e-9
+            return RuleDecision("yes" if ok else "no", 1.0, "number",
+                                f"prediction number {nums[0]:g}, reference {ref_num:g}")
+        if not nums:
+            return RuleDecision(None, 0.0, "number", "the reference is a number, the prediction has none")
+        if ref_num not in nums:
+            return RuleDecision("no", 0.9, "number", "none of the prediction's numbers equals the reference")
+        return RuleDecision(None, 0.0, "number", "the prediction names several numbers")
+
+    if ref_n == pred_n:
+        return RuleDecision("yes", 1.0, "exact", "normalised exact match")
+    if len(ref_t) > max_reference_words or _EXPLAIN.search(question):
+        return RuleDecision(None, 0.0, "open-ended",
+                            f"open-ended item (reference of {len(ref_t)} words or an explanation question)")
+    if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
+        return RuleDecision("yes", 0.85, "contain", "the reference is contained in the prediction")
+    if _contains(ref_t, pred_t):
+        return RuleDecision("yes", 0.7, "contain-reverse", "the prediction is part of the reference")
+    if len(ref_t) == 1 and ref_t[0] in COLOURS and set(pred_t) & COLOURS and ref_t[0] not in pred_t:
+        return RuleDecision("no", 0.95, "colour", f"prediction names another colour than {ref_t[0]}")
+    if len(ref_t) <= 2 and len(pred_t) <= 2 and not set(ref_t) & set(pred_t):
+        # could still be a synonym (sofa / couch): below the default confidence bar
+        return RuleDecision("no", 0.75, "disjoint", "short answers with no word in common")
+    return RuleDecision(None, 0.0, "undecided", "no rule is confident for this pair")
+
+
+def verdict_text(verdict: str) -> str:
+    return "{'p': '%s'}" % verdict
+
+
+class RulesBackend:
+    """The rules judge behind the backend contract: no model, no network, no cost."""
+
+    id = "rules"
+
+    def __init__(self, spec, **options):
+        opts = dict(spec.options) | options
+        self.iou_threshold = float(opts.get("iou_threshold", 0.5))
+        self.max_reference_words = int(opts.get("max_reference_words", 5))
+        self.min_confidence = float(spec.decoding.get("min_confidence", 0.8))
+
+    def decide(self, item: dict) -> RuleDecision:
+        return decide(item["question"], item["answer"], item["prediction"],
+                      iou_threshold=self.iou_threshold, max_reference_words=self.max_reference_words)
+
+    def respond(self, req: JudgeRequest) -> JudgeResponse:
+        t0 = time.perf_counter()
+        d = self.decide(req.item)
+        resp = JudgeResponse(key=req.key, resolved_model="rules", prompt_tokens=0, completion_tokens=0,
+                             cost_usd=0.0, extra={"rule": d.rule, "confidence": d.confidence,
+                                                  "reason": f"{d.rule}: {d.reason}", "format": "verdict-dict"})
+        if d.verdict is not None and d.confidence >= self.min_confidence:
+            resp.text = verdict_text(d.verdict)
+        else:
+            resp.error = f"cannot decide ({d.rule}): {d.reason}"
+            if d.verdict is not None:
+                resp.error += f" [leaning {d.verdict}, confidence {d.confidence:.2f} < {self.min_confidence}]"
+        resp.latency_s = time.perf_counter() - t0
+        return resp
+
+    def run(self, requests: Iterable[JudgeRequest], on_result: Callable[[JudgeResponse], None]) -> None:
+        for req in requests:
+            on_result(self.respond(req))
+
+    def close(self) -> None:
+        pass

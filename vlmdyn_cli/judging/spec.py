@@ -1,0 +1,184 @@
+"""Judge specs as data (DESIGN.md convention 2).
+
+A spec is a TOML file: backend, model, prompt template file(s), output format,
+decoding parameters and backend options. Built-in specs live in the top-level
+``judges/`` folder (installed as the ``vlmdyn_judges`` package); a user passes
+a built-in name (``--judge rules``) or a path to their own file.
+
+The spec hash covers the spec's fields, the texts of its templates and the
+hashes of its cascade stages, so changing a prompt makes a new judge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.judging.parse import FORMATS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOP_FIELDS = {"name", "description", "backend", "model", "output", "system_template",
+              "user_template", "text_template", "stages", "decoding", "options"}
+DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "score_mode", "threshold", "min_confidence"}
+SCORE_MODES = ("off", "with-verdict", "only")
+TEMPLATE_FIELDS = ("system_template", "user_template", "text_template")
+DEFAULT_DECODING = {"temperature": 0.0, "max_tokens": 64, "grammar": True, "score_mode": "off",
+                    "threshold": 0.5}
+# option names that may only ever name an environment variable, never hold a secret
+_SECRET_WORDS = ("key", "secret", "password", "token", "authorization", "bearer")
+_SAFE_OPTION_NAMES = {"api_key_env", "max_tokens", "n_tokens"}
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    name: str
+    backend: str
+    model: str | None
+    output: str
+    decoding: dict
+    options: dict
+    templates: dict                      # field -> template text (system/user/text)
+    stages: tuple["JudgeSpec", ...] = ()
+    description: str = ""
+    source: str = ""                     # builtin:<name> or the file path
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def canonical_json(self) -> str:
+        body = {"spec": self.raw, "templates": self.templates, "stages": [s.hash for s in self.stages]}
+        return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def record(self) -> dict:
+        """What is stored in judge_specs.spec_json: everything needed to rebuild it, no secrets."""
+        return {"spec": self.raw, "templates": self.templates,
+                "stages": [{"name": s.name, "hash": s.hash} for s in self.stages], "source": self.source}
+
+    @property
+    def score_mode(self) -> str:
+        return self.decoding.get("score_mode", "off")
+
+    def with_overrides(self, *, model: str | None = None, options: dict | None = None) -> "JudgeSpec":
+        """A derived spec (new hash) with the model and/or backend options replaced.
+
+        For a cascade the overrides go to its last (LLM) stage.
+        """
+        if not model and not options:
+            return self
+        if self.stages:
+            stages = self.stages[:-1] + (self.stages[-1].with_overrides(model=model, options=options),)
+            return replace(self, stages=stages)
+        raw = dict(self.raw)
+        new_options = dict(self.options)
+        if options:
+            _check_options(options, self.source)
+            new_options.update({k: v for k, v in options.items() if v is not None})
+            raw["options"] = new_options
+        if model:
+            raw["model"] = model
+        return replace(self, model=model or self.model, options=new_options, raw=raw)
+
+
+def builtin_dir():
+    return resources.files("vlmdyn_judges")
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in builtin_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_spec(ref: str) -> JudgeSpec:
+    """A spec by built-in name or by path to a TOML file."""
+    p = Path(ref).expanduser()
+    if ref.endswith(".toml") or p.is_file() or "/" in ref or "\\" in ref:
+        if not p.is_file():
+            raise BadInput(f"judge spec file {ref} does not exist")
+        return _load(p.read_text(encoding="utf-8"), p.parent, str(p))
+    names = builtin_names()
+    if ref not in names:
+        raise BadInput(f"unknown judge spec '{ref}'{did_you_mean(ref, names)}; built-in specs: "
+                       f"{', '.join(names)} (or pass a path to a .toml spec file)")
+    f = builtin_dir() / f"{ref}.toml"
+    return _load(f.read_text(encoding="utf-8"), builtin_dir(), f"builtin:{ref}")
+
+
+def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"judge spec {source} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(raw) - TOP_FIELDS)
+    if unknown:
+        u = unknown[0]
+        raise BadInput(f"judge spec {source}: unknown field '{u}'{did_you_mean(u, TOP_FIELDS)}; "
+                       f"known fields: {', '.join(sorted(TOP_FIELDS))}")
+    for req in ("name", "backend"):
+        if not isinstance(raw.get(req), str) or not raw[req]:
+            raise BadInput(f"judge spec {source}: missing required field '{req}'")
+    decoding = raw.get("decoding", {})
+    if not isinstance(decoding, dict):
+        raise BadInput(f"judge spec {source}: [decoding] must be a table")
+    bad = sorted(set(decoding) - DECODING_FIELDS)
+    if bad:
+        raise BadInput(f"judge spec {source}: unknown decoding field '{bad[0]}'"
+                       f"{did_you_mean(bad[0], DECODING_FIELDS)}; known: {', '.join(sorted(DECODING_FIELDS))}")
+    decoding = DEFAULT_DECODING | decoding
+    if decoding["score_mode"] not in SCORE_MODES:
+        raise BadInput(f"judge spec {source}: score_mode must be one of {', '.join(SCORE_MODES)}")
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        raise BadInput(f"judge spec {source}: [options] must be a table")
+    _check_options(options, source)
+    output = raw.get("output", "verdict-dict")
+    if output not in FORMATS:
+        raise BadInput(f"judge spec {source}: output '{output}'{did_you_mean(output, FORMATS)} is not one of "
+                       f"{', '.join(FORMATS)}")
+    templates = {}
+    for f in TEMPLATE_FIELDS:
+        if f in raw:
+            tp = base / raw[f] if not Path(raw[f]).is_absolute() else Path(raw[f])
+            try:
+                templates[f] = tp.read_text(encoding="utf-8")
+            except (FileNotFoundError, IsADirectoryError) as exc:
+                raise BadInput(f"judge spec {source}: template file {raw[f]} not found") from exc
+    stages: tuple[JudgeSpec, ...] = ()
+    if raw["backend"] == "cascade":
+        refs = raw.get("stages")
+        if not isinstance(refs, list) or len(refs) < 2 or _depth > 3:
+            raise BadInput(f"judge spec {source}: a cascade needs stages = [\"rules\", \"<llm spec>\"]")
+        stages = tuple(_stage(r, base, source, _depth) for r in refs)
+    elif raw["backend"] not in ("rules",) and not templates:
+        raise BadInput(f"judge spec {source}: needs system_template/user_template or text_template")
+    return JudgeSpec(name=raw["name"], backend=raw["backend"], model=raw.get("model"), output=output,
+                     decoding=decoding, options=dict(options), templates=templates, stages=stages,
+                     description=raw.get("description", ""), source=source, raw=raw)
+
+
+def _stage(ref: str, base, source: str, depth: int) -> JudgeSpec:
+    cand = base / ref
+    if ref.endswith(".toml") and cand.is_file():
+        return _load(cand.read_text(encoding="utf-8"), cand.parent if isinstance(cand, Path) else base,
+                     str(cand), depth + 1)
+    return load_spec(ref)
+
+
+def _check_options(options: dict, source: str) -> None:
+    for k, v in options.items():
+        lk = k.lower()
+        if lk not in _SAFE_OPTION_NAMES and any(w in lk for w in _SECRET_WORDS):
+            raise BadInput(f"judge spec {source}: option '{k}' looks like a secret; secrets are read from "
+                           f"the environment only (use api_key_env = \"ENV_VAR_NAME\")")
+        if isinstance(v, str) and v.startswith("sk-") and len(v) > 20:
+            raise BadInput(f"judge spec {source}: option '{k}' holds what looks like an API key; "
+                           f"put it in an environment variable and set api_key_env")

@@ -1,0 +1,76 @@
+"""Reading a file of triples to judge: one JSON object per line.
+
+    {"id": "q1", "question": "...", "answer": "...", "prediction": "...", "category": "OCR"}
+
+``question``, ``answer`` and ``prediction`` are required strings; ``id`` is
+optional (the line number when absent); any other field is passed through to
+the output. The whole file is validated before anything is written: a bad line
+fails with its line number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vlmdyn_cli.errors import BadInput
+
+REQUIRED = ("question", "answer", "prediction")
+
+
+def read_triples_file(path: str | Path) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"triples file {p} does not exist")
+    rows: list[dict] = []
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{p}: line {lineno} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise BadInput(f"{p}: line {lineno} is not a JSON object")
+            for k in REQUIRED:
+                if not isinstance(obj.get(k), str):
+                    what = "missing" if k not in obj else f"not a string ({type(obj[k]).__name__})"
+                    raise BadInput(f"{p}: line {lineno}: field '{k}' is {what}; each line needs "
+                                   f"string fields {', '.join(REQUIRED)}")
+            obj.setdefault("id", lineno)
+            rows.append(obj)
+    if not rows:
+        raise BadInput(f"{p}: no triples in the file")
+    return rows
+
+
+RESULT_FIELDS = ("status", "verdict", "reason", "decided_by", "ms", "md", "h", "p_yes", "resolved_model",
+                 "cost_usd", "latency_s", "raw")
+
+
+def judge_file(db, path: str | Path, spec, reporter=None, **kw):
+    """Judge every line of a triples file; returns (summary, one result dict per input line, in order).
+
+    The triples are stored (one transaction) so the cache and ``judgements list`` see them.
+    """
+    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.store.db import upsert_triples
+
+    rows = read_triples_file(path)
+    with db.atomic():
+        hashes = upsert_triples(db, [(r["question"], r["answer"], r["prediction"]) for r in rows])
+    summary = judge_triples(db, spec, hashes, reporter, **kw)
+    found: dict[str, dict] = {}
+    uniq = list(dict.fromkeys(hashes))
+    for i in range(0, len(uniq), 500):
+        chunk = uniq[i:i + 500]
+        sql = (f"SELECT triple_hash, {', '.join(RESULT_FIELDS)} FROM judgements WHERE spec_hash = ? "
+               f"AND triple_hash IN ({','.join('?' * len(chunk))})")
+        for r in db.conn.execute(sql, [spec.hash, *chunk]):
+            found[r[0]] = dict(zip(RESULT_FIELDS, r[1:]))
+    results = []
+    for row, h in zip(rows, hashes):
+        res = found.get(h) or {"status": "pending", "reason": "not judged in this invocation"}
+        results.append(row | {"judge": spec.name} | res)
+    return summary, results

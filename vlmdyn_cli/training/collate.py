@@ -1,0 +1,73 @@
+"""Turn a micro-batch into model inputs, and say exactly which conversations went in.
+
+The returned batch carries ``conversation_ids``, ``positions`` and ``step``
+next to the tensors: the trainer writes the order manifest from these, i.e.
+from what was actually collated, not from a re-computation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vlmdyn_cli.training.dataset import IGNORE, Encoded
+from vlmdyn_cli.training.order import MicroBatch
+
+
+class ImageCache:
+    """Pixel tensors per image path; kept in memory when the whole set fits the budget."""
+
+    def __init__(self, image_processor, n_images: int, budget_bytes: int = 2 << 30):
+        self.proc = image_processor
+        self.cache: dict[str, torch.Tensor] = {}
+        size = getattr(image_processor, "size", None) or {}
+        h = size.get("height") or size.get("shortest_edge") or 336
+        w = size.get("width") or size.get("shortest_edge") or 336
+        self.keep = n_images * 3 * h * w * 4 <= budget_bytes
+
+    def get(self, paths: list[str]) -> torch.Tensor:
+        from PIL import Image
+
+        todo = [p for p in dict.fromkeys(paths) if p not in self.cache]
+        fresh = {}
+        if todo:
+            imgs = []
+            for p in todo:
+                with Image.open(p) as im:
+                    imgs.append(im.convert("RGB"))
+            pix = self.proc(images=imgs, return_tensors="pt")["pixel_values"]
+            fresh = dict(zip(todo, pix))
+            if self.keep:
+                self.cache.update(fresh)
+        return torch.stack([self.cache.get(p, fresh.get(p)) for p in paths])
+
+
+class Collator:
+    def __init__(self, encoded: Encoded, order: np.ndarray, images: list[str | None], pad_id: int,
+                 image_cache: ImageCache):
+        self.enc, self.order, self.images = encoded, order, images
+        self.pad_id, self.image_cache = pad_id, image_cache
+        self.index_of = None  # set by the trainer: conversation id -> row in `encoded`
+
+    def __call__(self, mb: MicroBatch) -> dict:
+        conv_ids = [int(self.order[i]) for i in mb.indices]
+        rows = [self.index_of[c] for c in conv_ids]
+        empty = not rows
+        if empty:                      # a rank with nothing left in the last step: a weight-0 dummy
+            rows = [self.index_of[int(self.order[0])]]
+        n = max(len(self.enc.ids[r]) for r in rows)
+        ids = np.full((len(rows), n), self.pad_id, dtype=np.int64)
+        labels = np.full((len(rows), n), IGNORE, dtype=np.int64)
+        mask = np.zeros((len(rows), n), dtype=np.int64)
+        for j, r in enumerate(rows):
+            k = len(self.enc.ids[r])
+            ids[j, :k], labels[j, :k], mask[j, :k] = self.enc.ids[r], self.enc.labels[r], 1
+        paths = [self.images[r] for r in rows if self.images[r]]
+        return {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(labels),
+            "pixel_values": self.image_cache.get(paths) if paths else None,
+            "step": mb.step, "micro": mb.micro, "weight": 0.0 if empty else 1.0,
+            "conversation_ids": conv_ids, "positions": list(mb.positions),
+        }

@@ -1,0 +1,313 @@
+"""The SQL the TUI runs, as plain functions over a sqlite3 connection.
+
+One browser row is one judgement of one generation: a generation (run, step,
+QA pair, prediction) joined through its triple hash to every judgement of that
+triple. Pages are fetched with keyset pagination on
+``(run_id, step, qa_id, judgement id)``, which is the order of the unique
+index on generations, so a page costs the rows it shows plus the rows the
+filters skip, never the whole table (nothing is loaded into memory).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+PAGE_SIZE = 100
+COUNT_CAP = 100_000
+
+Key = tuple[int, int, int, int]  # (run_id, step, qa_id, judgement id)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the browser shows; None means "any"."""
+
+    run: str | None = None
+    seed: int | None = None
+    step: int | None = None
+    set_name: str | None = None
+    category: str | None = None
+    subcategory: str | None = None
+    judge: str | None = None
+    verdict: str | None = None          # yes / no
+    status: str | None = None           # scored / unscored
+    disagree: tuple[str, str] | None = None  # two judge names whose verdicts differ
+    text: str | None = None             # free text, searched with FTS5 in question/answer/prediction
+
+    def with_(self, **changes) -> "Filters":
+        return replace(self, **changes)
+
+    def active(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, "")}
+
+
+def fts_query(text: str) -> str | None:
+    """User text -> an FTS5 query that cannot be a syntax error: every word quoted, all required."""
+    words = re.findall(r"\w+", text or "", flags=re.UNICODE)
+    if not words:
+        return None
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def _where(f: Filters) -> tuple[str, list, bool]:
+    """SQL conditions over aliases g (generations) and j (judgements); whether qa_pairs q is needed."""
+    conds: list[str] = []
+    params: list = []
+    need_q = False
+    if f.run is not None:
+        conds.append("g.run_id = (SELECT id FROM runs WHERE name = ?)")
+        params.append(f.run)
+    if f.seed is not None:
+        conds.append("g.run_id IN (SELECT id FROM runs WHERE seed = ?)")
+        params.append(int(f.seed))
+    if f.step is not None:
+        conds.append("g.step = ?")
+        params.append(int(f.step))
+    if f.set_name is not None:
+        conds.append(
+            "EXISTS (SELECT 1 FROM eval_sets s JOIN eval_set_members m ON m.set_id = s.id "
+            "WHERE s.run_id = g.run_id AND s.name = ? AND m.qa_id = g.qa_id)")
+        params.append(f.set_name)
+    if f.category is not None:
+        conds.append("q.category = ?")
+        params.append(f.category)
+        need_q = True
+    if f.subcategory is not None:
+        conds.append("q.subcategory = ?")
+        params.append(f.subcategory)
+        need_q = True
+    if f.judge is not None:
+        conds.append("j.judge_name = ?")
+        params.append(f.judge)
+    if f.verdict is not None:
+        conds.append("j.verdict = ?")
+        params.append(f.verdict)
+    if f.status is not None:
+        conds.append("j.status = ?")
+        params.append(f.status)
+    if f.disagree is not None:
+        a, b = f.disagree
+        conds.append(
+            "EXISTS (SELECT 1 FROM judgements ja JOIN judgements jb ON jb.triple_hash = ja.triple_hash "
+            "WHERE ja.triple_hash = g.triple_hash AND ja.judge_name = ? AND jb.judge_name = ? "
+            "AND ja.status = 'scored' AND jb.status = 'scored' AND ja.verdict <> jb.verdict)")
+        params += [a, b]
+    q = fts_query(f.text or "")
+    if q is not None:
+        conds.append(
+            "g.triple_hash IN (SELECT t.hash FROM triples t WHERE t.id IN "
+            "(SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?))")
+        params.append(q)
+    return (" AND ".join(conds) or "1"), params, need_q
+
+
+def _from(need_q: bool) -> str:
+    sql = "generations g JOIN judgements j ON j.triple_hash = g.triple_hash"
+    if need_q:
+        sql += " JOIN qa_pairs q ON q.id = g.qa_id"
+    return sql
+
+
+ROW_COLUMNS = ("run", "seed", "step", "sets", "category", "subcategory", "judge", "status", "verdict",
+               "question", "answer", "prediction")
+
+
+def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int = PAGE_SIZE) -> list[dict]:
+    """One page of browser rows after the keyset cursor ``after`` (None: the first page)."""
+    where, params, need_q = _where(f)
+    if after is not None:
+        where += " AND (g.run_id, g.step, g.qa_id, j.id) > (?, ?, ?, ?)"
+        params = params + list(after)
+    keys = conn.execute(
+        f"SELECT g.id AS gid, j.id AS jid, g.run_id, g.step, g.qa_id FROM {_from(need_q)} WHERE {where} "
+        f"ORDER BY g.run_id, g.step, g.qa_id, j.id LIMIT ?", params + [int(limit)]).fetchall()
+    if not keys:
+        return []
+    return rows_for(conn, [(k["gid"], k["jid"]) for k in keys])
+
+
+def rows_for(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> list[dict]:
+    """Display columns for (generation id, judgement id) pairs, in the given order."""
+    out = []
+    for gid, jid in pairs:
+        r = conn.execute(
+            "SELECT g.id AS gid, j.id AS jid, g.run_id, g.qa_id, r.name AS run, r.seed, g.step, "
+            "q.category, q.subcategory, j.judge_name AS judge, j.status, j.verdict, "
+            "q.question, q.answer, g.prediction, "
+            "(SELECT group_concat(s.name, ' ') FROM eval_set_members m JOIN eval_sets s ON s.id = m.set_id "
+            " WHERE m.qa_id = g.qa_id AND s.run_id = g.run_id) AS sets "
+            "FROM generations g JOIN judgements j ON j.id = ? JOIN runs r ON r.id = g.run_id "
+            "JOIN qa_pairs q ON q.id = g.qa_id WHERE g.id = ?", (jid, gid)).fetchone()
+        if r is not None:
+            d = dict(r)
+            d["key"] = (d["run_id"], d["step"], d["qa_id"], d["jid"])
+            out.append(d)
+    return out
+
+
+def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many rows match, counting at most ``cap``; returns (n, capped)."""
+    where, params, need_q = _where(f)
+    n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_from(need_q)} WHERE {where} LIMIT ?)",
+                     params + [cap + 1]).fetchone()[0]
+    return min(n, cap), n > cap
+
+
+# ---------------------------------------------------------------- filter choices
+
+def choices(conn: sqlite3.Connection) -> dict[str, list]:
+    """The values each filter can take (small tables only: fast on any database size)."""
+    def col(sql):
+        return [r[0] for r in conn.execute(sql).fetchall() if r[0] is not None]
+
+    steps = col("SELECT DISTINCT step FROM checkpoints ORDER BY step")
+    if not steps:
+        steps = col("SELECT DISTINCT step FROM generations ORDER BY step")
+    return {
+        "run": col("SELECT name FROM runs ORDER BY seed, name"),
+        "seed": col("SELECT DISTINCT seed FROM runs ORDER BY seed"),
+        "step": steps,
+        "set_name": col("SELECT name FROM eval_sets GROUP BY name ORDER BY min(kind), min(k_step), name"),
+        "category": col("SELECT DISTINCT category FROM qa_pairs WHERE category IS NOT NULL ORDER BY category"),
+        "subcategory": col("SELECT DISTINCT subcategory FROM qa_pairs WHERE subcategory IS NOT NULL "
+                           "ORDER BY subcategory"),
+        "judge": col("SELECT DISTINCT name FROM judge_specs ORDER BY name"),
+        "verdict": ["yes", "no"],
+        "status": ["scored", "unscored"],
+    }
+
+
+# ---------------------------------------------------------------- overview
+
+def runs(conn: sqlite3.Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute(
+        "SELECT r.id, r.name, r.seed, r.status, r.model_id, "
+        "(SELECT group_concat(step, ' ') FROM (SELECT step FROM checkpoints c WHERE c.run_id = r.id "
+        " ORDER BY step)) AS checkpoints, "
+        "(SELECT count(*) FROM eval_sets s WHERE s.run_id = r.id) AS n_sets "
+        "FROM runs r ORDER BY r.seed, r.name").fetchall()]
+
+
+def judges(conn: sqlite3.Connection) -> list[dict]:
+    """Per judge name: judgements, unscored, share yes among scored, total cost, mean latency."""
+    return [dict(r) for r in conn.execute(
+        "SELECT judge_name AS judge, count(*) AS n, sum(status = 'unscored') AS unscored, "
+        "sum(verdict = 'yes') AS yes, sum(coalesce(cost_usd, 0)) AS cost_usd, avg(latency_s) AS latency_s "
+        "FROM judgements GROUP BY judge_name ORDER BY judge_name").fetchall()]
+
+
+def accuracy_grid(conn: sqlite3.Connection, run: str, judge: str) -> list[dict]:
+    """Accuracy per (checkpoint step, eval set, category) of one run under one judge.
+
+    ``acc`` is yes / scored; unscored items are excluded and counted separately;
+    generations not judged yet are counted as ``missing``.
+    """
+    rows = conn.execute(
+        "SELECT g.step, s.name AS set_name, s.kind, s.k_step, coalesce(q.category, '?') AS category, "
+        "count(*) AS n, sum(j.verdict = 'yes') AS yes, sum(j.status = 'scored') AS scored, "
+        "sum(j.status = 'unscored') AS unscored, sum(j.id IS NULL) AS missing "
+        "FROM runs r JOIN eval_sets s ON s.run_id = r.id "
+        "JOIN eval_set_members m ON m.set_id = s.id "
+        "JOIN generations g ON g.run_id = r.id AND g.qa_id = m.qa_id "
+        "JOIN qa_pairs q ON q.id = m.qa_id "
+        "LEFT JOIN judgements j ON j.triple_hash = g.triple_hash AND j.judge_name = ? "
+        "WHERE r.name = ? GROUP BY g.step, s.id, q.category", (judge, run)).fetchall()
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["acc"] = (d["yes"] / d["scored"]) if d["scored"] else None
+        out.append(d)
+    return out
+
+
+# ---------------------------------------------------------------- detail
+
+def item(conn: sqlite3.Connection, gid: int) -> dict | None:
+    r = conn.execute(
+        "SELECT g.id AS gid, g.run_id, g.step, g.qa_id, g.prediction, g.triple_hash, g.backend, "
+        "r.name AS run, r.seed, q.question, q.answer, q.category, q.subcategory, q.true_category, "
+        "c.image_path, c.source, d.image_root, "
+        "(SELECT group_concat(s.name, ' ') FROM eval_set_members m JOIN eval_sets s ON s.id = m.set_id "
+        " WHERE m.qa_id = g.qa_id AND s.run_id = g.run_id) AS sets "
+        "FROM generations g JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id "
+        "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = q.dataset_id "
+        "WHERE g.id = ?", (gid,)).fetchone()
+    return dict(r) if r else None
+
+
+def verdicts(conn: sqlite3.Connection, triple_hash: str) -> list[dict]:
+    """Every judge's judgement of one triple."""
+    return [dict(r) for r in conn.execute(
+        "SELECT judge_name AS judge, resolved_model, status, verdict, reason, decided_by, raw, ms, md, h, "
+        "p_yes, latency_s, cost_usd FROM judgements WHERE triple_hash = ? ORDER BY judge_name",
+        (triple_hash,)).fetchall()]
+
+
+def history(conn: sqlite3.Connection, run_id: int, qa_id: int) -> list[dict]:
+    """The same QA pair at every checkpoint of the run, with each judge's verdict."""
+    out: dict[int, dict] = {}
+    for r in conn.execute(
+            "SELECT g.step, g.prediction, j.judge_name, j.status, j.verdict FROM generations g "
+            "LEFT JOIN judgements j ON j.triple_hash = g.triple_hash "
+            "WHERE g.run_id = ? AND g.qa_id = ? ORDER BY g.step, j.judge_name", (run_id, qa_id)).fetchall():
+        d = out.setdefault(r["step"], {"step": r["step"], "prediction": r["prediction"], "verdicts": {}})
+        if r["judge_name"] is not None:
+            d["verdicts"][r["judge_name"]] = r["verdict"] if r["status"] == "scored" else "unscored"
+    return list(out.values())
+
+
+def image_file(image_root: str | None, image_path: str | None, db_path: Path | None = None) -> Path | None:
+    """The image of an item when the file exists (root taken as given, else relative to the DB)."""
+    if not image_path:
+        return None
+    candidates = []
+    if image_root:
+        candidates.append(Path(image_root) / image_path)
+        if db_path is not None and not Path(image_root).is_absolute():
+            candidates.append(Path(db_path).parent / image_root / image_path)
+    candidates.append(Path(image_path))
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+# ---------------------------------------------------------------- rater
+
+def samples(conn: sqlite3.Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute(
+        "SELECT sample, count(*) AS n FROM calibration_items GROUP BY sample ORDER BY sample").fetchall()]
+
+
+def rater_items(conn: sqlite3.Connection, sample: str, rater: str) -> list[dict]:
+    """The sample's items in draw order, with this rater's label (None when not labelled yet).
+
+    The judges' verdicts are deliberately not part of this query.
+    """
+    return [dict(r) for r in conn.execute(
+        "SELECT ci.item_id, ci.triple_hash, ci.category, ci.subcategory, t.question, t.answer, t.prediction, "
+        "hl.label FROM calibration_items ci JOIN triples t ON t.hash = ci.triple_hash "
+        "LEFT JOIN human_labels hl ON hl.triple_hash = ci.triple_hash AND hl.rater = ? "
+        "WHERE ci.sample = ? ORDER BY ci.rowid", (rater, sample)).fetchall()]
+
+
+def triple_image(conn: sqlite3.Connection, triple_hash: str) -> tuple[str | None, str | None]:
+    """(image_root, image_path) of some generation of this triple, for showing its picture."""
+    r = conn.execute(
+        "SELECT d.image_root, c.image_path FROM generations g JOIN qa_pairs q ON q.id = g.qa_id "
+        "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = q.dataset_id "
+        "WHERE g.triple_hash = ? LIMIT 1", (triple_hash,)).fetchone()
+    return (r[0], r[1]) if r else (None, None)
+
+
+def save_label(conn: sqlite3.Connection, triple_hash: str, rater: str, label: str, created_at: str) -> None:
+    """Write (or change) one human label; the caller owns the transaction."""
+    if label not in ("yes", "no"):
+        raise ValueError(f"label must be yes or no, got {label!r}")
+    conn.execute(
+        "INSERT INTO human_labels(triple_hash, rater, label, source, created_at) VALUES (?, ?, ?, 'tui', ?) "
+        "ON CONFLICT(triple_hash, rater) DO UPDATE SET label = excluded.label, source = excluded.source, "
+        "created_at = excluded.created_at", (triple_hash, rater, label, created_at))

@@ -1,0 +1,173 @@
+"""The judgements browser tab: filters, a status line and one SQL page of rows.
+
+Queries run in thread workers and post ``PageLoaded`` / ``CountLoaded`` back;
+a newer request cancels the older one (exclusive worker groups) and stale
+answers are dropped by request number.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from vlmdyn_cli.tui import queries as Q
+from vlmdyn_cli.tui.widgets.filter_bar import FilterBar
+from vlmdyn_cli.tui.widgets.judgement_table import JudgementTable
+
+
+class PageLoaded(Message):
+    def __init__(self, request: int, rows: list[dict], elapsed_ms: float) -> None:
+        super().__init__()
+        self.request, self.rows, self.elapsed_ms = request, rows, elapsed_ms
+
+
+class CountLoaded(Message):
+    def __init__(self, request: int, n: int, capped: bool) -> None:
+        super().__init__()
+        self.request, self.n, self.capped = request, n, capped
+
+
+class BrowserPane(Vertical):
+    BINDINGS = [
+        Binding("n", "next_page", "Next page"),
+        Binding("p", "prev_page", "Prev page"),
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("x", "clear_filters", "Clear"),
+        Binding("enter", "open_detail", "Details", show=False),
+    ]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.filters = Q.Filters()
+        self.cursors: list[Q.Key | None] = [None]  # keyset cursor of each page shown so far
+        self.rows: list[dict] = []
+        self.request = 0
+        self.count: tuple[int, bool] | None = None
+        self.elapsed_ms = 0.0
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield FilterBar(id="filters")
+        yield Static("", id="browser-status")
+        yield JudgementTable(id="judgement-table")
+
+    @property
+    def store(self):
+        return self.app.store
+
+    # ---------------------------------------------------------------- loading
+
+    def reload(self, reset_page: bool = False) -> None:
+        """Query the current page again (and the count); new rows from other writers show up."""
+        if reset_page:
+            self.cursors = [None]
+        self.request += 1
+        self.loaded = False
+        self.count = None
+        self._status()
+        self._load_page(self.request, self.filters, self.cursors[-1])
+        self._load_count(self.request, self.filters)
+
+    def load_choices(self) -> None:
+        self._load_choices()
+
+    @work(thread=True, exclusive=True, group="browser-choices")
+    def _load_choices(self) -> None:
+        with self.store.read() as conn:
+            choices = Q.choices(conn)
+        self.app.call_from_thread(self.query_one(FilterBar).set_choices, choices)
+
+    @work(thread=True, exclusive=True, group="browser-page")
+    def _load_page(self, request: int, filters: Q.Filters, after) -> None:
+        t0 = time.perf_counter()
+        with self.store.read() as conn:
+            rows = Q.page(conn, filters, after)
+        if not get_current_worker().is_cancelled:
+            self.post_message(PageLoaded(request, rows, 1000 * (time.perf_counter() - t0)))
+
+    @work(thread=True, exclusive=True, group="browser-count")
+    def _load_count(self, request: int, filters: Q.Filters) -> None:
+        with self.store.read() as conn:
+            n, capped = Q.count(conn, filters)
+        if not get_current_worker().is_cancelled:
+            self.post_message(CountLoaded(request, n, capped))
+
+    def on_page_loaded(self, msg: PageLoaded) -> None:
+        if msg.request != self.request:
+            return
+        self.rows = msg.rows
+        self.elapsed_ms = msg.elapsed_ms
+        self.loaded = True
+        self.query_one(JudgementTable).show_rows(msg.rows)
+        self._status()
+
+    def on_count_loaded(self, msg: CountLoaded) -> None:
+        if msg.request == self.request:
+            self.count = (msg.n, msg.capped)
+            self._status()
+
+    def _status(self) -> None:
+        start = (len(self.cursors) - 1) * Q.PAGE_SIZE
+        if not self.loaded:
+            text = "loading…"
+        elif not self.rows:
+            text = "no rows match"
+        else:
+            text = f"rows {start + 1:,}–{start + len(self.rows):,}"
+        if self.count is not None:
+            n, capped = self.count
+            text += f" of {n:,}{'+' if capped else ''}"
+        if self.loaded:
+            text += f" · {self.elapsed_ms:.0f} ms · page {len(self.cursors)}"
+        active = self.filters.active()
+        if active:
+            text += " · " + ", ".join(f"{k}={v}" for k, v in active.items())
+        self.query_one("#browser-status", Static).update(_plain(text))
+
+    # ---------------------------------------------------------------- events and actions
+
+    @on(FilterBar.Changed)
+    def _filters_changed(self, event: FilterBar.Changed) -> None:
+        self.filters = event.filters
+        self.reload(reset_page=True)
+
+    def on_data_table_row_selected(self, event: JudgementTable.RowSelected) -> None:
+        if isinstance(event.data_table, JudgementTable):
+            event.stop()
+            self.action_open_detail()
+
+    def action_next_page(self) -> None:
+        if self.loaded and len(self.rows) == Q.PAGE_SIZE:
+            self.cursors.append(self.rows[-1]["key"])
+            self.reload()
+
+    def action_prev_page(self) -> None:
+        if len(self.cursors) > 1:
+            self.cursors.pop()
+            self.reload()
+
+    def action_search(self) -> None:
+        self.query_one("#search").focus()
+
+    def action_clear_filters(self) -> None:
+        self.query_one(FilterBar).clear()
+
+    def action_open_detail(self) -> None:
+        row = self.query_one(JudgementTable).current()
+        if row is not None:
+            from vlmdyn_cli.tui.screens.detail import DetailScreen
+
+            self.app.push_screen(DetailScreen(row["gid"]))
+
+
+def _plain(text: str):
+    from vlmdyn_cli.tui.text import literal
+
+    return literal(text)
