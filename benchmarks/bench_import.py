@@ -226,14 +226,14 @@ def main() -> None:
             summary[kind] = {"rss_mb_per_json_mb": round(slope, 3),
                              "extrapolated_peak_rss_mb_at_1gb": round(b["peak_rss_mb"] + slope * (1024 - b["file_mb"]))}
     base = {r["conversations"]: r for r in results if r["method"] == "json.load"}
-    none = {"peak_rss_mb": float("nan")}
     print()
     print(f"{'conversations':>13} {'file MB':>8} {'method':>10} {'seconds':>8} {'conv/s':>10} {'peak RSS MB':>12} "
           f"{'RSS vs json.load':>17}")
     for r in results:
-        ratio = r["peak_rss_mb"] / base.get(r["conversations"], none)["peak_rss_mb"]
+        b = base.get(r["conversations"])
+        ratio = f"{r['peak_rss_mb'] / b['peak_rss_mb']:.2f}x" if b else "-"
         print(f"{r['conversations']:>13} {r['file_mb']:>8.0f} {r['method']:>10} {r['seconds']:>8.2f} "
-              f"{r['conversations_per_s']:>10.0f} {r['peak_rss_mb']:>12.0f} {ratio:>16.2f}x")
+              f"{r['conversations_per_s']:>10.0f} {r['peak_rss_mb']:>12.0f} {ratio:>17}")
     for kind, s in summary.items():
         print(f"{kind:>10}: {s['rss_mb_per_json_mb']:+.3f} MB RSS per MB of JSON; "
               f"extrapolated peak at 1 GB: {s['extrapolated_peak_rss_mb_at_1gb']} MB")

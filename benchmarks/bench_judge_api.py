@@ -15,8 +15,8 @@ Reported per configuration: items, wall seconds, items/s, 429 answers received,
 items lost (no scored row: must be 0), the most requests the server saw in flight.
 Printed as a table and written to benchmarks/out/bench_judge_api.json.
 
-    /work/venv/bin/python benchmarks/bench_judge_api.py                  # 80 items, 300 ms, 1500 rpm
-    /work/venv/bin/python benchmarks/bench_judge_api.py --items 40 --rpm 1200
+    /work/venv/bin/python benchmarks/bench_judge_api.py                  # 80 items, 300 ms, 1200 rpm
+    /work/venv/bin/python benchmarks/bench_judge_api.py --items 40 --rpm 1500 --burst 8
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=80)
     ap.add_argument("--latency", type=float, default=0.3, help="seconds added to every request")
-    ap.add_argument("--rpm", type=float, default=1500, help="server's requests-per-minute limit")
-    ap.add_argument("--burst", type=float, default=8, help="token-bucket burst of the limit")
+    ap.add_argument("--rpm", type=float, default=1200, help="server's requests-per-minute limit")
+    ap.add_argument("--burst", type=float, default=4, help="token-bucket burst of the limit")
     args = ap.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")
 

@@ -59,8 +59,9 @@ def add_dataset(db, name="ds", *, n_conv=160, n_images=80, seed=0, text_only_eve
         qas = []
         for t in range(n_turns):
             # Some questions repeat verbatim on the same image, so `pair` dedup has work to do.
-            q = f"question {rng.randrange(6) if repeat_pairs else idx * 10 + t} about thing {t}"
-            a = f"answer {q.split()[1]}"
+            n = rng.randrange(6) if repeat_pairs else idx * 10 + t
+            q = f"question {n} about thing {t}" + " in the picture" * (n % 3)   # varied lengths
+            a = f"answer {n}"
             cat = CATEGORIES[rng.randrange(len(CATEGORIES))]
             cur = conn.execute(
                 "INSERT INTO qa_pairs(dataset_id, conversation_id, turn, question, answer, image_id, "
@@ -149,20 +150,27 @@ def training_texts(db, dataset_id: int) -> list[str]:
 
 
 def save_tiny_checkpoints(db, run_id: int, dataset_id: int, folder, steps, seed: int = 0) -> dict[int, str]:
-    """One real tiny LLaVA checkpoint folder per step (different init per step), recorded in the DB."""
+    """One real tiny LLaVA checkpoint folder per step, recorded in the DB.
+
+    All steps share the tokenizer and processor (vocabulary learned from the
+    dataset); each gets its own random init (seed + step), so checkpoints answer
+    differently. Random-init tiny models already give varied greedy answers
+    (the image and the question change them), which the batching tests need.
+    """
     import torch
+    from transformers import LlavaForConditionalGeneration
 
     from vlmdyn_cli.models.checkpoint import save_checkpoint
     from vlmdyn_cli.models.registry import build_model
 
-    texts = training_texts(db, dataset_id)
+    model, processor = build_model("tiny", {"seed": seed}, texts=training_texts(db, dataset_id))
     paths = {}
-    for k in steps:
-        model, processor = build_model("tiny", {"seed": seed + k}, texts=texts)
-        with torch.no_grad():   # sharper logits than the default init: varied, tie-free greedy output
-            model.lm_head.weight.mul_(float(__import__("os").environ.get("LMS","1"))); model.model.language_model.embed_tokens.weight.mul_(float(__import__("os").environ.get("EMS","1")))
+    for k in sorted(steps):
+        torch.manual_seed(seed + k)
+        m = LlavaForConditionalGeneration(model.config)
+        m.generation_config = model.generation_config
         path = folder / f"step-{k:06d}"
-        save_checkpoint(model, processor, path, {"step": k, "seed": seed, "model_id": "tiny"})
+        save_checkpoint(m, processor, path, {"step": k, "seed": seed, "model_id": "tiny"})
         paths[k] = str(path)
     with db.atomic():
         db.conn.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id])

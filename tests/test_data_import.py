@@ -492,3 +492,24 @@ def test_interrupted_import_leaves_nothing_and_reruns_cleanly(tmp_path, db, imag
     res = import_dataset(db, p, image_root)
     assert res.n_conversations == len(recs) and not res.already_imported
     assert table_counts(db)["qa_pairs_fts_docsize"] == len(recs)
+
+
+def test_concurrent_import_of_the_same_content_is_not_duplicated(tmp_path, db, db_path, image_root):
+    """Another process commits the same file between our pre-check and our transaction: we return its row."""
+    from vlmdyn_cli.store import open_db
+
+    p = write_json(tmp_path / "mix.json", records())
+
+    class OtherWriterFirst(RecordingReporter):
+        def _start(self, h):
+            super()._start(h)
+            if h.desc.startswith("importing") and not getattr(self, "done", False):
+                self.done = True
+                other = open_db(db_path)
+                import_dataset(other, p, image_root, name="theirs")
+                other.close()
+
+    res = import_dataset(db, p, image_root, name="mine", reporter=OtherWriterFirst())
+    assert res.already_imported and res.name == "theirs"
+    assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["theirs"]
+    assert table_counts(db)["conversations"] == 5

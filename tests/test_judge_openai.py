@@ -20,8 +20,8 @@ from servers.openai_specs import FAKE_KEY, rows_by_question, write_spec, write_t
 
 from vlmdyn_cli.judging import prices  # noqa: E402
 from vlmdyn_cli.judging.backends.base import JudgeRequest  # noqa: E402
-from vlmdyn_cli.judging.backends.openai_backend import (  # noqa: E402
-    make_backend, p_yes_at, retry_after_s, scrub, verdict_word)
+from vlmdyn_cli.judging.backends.openai_backend import make_backend, retry_after_s, scrub  # noqa: E402
+from vlmdyn_cli.judging.backends.verdict_probs import p_yes_at, verdict_word  # noqa: E402
 
 FAST = {"timeout": 0.5, "backoff_base": 0.02, "backoff_max": 0.2, "max_retries": 3}
 PRICED = {"price_in": 0.15, "price_out": 0.60}
@@ -253,3 +253,63 @@ def test_builtin_norubric_spec_through_base_url(srv, key_env, tmp_path, cli, db_
     assert all(row["judge_name"] == "gpt-4o-mini-norubric" and row["p_yes"] == pytest.approx(0.9)
                for row in rows.values())
     assert all(row["cost_usd"] is None for row in rows.values())   # a non-OpenAI server: no price known
+
+
+def test_run_inside_a_running_event_loop(srv, key_env):
+    """The TUI calls backends from code that may already run an asyncio loop."""
+    import asyncio
+
+    be = make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url)
+
+    async def caller():
+        return _run(be, [_req("a", "hello"), _req("b", "VERDICT=no")])
+
+    res = asyncio.run(caller())
+    assert res["a"].text.startswith("{'p': 'yes'") and res["b"].text.startswith("{'p': 'no'")
+
+
+def test_kill_9_mid_run_then_rerun_completes_without_duplicates(key_env, tmp_path, db_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    n = 40
+    triples = write_triples(tmp_path / "t.jsonl", [f"item {i}" for i in range(n)])
+    spec = write_spec(tmp_path, options={"concurrency": 2})
+    with FakeOpenAI(latency_s=0.1) as srv:
+        cmd = [sys.executable, "-m", "vlmdyn_cli", "judge", "--db", str(db_path), "--input", str(triples),
+               "--judge", str(spec), "--base-url", srv.base_url, "--quiet"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        stored = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if db_path.exists():
+                try:
+                    con = sqlite3.connect(db_path, timeout=5)
+                    stored = con.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+                    con.close()
+                except sqlite3.OperationalError:
+                    continue
+                if stored >= 4:
+                    break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        con = sqlite3.connect(db_path)
+        kept = con.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+        con.close()
+        assert 4 <= kept < n
+        before = srv.counts["requests"]
+        r = subprocess.run(cmd, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        resent = srv.counts["requests"] - before
+    con = sqlite3.connect(db_path)
+    rows = con.execute("SELECT triple_hash, status FROM judgements").fetchall()
+    con.close()
+    assert len(rows) == n and len({h for h, _ in rows}) == n       # complete, no duplicates
+    assert {s for _, s in rows} == {"scored"}
+    assert resent == n - kept                                        # committed rows were not redone

@@ -144,3 +144,56 @@ def test_jsonl_lines_follow_the_batch_protocol(tmp_path, cli, db_path):
         assert x["method"] == "POST" and x["url"] == "/v1/chat/completions"
         assert x["body"]["model"] == "gpt-4o-mini" and x["body"]["max_tokens"] == 40
         assert x["body"]["logprobs"] is True and x["body"]["messages"][0]["role"] == "system"
+
+
+def test_max_cost_limits_what_is_submitted(tmp_path, cli, db_path):
+    triples = write_triples(tmp_path / "t.jsonl", [f"item {i} " + "word " * 200 for i in range(10)])
+    spec = write_spec(tmp_path, options=OPTS)
+    with FakeOpenAI(batch_polls=2) as srv:
+        r = _judge(cli, db_path, triples, spec, srv.base_url, "--max-cost", "0.0002", "--json")
+    (bid, status, n, _), = _batches(db_path)
+    assert 1 <= n < 10                                         # only what the budget allows went in
+    rows = rows_by_question(db_path)
+    assert len(rows) == n and {row["status"] for row in rows.values()} == {"scored"}
+    assert sum(row["cost_usd"] for row in rows.values()) <= 0.0002
+    assert sum(x["status"] == "pending" for x in map(json.loads, r.out.splitlines())) == 10 - n
+
+
+@pytest.mark.parametrize("job_was_created", [True, False])
+def test_crash_between_upload_and_create_is_recovered(tmp_path, cli, db, db_path, job_was_created,
+                                                      monkeypatch):
+    """The row is written after the upload: a rerun adopts the job made from that file, or makes it."""
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends import openai_batch as ob
+    from vlmdyn_cli.judging.prompts import render_request
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.store.db import upsert_triples
+
+    triples = write_triples(tmp_path / "t.jsonl", QUESTIONS[:3])
+    spec_path = write_spec(tmp_path, options=OPTS)
+    with FakeOpenAI(batch_polls=2) as srv:
+        spec = load_spec(str(spec_path)).with_overrides(options={"base_url": srv.base_url})
+        with db.atomic():
+            hashes = upsert_triples(db, [(q, "red", "red") for q in QUESTIONS[:3]])
+        be = create_backend(spec, {"batch": True, "db": db, "spec_hash": spec.hash})
+        reqs = [render_request(spec, h, q, "red", "red") for h, q in zip(hashes, QUESTIONS)]
+
+        real_create = ob._BatchRun._create
+
+        def dies(self, file_id, n):       # the process is killed right around batches.create
+            if job_was_created:
+                real_create(self, file_id, n)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ob._BatchRun, "_create", dies)
+        with pytest.raises(KeyboardInterrupt):
+            be.run(reqs, lambda r: None)
+        monkeypatch.setattr(ob._BatchRun, "_create", real_create)
+        (bid, status, n, _), = _batches(db_path)
+        assert bid.startswith("pending:file-") and status == "submitting"
+        assert srv.batches.counts["creates"] == int(job_was_created)
+        _judge(cli, db_path, triples, spec_path, srv.base_url)
+        assert srv.batches.counts["creates"] == 1 and srv.batches.counts["uploads"] == 1
+    (bid, status, n, _), = _batches(db_path)
+    assert bid.startswith("batch_") and status == "completed" and n == 3
+    assert {r["status"] for r in rows_by_question(db_path).values()} == {"scored"}

@@ -39,6 +39,7 @@ def no_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
+@pytest.mark.slow   # ~12 s alone; the ~900-token rubric prompt is evaluated on one thread
 def test_builtin_rubric_spec_against_llama_server(llama_url, no_key, tmp_path, cli, db_path):
     triples = tmp_path / "t.jsonl"
     with triples.open("w") as f:
@@ -95,6 +96,7 @@ def test_user_spec_score_only_through_cli(llama_url, no_key, tmp_path, cli, db_p
         assert row["raw"].startswith("p_yes=")
 
 
+@pytest.mark.slow
 def test_fault_proxy_in_front_of_the_real_server(llama_url, no_key, tmp_path, cli, db_path):
     with FakeOpenAI(upstream=llama_url, timeout_sleep_s=1.5) as proxy:
         qs = ["Colour? FAULTS=429,500", "Count? FAULTS=truncated,drop", "Shape? FAULTS=nondict",

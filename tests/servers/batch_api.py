@@ -9,7 +9,7 @@ Implements the protocol the `openai` backend relies on:
   (or ``failed`` when the input file breaks the rules) -> after ``polls_to_finish``
   retrieves ``completed`` with an output file (and an error file for items whose prompt
   says ``BATCHFAIL``), or ``expired`` with half the items done when ``expire`` is set.
-* ``POST /v1/batches/{id}/cancel``
+* ``GET /v1/batches`` (newest first) and ``POST /v1/batches/{id}/cancel``
 
 Input validation follows the documented rules: every line a JSON object with a unique
 ``custom_id``, ``method`` POST, ``url`` equal to the batch endpoint, a ``body`` naming a
@@ -68,6 +68,12 @@ class BatchStore:
             h.send_json(200, f) if f else h._error(404, f"no file {m.group(1)}")
         elif m := re.fullmatch(r"/v1/batches/([\w-]+)", path):
             self._retrieve(h, m.group(1))
+        elif path == "/v1/batches":
+            with self.lock:
+                data = [{k: v for k, v in j.items() if k != "lines"} for j in reversed(self.jobs.values())]
+            h.send_json(200, {"object": "list", "data": data, "has_more": False,
+                              "first_id": data[0]["id"] if data else None,
+                              "last_id": data[-1]["id"] if data else None})
         else:
             return False
         return True

@@ -42,11 +42,11 @@ def import_cmd(
     d = open_db(db)
     res = import_dataset(d, file, images, name=name, reporter=cli_reporter(quiet), workers=workers,
                          hash_images=not no_images)
+    if res.already_imported:
+        hint(f"{file} was already imported as dataset '{res.name}' (same content): nothing changed")
     if json_out:
         emit_json(res.to_dict())
         return
-    if res.already_imported:
-        hint(f"{file} was already imported as dataset '{res.name}' (same content): nothing changed")
     rows = [
         {"": "dataset", "value": f"{res.name} (id {res.dataset_id})"},
         {"": "conversations", "value": res.n_conversations},

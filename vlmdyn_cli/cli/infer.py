@@ -77,7 +77,7 @@ def infer_cmd(
 
     be = get_backend(backend, device=device, dtype=dtype)
     results = run_inference(d, req, cli_reporter(quiet), backend=be)
-    rows = _summary_rows(d, run) if summary else None
+    rows = _summary_rows(d, run, [r["step"] for r in results], req.sets) if summary else None
     if json_out:
         emit_json({"run": run, "checkpoints": results, "summary": rows,
                    "summary_label": "string match, not a judgement" if summary else None})
@@ -103,10 +103,12 @@ def _print_summary(rows: list[dict], metric: str, by_category: bool) -> None:
     if not rows:
         typer.echo("(no generations for these sets yet: run `vlmdyn infer`)")
         return
+    typer.echo(f"{metric} match accuracy in % ({LABEL}); rows: sets, columns: checkpoint steps, "
+               f"n: items answered")
     cats = ["all"] + (sorted({r["category"] for r in rows} - {"all"}) if by_category else [])
     for cat in cats:
         cols, table = pivot(rows, metric, cat)
-        print_table(table, cols, title=f"{metric} accuracy %, category {cat} ({LABEL})")
+        print_table(table, cols, title=f"category {cat}")
 
 
 @generations_app.command("summary")

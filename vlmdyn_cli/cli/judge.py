@@ -158,7 +158,9 @@ def list_cmd(
     if json_out:
         emit_json(rows)
         return
-    short = lambda v: v if v is None or len(str(v)) <= 60 else str(v)[:57] + "..."  # noqa: E731
+    def short(v):
+        return _clip(v, 60)
+
     print_table([{"id": r["id"], "judge": r["judge_name"], "verdict": r["verdict"] or r["status"],
                   "question": short(r["question"]), "answer": short(r["answer"]),
                   "prediction": short(r["prediction"]), "by": r["decided_by"], "reason": short(r["reason"])}
@@ -186,7 +188,11 @@ def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
                   "unscored (excluded)": r["unscored"], "yes": r["yes"], "no": r["no"],
                   "accuracy": None if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
                   "cost $": r["cost_usd"], "mean latency s": r["mean_latency_s"],
-                  "model": r["resolved_models"]} for r in rows])
+                  "model": _clip(r["resolved_models"], 40)} for r in rows])
+
+
+def _clip(v, n: int):
+    return v if v is None or len(str(v)) <= n else str(v)[:n - 3] + "..."
 
 
 @judgements_app.command("export")

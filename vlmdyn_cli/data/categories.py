@@ -41,11 +41,15 @@ PAPER_MIX: dict[str, float] = {BOUNDING: 34.5, COMPLEX: 13.8, OBJECT: 19.8, OCR:
 
 @dataclass(frozen=True)
 class Label:
-    """One categorisation: the category, its sub-category (or None) and why."""
+    """One categorisation: the category, its sub-category (or None) and why.
+
+    ``rule`` names the deciding rule for the rule categoriser (None otherwise).
+    """
 
     category: str
     subcategory: str | None = None
     reason: str = ""
+    rule: str | None = None
 
     def __post_init__(self):
         check_label(self.category, self.subcategory)
@@ -98,10 +102,12 @@ def get_categorizer(method: str, **opts) -> Categorizer:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                raise BadInput(f"categorisation method {method!r} is not available: the module "
+            missing = exc.name or "?"
+            if module_name == missing or module_name.startswith(missing + "."):
+                raise BadInput(f"categorisation method {method!r} is not available: its module "
                                f"{module_name} is missing from this installation") from exc
-            raise
+            raise BadInput(f"categorisation method {method!r} needs the Python package {missing!r}, "
+                           f"which is not installed (pip install {missing.split('.')[0]})") from exc
         if not hasattr(module, attr):
             raise BadInput(f"categorisation method {method!r} is not available: {module_name} "
                            f"has no {attr}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -77,8 +78,8 @@ def infer_source(image_path: str | None) -> str:
     """
     if not image_path:
         return "text-only"
-    parts = [p for p in image_path.replace("\\", "/").split("/") if p and p != "."]
-    return parts[0].lower() if len(parts) > 1 else "unknown"
+    first, sep, _rest = image_path.replace("\\", "/").lstrip("./").partition("/")
+    return first.lower() if sep and first else "unknown"
 
 
 @dataclass
@@ -207,6 +208,12 @@ class _Writer:
                     self.image_ids[p] = iid
 
 
+class _AlreadyImported(Exception):
+    def __init__(self, dataset_id: int, name: str):
+        super().__init__(name)
+        self.dataset_id, self.name = dataset_id, name
+
+
 class _BulkFts:
     """Fill the QA full-text index in one statement at the end instead of row by row.
 
@@ -276,6 +283,11 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
                 "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) "
                 "VALUES (?,?,?,?,?)", [name, str(json_path.resolve()), sha, str(root.resolve()), now()])
             dataset_id = cur.lastrowid
+            # the checks above ran before this transaction: repeat the content check under the write lock
+            twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ? AND id != ?",
+                              [sha, dataset_id]).fetchone()
+            if twin:
+                raise _AlreadyImported(twin[0], twin[1])
             fts = _BulkFts(db)
             writer = _Writer(db, dataset_id, hasher)
             batch: list[_Conv] = []
@@ -322,6 +334,12 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
             db.conn.execute(
                 "UPDATE datasets SET n_conversations = ?, n_kept = ?, n_qa = ?, meta_json = ? WHERE id = ?",
                 [n_conv, n_kept, writer.n_qa, json.dumps(meta), dataset_id])
+    except _AlreadyImported as twin:   # a concurrent import of the same content committed first
+        return _existing_result(db, twin.dataset_id, twin.name, sha)
+    except sqlite3.IntegrityError as exc:
+        if "datasets.name" in str(exc):
+            raise BadInput(f"a dataset named '{name}' already exists; choose another --name") from None
+        raise
     finally:
         if hasher is not None:
             hasher.close()

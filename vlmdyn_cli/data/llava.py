@@ -71,15 +71,26 @@ class _Buffer:
 
 
 def _where(path: Path, char_offset: int) -> str:
-    """Byte offset, line and column of a character offset (reads the prefix once)."""
+    """Byte offset, line and column of a character offset (re-reads the prefix in chunks)."""
+    nbytes, line, col, left = 0, 1, 1, char_offset
     try:
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            prefix = fh.read(char_offset)
+        with open(path, "rb") as raw:
+            nbytes = 3 if raw.read(3) == b"\xef\xbb\xbf" else 0   # a BOM the decoder skipped
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+            while left > 0:
+                part = fh.read(min(left, CHUNK_CHARS))
+                if not part:
+                    break
+                left -= len(part)
+                nbytes += len(part.encode("utf-8", errors="surrogateescape"))
+                nl = part.count("\n")
+                if nl:
+                    line += nl
+                    col = len(part) - part.rfind("\n")
+                else:
+                    col += len(part)
     except OSError:
         return f"character offset {char_offset}"
-    line = prefix.count("\n") + 1
-    col = char_offset - (prefix.rfind("\n") + 1) + 1
-    nbytes = len(prefix.encode("utf-8"))
     return f"byte offset {nbytes} (line {line}, column {col})"
 
 

@@ -30,7 +30,6 @@ Order, and the policy behind it:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from vlmdyn_cli.data.categories import (BBOX, BOUNDING, COMPLEX, DESCRIBE, OBJECT, OCR, RECOGNITION,
                                         SEMANTIC, SPATIAL, Label)
@@ -38,7 +37,6 @@ from vlmdyn_cli.data.categories import (BBOX, BOUNDING, COMPLEX, DESCRIBE, OBJEC
 # ------------------------------------------------------------------ normalisation
 _NUM = r"-?\d*\.?\d+"
 COORDS = re.compile(rf"[\[(]\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*[\])]")
-_IMAGE = re.compile(r"<image>", re.I)
 _INSTRUCTIONS = re.compile(
     r"answer the question using a single word or phrase\.?|"
     r"answer with the option'?s letter from the given choices directly\.?|"
@@ -46,52 +44,105 @@ _INSTRUCTIONS = re.compile(
     r"answer with a single word or phrase\.?|"
     r"answer (?:the question )?(?:with|in) (?:a )?(?:single|one) (?:word|sentence)\.?|"
     r"reference ocr tokens?:.*$",
-    re.I | re.M)
-_OPTION_LINE = re.compile(r"^\s*\(?[a-h][.)]\s+.*$", re.I | re.M)
-_SPACES = re.compile(r"\s+")
+    re.M)
+_OPTION_LINE = re.compile(r"^\s*\(?[a-h][.)]\s+.*$", re.M)
 
 
 def normalise(question: str) -> str:
     """Lower-case question stem without image marker, format instructions or options."""
-    q = _IMAGE.sub(" ", question)
-    q = _INSTRUCTIONS.sub(" ", q)
+    q = question.lower()
+    if "<image>" in q:
+        q = q.replace("<image>", " ")
+    if "answer" in q or "reference ocr" in q:
+        q = _INSTRUCTIONS.sub(" ", q)
     if "\n" in q:
         q = _OPTION_LINE.sub(" ", q)
-    q = _SPACES.sub(" ", q).strip().lower()
+    q = " ".join(q.split())
     if q.startswith("please "):
         q = q[7:]
     return q
 
 
 # ------------------------------------------------------------------ rules
-@dataclass(frozen=True)
 class Rule:
-    id: str
-    category: str
-    subcategory: str | None
-    why: str               # human-readable: what the match means
-    pattern: re.Pattern
-    on: str = "question"   # "question" (normalised) or "answer" (raw)
+    """One cue rule: a list of alternative patterns; any match decides.
+
+    For speed, an alternative is searched only when the question contains a
+    word it can start with (its "gate", derived from the pattern text by
+    ``_gate``); alternatives whose first word cannot be derived always run.
+    """
+
+    def __init__(self, id: str, category: str, subcategory: str | None, why: str, cues: tuple[str, ...],
+                 on: str = "question"):
+        self.id, self.category, self.subcategory, self.why, self.on = id, category, subcategory, why, on
+        self.cues = cues
+        self.alternatives = tuple((re.compile(c), _gate(c)) for c in cues)
+
+    def search(self, text: str) -> re.Match | None:
+        """Ungated search over all alternatives (reference behaviour, used in tests)."""
+        for pattern, _gate_keys in self.alternatives:
+            m = pattern.search(text)
+            if m:
+                return m
+        return None
 
 
-def _r(*alternatives: str) -> re.Pattern:
-    return re.compile("|".join(alternatives))
+def _r(*alternatives: str) -> tuple[str, ...]:
+    return alternatives
+
+
+_NOT_WORD = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\n\t"})
+_LEAD = re.compile(r"^(?:\^|\\b)*(?:\(\?:((?:[a-z0-9' ]+\|)*[a-z0-9' ]+)\)|([a-z0-9']+))")
+
+
+def _key(word: str) -> str:
+    return word[:4]
+
+
+def word_keys(text: str) -> set[str]:
+    """Gate keys of a normalised question: the first 4 characters of each word."""
+    return {w[:4] for w in text.translate(_NOT_WORD).split()}
+
+
+def _gate(alt: str) -> frozenset[str] | None:
+    """Keys one of which must be in the question for ``alt`` to possibly match, or None."""
+    m = _LEAD.match(alt)
+    if not m:
+        return None
+    rest = alt[m.end():]
+    if rest[:1] in ("?", "*", "{"):
+        if m.group(1) is not None:
+            return None  # an optional group: no word is required
+        words, whole = [m.group(2)[:-1]], False  # "comes?" -> stem "come"
+    else:
+        words = [w.split(" ")[0] for w in m.group(1).split("|")] if m.group(1) is not None else [m.group(2)]
+        whole = rest == "" or rest[:1] in (" ", "\\") and not rest.startswith("\\w") or rest[:1] in ".,?'"
+    keys = set()
+    for w in words:
+        if not whole and len(w) < 4:
+            return None  # a short stem such as "far(?:ther)": the word's first 4 letters are unknown
+        if not w:
+            return None
+        keys.add(_key(w))
+    return frozenset(keys)
 
 
 _PIC = r"(?:image|picture|photo|photograph|pic|scene|frame|shot|snapshot|video|daytime|day|night|nighttime|morning|afternoon|evening|distance)"
 _DET = r"(?:the|a|an|this|that|these|those|his|her|its|their|my|your)"
+# "what is the man wearing on his head?" asks about clothing, not a relation
+_NOT_ACTION = r"(?!(?:wearing|holding|carrying|eating|drinking|doing|playing|riding|using|reading|watching)\b)"
 
 RULES: tuple[Rule, ...] = (
     # 1. Bounding ------------------------------------------------------------
     Rule("bounding.coords_in_question", BOUNDING, DESCRIBE,
-         "the question gives box coordinates, so the answer describes a region", COORDS),
+         "the question gives box coordinates, so the answer describes a region", (COORDS.pattern,)),
     Rule("bounding.box_request", BOUNDING, BBOX, "the question asks for box coordinates",
          _r(r"\bbounding box", r"\bbox coordinates?\b", r"\bbbox\b", r"\[x1, ?y1, ?x2, ?y2\]",
             r"\bregion this sentence describes\b", r"\bcoordinates? of (?:the|this|each) (?:region|object|box)\b",
             r"\b(?:output|give|return|provide) (?:its|the|their) (?:box|coordinates)\b")),
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
          _r(r"\bdescription for this region\b", r"\bdescribe (?:this|the given) region\b")),
-    Rule("bounding.coords_in_answer", BOUNDING, BBOX, "the answer is box coordinates", COORDS, on="answer"),
+    Rule("bounding.coords_in_answer", BOUNDING, BBOX, "the answer is box coordinates", (COORDS.pattern,), on="answer"),
     # 2. OCR ---------------------------------------------------------------------
     Rule("ocr.author", OCR, RECOGNITION, "asks who wrote the text (author on a cover)",
          _r(r"\bwho (?:wrote|is the author|are the authors|is the writer|authored|penned)\b",
@@ -101,13 +152,15 @@ RULES: tuple[Rule, ...] = (
          _r(r"\btitle of (?:this|the) (?:book|novel|magazine|album|movie|film|song|article|newspaper|cover|poster)\b",
             r"\bwhat(?: is|'s) the (?:book'?s )?title\b", r"\bwhat title\b",
             r"\btitle (?:is )?(?:written|printed|shown)\b", r"\bname of (?:this|the) book\b",
-            r"\b(?:first|last|second|third) word\b")),
+            r"\b(?:first|last|second|third) word of the title\b")),
     Rule("ocr.read_text", OCR, RECOGNITION, "asks to read text, a number or a brand shown in the image",
          _r(r"\bwhat(?: is|'s| are) (?:written|printed|typed|displayed|engraved|painted)\b",
             rf"\bwhat does {_DET}?\s?[\w' -]{{0,30}}?\b(?:say|read|spell)\b",
             r"\b(?:written|printed|engraved|painted|typed|inscribed) (?:on|in|at|across)\b",
             r"\bwhat (?:word|words|letter|letters|text|message|slogan)\b", r"\bread (?:the|this|it|that)\b",
             r"\btext (?:on|in|of)\b", r"\bwhat (?:brand|make)\b", r"\bwhich brand\b", r"\bbrand (?:name|of)\b",
+            r"\b(?:first|last|second|third) (?:word|letter|number|digit)\b", r"\bwhat (?:numbers?|digits?)\b(?! of\b)",
+            r"\b(?:what|which) company (?:made|makes|manufactured|produced|built)\b",
             r"\b(?:name|number) (?:of|on) (?:the|this) (?:store|shop|restaurant|cafe|bar|business|company|hotel|bank|"
             r"street|road|team|airline|website|band|magazine|newspaper|bus|train|boat|ship|plane|player|building|"
             r"product|station|app|game|movie|film|show|book|sign)\b",
@@ -118,13 +171,13 @@ RULES: tuple[Rule, ...] = (
          _r(r"\bgenre\b", r"\bwhat (?:type|kind|sort|category) of book\b",
             r"\bis this (?:a|an) [\w'&,.-]+(?: [\w'&,.-]+){0,5} book\b", r"\bis this book\b",
             r"\bbook (?:is )?(?:related|about)\b", r"\bwhat is (?:this|the) book about\b", r"\bcalendar\b",
-            r"\b(?:cook|text|comic|note|guide)book\b", r"\b(?:fiction|fictional|nonfiction|non-fiction)\b",
+            r"\b(?:cook|text|comic|note|guide)book\b", r"\bfiction(?:al)?\b", r"\bnon-?fiction\b",
             r"\bedition\b")),
     # 3. Complex: strong cues ------------------------------------------------------
     Rule("complex.why", COMPLEX, None, "asks why: explanation needs reasoning", _r(r"\bwhy\b", r"\bhow come\b")),
     Rule("complex.hypothetical", COMPLEX, None, "a hypothetical or speculative question",
          _r(r"\b(?:might|could|would|should)\b", r"\bmay (?:be|have|indicate|suggest)\b",
-            r"(?<!tell )(?<!see )(?<!know )(?<!check )\bif\b", r"\bsuppose\b", r"\bimagine\b", r"\bassum(?:e|ing)\b",
+            r"\bif\b(?<!tell if)(?<!see if)(?<!know if)(?<!check if)", r"\bsuppose\b", r"\bimagine\b", r"\bassum(?:e|ing)\b",
             r"\bhypothetical")),
     Rule("complex.describe", COMPLEX, None, "asks for a description or an explanation of the scene",
          _r(r"\bdescribe\b", r"\bdescription\b", r"\bexplain", r"\belaborate\b", r"\banaly[sz]", r"\bsummar",
@@ -142,8 +195,9 @@ RULES: tuple[Rule, ...] = (
             r"\bmood\b", r"\bfeel(?:s|ing)?\b", r"\batmosphere\b", r"\bopinion\b", r"\bthink\b", r"\bbelieve\b",
             r"\bguess\b", r"\bused for\b", r"\bcommonly\b", r"\btypically\b", r"\busually\b", r"\borigin\b",
             r"\binvent", r"\bnative to\b", r"\bfamous\b", r"\bsafe(?:ty|ly)?\b", r"\bdanger", r"\brisk",
-            r"\bprecaution", r"\btips?\b", r"\badvice\b", r"\brecommend", r"\bfactors?\b", r"\bconsider",
-            r"\bcontext\b", r"\boccasion\b")),
+            r"\bprecaution", r"\btip\b", r"\btips\b", r"\badvice\b", r"\brecommend", r"\bfactors?\b", r"\bconsider",
+            r"\bcontext\b", r"\boccasion\b", r"\bcomes? from\b",
+            r"\b(?:what|which) (?:country|city|state|continent|era|century|decade)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
          _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
             r"translate|rewrite|summarize|summarise|help)\b")),
@@ -168,7 +222,7 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:leftmost|rightmost|topmost|bottommost|uppermost|lowermost)\b", r"\bleft or (?:to the )?right\b",
             r"\bright or (?:to the )?left\b", r"\b(?:which|what) side\b", r"\babove\b", r"\bbelow\b",
             r"\bunder(?:neath)?\b", r"\bbeneath\b", r"\bbehind\b", r"\bin front\b", r"\bnext to\b", r"\bbeside\b",
-            r"\bnear(?:by|est|er)?\b", r"\bclose (?:to|by)\b", r"\bclos(?:est|er)\b", r"\bfar(?:ther|thest)? from\b",
+            r"\bnear(?:by|est|er)?\b", r"\bclose (?:to|by)\b", r"\bclos(?:est|er)\b", r"\bfar from\b", r"\bfarthest from\b", r"\bfarther from\b",
             r"\bfurthest\b", r"\bfurther (?:left|right|up|down|away)\b", r"\bbetween\b", r"\bacross from\b",
             r"\bopposite\b", r"\bon top\b", r"\batop\b", r"\bsurround", r"\badjacent\b", r"\balongside\b",
             r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b",
@@ -182,7 +236,7 @@ RULES: tuple[Rule, ...] = (
             r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|attached) (?:on|in|at|against|from|"
             r"atop|inside|by|over|onto|upon)\b")),
     Rule("spatial.on_in", SPATIAL, None, "asks whether or what is on or in another object",
-         _r(rf"\b(?:is|are) {_DET} (?:[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
+         _r(rf"\b(?:is|are) {_DET} (?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
             rf"^what(?: is|'s| are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)")),
 )
 
@@ -193,21 +247,95 @@ _DEFAULT_OBJECT = (
 )
 
 
-def classify(question: str, answer: str | None = None) -> tuple[Label, str]:
-    """(label, rule id) for one question; ``answer`` is optional extra evidence."""
-    q = normalise(question)
+def _build_index():
+    """key -> [(order, rule, pattern)] for gated question alternatives, plus the ungated ones."""
+    gated: dict[str, list] = {}
+    always, on_answer = [], []
+    order = 0
     for rule in RULES:
-        text = q if rule.on == "question" else answer
-        if not text:
-            continue
-        m = rule.pattern.search(text)
+        for pattern, gate in rule.alternatives:
+            item = (order, rule, pattern)
+            order += 1
+            if rule.on == "answer":
+                on_answer.append(item)
+            elif gate is None:
+                always.append(item)
+            else:
+                for k in gate:
+                    gated.setdefault(k, []).append(item)
+    return gated, always, on_answer
+
+
+_GATED, _ALWAYS, _ON_ANSWER = _build_index()
+assert all(r.category == BOUNDING for r in RULES[: RULES.index(next(r for r in RULES if r.on == "answer"))]), \
+    "the answer rule must follow the question's Bounding rules (classify relies on it)"
+
+
+_CACHE: dict[str, tuple[Label, str]] = {}
+_CACHE_MAX = 200_000  # LLaVA repeats question texts a lot (OCR-VQA, VQAv2 templates)
+
+
+def classify(question: str, answer: str | None = None) -> tuple[Label, str]:
+    """(label, rule id) for one question; ``answer`` is optional extra evidence.
+
+    Same decision as walking RULES in order (``classify_reference``): the only
+    answer rule (box coordinates in the answer) sits right after the question's
+    Bounding rules, so a non-Bounding question label is overridden by it.
+    """
+    found = _CACHE.get(question)
+    if found is None:
+        found = _classify_question(normalise(question))
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[question] = found
+    if answer and found[0].category != BOUNDING:
+        box = _answer_rule(answer)
+        if box:
+            return box
+    return found
+
+
+def _classify_question(q: str) -> tuple[Label, str]:
+    cands = list(_ALWAYS)
+    for k in word_keys(q):
+        hit = _GATED.get(k)
+        if hit:
+            cands.extend(hit)
+    cands.sort()
+    for _order_, rule, pattern in cands:
+        m = pattern.search(q)
         if m:
-            return Label(rule.category, rule.subcategory, f"{rule.id}: {rule.why} (matched {m.group(0)!r})",
-                         rule.id), rule.id
+            return _label(rule, m), rule.id
     for rule_id, pat, why in _DEFAULT_OBJECT:
         if pat.search(q):
             return Label(OBJECT, None, f"{rule_id}: no Bounding/OCR/Complex/Spatial cue; {why}", rule_id), rule_id
     raise AssertionError("unreachable: the last default rule matches everything")
+
+
+def classify_reference(question: str, answer: str | None = None) -> tuple[Label, str]:
+    """The same decision without the word gates: slow, for tests of the fast path."""
+    q = normalise(question)
+    for rule in RULES:
+        text = q if rule.on == "question" else answer
+        m = rule.search(text) if text else None
+        if m:
+            return _label(rule, m), rule.id
+    for rule_id, pat, why in _DEFAULT_OBJECT:
+        if pat.search(q):
+            return Label(OBJECT, None, f"{rule_id}: no Bounding/OCR/Complex/Spatial cue; {why}", rule_id), rule_id
+    raise AssertionError("unreachable")
+
+
+def _answer_rule(answer: str):
+    for _order_, rule, pattern in _ON_ANSWER:
+        m = pattern.search(answer)
+        if m:
+            return _label(rule, m), rule.id
+    return None
+
+
+def _label(rule: Rule, m: re.Match) -> Label:
+    return Label(rule.category, rule.subcategory, f"{rule.id}: {rule.why} (matched {m.group(0)!r})", rule.id)
 
 
 class RuleCategorizer:

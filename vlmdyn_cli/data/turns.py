@@ -160,18 +160,22 @@ _AUX = frozenset("""is are was were be been being am do does did can could would
 might must have has had""".split())
 
 
-def _strip_template(question: str) -> str:
-    q = question.strip()
-    for suf in TEMPLATE_SUFFIXES:
-        if q.endswith(suf):
-            return q[: -len(suf)].strip()
-    return q
+# Each regex above can only match when one of these words is present: a cheap
+# set test first keeps the filter fast on millions of questions.
+_BACK_KEYS = frozenset("""you your previous above last earlier prior mentioned described listed discussed
+stated as more elaborate expand go continue keep explain rewrite rephrase shorten summarize summarise
+translate simplify redo make change modify revise fix improve edit convert reformat""".split())
+_CONT_KEYS = frozenset("and but or about else other which".split())
+_TEMPLATE_KEYS = frozenset("bounding region book".split())
 
 
-def _is_templated(question: str) -> bool:
+def _is_templated(q: str, words: set[str]) -> bool:
     """Questions from single-question datasets packed into a conversation: never dependent."""
-    q = question.strip()
-    return q.endswith(TEMPLATE_SUFFIXES) or _TEMPLATED.search(q) is not None
+    if q.endswith(TEMPLATE_SUFFIXES):
+        return True
+    if "[" in q or "\n" in q or q[1:2] in (".", ")") or not _TEMPLATE_KEYS.isdisjoint(words):
+        return _TEMPLATED.search(q) is not None
+    return False
 
 
 def _refers_by_pronoun(words: list[str]) -> bool:
@@ -190,14 +194,17 @@ def _refers_by_pronoun(words: list[str]) -> bool:
 
 def dependence_rule(question: str) -> str | None:
     """The name of the dependent-turn rule a LATER question triggers, or None."""
-    if _is_templated(question):
+    q = question.strip()
+    if q.endswith(TEMPLATE_SUFFIXES):
         return None
-    q = _strip_template(question)
-    if _BACK_REFERENCE.search(q):
-        return "back-reference"
-    if _CONTINUATION.search(q):
-        return "continuation"
     words = _WORD.findall(q.lower().replace("\u2019", "'"))
+    wset = set(words)
+    if _is_templated(q, wset):
+        return None
+    if not _BACK_KEYS.isdisjoint(wset) and _BACK_REFERENCE.search(q):
+        return "back-reference"
+    if not _CONT_KEYS.isdisjoint(wset) and _CONTINUATION.search(q):
+        return "continuation"
     content = [w for w in words if w not in _FUNCTION_WORDS]
     if not content:
         return "bare-follow-up"

@@ -16,6 +16,9 @@ from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.evalsets.runs import Run, saved_checkpoints
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
 @dataclass(frozen=True)
 class SetRef:
     id: int
@@ -61,6 +64,9 @@ def checkpoint_folder(run: Run, step: int, path: str) -> str:
         raise BadInput(f"run '{run.name}' step {step}: checkpoint folder {p} does not exist "
                        f"(moved or deleted? the checkpoints table records where training saved it)")
     read_meta(p)    # BadInput when config.json is missing or vlmdyn.json is corrupt
+    if not any((p / f).is_file() for f in WEIGHT_FILES):
+        raise BadInput(f"run '{run.name}' step {step}: checkpoint folder {p} has no weights "
+                       f"({' or '.join(WEIGHT_FILES)}); was it saved completely?")
     return str(p)
 
 

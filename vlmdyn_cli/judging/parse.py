@@ -22,6 +22,12 @@ FORMATS = ("rubric-dict", "verdict-dict", "yesno")
 RUBRIC_KEYS = ("MS", "MD", "H")
 
 _FENCE = re.compile(r"^```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?```$", re.S)
+# the exact canonical shapes, checked first (a fast path giving the same result as the full check)
+_FAST = {
+    "rubric-dict": re.compile(r"""\{(['"])p\1: (['"])(yes|no)\2, (['"])MS\4: ([1-5]), (['"])MD\6: ([1-5]), """
+                              r"""(['"])H\8: ([1-5])\}"""),
+    "verdict-dict": re.compile(r"""\{(['"])p\1: (['"])(yes|no)\2\}"""),
+}
 
 
 @dataclass
@@ -73,6 +79,12 @@ def parse_output(text: str | None, fmt: str) -> Parsed:
         word = t[:-1] if t.endswith(".") else t
         v = _verdict(word)
         return Parsed("scored", v) if v else Parsed.fail("expected the single word yes or no")
+    fast = _FAST[fmt].fullmatch(t)
+    if fast:
+        g = fast.groups()
+        if fmt == "verdict-dict":
+            return Parsed("scored", g[2])
+        return Parsed("scored", g[2], int(g[4]), int(g[6]), int(g[8]))
     d = _literal_dict(t)
     if isinstance(d, str):
         return Parsed.fail(d)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class JudgeSpec:
     source: str = ""                     # builtin:<name> or the file path
     raw: dict = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 

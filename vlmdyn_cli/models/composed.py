@@ -36,7 +36,9 @@ def _load_vision(name: str):
                        + ", ".join(sorted(_VISION_KINDS)))
     full = AutoModel.from_pretrained(name)
     vision_config = getattr(config, "vision_config", config)
-    state = {k: v for k, v in full.state_dict().items() if k.startswith("vision_model.")}
+    state = full.state_dict()
+    if hasattr(config, "vision_config"):          # a full SigLIP/CLIP model: keep its vision half
+        state = {k.removeprefix("vision_model."): v for k, v in state.items() if k.startswith("vision_model.")}
     return vision_config, state, _VISION_KINDS[config.model_type]
 
 

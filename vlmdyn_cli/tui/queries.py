@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 PAGE_SIZE = 100
-COUNT_CAP = 100_000
+COUNT_CAP = 10_000
 
 Key = tuple[int, int, int, int]  # (run_id, step, qa_id, judgement id)
 
@@ -52,8 +52,19 @@ def fts_query(text: str) -> str | None:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-def _where(f: Filters) -> tuple[str, list, bool]:
-    """SQL conditions over aliases g (generations) and j (judgements); whether qa_pairs q is needed."""
+# Above this many matching triples a text search checks each scanned generation against the
+# full-text index instead of collecting all matches first and sorting them.
+FTS_DRIVE_MAX = 20_000
+
+
+def _where(f: Filters, fts_many: bool = False) -> tuple[str, list, bool]:
+    """SQL conditions over aliases g (generations) and j (judgements); whether qa_pairs q is needed.
+
+    Query-plan steering, so pages stay fast with or without ANALYZE statistics:
+    conditions on judgement columns carry a unary ``+`` so SQLite never drives
+    the query from a judgement index (that plan sorts every match before the
+    first page); judgements are always reached through their triple hash.
+    """
     conds: list[str] = []
     params: list = []
     need_q = False
@@ -80,28 +91,43 @@ def _where(f: Filters) -> tuple[str, list, bool]:
         params.append(f.subcategory)
         need_q = True
     if f.judge is not None:
-        conds.append("j.judge_name = ?")
+        conds.append("+j.judge_name = ?")
         params.append(f.judge)
     if f.verdict is not None:
-        conds.append("j.verdict = ?")
+        conds.append("+j.verdict = ?")
         params.append(f.verdict)
     if f.status is not None:
-        conds.append("j.status = ?")
+        conds.append("+j.status = ?")
         params.append(f.status)
     if f.disagree is not None:
         a, b = f.disagree
         conds.append(
             "EXISTS (SELECT 1 FROM judgements ja JOIN judgements jb ON jb.triple_hash = ja.triple_hash "
-            "WHERE ja.triple_hash = g.triple_hash AND ja.judge_name = ? AND jb.judge_name = ? "
-            "AND ja.status = 'scored' AND jb.status = 'scored' AND ja.verdict <> jb.verdict)")
+            "WHERE ja.triple_hash = g.triple_hash AND +ja.judge_name = ? AND +jb.judge_name = ? "
+            "AND +ja.status = 'scored' AND +jb.status = 'scored' AND +ja.verdict <> +jb.verdict)")
         params += [a, b]
     q = fts_query(f.text or "")
     if q is not None:
-        conds.append(
-            "g.triple_hash IN (SELECT t.hash FROM triples t WHERE t.id IN "
-            "(SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?))")
+        if fts_many:  # common words: test each scanned generation (stops after one page)
+            conds.append(
+                "EXISTS (SELECT 1 FROM triples t JOIN triples_fts ON triples_fts.rowid = t.id "
+                "WHERE t.hash = g.triple_hash AND triples_fts MATCH ?)")
+        else:  # rare words: start from the few matching triples
+            conds.append(
+                "g.triple_hash IN (SELECT t.hash FROM triples t WHERE t.id IN "
+                "(SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?))")
         params.append(q)
     return (" AND ".join(conds) or "1"), params, need_q
+
+
+def fts_is_common(conn: sqlite3.Connection, f: Filters) -> bool:
+    """Whether the search text matches more than FTS_DRIVE_MAX triples (a capped count)."""
+    q = fts_query(f.text or "")
+    if q is None:
+        return False
+    n = conn.execute("SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
+                     (q, FTS_DRIVE_MAX + 1)).fetchone()[0]
+    return n > FTS_DRIVE_MAX
 
 
 def _from(need_q: bool) -> str:
@@ -111,19 +137,35 @@ def _from(need_q: bool) -> str:
     return sql
 
 
+def _order_columns(f: Filters) -> list[str]:
+    """The page order (run, step, qa, judgement) without the columns a filter fixes to one value.
+
+    Leaving fixed columns out of ORDER BY and of the keyset comparison lets SQLite
+    walk an index that starts with the fixed column (e.g. step) instead of scanning.
+    """
+    cols = []
+    if f.run is None:
+        cols.append("g.run_id")
+    if f.step is None:
+        cols.append("g.step")
+    return cols + ["g.qa_id", "j.id"]
+
+
 ROW_COLUMNS = ("run", "seed", "step", "sets", "category", "subcategory", "judge", "status", "verdict",
                "question", "answer", "prediction")
 
 
 def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int = PAGE_SIZE) -> list[dict]:
     """One page of browser rows after the keyset cursor ``after`` (None: the first page)."""
-    where, params, need_q = _where(f)
+    where, params, need_q = _where(f, fts_many=fts_is_common(conn, f))
+    cols = _order_columns(f)
     if after is not None:
-        where += " AND (g.run_id, g.step, g.qa_id, j.id) > (?, ?, ?, ?)"
-        params = params + list(after)
+        full = dict(zip(("g.run_id", "g.step", "g.qa_id", "j.id"), after))
+        where += f" AND ({', '.join(cols)}) > ({', '.join('?' * len(cols))})"
+        params = params + [full[c] for c in cols]
     keys = conn.execute(
-        f"SELECT g.id AS gid, j.id AS jid, g.run_id, g.step, g.qa_id FROM {_from(need_q)} WHERE {where} "
-        f"ORDER BY g.run_id, g.step, g.qa_id, j.id LIMIT ?", params + [int(limit)]).fetchall()
+        f"SELECT g.id AS gid, j.id AS jid FROM {_from(need_q)} WHERE {where} "
+        f"ORDER BY {', '.join(cols)} LIMIT ?", params + [int(limit)]).fetchall()
     if not keys:
         return []
     return rows_for(conn, [(k["gid"], k["jid"]) for k in keys])
@@ -150,7 +192,7 @@ def rows_for(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> list[dic
 
 def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many rows match, counting at most ``cap``; returns (n, capped)."""
-    where, params, need_q = _where(f)
+    where, params, need_q = _where(f, fts_many=fts_is_common(conn, f))
     n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_from(need_q)} WHERE {where} LIMIT ?)",
                      params + [cap + 1]).fetchone()[0]
     return min(n, cap), n > cap

@@ -8,6 +8,7 @@ forward step. Greedy output is the same batched or one at a time (tested).
 
 from __future__ import annotations
 
+from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.inference.backends.base import GenBackend
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.inference.items import GenItem, open_image
@@ -35,8 +36,13 @@ class HFBackend(GenBackend):
         from vlmdyn_cli.models.checkpoint import load_checkpoint
 
         self.close()
-        self.model, self.processor, _ = load_checkpoint(
-            checkpoint_path, device=self.device, dtype=getattr(torch, self.dtype_name))
+        try:
+            self.model, self.processor, _ = load_checkpoint(
+                checkpoint_path, device=self.device, dtype=getattr(torch, self.dtype_name))
+        except BadInput:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. SafetensorError on a truncated weights file
+            raise BadInput(f"checkpoint {checkpoint_path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
         self.processor.tokenizer.padding_side = "left"
 
     def generate(self, items: list[GenItem], cfg: GenConfig) -> list[str]:

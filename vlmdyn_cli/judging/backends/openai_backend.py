@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 from vlmdyn_cli.errors import BadInput, require
 from vlmdyn_cli.judging import prices
 from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
+from vlmdyn_cli.judging.backends.verdict_probs import p_yes_from_logprobs
 
 INSTALL_HINT = "pip install openai"
 NO_KEY_PLACEHOLDER = "sk-no-key-needed"    # sent to keyless local servers (they ignore it)
@@ -173,51 +174,6 @@ def read_api_key(s: OpenAISettings) -> str:
         f"no API key{where}: set the environment variable {s.api_key_env} "
         "(keys are read from the environment only, never from files or flags)"
     )
-
-
-# --------------------------------------------------------------------------- score mode
-
-
-_STRIP = " \t\r\n'\"`.,:;!?{}()[]*_"
-
-
-def verdict_word(token: str | None) -> str | None:
-    """'yes' / 'no' when a token is one of their case/space/quote variants."""
-    if not token:
-        return None
-    w = token.strip(_STRIP).lower()
-    return w if w in ("yes", "no") else None
-
-
-def _lp(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
-def p_yes_at(position: Any) -> float | None:
-    """P(yes) / (P(yes) + P(no)) from one position's chosen token and top alternatives."""
-    seen: dict[str, float] = {}
-    chosen = _lp(position, "token")
-    if chosen is not None and _lp(position, "logprob") is not None:
-        seen[chosen] = float(_lp(position, "logprob"))
-    for alt in _lp(position, "top_logprobs") or []:
-        tok, lp = _lp(alt, "token"), _lp(alt, "logprob")
-        if tok is not None and lp is not None:
-            seen.setdefault(tok, float(lp))
-    yes = sum(math.exp(lp) for t, lp in seen.items() if verdict_word(t) == "yes")
-    no = sum(math.exp(lp) for t, lp in seen.items() if verdict_word(t) == "no")
-    if yes + no <= 0:
-        return None
-    return yes / (yes + no)
-
-
-def p_yes_from_logprobs(content: list | None, one_token: bool) -> float | None:
-    """p_yes at the verdict position: the first yes/no token (or token 0 of a 1-token answer)."""
-    if not content:
-        return None
-    for i, pos in enumerate(content):
-        if verdict_word(_lp(pos, "token")) or (one_token and i == 0):
-            return p_yes_at(pos)
-    return None
 
 
 # --------------------------------------------------------------------------- one completion -> response
@@ -415,9 +371,9 @@ class OpenAIBackend:
                              timeout=self._timeout())
 
     def _timeout(self):
-        import httpx
+        import openai
 
-        return httpx.Timeout(self.s.timeout_s, connect=min(10.0, self.s.timeout_s))
+        return openai.Timeout(self.s.timeout_s, connect=min(10.0, self.s.timeout_s))
 
     # ---- the concurrent loop
 

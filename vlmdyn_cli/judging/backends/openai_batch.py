@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"
 MAX_PER_BATCH = 50_000            # the Batch API's limit on requests per input file
-IN_FLIGHT = {"submitted", "validating", "in_progress", "finalizing", "cancelling"}
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 RETIRED = "retired"               # finished and nothing of it is still wanted
+SUBMITTING = "submitting"         # input file uploaded, job not (known to be) created yet
+PENDING = "pending:"              # batch_id prefix of a SUBMITTING row (followed by the file id)
 
 
 @dataclass
@@ -107,7 +108,9 @@ class _BatchRun:
         tracked: list[Tracked] = []
         for batch_id, status, items_json in rows:
             items = json.loads(items_json)
-            if status in TERMINAL:
+            if status == SUBMITTING:
+                tracked.append(self._finish_submission(batch_id, items))
+            elif status in TERMINAL:
                 # collected before: deliver again only successes the runner still lacks
                 n = None
                 if any(k in self.wanted and k not in self.delivered for k in items.values()):
@@ -153,16 +156,35 @@ class _BatchRun:
         data = ("\n".join(lines) + "\n").encode("utf-8")
         f = self._call("upload the batch input file", self.client.files.create,
                        file=(f"vlmdyn-{self.spec_hash[:12]}.jsonl", data, "application/jsonl"), purpose="batch")
-        b = self._call("create the batch", self.client.batches.create, input_file_id=f.id, endpoint=ENDPOINT,
-                       completion_window=WINDOW,
-                       metadata={"vlmdyn_spec": self.spec_hash[:16], "items": str(len(chunk))})
+        # recorded before the job is created: a crash in between cannot leave an unknown paid job behind
         ts = now()
         with self.db.atomic():
             self.db.conn.execute(
                 "INSERT INTO openai_batches(batch_id, spec_hash, status, n_items, items_json, created_at, updated_at) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (b.id, self.spec_hash, b.status or "submitted", len(items), json.dumps(items), ts, ts))
+                (PENDING + f.id, self.spec_hash, SUBMITTING, len(items), json.dumps(items), ts, ts))
+        b = self._create(f.id, len(items))
+        self._adopt(PENDING + f.id, b)
         self.state.submitted.append(b.id)
+        return Tracked(b.id, items, b.status or "submitted", _rc(b))
+
+    def _create(self, file_id: str, n: int) -> Any:
+        return self._call("create the batch", self.client.batches.create, input_file_id=file_id, endpoint=ENDPOINT,
+                          completion_window=WINDOW, metadata={"vlmdyn_spec": self.spec_hash[:16], "items": str(n)})
+
+    def _adopt(self, pending_id: str, b: Any) -> None:
+        with self.db.atomic():
+            self.db.conn.execute("UPDATE openai_batches SET batch_id = ?, status = ?, updated_at = ? "
+                                 "WHERE batch_id = ?", (b.id, b.status or "submitted", now(), pending_id))
+
+    def _finish_submission(self, pending_id: str, items: dict[str, str]) -> Tracked:
+        """A run died between uploading and creating: find the job made from that file, or make it now."""
+        file_id = pending_id[len(PENDING):]
+        page = self._call("list batches", self.client.batches.list, limit=100)
+        b = next((x for x in page.data if x.input_file_id == file_id), None)
+        if b is None:
+            b = self._create(file_id, len(items))
+        self._adopt(pending_id, b)
         return Tracked(b.id, items, b.status or "submitted", _rc(b))
 
     def _poll(self, tracked: list[Tracked]) -> None:

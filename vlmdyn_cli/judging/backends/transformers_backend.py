@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 from vlmdyn_cli.errors import BadInput, require
 from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
-from vlmdyn_cli.judging.backends.openai_backend import verdict_word
+from vlmdyn_cli.judging.backends.verdict_probs import verdict_word
 
 TORCH_HINT = "pip install torch transformers"
 BNB_HINT = "pip install bitsandbytes (4-bit loading needs a CUDA GPU)"

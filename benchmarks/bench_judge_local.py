@@ -1,0 +1,123 @@
+"""Local judge latency: prefix KV reuse vs cold prompting, score mode, state copies.
+
+One long-lived Llama (the `local` spec: shipped SmolLM2-135M-Instruct GGUF, the
+~480-token rubric first and the item last). Side by side in one run, same items:
+
+* warm  the backend as shipped: each item is evaluated against the KV cache, so
+        only the item's suffix is decoded;
+* cold  the same backend, but the context is reset before each item, so the
+        whole prompt is decoded every time (what a naive per-item call does).
+
+Both are measured in score mode (one forward pass over the prompt, P(yes) from
+the next-token logits, no decoding) and in full mode (score + grammar-constrained
+rubric dict). save_state/load_state calls are counted (must be 0 per item).
+
+    /work/venv/bin/python benchmarks/bench_judge_local.py [--items 12] [--threads 1] [--model PATH|pkg:...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ITEMS = [
+    ("What colour is the umbrella?", "blue", "The umbrella is blue."),
+    ("How many people are in the picture?", "4", "three"),
+    ("Who wrote this book?", "Agatha Christie", "Agatha Christie"),
+    ("Is the cat on the left of the sofa?", "no", "Yes, it is."),
+    ("What is the genre of this book?", "Cookbooks, Food & Wine", "cooking"),
+    ("Why might the people be gathered here?", "They are waiting for a parade to start.", "For a parade."),
+    ("What is the man holding?", "a tennis racket", "He holds a racket."),
+    ("Which animal is bigger?\nA. cat\nB. horse", "B", "A"),
+    ("What does the sign say?", "STOP", "stop"),
+    ("Where is the dog?", "under the table", "on the bed"),
+    ("What colour is the car?", "red", "It is a red car."),
+    ("How many windows are there?", "6", "six windows"),
+]
+
+
+def measure(backend, spec, items, *, cold: bool, score_only: bool) -> list[float]:
+    from vlmdyn_cli.judging.prompts import render_request
+
+    out = []
+    for i, (q, a, p) in enumerate(items):
+        req = render_request(spec, f"k{i}", q, a, p)
+        req.score_only = score_only
+        if cold:
+            backend.llm.reset()
+            backend.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        t0 = time.perf_counter()
+        r = backend.respond(req)
+        out.append(time.perf_counter() - t0)
+        assert r.error is None, r.error
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", default=None, help="GGUF path or pkg:<package> (default: the local spec's)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_judge_local.json"))
+    args = ap.parse_args()
+
+    import llama_cpp
+
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.spec import load_spec
+
+    copies = {"n": 0}
+    for name in ("save_state", "load_state"):
+        orig = getattr(llama_cpp.Llama, name)
+
+        def counted(self, *a, _o=orig, **k):
+            copies["n"] += 1
+            return _o(self, *a, **k)
+        setattr(llama_cpp.Llama, name, counted)
+
+    spec = load_spec("local").with_overrides(model=args.model)
+    t0 = time.perf_counter()
+    b = create_backend(spec, {"n_threads": args.threads})
+    load_s = time.perf_counter() - t0
+    items = (ITEMS * (args.items // len(ITEMS) + 1))[:args.items]
+    from vlmdyn_cli.judging.prompts import render_request
+
+    prompt_tokens = len(b.tokens_for(render_request(spec, "x", *items[0])))
+    measure(b, spec, items[:1], cold=False, score_only=True)      # warm the prefix once
+
+    res = {}
+    for mode, score_only in (("score", True), ("full", False)):
+        tok0 = b.evaluated_tokens
+        warm = measure(b, spec, items, cold=False, score_only=score_only)
+        warm_tokens = (b.evaluated_tokens - tok0) / len(items)
+        tok0 = b.evaluated_tokens
+        cold = measure(b, spec, items, cold=True, score_only=score_only)
+        cold_tokens = (b.evaluated_tokens - tok0) / len(items)
+        res[mode] = {
+            "warm_median_s": statistics.median(warm), "warm_mean_s": statistics.mean(warm),
+            "cold_median_s": statistics.median(cold), "cold_mean_s": statistics.mean(cold),
+            "speedup_median": statistics.median(cold) / statistics.median(warm),
+            "decoded_prompt_tokens_per_item_warm": warm_tokens,
+            "decoded_prompt_tokens_per_item_cold": cold_tokens,
+        }
+    report = {
+        "model": b.resolved, "threads": args.threads, "items": len(items), "prompt_tokens": prompt_tokens,
+        "load_s": load_s, "state_copies_total": copies["n"], "state_copies_per_item": copies["n"] / (4 * len(items)),
+        **res,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    s, f = res["score"], res["full"]
+    print(f"\nscore mode: warm {s['warm_median_s']:.3f} s/item vs cold {s['cold_median_s']:.3f} s/item "
+          f"-> {s['speedup_median']:.1f}x (aim >= 8x; warm aim <= 0.4 s)")
+    print(f"full mode : warm {f['warm_median_s']:.3f} s/item vs cold {f['cold_median_s']:.3f} s/item "
+          f"-> {f['speedup_median']:.1f}x")
+    print(f"state copies: {copies['n']} (aim 0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Judgement storage: the content-addressed cache and batched writes.
+
+(b) cache   10,000 triples judged once with a counting backend (the first run),
+            then the same judge again: 0 backend calls expected, time < 2 s.
+            Side by side: the first run's time (10,000 calls + writes).
+(c) writes  1,000,000 judgement rows through the runner's write path (the same
+            UPSERT statement and row builder, FLUSH_ROWS rows per transaction),
+            rows/s reported; baseline in the same run: one transaction per row
+            (autocommit) on a sample of 20,000 rows.
+
+    /work/venv/bin/python benchmarks/bench_judge_store.py [--cache-items 10000] [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def bench_cache(n: int, tmp: Path) -> dict:
+    import helpers_judging as hj
+
+    from vlmdyn_cli.judging import backends
+    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.db import upsert_triples
+
+    backends.BACKENDS["scripted"] = "helpers_judging:scripted_factory"
+    spec = load_spec(hj.write_spec(tmp))
+    db = open_db(tmp / "cache.db")
+    with db.atomic():
+        hashes = upsert_triples(db, [(f"question {i}?", f"answer {i}", f"prediction {i}") for i in range(n)])
+    t0 = time.perf_counter()
+    first = judge_triples(db, spec, hashes)
+    t_first = time.perf_counter() - t0
+    calls_first = hj.ScriptedBackend.calls
+    t0 = time.perf_counter()
+    again = judge_triples(db, spec, hashes)
+    t_again = time.perf_counter() - t0
+    out = {"items": n, "first_run_s": t_first, "first_run_backend_calls": calls_first,
+           "rerun_s": t_again, "rerun_backend_calls": hj.ScriptedBackend.calls - calls_first,
+           "rerun_cached": again.cached, "first_scored": first.scored}
+    db.close()
+    return out
+
+
+def bench_writes(n_rows: int, tmp: Path, baseline_rows: int = 20_000) -> dict:
+    from vlmdyn_cli.judging.backends.base import JudgeResponse
+    from vlmdyn_cli.judging.runner import FLUSH_ROWS, UPSERT_SQL, response_row
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.db import now
+
+    spec = load_spec("gpt-4o-mini")
+    text = "{'p': 'yes', 'MS': 5, 'MD': 4, 'H': 3}"
+    ts = now()
+
+    def rows(start, count):
+        for i in range(start, start + count):
+            r = JudgeResponse(key=f"{i:064x}", text=text, p_yes=0.9, prompt_tokens=520, completion_tokens=18,
+                              cost_usd=8.9e-5, resolved_model="gpt-4o-mini-2024-07-18", latency_s=0.4)
+            yield response_row(spec, r, ts)
+
+    db = open_db(tmp / "writes.db")
+    t0 = time.perf_counter()
+    buf = []
+    for row in rows(0, n_rows):
+        buf.append(row)
+        if len(buf) >= FLUSH_ROWS:
+            with db.atomic():
+                db.conn.executemany(UPSERT_SQL, buf)
+            buf.clear()
+    if buf:
+        with db.atomic():
+            db.conn.executemany(UPSERT_SQL, buf)
+    t_batched = time.perf_counter() - t0
+    n_stored = db.conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+    db.close()
+
+    db = open_db(tmp / "baseline.db")
+    t0 = time.perf_counter()
+    for row in rows(0, baseline_rows):
+        db.conn.execute(UPSERT_SQL, row)      # autocommit: one transaction per row
+    t_base = time.perf_counter() - t0
+    db.close()
+    return {"rows": n_rows, "rows_stored": n_stored, "flush_rows": FLUSH_ROWS, "batched_s": t_batched,
+            "batched_rows_per_s": n_rows / t_batched, "baseline_rows": baseline_rows, "baseline_s": t_base,
+            "baseline_rows_per_s": baseline_rows / t_base,
+            "speedup": (n_rows / t_batched) / (baseline_rows / t_base)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache-items", type=int, default=10_000)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_judge_store.json"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        cache = bench_cache(args.cache_items, tmp)
+        print(f"cache: first run {cache['first_run_s']:.2f} s ({cache['first_run_backend_calls']} backend calls); "
+              f"rerun {cache['rerun_s']:.3f} s, {cache['rerun_backend_calls']} backend calls (aim 0, < 2 s)", flush=True)
+        writes = bench_writes(args.rows, tmp)
+        print(f"writes: {writes['rows']:,} rows in {writes['batched_s']:.1f} s = {writes['batched_rows_per_s']:,.0f} rows/s "
+              f"(aim < 60 s); baseline one-transaction-per-row {writes['baseline_rows_per_s']:,.0f} rows/s "
+              f"-> {writes['speedup']:.0f}x", flush=True)
+    report = {"cache": cache, "writes": writes}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

