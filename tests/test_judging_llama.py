@@ -121,3 +121,15 @@ def test_hf_download_offline_gives_a_clear_error(tmp_path):
     assert "Failure: cannot download model-q4_k_m.gguf from the Hugging Face repo someone/some-model-GGUF" in r.stderr
     assert "HF_HUB_OFFLINE" in r.stderr
     assert Failure.exit_code == 1
+
+
+def test_cascade_with_the_real_local_stage(db, local):
+    with db.atomic():
+        hashes = upsert_triples(db, [("How many cats?", "3", "three"),
+                                     ("Why is he smiling?", "Because he is happy about winning the prize", "He won.")])
+    s = judge_triples(db, load_spec("cascade"), hashes)
+    assert s.scored == 2
+    by = dict(db.conn.execute("SELECT decided_by, verdict FROM judgements"))
+    assert by["rules"] == "yes" and by["local"] in ("yes", "no")
+    ms = db.conn.execute("SELECT ms, p_yes FROM judgements WHERE decided_by = 'local'").fetchone()
+    assert 1 <= ms[0] <= 5 and 0 < ms[1] < 1

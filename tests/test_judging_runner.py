@@ -109,6 +109,8 @@ def test_dry_run_counts_and_estimates_without_writing(db, scripted):
     assert gpt.new == 10 and gpt.est_cost_usd > 0 and gpt.est_prompt_tokens > 10 * 300
     batch = judge_triples(db, load_spec("gpt-4o-mini"), hashes, dry_run=True, backend_options={"batch": True})
     assert batch.est_cost_usd == pytest.approx(gpt.est_cost_usd / 2)
+    local_server = load_spec("gpt-4o-mini").with_overrides(options={"base_url": "http://127.0.0.1:8080/v1"})
+    assert judge_triples(db, local_server, hashes, dry_run=True).est_cost_usd is None   # unknown, not zero
     casc = judge_triples(db, load_spec("cascade"), hashes, dry_run=True)
     assert casc.est_cost_usd == 0.0 and casc.notes
 
@@ -174,3 +176,16 @@ def test_api_key_never_stored_or_printed(cli, tmp_path, monkeypatch):
         assert secret not in hj.dump_db(d)
     finally:
         d.close()
+
+
+def test_cascade_never_loads_its_llm_when_rules_decide_everything(db, scripted, tmp_path, monkeypatch):
+    from vlmdyn_cli.judging.cascade import CascadeBackend
+
+    (tmp_path / "casc.toml").write_text('name = "casc"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n')
+    spec = load_spec(str(tmp_path / "casc.toml"))
+    built = []
+    monkeypatch.setattr(CascadeBackend, "close", lambda self: built.append(self._llm))
+    with db.atomic():
+        hashes = upsert_triples(db, [("How many?", "3", "three"), ("Colour?", "red", "blue")])
+    s = judge_triples(db, spec, hashes)
+    assert (s.yes, s.no) == (1, 1) and hj.ScriptedBackend.calls == 0 and built == [None]

@@ -65,11 +65,11 @@ def f_numbers(it: Item) -> float:
 
 
 def f_rules(it: Item) -> float:
-    """The rules judge: +1 yes, -1 no, 0 when it cannot decide."""
-    from vlmdyn_cli.judging.rules import judge_item
+    """The rules judge: +confidence for yes, -confidence for no, 0 when it cannot decide."""
+    from vlmdyn_cli.judging.rules import decide
 
-    v = judge_item(it["question"], it["answer"], it["prediction"])
-    return {"yes": 1.0, "no": -1.0}.get(v.verdict or "", 0.0)
+    d = decide(it["question"], it["answer"], it["prediction"])
+    return {"yes": 1.0, "no": -1.0}.get(d.verdict or "", 0.0) * d.confidence
 
 
 TEXT_FEATURES: dict[str, Callable[[Item], float]] = {

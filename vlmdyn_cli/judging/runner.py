@@ -243,10 +243,13 @@ def _estimate(db: Database, spec: JudgeSpec, todo: list[str], summary: JudgeSumm
     c_tok = n_llm * (1 if llm.score_mode == "only" else int(llm.decoding.get("max_tokens", 64)) // 2)
     summary.est_prompt_tokens, summary.est_completion_tokens = p_tok, c_tok
     o = llm.options | {k: v for k, v in opts.items() if v is not None}
-    price = prices.price_from_spec(llm.model, o.get("price_in"), o.get("price_out"))
-    if llm.backend != "openai" or (o.get("base_url") and price is None):
-        summary.est_cost_usd = 0.0 if llm.backend != "openai" else None
+    if llm.backend != "openai":
+        summary.est_cost_usd = 0.0          # local backends: no money, only time
     else:
+        # OpenAI's table applies to api.openai.com only; another server costs what the spec says (or unknown)
+        base_url = o.get("base_url")
+        table_model = llm.model if not base_url or "api.openai.com" in base_url else None
+        price = prices.price_from_spec(table_model, o.get("price_in"), o.get("price_out"))
         summary.est_cost_usd = prices.cost_usd(price, p_tok, c_tok, batch=bool(o.get("batch")))
     if rules is not None:
         summary.notes.append(f"{summary.new - n_llm} of {summary.new} new items decided by rules, "
