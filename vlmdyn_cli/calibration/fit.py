@@ -85,7 +85,7 @@ def fit_judge(db: Database, name: str, features: list[str], hv: HumanVerdicts, o
         "name": name,
         "backend": "fitted",
         "model": f"logreg({','.join(features)})",
-        "output": "verdict",
+        "output": "verdict-dict",
         "description": f"Logistic regression over {', '.join(features)}, fitted on {len(items)} "
                        f"human-labelled items ({folds}-fold CV).",
         "options": {"features": features, "threshold": 0.5, **model.to_dict()},

@@ -159,7 +159,7 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
         if not isinstance(refs, list) or len(refs) < 2 or _depth > 3:
             raise BadInput(f"judge spec {source}: a cascade needs stages = [\"rules\", \"<llm spec>\"]")
         stages = tuple(_stage(r, base, source, _depth) for r in refs)
-    elif raw["backend"] not in ("rules",) and not templates:
+    elif raw["backend"] not in ("rules", "fitted") and not templates:
         raise BadInput(f"judge spec {source}: needs system_template/user_template or text_template")
     return JudgeSpec(name=raw["name"], backend=raw["backend"], model=raw.get("model"), output=output,
                      decoding=decoding, options=dict(options), templates=templates, stages=stages,

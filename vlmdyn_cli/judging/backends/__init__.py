@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "transformers": "vlmdyn_cli.judging.backends.transformers_backend:make_backend",
     "rules": "vlmdyn_cli.judging.rules:RulesBackend",
     "cascade": "vlmdyn_cli.judging.cascade:CascadeBackend",
+    "fitted": "vlmdyn_cli.judging.backends.fitted_backend:FittedBackend",
 }
 
 # What to install when a backend's optional dependency is missing.
@@ -29,6 +30,7 @@ INSTALL_HINTS: dict[str, str] = {
     "transformers": "pip install torch transformers (and bitsandbytes for 4-bit on CUDA)",
     "rules": "pip install vlmdyn",
     "cascade": "pip install llama-cpp-python",
+    "fitted": "pip install numpy llama-cpp-python",
 }
 
 
