@@ -79,8 +79,10 @@ def cases(judges: tuple[str, ...]) -> dict:
         "verdict": Filters(verdict="no"),
         "status": Filters(status="unscored"),
         "disagree": Filters(disagree=(a, b)),
-        "text": Filters(text="Birdwatching"),
-        "text-common": Filters(text="book"),
+        "text-rare": Filters(text="Kofi Tanaka"),        # few matching generations
+        "text": Filters(text="Birdwatching"),            # ~4.6k triples, ~5k generations
+        "text-shared": Filters(text="children"),          # few triples shared by many generations
+        "text-common": Filters(text="book"),              # >100k triples
         "combo": Filters(run="synth-s2", step=357, set_name="unseen", category="OCR", subcategory="recognition",
                          judge=a, verdict="yes"),
         "combo-rare": Filters(seed=7, step=3825, category="Bounding", status="unscored", judge=b),
@@ -145,9 +147,9 @@ def main(argv=None) -> int:
             r[f"{mode}_page_ms"] = round(page_ms, 1)
             r[f"{mode}_next_ms"] = None if nxt_ms is None else round(nxt_ms, 1)
             line = f"{name:12s} first {first_ms:7.1f} ms  page {page_ms:7.1f} ms  next {nxt_ms or 0:7.1f} ms"
-            if mode == "tui":
+            if mode != "baseline":
                 count_ms, (n, capped) = timed(lambda: Q.count(conn, f), max(1, args.reps // 2))
-                r["count_ms"] = round(count_ms, 1)
+                r[f"{mode}_count_ms"] = round(count_ms, 1)
                 r["rows"] = f"{n:,}{'+' if capped else ''}"
                 line += f"  count {count_ms:7.1f} ms  rows {r['rows']}"
             print(line, file=sys.stderr)

@@ -143,3 +143,46 @@ def _judge(c, name, h, status, verdict, *, raw, scores, p_yes, reason=None):
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,10,5,?,?,?)",
         (f"spec-{name}", h, name, name, status, verdict, reason, raw, ms, md, hh, p_yes,
          0.0001 if name == "local" else 0.0, 0.25, T0))
+
+
+# ---------------------------------------------------------------- driving the app in tests
+
+async def settle(pilot, rounds: int = 3) -> None:
+    """Let workers finish and their messages be handled (they can start further workers)."""
+    for _ in range(rounds):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text lines (from the SVG screenshot, so it is
+    exactly what a user sees: markup that had been interpreted would be missing here)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[int, dict[int, str]] = {}
+    for m in re.finditer(r'<text class="[^"]*-r\d+" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>', svg):
+        col = round(float(m.group(1)) / 12.2)
+        row = round((float(m.group(2)) - 20) / 24.4)
+        rows.setdefault(row, {})[col] = html.unescape(m.group(3))
+    lines = []
+    for row in sorted(rows):
+        s = ""
+        for col in sorted(rows[row]):
+            s = s.ljust(col) + rows[row][col]
+        lines.append(s.replace("\xa0", " ").rstrip())
+    return "\n".join(lines)
+
+
+def asyncrun(fn):
+    """Run an async test function with asyncio.run (no pytest-asyncio here); fixtures still work."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

@@ -109,3 +109,16 @@ def test_help_has_examples(cli):
     for sub in ("list", "status", "export"):
         r = cli("judgements", sub, "--help")
         assert r.code == 0 and "Example" in r.out
+
+
+def test_dry_run_on_a_file_writes_nothing(cli, tmp_path):
+    dbp = tmp_path / "d.db"
+    r = cli("judge", "--input", _file(tmp_path), "--judge", "gpt-4o-mini", "--db", dbp, "--dry-run")
+    assert r.code == 0, r.err
+    assert "3 items, 0 cached, 3 new" in r.out and "estimated cost: $" in r.out
+    d = open_db(dbp)
+    try:
+        assert d.conn.execute("SELECT COUNT(*) FROM triples").fetchone()[0] == 0
+        assert d.conn.execute("SELECT COUNT(*) FROM judge_specs").fetchone()[0] == 0
+    finally:
+        d.close()

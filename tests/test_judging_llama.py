@@ -133,3 +133,20 @@ def test_cascade_with_the_real_local_stage(db, local):
     assert by["rules"] == "yes" and by["local"] in ("yes", "no")
     ms = db.conn.execute("SELECT ms, p_yes FROM judgements WHERE decided_by = 'local'").fetchone()
     assert 1 <= ms[0] <= 5 and 0 < ms[1] < 1
+
+
+def test_grammar_sampling_fill_and_a_model_shared_by_two_backends(local):
+    import dataclasses
+
+    from vlmdyn_cli.judging.parse import parse_output
+
+    spec, a = local
+    sampler = create_backend(dataclasses.replace(spec, decoding=spec.decoding | {"fill": "sample"}), {})
+    assert sampler.llm is a.llm          # one Llama per process and model file
+    x = render_request(spec, "x", "What colour is the bus?", "red", "red")
+    x.score_only = True
+    p1 = a.respond(x).p_yes
+    r = sampler.respond(render_request(spec, "y", "How many dogs?", "3", "There are seven dogs in the park."))
+    assert r.error is None and parse_output(r.text, "rubric-dict").status == "scored"
+    # the other backend moved the shared context: the first one must not reuse stale logits
+    assert a.respond(x).p_yes == pytest.approx(p1, abs=1e-5)

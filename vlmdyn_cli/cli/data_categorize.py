@@ -33,6 +33,7 @@ def add_commands(data_app: typer.Typer) -> None:
         Otherwise labels the database's QA pairs in batched transactions; a rerun
         skips labelled pairs (use --force to relabel).
 
+        \b
         Examples:
           vlmdyn data categorize --db exp.db
           vlmdyn data categorize --method llm --judge local --dataset synth

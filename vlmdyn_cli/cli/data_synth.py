@@ -28,7 +28,10 @@ def add_commands(data_app: typer.Typer) -> None:
         carries its true category ("vlmdyn_truth"), and every image is used by
         about 3 conversations.
 
-        Example: vlmdyn data synth --out synth --images 2000 --seed 0 && vlmdyn data import synth/llava.json --images synth/images
+        \b
+        Example:
+          vlmdyn data synth --out synth --images 2000 --seed 0
+          vlmdyn data import synth/llava.json --images synth/images
         """
         from vlmdyn_cli.data.synth import generate
         from vlmdyn_cli.progress import cli_reporter

@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
             return
         print_table([{**r, "steps": f"{r['steps_done']}/{r['total_steps']}",
                       "checkpoints": ",".join(map(str, r["checkpoint_steps"]))} for r in rows],
-                    columns=["name", "dataset", "seed", "model_id", "status", "steps", "global_batch",
-                             "checkpoints", "samples_per_s", "train_seconds"])
+                    columns=["name", "seed", "model_id", "status", "steps", "global_batch", "checkpoints",
+                             "samples_per_s"])
 
     app.add_typer(runs_app, name="runs")

@@ -14,7 +14,7 @@ Order, and the policy behind it:
    Recognition = transcribe text (title, author, a sign, a number on a shirt);
    semantic = knowledge about the text's object (genre, "is this a X book").
 3. Complex, strong cues: why / might / could / would / if, inference words,
-   description and writing requests, very long prompts. These decide even when
+   description and writing requests, prompts of 30 words or more. These decide even when
    the question also mentions a place ("why is the bus next to the tree?").
 4. Complex, comparison cues: "more X than Y", "the same colour", "both",
    "excluding", "among the": two or more steps before the answer.
@@ -92,39 +92,55 @@ def _r(*alternatives: str) -> tuple[str, ...]:
 
 
 _NOT_WORD = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\n\t"})
-_LEAD = re.compile(r"^(?:\^|\\b)*(?:\(\?:((?:[a-z0-9' ]+\|)*[a-z0-9' ]+)\)|([a-z0-9']+))")
-
-
-def _key(word: str) -> str:
-    return word[:4]
-
-
-def word_keys(text: str) -> set[str]:
-    """Gate keys of a normalised question: the first 4 characters of each word."""
-    return {w[:4] for w in text.translate(_NOT_WORD).split()}
+KEY = 5  # gate keys are the first KEY letters of a word ("image" and "imagine" differ)
+_TOKEN = re.compile(r"\(\?:((?:[a-z0-9]+\|)*[a-z0-9]+)\)|([a-z0-9]+)")
+# words too frequent to be useful gates: when a pattern starts with them, gate on a later word
+_COMMON = frozenset("what which who how is are was does do the a an this that in on at to of".split())
 
 
 def _gate(alt: str) -> frozenset[str] | None:
-    """Keys one of which must be in the question for ``alt`` to possibly match, or None."""
-    m = _LEAD.match(alt)
-    if not m:
+    """Keys one of which must be in the question for ``alt`` to possibly match, or None.
+
+    The pattern's leading literal words are read one by one (a word, or a
+    group of plain alternatives like ``(?:left|right)``, separated by single
+    spaces). Every one of them must occur in a matching question, so any can
+    gate it: the first that is not a very common word is used. A word followed
+    by more pattern (``explain`` in ``\\bexplain``) is a stem and gates by its
+    first KEY letters; a stem shorter than that cannot gate.
+    """
+    if alt == COORDS.pattern:
+        return frozenset([","])  # coordinates need commas: classify adds "," as a key when present
+    pos = 0
+    while alt.startswith(("^", "\\b"), pos):
+        pos += 1 if alt[pos] == "^" else 2
+    tokens: list[frozenset[str] | None] = []
+    while True:
+        m = _TOKEN.match(alt, pos)
+        if not m:
+            break
+        rest = alt[m.end():]
+        if rest[:1] in ("?", "*", "{"):
+            if m.group(2) is not None:  # "comes?" -> the stem "come"
+                w = m.group(2)[:-1]
+                tokens.append(frozenset([w[:KEY]]) if len(w) >= KEY else None)
+            break
+        words = m.group(1).split("|") if m.group(1) is not None else [m.group(2)]
+        # the word ends here if a space, \\b, \\s or punctuation follows (at the pattern's end: a stem)
+        whole = rest.startswith((" ", "\\b", "\\s", ",", "\\.", "\\?"))
+        if whole:
+            common = frozenset(["*common*"]) if _COMMON.issuperset(words) else frozenset()
+            tokens.append(frozenset(w[:KEY] for w in words) | common)
+        else:
+            tokens.append(frozenset(w[:KEY] for w in words) if min(map(len, words)) >= KEY else None)
+            break
+        if not rest.startswith(" "):
+            break
+        pos = m.end() + 1
+    usable = [t for t in tokens if t is not None]
+    if not usable:
         return None
-    rest = alt[m.end():]
-    if rest[:1] in ("?", "*", "{"):
-        if m.group(1) is not None:
-            return None  # an optional group: no word is required
-        words, whole = [m.group(2)[:-1]], False  # "comes?" -> stem "come"
-    else:
-        words = [w.split(" ")[0] for w in m.group(1).split("|")] if m.group(1) is not None else [m.group(2)]
-        whole = rest == "" or rest[:1] in (" ", "\\") and not rest.startswith("\\w") or rest[:1] in ".,?'"
-    keys = set()
-    for w in words:
-        if not whole and len(w) < 4:
-            return None  # a short stem such as "far(?:ther)": the word's first 4 letters are unknown
-        if not w:
-            return None
-        keys.add(_key(w))
-    return frozenset(keys)
+    rare = [t for t in usable if "*common*" not in t]
+    return rare[0] if rare else usable[0] - {"*common*"}
 
 
 _PIC = r"(?:image|picture|photo|photograph|pic|scene|frame|shot|snapshot|video|daytime|day|night|nighttime|morning|afternoon|evening|distance)"
@@ -137,7 +153,7 @@ RULES: tuple[Rule, ...] = (
     Rule("bounding.coords_in_question", BOUNDING, DESCRIBE,
          "the question gives box coordinates, so the answer describes a region", (COORDS.pattern,)),
     Rule("bounding.box_request", BOUNDING, BBOX, "the question asks for box coordinates",
-         _r(r"\bbounding box", r"\bbox coordinates?\b", r"\bbbox\b", r"\[x1, ?y1, ?x2, ?y2\]",
+         _r(r"\bbounding box", r"\bbox coordinates?\b", r"\bbbox\b", r"\bx1, ?y1, ?x2, ?y2\b",
             r"\bregion this sentence describes\b", r"\bcoordinates? of (?:the|this|each) (?:region|object|box)\b",
             r"\b(?:output|give|return|provide) (?:its|the|their) (?:box|coordinates)\b")),
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
@@ -150,57 +166,61 @@ RULES: tuple[Rule, ...] = (
             r"\bwho is (?:this|the) book (?:written )?by\b", r"\bwhose name is (?:printed|written|shown)\b")),
     Rule("ocr.title", OCR, RECOGNITION, "asks for the title as written",
          _r(r"\btitle of (?:this|the) (?:book|novel|magazine|album|movie|film|song|article|newspaper|cover|poster)\b",
-            r"\bwhat(?: is|'s) the (?:book'?s )?title\b", r"\bwhat title\b",
+            r"\btitle\b(?<=what is the title)", r"\btitle\b(?<=what's the title)",
+            r"\btitle\b(?<=the book's title)", r"\btitle\b(?<=the book title)", r"\bwhat title\b",
             r"\btitle (?:is )?(?:written|printed|shown)\b", r"\bname of (?:this|the) book\b",
             r"\b(?:first|last|second|third) word of the title\b")),
     Rule("ocr.read_text", OCR, RECOGNITION, "asks to read text, a number or a brand shown in the image",
-         _r(r"\bwhat(?: is|'s| are) (?:written|printed|typed|displayed|engraved|painted)\b",
-            rf"\bwhat does {_DET}?\s?[\w' -]{{0,30}}?\b(?:say|read|spell)\b",
-            r"\b(?:written|printed|engraved|painted|typed|inscribed) (?:on|in|at|across)\b",
+         _r(r"\b(?:written|printed|engraved|typed|inscribed)\b",
+            rf"^what does {_DET}?\s?[\w' -]{{0,30}}?\b(?:say|read|spell)\b",
+            r"\bdisplayed on\b(?<=what is displayed on)", r"\bdisplayed on\b(?<=what's displayed on)",
             r"\bwhat (?:word|words|letter|letters|text|message|slogan)\b", r"\bread (?:the|this|it|that)\b",
             r"\btext (?:on|in|of)\b", r"\bwhat (?:brand|make)\b", r"\bwhich brand\b", r"\bbrand (?:name|of)\b",
-            r"\b(?:first|last|second|third) (?:word|letter|number|digit)\b", r"\bwhat (?:numbers?|digits?)\b(?! of\b)",
+            r"\b(?:first|last|second|third) (?:word|letter|number|digit)\b", r"\bnumbers?\b(?<=what number|hat numbers)(?! of\b)", r"\bdigits?\b(?<=what digit|hat digits)",
             r"\b(?:what|which) company (?:made|makes|manufactured|produced|built)\b",
             r"\b(?:name|number) (?:of|on) (?:the|this) (?:store|shop|restaurant|cafe|bar|business|company|hotel|bank|"
             r"street|road|team|airline|website|band|magazine|newspaper|bus|train|boat|ship|plane|player|building|"
             r"product|station|app|game|movie|film|show|book|sign)\b",
-            r"\bwhat (?:number|numbers|digits?|year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed|painted)\b",
+            r"\b(?:year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed)\b",
             r"\bnumber on (?:the|his|her|this|that)\b", r"\bjersey number\b", r"\blicen[sc]e plate\b",
             r"\bwebsite\b", r"\burl\b", r"\bphone number\b")),
     Rule("ocr.book_semantic", OCR, SEMANTIC, "asks about the kind of book (genre, topic, edition)",
          _r(r"\bgenre\b", r"\bwhat (?:type|kind|sort|category) of book\b",
-            r"\bis this (?:a|an) [\w'&,.-]+(?: [\w'&,.-]+){0,5} book\b", r"\bis this book\b",
+            r"^is this (?:a|an) [\w'&,.-]+(?: [\w'&,.-]+){0,5} book\b", r"\bis this book\b",
             r"\bbook (?:is )?(?:related|about)\b", r"\bwhat is (?:this|the) book about\b", r"\bcalendar\b",
-            r"\b(?:cook|text|comic|note|guide)book\b", r"\bfiction(?:al)?\b", r"\bnon-?fiction\b",
+            r"\b(?:cookbook|textbook|notebook|guidebook)s?\b", r"\bcomic book\b", r"\bfiction(?:al)?\b", r"\bnonfiction\b",
             r"\bedition\b")),
     # 3. Complex: strong cues ------------------------------------------------------
     Rule("complex.why", COMPLEX, None, "asks why: explanation needs reasoning", _r(r"\bwhy\b", r"\bhow come\b")),
     Rule("complex.hypothetical", COMPLEX, None, "a hypothetical or speculative question",
-         _r(r"\b(?:might|could|would|should)\b", r"\bmay (?:be|have|indicate|suggest)\b",
+         _r(r"\b(?:might|could|would|should|will)\b", r"\bmay (?:be|have|indicate|suggest)\b",
             r"\bif\b(?<!tell if)(?<!see if)(?<!know if)(?<!check if)", r"\bsuppose\b", r"\bimagine\b", r"\bassum(?:e|ing)\b",
             r"\bhypothetical")),
     Rule("complex.describe", COMPLEX, None, "asks for a description or an explanation of the scene",
          _r(r"\bdescribe\b", r"\bdescription\b", r"\bexplain", r"\belaborate\b", r"\banaly[sz]", r"\bsummar",
-            r"\bcaption\b", r"\bnarrat", r"\bstory\b", r"\bin (?:great |more |full |much )?detail",
-            r"\bdetailed\b", r"\bcomprehensive\b", r"\bwhat(?:'s| is| are) (?:happening|going on)\b",
+            r"\bcaption\b", r"\bnarrat", r"\bstory\b", r"\bdetail\b(?<=in detail)", r"\bdetail\b(?<=great detail)", r"\bdetail\b(?<=more detail)",
+            r"\bdetail\b(?<=full detail)", r"\bdetail\b(?<=much detail)",
+            r"\bdetailed\b", r"\bcomprehensive\b", r"\bhappening\b", r"\bgoing on\b",
             r"\bwhat do you (?:see|think|notice)\b", r"\btell me (?:about|what)\b",
             r"\b(?:key|main) (?:elements|features|aspects|points|objects)\b", r"\boverview\b",
             rf"\bwhat is (?:this|the) {_PIC} (?:about|showing|depicting)\b",
             rf"\bwhat (?:does|do) (?:this|the) {_PIC} (?:show|depict|convey|represent|capture)\b")),
     Rule("complex.inference", COMPLEX, None, "asks for an inference or knowledge beyond what is shown",
-         _r(r"\binfer", r"\bsuggest", r"\bimpl(?:y|ies|ication)", r"\bpurpose\b", r"\breasons?\b", r"\bsignifican",
+         _r(r"\binfer", r"\bsuggest", r"\b(?:imply|implies|implication|implications)\b", r"\bpurpose\b", r"\breasons?\b", r"\bsignifican",
             r"\bimportan", r"\bpotential", r"\blikely\b", r"\bprobabl", r"\bpossibl", r"\bpredict", r"\bexpect",
             r"\bchallenge", r"\bbenefit", r"\badvantage", r"\bconsequence", r"\baffect", r"\binfluenc",
-            r"\bunusual\b", r"\bstrange\b", r"\bfunny\b", r"\bhumou?r", r"\binteresting\b", r"\bemotion",
-            r"\bmood\b", r"\bfeel(?:s|ing)?\b", r"\batmosphere\b", r"\bopinion\b", r"\bthink\b", r"\bbelieve\b",
+            r"\bunusual\b", r"\bstrange\b", r"\bfunny\b", r"\b(?:humor|humour|humorous)\b", r"\binteresting\b", r"\bemotion",
+            r"\bmood\b", r"\b(?:feel|feels|feeling|feelings)\b", r"\batmosphere\b", r"\bopinion\b", r"\bthink\b", r"\bbelieve\b",
             r"\bguess\b", r"\bused for\b", r"\bcommonly\b", r"\btypically\b", r"\busually\b", r"\borigin\b",
-            r"\binvent", r"\bnative to\b", r"\bfamous\b", r"\bsafe(?:ty|ly)?\b", r"\bdanger", r"\brisk",
+            r"\binvent", r"\bnative to\b", r"\bfamous\b", r"\b(?:safe|safety|safely)\b", r"\bdanger", r"\b(?:risk|risks|risky)\b",
             r"\bprecaution", r"\btip\b", r"\btips\b", r"\badvice\b", r"\brecommend", r"\bfactors?\b", r"\bconsider",
-            r"\bcontext\b", r"\boccasion\b", r"\bcomes? from\b",
+            r"\bcontext\b", r"\boccasion\b", r"\bpopular\b", r"\b(?:come|comes) from\b",
             r"\b(?:what|which) (?:country|city|state|continent|era|century|decade)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
          _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
             r"translate|rewrite|summarize|summarise|help)\b")),
+    Rule("complex.long_request", COMPLEX, None, "a long free-form prompt (30 words or more), e.g. text-only chat",
+         _r(r"^(?:\S+\s+){29}\S")),
     # 4. Complex: comparison and filtering ----------------------------------------------
     Rule("complex.compare", COMPLEX, None, "compares or filters objects before answering (several steps)",
          _r(r"\b(?:more|fewer|less|bigger|smaller|larger|taller|shorter|longer|older|younger|heavier|lighter|faster|"
@@ -218,11 +238,11 @@ RULES: tuple[Rule, ...] = (
             r"\bwhere (?:was|is) (?:this|the) \w+ taken\b")),
     # 7. Spatial -------------------------------------------------------------------------
     Rule("spatial.relation", SPATIAL, None, "asks about relative position",
-         _r(r"\b(?:to|on|at) the (?:left|right)\b", r"\b(?:left|right)(?:-hand)? (?:of|side|hand|corner|edge|half)\b",
+         _r(r"\b(?:to|on|at) the (?:left|right)\b", r"\b(?:left|right) (?:of|side|hand|corner|edge|half)\b", r"\b(?:left|right)\b-hand\b",
             r"\b(?:leftmost|rightmost|topmost|bottommost|uppermost|lowermost)\b", r"\bleft or (?:to the )?right\b",
             r"\bright or (?:to the )?left\b", r"\b(?:which|what) side\b", r"\babove\b", r"\bbelow\b",
             r"\bunder(?:neath)?\b", r"\bbeneath\b", r"\bbehind\b", r"\bin front\b", r"\bnext to\b", r"\bbeside\b",
-            r"\bnear(?:by|est|er)?\b", r"\bclose (?:to|by)\b", r"\bclos(?:est|er)\b", r"\bfar from\b", r"\bfarthest from\b", r"\bfarther from\b",
+            r"\b(?:near|nearby|nearest|nearer)\b", r"\bclose (?:to|by)\b", r"\b(?:closest|closer)\b", r"\bfar from\b", r"\bfarthest from\b", r"\bfarther from\b",
             r"\bfurthest\b", r"\bfurther (?:left|right|up|down|away)\b", r"\bbetween\b", r"\bacross from\b",
             r"\bopposite\b", r"\bon top\b", r"\batop\b", r"\bsurround", r"\badjacent\b", r"\balongside\b",
             r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b",
@@ -236,37 +256,40 @@ RULES: tuple[Rule, ...] = (
             r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|attached) (?:on|in|at|against|from|"
             r"atop|inside|by|over|onto|upon)\b")),
     Rule("spatial.on_in", SPATIAL, None, "asks whether or what is on or in another object",
-         _r(rf"\b(?:is|are) {_DET} (?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
+         _r(rf"^(?:is|are) {_DET} (?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
             rf"^what(?: is|'s| are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)")),
 )
 
-_DEFAULT_OBJECT = (
-    ("object.count", re.compile(r"\bhow many\b|\bnumber of\b"), "counts objects"),
-    ("object.yes_no", re.compile(r"^(?:is|are|does|do|can|was|were|has|have|did)\b"), "a yes/no question about what is shown"),
-    ("object.identify", re.compile(r""), "asks to recognise an object, an activity or an attribute"),
-)
+_DEFAULT_OBJECT = tuple(
+    (rule_id, re.compile(pattern), Label(OBJECT, None, f"{rule_id}: no Bounding/OCR/Complex/Spatial cue; {why}", rule_id))
+    for rule_id, pattern, why in (
+        ("object.count", r"\bhow many\b|\bnumber of\b", "counts objects"),
+        ("object.yes_no", r"^(?:is|are|does|do|can|was|were|has|have|did)\b", "a yes/no question about what is shown"),
+        ("object.identify", r"", "asks to recognise an object, an activity or an attribute"),
+    ))
 
 
 def _build_index():
-    """key -> [(order, rule, pattern)] for gated question alternatives, plus the ungated ones."""
-    gated: dict[str, list] = {}
-    always, on_answer = [], []
-    order = 0
+    """All question alternatives in rule order, key -> their positions, and the ungated positions."""
+    alts: list[tuple[Rule, re.Pattern]] = []
+    gated: dict[str, list[int]] = {}
+    always: list[int] = []
+    on_answer: list[tuple[Rule, re.Pattern]] = []
     for rule in RULES:
         for pattern, gate in rule.alternatives:
-            item = (order, rule, pattern)
-            order += 1
             if rule.on == "answer":
-                on_answer.append(item)
-            elif gate is None:
-                always.append(item)
+                on_answer.append((rule, pattern))
+                continue
+            if gate is None:
+                always.append(len(alts))
             else:
                 for k in gate:
-                    gated.setdefault(k, []).append(item)
-    return gated, always, on_answer
+                    gated.setdefault(k, []).append(len(alts))
+            alts.append((rule, pattern))
+    return alts, {k: tuple(v) for k, v in gated.items()}, tuple(always), on_answer
 
 
-_GATED, _ALWAYS, _ON_ANSWER = _build_index()
+_ALTS, _GATED, _ALWAYS, _ON_ANSWER = _build_index()
 assert all(r.category == BOUNDING for r in RULES[: RULES.index(next(r for r in RULES if r.on == "answer"))]), \
     "the answer rule must follow the question's Bounding rules (classify relies on it)"
 
@@ -296,19 +319,22 @@ def classify(question: str, answer: str | None = None) -> tuple[Label, str]:
 
 
 def _classify_question(q: str) -> tuple[Label, str]:
-    cands = list(_ALWAYS)
-    for k in word_keys(q):
-        hit = _GATED.get(k)
+    cands = set(_ALWAYS)
+    get = _GATED.get
+    if "," in q:
+        cands.update(get(",", ()))
+    for w in q.translate(_NOT_WORD).split():
+        hit = get(w[:KEY])
         if hit:
-            cands.extend(hit)
-    cands.sort()
-    for _order_, rule, pattern in cands:
+            cands.update(hit)
+    for i in sorted(cands):
+        rule, pattern = _ALTS[i]
         m = pattern.search(q)
         if m:
             return _label(rule, m), rule.id
-    for rule_id, pat, why in _DEFAULT_OBJECT:
+    for rule_id, pat, label in _DEFAULT_OBJECT:
         if pat.search(q):
-            return Label(OBJECT, None, f"{rule_id}: no Bounding/OCR/Complex/Spatial cue; {why}", rule_id), rule_id
+            return label, rule_id
     raise AssertionError("unreachable: the last default rule matches everything")
 
 
@@ -320,22 +346,32 @@ def classify_reference(question: str, answer: str | None = None) -> tuple[Label,
         m = rule.search(text) if text else None
         if m:
             return _label(rule, m), rule.id
-    for rule_id, pat, why in _DEFAULT_OBJECT:
+    for rule_id, pat, label in _DEFAULT_OBJECT:
         if pat.search(q):
-            return Label(OBJECT, None, f"{rule_id}: no Bounding/OCR/Complex/Spatial cue; {why}", rule_id), rule_id
+            return label, rule_id
     raise AssertionError("unreachable")
 
 
 def _answer_rule(answer: str):
-    for _order_, rule, pattern in _ON_ANSWER:
+    for rule, pattern in _ON_ANSWER:
         m = pattern.search(answer)
         if m:
             return _label(rule, m), rule.id
     return None
 
 
+_LABELS: dict[tuple[str, str], Label] = {}
+
+
 def _label(rule: Rule, m: re.Match) -> Label:
-    return Label(rule.category, rule.subcategory, f"{rule.id}: {rule.why} (matched {m.group(0)!r})", rule.id)
+    """The label for a match (shared objects: labels are immutable, matched texts repeat)."""
+    key = (rule.id, m.group(0))
+    lab = _LABELS.get(key)
+    if lab is None:
+        lab = Label(rule.category, rule.subcategory, f"{rule.id}: {rule.why} (matched {m.group(0)!r})", rule.id)
+        if len(_LABELS) < 100_000:
+            _LABELS[key] = lab
+    return lab
 
 
 class RuleCategorizer:

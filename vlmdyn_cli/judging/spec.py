@@ -29,7 +29,7 @@ else:  # pragma: no cover
 
 TOP_FIELDS = {"name", "description", "backend", "model", "output", "system_template",
               "user_template", "text_template", "stages", "decoding", "options"}
-DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "score_mode", "threshold", "min_confidence"}
+DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "fill", "score_mode", "threshold", "min_confidence"}
 SCORE_MODES = ("off", "with-verdict", "only")
 TEMPLATE_FIELDS = ("system_template", "user_template", "text_template")
 DEFAULT_DECODING = {"temperature": 0.0, "max_tokens": 64, "grammar": True, "score_mode": "off",
@@ -102,11 +102,12 @@ def builtin_names() -> list[str]:
 def load_spec(ref: str) -> JudgeSpec:
     """A spec by built-in name or by path to a TOML file."""
     p = Path(ref).expanduser()
-    if ref.endswith(".toml") or p.is_file() or "/" in ref or "\\" in ref:
+    names = builtin_names()
+    pathlike = ref.endswith(".toml") or "/" in ref or "\\" in ref
+    if pathlike or (ref not in names and p.is_file()):
         if not p.is_file():
             raise BadInput(f"judge spec file {ref} does not exist")
         return _load(p.read_text(encoding="utf-8"), p.parent, str(p))
-    names = builtin_names()
     if ref not in names:
         raise BadInput(f"unknown judge spec '{ref}'{did_you_mean(ref, names)}; built-in specs: "
                        f"{', '.join(names)} (or pass a path to a .toml spec file)")
@@ -137,6 +138,8 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     decoding = DEFAULT_DECODING | decoding
     if decoding["score_mode"] not in SCORE_MODES:
         raise BadInput(f"judge spec {source}: score_mode must be one of {', '.join(SCORE_MODES)}")
+    if decoding.get("fill", "slots") not in ("slots", "sample"):
+        raise BadInput(f"judge spec {source}: fill must be slots or sample")
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise BadInput(f"judge spec {source}: [options] must be a table")

@@ -58,8 +58,17 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
     from vlmdyn_cli.store.db import upsert_triples
 
     rows = read_triples_file(path)
+    triples = [(r["question"], r["answer"], r["prediction"]) for r in rows]
+    if kw.get("dry_run"):   # estimate inside a transaction that is rolled back: a dry run writes nothing
+        db.conn.execute("BEGIN")
+        try:
+            hashes = upsert_triples(db, triples)
+            summary = judge_triples(db, spec, hashes, reporter, **kw)
+        finally:
+            db.conn.execute("ROLLBACK")
+        return summary, []
     with db.atomic():
-        hashes = upsert_triples(db, [(r["question"], r["answer"], r["prediction"]) for r in rows])
+        hashes = upsert_triples(db, triples)
     summary = judge_triples(db, spec, hashes, reporter, **kw)
     found: dict[str, dict] = {}
     uniq = list(dict.fromkeys(hashes))

@@ -1,6 +1,7 @@
 """A small word-level tokenizer trained on the dataset text (for the `tiny` model).
 
-Pieces are words (with their leading space), single digits, single
+Pieces are words (with their leading space), decimal numbers like
+``0.25`` (box coordinates: one token each), single digits, single
 punctuation marks and whitespace runs, so decoding is an exact
 concatenation: ``decode(encode(text)) == text`` for every in-vocabulary
 text, which keeps exact-match scoring honest. Tokenisation is also stable
@@ -17,7 +18,7 @@ from vlmdyn_cli.models.chat import EOS, IMAGE_TOKEN
 
 PAD, UNK = "<pad>", "<unk>"
 SPECIAL_TOKENS = (PAD, UNK, EOS, IMAGE_TOKEN)
-PIECE_PATTERN = r" ?[A-Za-z]+| ?\d| ?[^\sA-Za-z\d]|\s+"
+PIECE_PATTERN = r" ?\d+\.\d+| ?[A-Za-z]+| ?\d| ?[^\sA-Za-z\d]|\s+"
 _SPECIAL_SPLIT = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
 
 

@@ -314,3 +314,59 @@ def m170_tui_browse_indexes(db: Database) -> None:
         CREATE INDEX IF NOT EXISTS idx_tui_qa_cat_sub ON qa_pairs(category, subcategory)
         """,
     )
+
+
+@migrations(name="m180_plots_cells_cache")
+def m180_plots_cells_cache(db: Database) -> None:
+    """Plots (issue 6): a cache of per-run accuracy cells, invalidated by a change counter.
+
+    At paper scale (1.7M generations) the join generations -> judgements -> sets ->
+    categories takes 5-20 s on 2 cores; every figure, the report and the TUI's plots
+    tab derive from the same small table of counts (run x step x set x category x
+    subcategory), so it is computed once per (judge, run) and reused until the data
+    changes. ``plot_data_version`` counts every change to the tables the cells depend
+    on (triggers below); a cell set computed at another version is recomputed.
+    The covering indexes make the recomputation an index-only walk.
+    """
+    _run(
+        db,
+        """
+        CREATE TABLE plot_data_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            n INTEGER NOT NULL
+        );
+        INSERT INTO plot_data_version(id, n) VALUES (1, 0);
+        CREATE TABLE plot_cells_state (
+            spec_hash TEXT NOT NULL,
+            run_id INTEGER NOT NULL,
+            version INTEGER NOT NULL,        -- plot_data_version.n the cells were computed at
+            computed_at TEXT NOT NULL,
+            seconds REAL,
+            PRIMARY KEY (spec_hash, run_id)
+        );
+        CREATE TABLE plot_cells (             -- counts per run x step x set x category x subcategory
+            spec_hash TEXT NOT NULL,
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            set_id INTEGER NOT NULL REFERENCES eval_sets(id),
+            category TEXT,
+            subcategory TEXT,
+            yes INTEGER NOT NULL,            -- scored 'yes' verdicts
+            scored INTEGER NOT NULL,         -- scored items (yes + no)
+            unscored INTEGER NOT NULL,       -- judged but unscored (excluded from accuracy)
+            unjudged INTEGER NOT NULL        -- generated but not judged by this judge yet
+        );
+        CREATE INDEX idx_plot_cells ON plot_cells(spec_hash, run_id, step);
+        CREATE INDEX IF NOT EXISTS idx_plots_generations_run_qa ON generations(run_id, qa_id, step, triple_hash);
+        CREATE INDEX IF NOT EXISTS idx_plots_qa_cat ON qa_pairs(id, category, subcategory)
+        """,
+    )
+    for table, events in (("judgements", ("INSERT", "DELETE", "UPDATE")),
+                          ("generations", ("INSERT", "DELETE", "UPDATE")),
+                          ("eval_sets", ("INSERT", "DELETE", "UPDATE")),
+                          ("eval_set_members", ("INSERT", "DELETE", "UPDATE")),
+                          ("qa_pairs", ("DELETE", "UPDATE OF category, subcategory"))):
+        for ev in events:
+            tag = ev.split()[0].lower()
+            db.execute(f"CREATE TRIGGER plotver_{table}_{tag} AFTER {ev} ON {table} "
+                       "BEGIN UPDATE plot_data_version SET n = n + 1 WHERE id = 1; END")

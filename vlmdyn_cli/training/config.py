@@ -51,7 +51,7 @@ DEFAULTS: dict = {
         "adam_beta2": 0.999,
         "loss": "answer",                 # answer | instruction+answer (L2T)
         "mixed_precision": "no",          # no | bf16 | fp16
-        "threads": 0,                     # torch CPU threads; 0 = all cores
+        "threads": 1,                     # torch CPU threads (0 = all cores); 1 is fastest for tiny on a busy CPU
         "num_workers": 0,                 # DataLoader workers
         "out_dir": "runs",                # checkpoints go to <out_dir>/<run>/checkpoints/step-NNNNNN
         "report_to": "none",              # none | wandb | tensorboard

@@ -26,10 +26,12 @@ class VlmdynApp(App):
         Binding("R", "rate", "Rate", show=False),
     ]
 
-    def __init__(self, db_path: str | Path, rater: str | None = None, sample: str | None = None):
+    def __init__(self, db_path: str | Path, rater: str | None = None, sample: str | None = None,
+                 show_timings: bool = True):
         super().__init__()
         self.store = Store(db_path)
-        self.sub_title = str(db_path)
+        self.sub_title = Path(db_path).name
+        self.show_timings = show_timings  # query times in the status line (off for snapshot tests)
         self.rater = rater
         self.sample = sample
         self.rater_mode = rater is not None or sample is not None
@@ -87,6 +89,7 @@ class VlmdynApp(App):
         self.push_screen(RaterSetup(samples, rater=self.rater, sample=sample), chosen)
 
 
-def create_app(db_path: str | Path, rater: str | None = None, sample: str | None = None) -> VlmdynApp:
+def create_app(db_path: str | Path, rater: str | None = None, sample: str | None = None,
+               show_timings: bool = True) -> VlmdynApp:
     """The app over one experiment database (which must exist and be migrated)."""
-    return VlmdynApp(db_path, rater=rater, sample=sample)
+    return VlmdynApp(db_path, rater=rater, sample=sample, show_timings=show_timings)

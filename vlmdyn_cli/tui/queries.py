@@ -52,19 +52,24 @@ def fts_query(text: str) -> str | None:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-# Above this many matching triples a text search checks each scanned generation against the
-# full-text index instead of collecting all matches first and sorting them.
-FTS_DRIVE_MAX = 20_000
+# Text search strategy thresholds (matching triples), see fts_mode(); measured in
+# benchmarks/bench_tui_filter.py.
+FTS_DRIVE_MAX = 2_000     # matching generations
+FTS_FILTER_MAX = 30_000   # matching triples
 
 
-def _where(f: Filters, fts_many: bool = False) -> tuple[str, list, bool]:
+def _where(f: Filters, fts_mode: str = "drive", steer: bool = True) -> tuple[str, list, bool]:
     """SQL conditions over aliases g (generations) and j (judgements); whether qa_pairs q is needed.
 
-    Query-plan steering, so pages stay fast with or without ANALYZE statistics:
-    conditions on judgement columns carry a unary ``+`` so SQLite never drives
-    the query from a judgement index (that plan sorts every match before the
-    first page); judgements are always reached through their triple hash.
+    Query-plan steering for pages (``steer``), so they stay fast with or without
+    ANALYZE statistics: conditions on judgement and QA-pair columns carry a
+    unary ``+`` so SQLite never drives a page query from their indexes (that plan
+    collects and sorts every match before the first row); together with the
+    CROSS JOINs of ``_from`` the page walks generations in page order and
+    stops after one page. Counts are not steered: there the most selective
+    index is the right start.
     """
+    p = "+" if steer else ""
     conds: list[str] = []
     params: list = []
     need_q = False
@@ -82,22 +87,24 @@ def _where(f: Filters, fts_many: bool = False) -> tuple[str, list, bool]:
             "EXISTS (SELECT 1 FROM eval_sets s JOIN eval_set_members m ON m.set_id = s.id "
             "WHERE s.run_id = g.run_id AND s.name = ? AND m.qa_id = g.qa_id)")
         params.append(f.set_name)
-    if f.category is not None:
-        conds.append("q.category = ?")
-        params.append(f.category)
-        need_q = True
-    if f.subcategory is not None:
-        conds.append("q.subcategory = ?")
-        params.append(f.subcategory)
-        need_q = True
+    for col, value in (("category", f.category), ("subcategory", f.subcategory)):
+        if value is None:
+            continue
+        if steer:  # a lookup by primary key per scanned row (a join would get a Bloom filter built
+            #        over the whole qa_pairs table first: 100+ ms before the first row)
+            conds.append(f"(SELECT q.{col} FROM qa_pairs q WHERE q.id = g.qa_id) = ?")
+        else:
+            conds.append(f"q.{col} = ?")
+            need_q = True
+        params.append(value)
     if f.judge is not None:
-        conds.append("+j.judge_name = ?")
+        conds.append(f"{p}j.judge_name = ?")
         params.append(f.judge)
     if f.verdict is not None:
-        conds.append("+j.verdict = ?")
+        conds.append(f"{p}j.verdict = ?")
         params.append(f.verdict)
     if f.status is not None:
-        conds.append("+j.status = ?")
+        conds.append(f"{p}j.status = ?")
         params.append(f.status)
     if f.disagree is not None:
         a, b = f.disagree
@@ -108,32 +115,51 @@ def _where(f: Filters, fts_many: bool = False) -> tuple[str, list, bool]:
         params += [a, b]
     q = fts_query(f.text or "")
     if q is not None:
-        if fts_many:  # common words: test each scanned generation (stops after one page)
+        hashes = "SELECT t.hash FROM triples t WHERE t.id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)"
+        if fts_mode == "probe":  # very common words: check each scanned generation (stops after a page)
             conds.append(
                 "EXISTS (SELECT 1 FROM triples t JOIN triples_fts ON triples_fts.rowid = t.id "
                 "WHERE t.hash = g.triple_hash AND triples_fts MATCH ?)")
-        else:  # rare words: start from the few matching triples
-            conds.append(
-                "g.triple_hash IN (SELECT t.hash FROM triples t WHERE t.id IN "
-                "(SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?))")
+        elif fts_mode == "filter":  # collect the matches once, test scanned generations against them
+            conds.append(f"+g.triple_hash IN ({hashes})")
+        else:  # rare words ("drive"): start from the few matching triples, sort them
+            conds.append(f"g.triple_hash IN ({hashes})")
         params.append(q)
     return (" AND ".join(conds) or "1"), params, need_q
 
 
-def fts_is_common(conn: sqlite3.Connection, f: Filters) -> bool:
-    """Whether the search text matches more than FTS_DRIVE_MAX triples (a capped count)."""
+def fts_mode(conn: sqlite3.Connection, f: Filters) -> str:
+    """How to apply the text search, from capped counts of what matches.
+
+    drive  (at most FTS_DRIVE_MAX matching generations): start from the matches, sort them;
+    filter (at most FTS_FILTER_MAX matching triples): collect the matching triples once and
+           test generations against them while scanning in page order;
+    probe  (more triples): scan generations in page order and ask the FTS index per row,
+           which finds a page quickly exactly because so many rows match.
+    Generations are counted, not just triples: one triple ("Is this a children's book?" /
+    "No" / "No") can stand for thousands of generations.
+    """
     q = fts_query(f.text or "")
     if q is None:
-        return False
-    n = conn.execute("SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
-                     (q, FTS_DRIVE_MAX + 1)).fetchone()[0]
-    return n > FTS_DRIVE_MAX
+        return "drive"
+    n_triples = conn.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
+        (q, FTS_FILTER_MAX + 1)).fetchone()[0]
+    if n_triples > FTS_FILTER_MAX:
+        return "probe"
+    n_gens = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM generations WHERE triple_hash IN (SELECT t.hash FROM triples t "
+        "WHERE t.id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)) LIMIT ?)",
+        (q, FTS_DRIVE_MAX + 1)).fetchone()[0]
+    return "drive" if n_gens <= FTS_DRIVE_MAX else "filter"
 
 
-def _from(need_q: bool) -> str:
-    sql = "generations g JOIN judgements j ON j.triple_hash = g.triple_hash"
+def _from(need_q: bool, steer: bool = True) -> str:
+    """generations g, judgements j (and qa_pairs q); CROSS JOIN keeps g the outer loop of a page query."""
+    join = "CROSS JOIN" if steer else "JOIN"
+    sql = f"generations g {join} judgements j ON j.triple_hash = g.triple_hash"
     if need_q:
-        sql += " JOIN qa_pairs q ON q.id = g.qa_id"
+        sql += f" {join} qa_pairs q ON q.id = g.qa_id"
     return sql
 
 
@@ -155,9 +181,10 @@ ROW_COLUMNS = ("run", "seed", "step", "sets", "category", "subcategory", "judge"
                "question", "answer", "prediction")
 
 
-def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int = PAGE_SIZE) -> list[dict]:
+def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int | None = None) -> list[dict]:
     """One page of browser rows after the keyset cursor ``after`` (None: the first page)."""
-    where, params, need_q = _where(f, fts_many=fts_is_common(conn, f))
+    limit = PAGE_SIZE if limit is None else limit
+    where, params, need_q = _where(f, fts_mode=fts_mode(conn, f))
     cols = _order_columns(f)
     if after is not None:
         full = dict(zip(("g.run_id", "g.step", "g.qa_id", "j.id"), after))
@@ -192,8 +219,8 @@ def rows_for(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> list[dic
 
 def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many rows match, counting at most ``cap``; returns (n, capped)."""
-    where, params, need_q = _where(f, fts_many=fts_is_common(conn, f))
-    n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_from(need_q)} WHERE {where} LIMIT ?)",
+    where, params, need_q = _where(f, fts_mode=fts_mode(conn, f), steer=False)
+    n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_from(need_q, steer=False)} WHERE {where} LIMIT ?)",
                      params + [cap + 1]).fetchone()[0]
     return min(n, cap), n > cap
 

@@ -7,8 +7,12 @@
   examples) comes first and the item last, and every request is evaluated
   against the tokens already in the KV cache: only the differing suffix is
   decoded. No save_state/load_state per item (they copy the logits buffer).
-- The reply is forced to start with the verdict prefix (``{'p': '``); the rest
-  is constrained by a GBNF grammar, so a small model cannot break the format.
+- The reply is forced to start with the verdict prefix (``{'p': '``) and cannot
+  break the format: with ``fill = "slots"`` (default) the fixed text of the dict
+  is forced and only the verdict and the three scores are chosen, each the
+  allowed value with the highest next-token logit (a few short forward passes,
+  no sampling loop); with ``fill = "sample"`` a GBNF grammar (LlamaGrammar)
+  constrains ordinary sampling.
 - Score mode: P(yes) vs P(no) from the next-token logits at the verdict
   position, read from the context (``Llama.scores`` is not filled when
   ``logits_all=False``).
@@ -37,6 +41,15 @@ TAIL_GRAMMARS = {
                    "verdict ::= \"yes\" | \"no\"\nscore ::= [1-5]\n",
     "verdict-dict": "root ::= (\"yes\" | \"no\") \"'}\"\n",
     "yesno": "root ::= \" \"? (\"yes\" | \"no\")\n",
+}
+# Slot filling: the reply's fixed text is forced and only the free values are chosen, each as the
+# option with the highest next-token logit (greedy decoding restricted to the allowed values).
+# (text before the slot, options); the closing text is appended at the end.
+_DIGITS = [f" {d}" for d in "12345"]
+SLOTS = {
+    "rubric-dict": ([("", ["yes", "no"]), ("', 'MS':", _DIGITS), (", 'MD':", _DIGITS), (", 'H':", _DIGITS)], "}"),
+    "verdict-dict": ([("", ["yes", "no"])], "'}"),
+    "yesno": ([("", [" yes", " no"])], ""),
 }
 # first tokens that mean yes / no right after the verdict prefix
 _YES = {"dict": ("yes",), "plain": (" yes", " Yes", "yes", "Yes")}
@@ -138,11 +151,22 @@ class LlamaCppBackend:
         self.max_tokens = int(spec.decoding.get("max_tokens", 40))
         self.score = spec.decoding.get("score_mode", "off")
         self.use_grammar = bool(spec.decoding.get("grammar", True))
+        self.fill = spec.decoding.get("fill", "slots")   # slots (forced text, argmax values) or sample
         self.output = spec.output
         self._formatter = None
         self._grammars: dict[str, object] = {}
         self.evaluated_tokens = 0            # tokens actually decoded (benchmark: prefix reuse)
         self.state_copies = 0                # save_state/load_state calls: must stay 0
+
+    @property
+    def _fresh(self) -> list[int] | None:
+        """The tokens whose last-position logits the shared context holds right now (kept on the
+        process-wide Llama itself, so two backends sharing one model never trust stale logits)."""
+        return getattr(self.llm, "_vlmdyn_fresh", None)
+
+    @_fresh.setter
+    def _fresh(self, tokens: list[int] | None) -> None:
+        self.llm._vlmdyn_fresh = tokens
 
     # ---- prompt -> tokens
 
@@ -163,15 +187,15 @@ class LlamaCppBackend:
         return self._formatter(messages=req.messages).prompt
 
     def tokens_for(self, req: JudgeRequest) -> list[int]:
-        text = self.prompt_text(req) + (req.verdict_prefix or "")
-        add_bos = not text.startswith(self.llm._model.token_get_text(self.llm._model.token_bos()) or "\x00")
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return self.tokenize_text(self.prompt_text(req) + (req.verdict_prefix or ""))
 
     # ---- evaluation with prefix reuse
 
     def eval_reusing_prefix(self, tokens: list[int]) -> None:
         """Decode only the suffix of ``tokens`` that differs from what the KV cache holds."""
         llm = self.llm
+        if self._fresh == tokens:
+            return                             # the context ends exactly here and its logits are current
         if len(tokens) > llm.n_ctx():
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context of {llm.n_ctx()}")
         common = 0
@@ -186,8 +210,16 @@ class LlamaCppBackend:
             llm.reset()
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         llm.n_tokens = keep
+        self._fresh = None
         llm.eval(tokens[keep:])
+        self._fresh = list(tokens)
         self.evaluated_tokens += len(tokens) - keep
+
+    def reset_context(self) -> None:
+        """Forget the KV cache (the benchmark's cold baseline)."""
+        self._fresh = None
+        self.llm.reset()
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
 
     def last_logits(self):
         import llama_cpp
@@ -208,6 +240,30 @@ class LlamaCppBackend:
         m = max(ly + ln)
         sy, sn = sum(math.exp(v - m) for v in ly), sum(math.exp(v - m) for v in ln)
         return sy / (sy + sn)
+
+    def tokenize_text(self, text: str) -> list[int]:
+        bos = self.llm._model.token_get_text(self.llm._model.token_bos()) or "\x00"
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=not text.startswith(bos), special=True)
+
+    def choose(self, text_before: str, options: list[str]) -> str:
+        """The option whose first differing token has the highest next-token logit after ``text_before``."""
+        seqs = [self.tokenize_text(text_before + o) for o in options]
+        common = 0
+        while all(len(q) > common + 1 for q in seqs) and len({q[common] for q in seqs}) == 1:
+            common += 1
+        self.eval_reusing_prefix(seqs[0][:common])
+        logits = self.last_logits()
+        best = max(range(len(options)), key=lambda i: float(logits[seqs[i][common]]))
+        return options[best]
+
+    def fill_slots(self, prompt: str, prefix: str, fmt: str) -> str:
+        """The reply with its fixed text forced and each free value chosen greedily (no sampling loop)."""
+        slots, closing = SLOTS[fmt]
+        out = prefix
+        for before, options in slots:
+            out += before
+            out += self.choose(prompt + out, options)
+        return out + closing
 
     def grammar(self, fmt: str, override: str | None = None):
         from llama_cpp import LlamaGrammar
@@ -231,7 +287,12 @@ class LlamaCppBackend:
                 resp.p_yes = self.p_yes_from_logits(plain)
             if req.score_only:
                 resp.completion_tokens = 0
+            elif self.use_grammar and self.fill == "slots" and req.grammar is None:
+                prompt = self.prompt_text(req)
+                resp.text = self.fill_slots(prompt, req.verdict_prefix or "", self.output)
+                resp.completion_tokens = len(self.tokenize_text(prompt + resp.text)) - len(self.tokenize_text(prompt))
             else:
+                self._fresh = None              # sampling moves the context on
                 out = self.llm.create_completion(
                     tokens, max_tokens=self.max_tokens, temperature=0.0,
                     grammar=self.grammar(self.output, req.grammar) if (self.use_grammar or req.grammar) else None)

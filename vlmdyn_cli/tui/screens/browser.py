@@ -38,7 +38,6 @@ class BrowserPane(Vertical):
     BINDINGS = [
         Binding("n", "next_page", "Next page"),
         Binding("p", "prev_page", "Prev page"),
-        Binding("slash", "search", "Search", key_display="/"),
         Binding("x", "clear_filters", "Clear"),
         Binding("enter", "open_detail", "Details", show=False),
     ]
@@ -125,7 +124,9 @@ class BrowserPane(Vertical):
             n, capped = self.count
             text += f" of {n:,}{'+' if capped else ''}"
         if self.loaded:
-            text += f" · {self.elapsed_ms:.0f} ms · page {len(self.cursors)}"
+            if self.app.show_timings:
+                text += f" · {self.elapsed_ms:.0f} ms"
+            text += f" · page {len(self.cursors)}"
         active = self.filters.active()
         if active:
             text += " · " + ", ".join(f"{k}={v}" for k, v in active.items())
@@ -152,9 +153,6 @@ class BrowserPane(Vertical):
         if len(self.cursors) > 1:
             self.cursors.pop()
             self.reload()
-
-    def action_search(self) -> None:
-        self.query_one("#search").focus()
 
     def action_clear_filters(self) -> None:
         self.query_one(FilterBar).clear()

@@ -17,6 +17,7 @@ class MainScreen(Screen):
         Binding("1", "show_tab('overview')", "Overview", show=False),
         Binding("2", "show_tab('judgements')", "Judgements", show=False),
         Binding("3", "show_tab('plots')", "Plots", show=False),
+        Binding("slash", "search", "Search", key_display="/", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -42,4 +43,11 @@ class MainScreen(Screen):
         self.query_one(PlotsPane).reload()
 
     def action_show_tab(self, tab: str) -> None:
+        """Switch tab and focus its main widget, so its keys work at once."""
         self.query_one(TabbedContent).active = tab
+        target = {"overview": "#grid", "judgements": "#judgement-table", "plots": "#plot-judge"}[tab]
+        self.query_one(target).focus()
+
+    def action_search(self) -> None:
+        self.action_show_tab("judgements")
+        self.query_one("#search").focus()

@@ -1,0 +1,265 @@
+"""One-epoch training: schedule, checkpoints, order manifest, resume, loss masks, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers_data import make_dataset
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.training.config import DEFAULTS, load_config
+from vlmdyn_cli.training.schedule import checkpoint_steps, lr_multiplier, total_steps
+from vlmdyn_cli.training.trainer import train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = {"model": {"image_size": 16, "patch_size": 4, "text_hidden": 64, "vision_hidden": 32},
+         "train": {"per_device_batch": 4, "lr": 3e-3, "warmup": 0.1}}
+
+
+def _cfg(tmp_path, **sections) -> dict:
+    ov = json.loads(json.dumps(SMALL))
+    ov["train"]["out_dir"] = str(tmp_path / "runs")
+    for sec, body in sections.items():
+        ov.setdefault(sec, {}).update(body)
+    return load_config(None, ov)
+
+
+def _manifest(db, run: str) -> list[tuple]:
+    return db.execute("SELECT o.conversation_id, o.step, o.position FROM run_order o JOIN runs r ON r.id = o.run_id "
+                      "WHERE r.name = ? ORDER BY o.step, o.position", [run]).fetchall()
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def test_schedule_arithmetic_and_paper_pattern():
+    assert total_steps(655_360, 128) == 5120
+    assert total_steps(1001, 8) == 126
+    assert checkpoint_steps("paper", 5120, final=False) == [51, 357, 765, 1275, 2550, 3825]
+    assert checkpoint_steps("paper", 512, include_step_0=True) == [0, 5, 36, 76, 128, 255, 382, 512]
+    assert checkpoint_steps("paper", 3) == [1, 2, 3]          # collisions in a tiny run merge
+    assert checkpoint_steps([2, 0.5, 1.0], 10, final=True) == [2, 5, 10]
+    assert checkpoint_steps([0, 4], 10, final=False) == [0, 4]
+    assert lr_multiplier(1, 100, 0.03) == pytest.approx(1 / 3)
+    assert lr_multiplier(3, 100, 0.03) == pytest.approx(1.0)
+    assert lr_multiplier(100, 100, 0.03) == pytest.approx(0.0, abs=1e-3)
+    assert lr_multiplier(100, 100, 0.03, min_ratio=0.1) == pytest.approx(0.1, abs=1e-3)
+    mid = lr_multiplier(52, 100, 0.03)
+    assert 0.45 < mid < 0.55
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ([5, 3], "not after step 5"),
+    ([3, 3], "duplicates step 3"),
+    ([3, 11], "outside the epoch"),
+    ([0.5, 1.5], "fraction must be in"),
+    ([0.3, 3], "duplicates step 3"),
+])
+def test_bad_checkpoint_steps(spec, msg):
+    with pytest.raises(BadInput, match=msg):
+        checkpoint_steps(spec, 10)
+
+
+def test_examples_tiny_toml_is_the_builtin_default():
+    from vlmdyn_cli.training.config import read_toml
+
+    assert read_toml(ROOT / "examples" / "tiny.toml") == DEFAULTS
+    for name in ("llava-1.5-7b.toml", "composed-prismatic.toml"):
+        load_config(ROOT / "examples" / name)  # valid against the schema
+
+
+def test_unknown_config_key_has_did_you_mean(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[train]\nper_device_bach = 4\n")
+    with pytest.raises(BadInput, match="did you mean 'per_device_batch'"):
+        load_config(p)
+    p.write_text("[trian]\nlr = 1e-4\n")
+    with pytest.raises(BadInput, match="unknown section 'trian'.*did you mean 'train'"):
+        load_config(p)
+
+
+# ---------------------------------------------------------------- the epoch
+
+
+def test_one_epoch_loss_falls_checkpoints_and_manifest_match_the_collator(db, tmp_path):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    make_dataset(db, tmp_path, n_conversations=44, turns=2, n_text_only=4)
+    cfg = _cfg(tmp_path, checkpoints={"steps": [2, 0.5], "include_step_0": True})
+    seen = []
+    s = train(db, cfg, seed=0, run_name="r0", collate_hook=lambda b: seen.append(
+        [(c, b["step"], p) for c, p in zip(b["conversation_ids"], b["positions"])]))
+    assert s["status"] == "done" and s["total_steps"] == 12 and s["global_batch"] == 4
+    assert sorted(int(k) for k in s["checkpoints"]) == [0, 2, 6, 12]
+    for step, path in s["checkpoints"].items():
+        meta = json.loads((Path(path) / "vlmdyn.json").read_text())
+        assert meta["step"] == int(step) and meta["seed"] == 0 and meta["run"] == "r0"
+    model = LlavaForConditionalGeneration.from_pretrained(s["checkpoints"]["12"])
+    AutoProcessor.from_pretrained(s["checkpoints"]["12"])
+    assert model.config.image_seq_length == 16
+
+    manifest = _manifest(db, "r0")
+    consumed = [row for batch in seen for row in batch]
+    assert manifest == consumed                                   # what the collator saw, in order
+    kept = {r[0] for r in db.execute("SELECT id FROM conversations WHERE kept=1")}
+    assert sorted(c for c, _, _ in manifest) == sorted(kept)      # every conversation exactly once
+    assert {(st, p) for _, st, p in manifest} == {(st, p) for st in range(1, 13) for p in range(4)}
+    assert [c for c, _, _ in manifest] != sorted(kept)            # shuffled
+
+    losses = [r[0] for r in db.execute("SELECT loss FROM metrics m JOIN runs r ON r.id=m.run_id "
+                                       "WHERE r.name='r0' ORDER BY step")]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < 0.6 * losses[0]
+    row = db.execute("SELECT lr, samples_per_s, tokens_per_s FROM metrics WHERE step=1").fetchone()
+    assert row[0] > 0 and row[1] > 0 and row[2] > row[1]
+
+
+def test_seed_sets_order_and_init(db, tmp_path):
+    make_dataset(db, tmp_path, n_conversations=24)
+    cfg = _cfg(tmp_path, checkpoints={"steps": [1], "include_step_0": True, "final": False})
+    a = train(db, cfg, seed=1, run_name="a")
+    b = train(db, cfg, seed=1, run_name="b")
+    c = train(db, cfg, seed=2, run_name="c")
+    assert _manifest(db, "a") == _manifest(db, "b") != _manifest(db, "c")
+    from safetensors.torch import load_file
+
+    w = {k: load_file(Path(r["checkpoints"]["0"]) / "model.safetensors") for k, r in (("a", a), ("b", b), ("c", c))}
+    assert all(torch.equal(w["a"][k], w["b"][k]) for k in w["a"])
+    assert not all(torch.equal(w["a"][k], w["c"][k]) for k in w["a"])
+
+
+def test_interrupt_then_resume_gives_the_uninterrupted_manifest_and_weights(db, tmp_path):
+    from safetensors.torch import load_file
+
+    make_dataset(db, tmp_path, n_conversations=40)
+    cfg = _cfg(tmp_path, checkpoints={"steps": [3, 6]})
+    full = train(db, cfg, seed=5, run_name="full")
+    with pytest.raises(KeyboardInterrupt):
+        train(db, cfg, seed=5, run_name="cut", stop_after_step=8)   # killed between checkpoints 6 and 10
+    assert db.execute("SELECT status FROM runs WHERE name='cut'").fetchone()[0] == "interrupted"
+    with pytest.raises(BadInput, match="--resume"):
+        train(db, cfg, seed=5, run_name="cut")
+    with pytest.raises(BadInput, match="config differs"):
+        train(db, {**cfg, "train": {**cfg["train"], "lr": 1.0}}, seed=5, run_name="cut", resume=True)
+    res = train(db, cfg, seed=5, run_name="cut", resume=True)
+    assert res["status"] == "done"
+    assert _manifest(db, "cut") == _manifest(db, "full")
+    assert len(_manifest(db, "cut")) == 40
+    n_metrics = db.execute("SELECT COUNT(*) FROM metrics m JOIN runs r ON r.id=m.run_id WHERE r.name='cut'").fetchone()
+    assert n_metrics[0] == 10
+    a = load_file(Path(full["checkpoints"]["10"]) / "model.safetensors")
+    b = load_file(Path(res["checkpoints"]["10"]) / "model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    assert not (Path(res["checkpoints"]["10"]).parents[1] / "resume").exists()
+
+
+def test_init_from_another_run_starts_from_its_weights(db, tmp_path):
+    from safetensors.torch import load_file
+
+    make_dataset(db, tmp_path, n_conversations=16)
+    cfg = _cfg(tmp_path, checkpoints={"steps": [2]})
+    first = train(db, cfg, seed=0, run_name="stage1")
+    cfg2 = _cfg(tmp_path, checkpoints={"steps": [1], "include_step_0": True}, train={"lr": 1e-4})
+    second = train(db, cfg2, seed=0, run_name="stage2", init_from="stage1:2")
+    a = load_file(Path(first["checkpoints"]["2"]) / "model.safetensors")
+    b = load_file(Path(second["checkpoints"]["0"]) / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert db.execute("SELECT init_from FROM runs WHERE name='stage2'").fetchone()[0] == "stage1:2"
+    with pytest.raises(BadInput, match="no checkpoint at step 3"):
+        train(db, cfg2, seed=0, run_name="stage3", init_from="stage1:3")
+    with pytest.raises(BadInput, match="no run named 'stag1'.*did you mean 'stage1'"):
+        train(db, cfg2, seed=0, run_name="stage3", init_from="stag1")
+
+
+# ---------------------------------------------------------------- loss masks
+
+
+def test_loss_masks_token_by_token():
+    from vlmdyn_cli.models.registry import build_model
+    from vlmdyn_cli.training.dataset import IGNORE, Conversation, conversation_text, encode_all
+
+    conv = Conversation(1, [("What colour is the square?\nAnswer the question using a single word or phrase.", "red"),
+                            ("What shape is shown?", "square")], "x.png")
+    _, proc = build_model("tiny", {}, texts=[conversation_text(conv)[0]])
+    tok = proc.tokenizer
+
+    def labelled(loss):
+        enc = encode_all([conv], tok, 4, loss, 512)
+        ids, labels = enc.ids[0].tolist(), enc.labels[0].tolist()
+        assert ids[3:7] == [tok.convert_tokens_to_ids("<image>")] * 4     # "USER", ":", " ", then 4 image tokens
+        return [tok.convert_ids_to_tokens(i) if lab != IGNORE else None for i, lab in zip(ids, labels)], ids
+
+    ans, ids = labelled("answer")
+    toks = tok.convert_ids_to_tokens(ids)
+    assert toks[:8] == ["USER", ":", " "] + ["<image>"] * 4 + ["\n"]
+    assert [t for t in ans if t] == [" red", "</s>", " square", "</s>"]
+    l2t, _ = labelled("instruction+answer")
+    expected = ["What", " colour", " is", " the", " square", "?", " red", "</s>",
+                "What", " shape", " is", " shown", "?", " square", "</s>"]
+    assert [t for t in l2t if t] == expected
+    # everything else is template: role tags, the image, the fixed "Answer the question..." suffix
+    template = [t for t, lab in zip(toks, l2t) if lab is None]
+    assert template.count(" ASSISTANT") == 2 and template.count("USER") == 2
+    assert " phrase" in template and " Answer" in template and "<image>" in template
+
+
+# ---------------------------------------------------------------- CLI and bad input
+
+
+def test_cli_train_and_runs_list(cli, db, db_path, tmp_path):
+    make_dataset(db, tmp_path, n_conversations=12)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\nimage_size = 16\npatch_size = 4\n[train]\nper_device_batch = 4\n')
+    r = cli("train", cfg, "--db", db_path, "--seed", "3", "--out-dir", tmp_path / "runs",
+            "--checkpoints", "1,0.7", "--json")
+    assert r.code == 0, r.err
+    s = json.loads(r.out)
+    assert s["run"] == "toy-tiny-s3" and sorted(map(int, s["checkpoints"])) == [1, 2, 3]
+    r = cli("runs", "list", "--db", db_path, "--json")
+    rows = json.loads(r.out)
+    assert rows[0]["name"] == "toy-tiny-s3" and rows[0]["status"] == "done"
+    assert rows[0]["steps_done"] == 3 and rows[0]["checkpoint_steps"] == [1, 2, 3]
+    assert rows[0]["samples_per_s"] > 0
+    r = cli("runs", "list", "--db", db_path)
+    assert r.code == 0 and "done" in r.out and "1,2,3" in r.out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--checkpoints", "3,2"], "not after step 3"),
+    (["--checkpoints", "2,2"], "duplicates step 2"),
+    (["--checkpoints", "1,99"], "outside the epoch"),
+    (["--set", "model.id='tinyy'"], "unknown model id 'tinyy'.*did you mean 'tiny'"),
+    (["--set", "train.warmpu=0.1"], "unknown key 'train.warmpu'.*did you mean 'warmup'"),
+    (["--set", "model.text_hidden=16384", "--set", "model.text_layers=64", "--set", "model.text_heads=64"],
+     "not enough memory"),
+    (["--loss", "everything"], "did you mean 'instruction\\+answer'|not one of"),
+    (["--report-to", "wandb"], "wandb"),
+    (["--dataset", "toi"], "no dataset named 'toi'.*did you mean 'toy'"),
+])
+def test_bad_input_exits_2_before_training(cli, db, db_path, tmp_path, args, msg):
+    import re
+
+    make_dataset(db, tmp_path, n_conversations=12)
+    r = cli("train", "--db", db_path, "--out-dir", tmp_path / "runs", "--set", "train.per_device_batch=4", *args)
+    assert r.code == 2, (r.code, r.err)
+    assert re.search(msg, r.err), r.err
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_dataset_and_missing_db(cli, db, db_path, tmp_path):
+    from vlmdyn_cli.store.db import now
+
+    with db.conn:
+        db.conn.execute("INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) "
+                        "VALUES ('empty', 'x', '0', ?, ?)", (str(tmp_path), now()))
+    r = cli("train", "--db", db_path, "--out-dir", tmp_path / "runs")
+    assert r.code == 2 and "nothing to train on" in r.err
+    r = cli("train", "--db", tmp_path / "nope.db")
+    assert r.code == 2 and "does not exist" in r.err
