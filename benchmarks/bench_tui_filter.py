@@ -156,11 +156,34 @@ def main(argv=None) -> int:
         conn.execute("ROLLBACK")
         conn.close()
 
+    # the overview tab's queries (worker threads; the grid's first aggregation per run is cached after)
+    overview = {}
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    gid = conn.execute("SELECT max(id) / 2 FROM generations").fetchone()[0]
+    item = Q.item(conn, gid)
+    for name, fn in [("runs", lambda: Q.runs(conn)), ("judges summary", lambda: Q.judges(conn)),
+                     ("filter choices", lambda: Q.choices(conn)), ("judge specs", lambda: Q.judge_specs(conn)),
+                     ("detail item", lambda: Q.item(conn, gid)),
+                     ("detail verdicts", lambda: Q.verdicts(conn, item["triple_hash"])),
+                     ("detail history", lambda: Q.history(conn, item["run_id"], item["qa_id"]))]:
+        ms, _ = timed(fn, max(1, args.reps // 2))
+        overview[name] = round(ms, 1)
+        print(f"overview {name:16s} {ms:8.1f} ms", file=sys.stderr)
+    conn.execute("BEGIN")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND name = "
+                                "'idx_tui_judgements_summary'").fetchall():
+        conn.execute(f"DROP INDEX {name}")
+    ms, _ = timed(lambda: Q.judges(conn), 1)
+    overview["judges summary (baseline: no idx_tui_judgements_summary)"] = round(ms, 1)
+    print(f"overview judges summary without the TUI index {ms:8.1f} ms", file=sys.stderr)
+    conn.execute("ROLLBACK")
+    conn.close()
     for mode in modes:
         worst = max(results, key=lambda k: results[k][f"{mode}_page_ms"])
         print(f"{mode}: slowest page {results[worst][f'{mode}_page_ms']} ms ({worst})", file=sys.stderr)
     if args.json:
-        print(json.dumps({"db": str(path), "summary": summary, "results": results}, indent=2))
+        print(json.dumps({"db": str(path), "summary": summary, "results": results, "overview": overview}, indent=2))
     return 0
 
 

@@ -97,6 +97,12 @@ def test_coordinates_in_the_answer_make_a_bbox_question_but_not_over_a_question_
     assert (lab.category, lab.subcategory) == ("Bounding", "describe")
 
 
+def test_other_box_notations_count_as_coordinates():
+    assert classify("Where is it?", "<ref>the cat</ref><box>[[243, 469, 558, 746]]</box>")[0].category == "Bounding"
+    assert classify("Where is it?", "(601,346),(953,828)")[0].subcategory == "bbox"
+    assert classify("What is in (0.1,0.2),(0.3,0.4)?")[0].subcategory == "describe"
+
+
 def test_rule_ids_are_unique_and_reasons_readable():
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))

@@ -186,6 +186,9 @@ def test_rerun_is_a_no_op_unless_forced_or_changed(tmp_path):
     assert not generate(out, n_images=20, seed=0, force=True).skipped
     changed = generate(out, n_images=25, seed=0)
     assert not changed.skipped and changed.n_images == 25
+    smaller = generate(out, n_images=12, seed=0)  # images of the bigger run do not linger
+    assert len(list(smaller.images_dir.rglob("*.png"))) == 12
+    generate(out, n_images=25, seed=0)
     # an interrupted run (no meta written) is redone
     (out / "synth_meta.json").unlink()
     assert not generate(out, n_images=25, seed=0).skipped
@@ -196,6 +199,9 @@ def test_bad_parameters_are_refused(tmp_path):
         generate(tmp_path / "x", n_images=3)
     with pytest.raises(BadInput, match="32 px"):
         generate(tmp_path / "x", n_images=20, image_size=16)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInput, match="not a folder"):
+        generate(tmp_path / "file", n_images=20)
 
 
 def test_cli_writes_and_reports_json(cli, tmp_path):

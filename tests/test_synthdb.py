@@ -19,7 +19,7 @@ def small(tmp_path_factory):
     path = tmp_path_factory.mktemp("synth") / "s.db"
     db = open_db(path)
     summary = fill_synthetic(db, seeds=2, checkpoints=CKPTS, set_size=40, judges=("rules", "openai/gpt-4o-mini"),
-                             human_labels=5)
+                             human_labels=5, total_steps=2000)
     yield db, summary
     db.close()
 
@@ -107,7 +107,7 @@ def test_fts_and_triggers_are_back(small, tmp_path):
 
 def test_the_paper_effects_show_up(tmp_path):
     db = open_db(tmp_path / "m.db")
-    fill_synthetic(db, seeds=1, checkpoints=(51, 765, 3825), set_size=600, dedup_size=600)
+    fill_synthetic(db, seeds=1, checkpoints=(20, 150, 700), set_size=500, dedup_size=500, total_steps=1000)
 
     def acc(where, step):
         yes, n = db.execute(
@@ -117,11 +117,11 @@ def test_the_paper_effects_show_up(tmp_path):
             [step]).fetchone()
         return yes / n
 
-    assert acc("s.name='seen@765' AND q.category='OCR'", 765) > acc("s.name='unseen' AND q.category='OCR'", 765) + 0.1
-    assert acc("q.category='Bounding'", 51) < 0.08
-    assert acc("s.name='unseen-none'", 3825) > acc("s.name='unseen'", 3825)
-    sem = acc("s.name='unseen' AND q.subcategory='semantic'", 765)
-    rec = acc("s.name='unseen' AND q.subcategory='recognition'", 765)
+    assert acc("s.name='seen@150' AND q.category='OCR'", 150) > acc("s.name='unseen' AND q.category='OCR'", 150) + 0.1
+    assert acc("q.category='Bounding'", 20) < 0.08
+    assert acc("s.name='unseen-pair'", 700) > acc("s.name='unseen'", 700) + 0.03
+    sem = acc("s.name='unseen' AND q.subcategory='semantic'", 150)
+    rec = acc("s.name='unseen' AND q.subcategory='recognition'", 150)
     assert sem > rec + 0.2
 
 
@@ -145,12 +145,12 @@ class _Boom(Reporter):
 def test_an_interrupted_fill_leaves_nothing(tmp_path):
     db = open_db(tmp_path / "i.db")
     with pytest.raises(KeyboardInterrupt):
-        fill_synthetic(db, seeds=2, checkpoints=(51, 357), set_size=20, reporter=_Boom())
+        fill_synthetic(db, seeds=2, checkpoints=(51, 357), set_size=20, total_steps=600, reporter=_Boom())
     for t in ("datasets", "qa_pairs", "runs", "generations", "judgements", "triples"):
         assert _one(db, f"SELECT COUNT(*) FROM {t}") == 0, t
     n_triggers = _one(db, "SELECT COUNT(*) FROM sqlite_master WHERE type='trigger'")
     fresh = open_db(tmp_path / "f.db")
     assert n_triggers == _one(fresh, "SELECT COUNT(*) FROM sqlite_master WHERE type='trigger'")
     # and the same call then succeeds
-    fill_synthetic(db, seeds=1, checkpoints=(51, 357), set_size=20)
+    fill_synthetic(db, seeds=1, checkpoints=(51, 357), set_size=20, total_steps=600)
     assert _one(db, "SELECT COUNT(*) FROM runs") == 1

@@ -201,7 +201,7 @@ def test_loss_masks_token_by_token():
     assert [t for t in ans if t] == [" red", "</s>", " square", "</s>"]
     l2t, _ = labelled("instruction+answer")
     expected = ["What", " colour", " is", " the", " square", "?", " red", "</s>",
-                "What", " shape", " is", " shown", "?", " square", "</s>"]
+                " What", " shape", " is", " shown", "?", " square", "</s>"]
     assert [t for t in l2t if t] == expected
     # everything else is template: role tags, the image, the fixed "Answer the question..." suffix
     template = [t for t, lab in zip(toks, l2t) if lab is None]

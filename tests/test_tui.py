@@ -254,7 +254,7 @@ async def test_overview_grid_values(tui_db):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         pane = app.screen.query_one("#overview-pane")
-        app.screen.query_one("#grid-judge").value = "rules"
+        app.screen.query_one("#grid-judge").value = "spec-rules"  # judge specs by hash
         await settle(pilot)
         cells = {(c["step"], c["set_name"], c["category"]): c for c in pane.grid_cells}
         # seed1 under rules: seen@51 (items 0-3) at step 357: items 0 and 2 answered exactly

@@ -36,6 +36,9 @@ def infer_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
     dtype: Annotated[Optional[str], typer.Option(
         "--dtype", help="float32, bfloat16, float16 (default: float32 on CPU, bfloat16 on GPU).")] = None,
+    threads: Annotated[int, typer.Option(
+        "--threads", min=0, help="CPU threads for torch (0 = torch's default). On a busy machine 1 is "
+                                 "often faster than oversubscribing.")] = 0,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0,
                                                help="0 = greedy (default); > 0 samples.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling.")] = 1.0,
@@ -66,8 +69,12 @@ def infer_cmd(
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
+    from vlmdyn_cli.evalsets.match import LEVELS
+
     if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
         raise BadInput(f"--dtype must be float32, bfloat16 or float16, not '{dtype}'")
+    if metric not in LEVELS:
+        raise BadInput(f"--metric must be one of {', '.join(LEVELS)}, not '{metric}'")
     d = open_db(db, must_exist=True)
     req = InferRequest(run=run, checkpoints=parse_steps(checkpoints), sets=_names(sets), backend=backend,
                        batch_size=batch_size, regenerate=regenerate, device=device,
@@ -75,7 +82,7 @@ def infer_cmd(
                                      seed=gen_seed))
     from vlmdyn_cli.inference.backends import get_backend
 
-    be = get_backend(backend, device=device, dtype=dtype)
+    be = get_backend(backend, device=device, dtype=dtype, threads=threads)
     results = run_inference(d, req, cli_reporter(quiet), backend=be)
     rows = _summary_rows(d, run, [r["step"] for r in results], req.sets) if summary else None
     if json_out:

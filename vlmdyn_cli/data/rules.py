@@ -36,7 +36,9 @@ from vlmdyn_cli.data.categories import (BBOX, BOUNDING, COMPLEX, DESCRIBE, OBJEC
 
 # ------------------------------------------------------------------ normalisation
 _NUM = r"-?\d*\.?\d+"
-COORDS = re.compile(rf"[\[(]\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*[\])]")
+# a box: [x1, y1, x2, y2] (normalised or 0-1000 integers), or two corner points (x1,y1),(x2,y2)
+COORDS = re.compile(rf"[\[(]\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*[\])]"
+                    rf"|\(\s*{_NUM}\s*,\s*{_NUM}\s*\)\s*,\s*\(\s*{_NUM}\s*,\s*{_NUM}\s*\)")
 _INSTRUCTIONS = re.compile(
     r"answer the question using a single word or phrase\.?|"
     r"answer with the option'?s letter from the given choices directly\.?|"
@@ -176,7 +178,8 @@ RULES: tuple[Rule, ...] = (
             r"\bdisplayed on\b(?<=what is displayed on)", r"\bdisplayed on\b(?<=what's displayed on)",
             r"\bwhat (?:word|words|letter|letters|text|message|slogan)\b", r"\bread (?:the|this|it|that)\b",
             r"\btext (?:on|in|of)\b", r"\bwhat (?:brand|make)\b", r"\bwhich brand\b", r"\bbrand (?:name|of)\b",
-            r"\b(?:first|last|second|third) (?:word|letter|number|digit)\b", r"\bnumbers?\b(?<=what number|hat numbers)(?! of\b)", r"\bdigits?\b(?<=what digit|hat digits)",
+            r"\b(?:first|last|second|third) (?:word|letter|number|digit)\b", r"\bwhat page\b",
+            r"\b(?:first|last) (?:two|three|four|five|few) (?:words|letters|lines|digits)\b", r"\bnumbers?\b(?<=what number|hat numbers)(?! of\b)", r"\bdigits?\b(?<=what digit|hat digits)",
             r"\b(?:what|which) company (?:made|makes|manufactured|produced|built)\b",
             r"\b(?:name|number) (?:of|on) (?:the|this) (?:store|shop|restaurant|cafe|bar|business|company|hotel|bank|"
             r"street|road|team|airline|website|band|magazine|newspaper|bus|train|boat|ship|plane|player|building|"

@@ -84,6 +84,8 @@ def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, wo
     if image_size < 32:
         raise BadInput(f"image size must be at least 32 px (got {image_size})")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a folder")
     params = {"generator_version": GENERATOR_VERSION, "n_images": n_images, "seed": seed,
               "image_size": image_size}
     meta_path = out / META_NAME
@@ -104,6 +106,7 @@ def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, wo
     (out / IMAGES_DIR / "books").mkdir(parents=True, exist_ok=True)
     if meta_path.exists():
         meta_path.unlink()  # not "done" until rewritten at the end
+    _remove_stale(out / IMAGES_DIR, {rel for rel, _ in specs})
     _render_all(out / IMAGES_DIR, specs, workers, reporter)
     _atomic_write(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
     seconds = time.monotonic() - t0
@@ -213,6 +216,14 @@ def _render_all(root: Path, specs, workers: int | None, reporter: Reporter) -> N
         with ctx.Pool(workers) as pool:
             for n in pool.imap_unordered(_render_chunk, chunks):
                 task.advance(n)
+
+
+def _remove_stale(root: Path, keep: set[str]) -> None:
+    """Delete images an earlier, larger run left behind (only our NNNNNN.png names)."""
+    for sub in ("scenes", "books"):
+        for p in (root / sub).glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+            if f"{sub}/{p.name}" not in keep:
+                p.unlink()
 
 
 # ------------------------------------------------------------------ outputs

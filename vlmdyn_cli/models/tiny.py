@@ -24,6 +24,8 @@ TINY_DEFAULTS: dict = {
     "text_hidden": 128,
     "text_layers": 2,
     "text_heads": 4,
+    "vision_intermediate": 128,
+    "text_intermediate": 256,
     "vocab_size": 4000,       # upper bound; the word vocabulary of the data decides
 }
 
@@ -40,12 +42,13 @@ def tiny_configs(cfg: dict, vocab_size: int, image_token_id: int, pad_id: int, e
         if c[k] % heads:
             raise BadInput(f"[model] {k} {c[k]} is not divisible by {k.replace('hidden', 'heads')} {heads}")
     vision = SiglipVisionConfig(
-        hidden_size=c["vision_hidden"], intermediate_size=4 * c["vision_hidden"],
+        hidden_size=c["vision_hidden"], intermediate_size=c["vision_intermediate"],
         num_hidden_layers=c["vision_layers"], num_attention_heads=c["vision_heads"],
         image_size=c["image_size"], patch_size=c["patch_size"], num_channels=3,
+        vision_use_head=False,    # LLaVA reads patch features; the pooling head would be dead weight
     )
     text = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=c["text_hidden"], intermediate_size=4 * c["text_hidden"],
+        vocab_size=vocab_size, hidden_size=c["text_hidden"], intermediate_size=c["text_intermediate"],
         num_hidden_layers=c["text_layers"], num_attention_heads=c["text_heads"],
         num_key_value_heads=c["text_heads"], max_position_embeddings=4096,
         pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=None, tie_word_embeddings=False,

@@ -123,20 +123,17 @@ def select_runs(db, runs: list[str] | None = None, like: str | None = None) -> l
     return sorted(chosen, key=lambda r: (r.seed, r.name))
 
 
-def judges_for(db, run_ids: list[int]) -> list[tuple[JudgeRef, int]]:
-    """Judge specs that judged at least one generation of these runs, with how many judgements exist
-    for the spec overall (cheap), most used first."""
-    specs = _q(db, "SELECT js.hash, js.name, (SELECT COUNT(*) FROM judgements j WHERE j.spec_hash = js.hash) "
-                   "FROM judge_specs js")
+def judges_for(db, run_ids: list[int], *, counts: bool = False) -> list[tuple[JudgeRef, int | None]]:
+    """Judge specs that judged at least one generation of these runs (an indexed probe per spec);
+    with ``counts``, also how many judgements each spec has overall (a scan: for messages only)."""
     out = []
-    for h, name, n in specs:
-        if not n:
-            continue
+    for h, name in _q(db, "SELECT hash, name FROM judge_specs ORDER BY created_at, name"):
         hit = _q(db, f"SELECT 1 FROM judgements j JOIN generations g ON g.triple_hash = j.triple_hash "
                      f"WHERE j.spec_hash = ? AND g.run_id IN ({_ph(len(run_ids))}) LIMIT 1", [h, *run_ids])
         if hit:
+            n = _q(db, "SELECT COUNT(*) FROM judgements WHERE spec_hash = ?", [h])[0][0] if counts else None
             out.append((JudgeRef(h, name), n))
-    return sorted(out, key=lambda x: -x[1])
+    return out
 
 
 def select_judge(db, run_ids: list[int], spec: str | None = None) -> JudgeRef:
@@ -163,6 +160,7 @@ def select_judge(db, run_ids: list[int], spec: str | None = None) -> JudgeRef:
     if not found:
         raise BadInput("no judgements for the selected runs: run `vlmdyn judge` on their generations first")
     if len(found) > 1:
+        found = judges_for(db, run_ids, counts=True)
         raise BadInput("several judges judged these runs: choose one with --judge ("
                        + ", ".join(f"{j.name} [{j.hash[:8]}] {n} judgements" for j, n in found) + ")")
     return found[0][0]

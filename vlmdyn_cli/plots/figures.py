@@ -62,8 +62,8 @@ def _base(db, sel: A.Selection, name: str, title: str) -> dict:
         raise BadInput(f"no scored judgements by judge {sel.judge.label} for runs "
                        f"{', '.join(r.name for r in sel.runs)}: nothing to plot")
     judged = tot["scored"] + tot["unscored"]
-    excl = (f"{tot['unscored']:,} unscored judgements excluded ({100 * tot['unscored'] / judged:.1f}% of "
-            f"{judged:,} judged)" if judged else "no judgements")
+    excl = (f"{tot['unscored']:,} unscored items excluded ({100 * tot['unscored'] / judged:.1f}% of "
+            f"{judged:,} judged items)" if judged else "no judgements")
     if tot["unjudged"]:
         excl += f"; {tot['unjudged']:,} generations not judged by this judge yet"
     steps = sorted({s for (s,) in A._q(db, f"SELECT DISTINCT step FROM plot_cells WHERE spec_hash = ? AND "
@@ -163,7 +163,9 @@ def seen_sets(db, sel: A.Selection) -> dict:
         u = unseen.get((cat,), [])
         if _has_scores(u):
             series.append(_series(u, label="unseen", color=GREY, linestyle=":", marker="s", band=False))
-        spec["panels"].append(_panel(cat, series, spec, title_color=CATEGORY_COLORS[cat]))
+        spec["panels"].append(_panel(cat, series, spec, title_color=CATEGORY_COLORS[cat],
+                                     legend_note="dashed: before step k (not yet trained); solid from k; "
+                                                 "\u2605 = the step the set becomes seen; dotted grey: unseen set"))
     if not spec["panels"]:
         raise BadInput("no categorised items in the seen sets of the selected runs")
     return spec

@@ -53,6 +53,11 @@ def accuracy_table(db, sel: A.Selection) -> tuple[list[str], list[dict]]:
     for p in by_cat:
         rows.setdefault((p.key[0], p.step), {"set": p.key[0], "step": p.step})[p.key[1] or "(none)"] = p.as_dict()
 
+    for (name, step), row in rows.items():
+        info = sets.get(name, {})
+        row["status"] = ("unseen" if info.get("kind") != "seen" else
+                         "trained" if (info.get("k_step") or 0) <= step else "not yet trained")
+
     def order(key):
         s = sets.get(key[0], {})
         return (s.get("kind") != "seen", s.get("k_step") or 0, key[0], key[1])
@@ -133,13 +138,6 @@ def to_markdown(data: dict, fig_rel: str) -> str:
         out += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in cal["metrics"].items()]
     else:
         out.append(CALIBRATE_HINT.format(name=j.name))
-    out += ["", "## Accuracy per checkpoint, set and category", "",
-            "Mean \u00b1 1\u03c3 over seeds, in %; in brackets: yes/scored pooled over seeds, and unscored items.", "",
-            "| set | step | all | " + " | ".join(data["categories"]) + " |",
-            "|---|---:|---|" + "---|" * len(data["categories"])]
-    for r in data["table"]:
-        out.append(f"| {r['set']} | {r['step']} | {_cell(r.get('all'), False)} | "
-                   + " | ".join(_cell(r.get(c), False) for c in data["categories"]) + " |")
     out += ["", "## Figures", ""]
     for f in data["figures"]:
         if "missing" in f:
@@ -147,6 +145,14 @@ def to_markdown(data: dict, fig_rel: str) -> str:
             continue
         out += [f"### {f['title']}", "", f"![{f['name']}]({fig_rel}/{Path(f['path']).name})", "",
                 f"*{f['caption']}*" + ("".join(f" {n}." for n in f["notes"]) if f["notes"] else ""), ""]
+    out += ["## Accuracy per checkpoint, set and category", "",
+            "Mean \u00b1 1\u03c3 over seeds, in %; in brackets: yes/scored pooled over seeds, and unscored items.", "",
+            "| set | step | status | all | " + " | ".join(data["categories"]) + " |",
+            "|---|---:|---|---|" + "---|" * len(data["categories"])]
+    for r in data["table"]:
+        out.append(f"| {r['set']} | {r['step']} | {r['status']} | {_cell(r.get('all'), False)} | "
+                   + " | ".join(_cell(r.get(c), False) for c in data["categories"]) + " |")
+    out.append("")
     out += ["## Run configs", "", "Shared by all runs:", "", "```json",
             json.dumps(data["configs"]["shared"], indent=2, default=str), "```", "",
             "| run | seed | model | status | steps | batch | checkpoints | differs |", "|---|---:|---|---|---:|---:|---|---|"]
@@ -189,13 +195,7 @@ def to_html(data: dict) -> str:
         parts.append("</table>")
     else:
         parts.append(f"<p>{e(CALIBRATE_HINT.format(name=j.name))}</p>")
-    parts.append("<h2>Accuracy per checkpoint, set and category</h2><p class=muted>Mean \u00b1 1\u03c3 over seeds "
-                 "in %; below: yes/scored pooled over seeds, and unscored items (excluded).</p><table><tr><th>set</th>"
-                 "<th>step</th><th>all</th>" + "".join(f"<th>{e(c)}</th>" for c in data["categories"]) + "</tr>")
-    for r in data["table"]:
-        parts.append(f"<tr><td>{e(r['set'])}</td><td>{r['step']}</td><td>{_cell(r.get('all'), True)}</td>"
-                     + "".join(f"<td>{_cell(r.get(c), True)}</td>" for c in data["categories"]) + "</tr>")
-    parts.append("</table><h2>Figures</h2>")
+    parts.append("<h2>Figures</h2>")
     for f in data["figures"]:
         if "missing" in f:
             parts.append(f"<h3>{e(f['name'])}</h3><p>Not drawn: {e(f['missing'])}</p>")
@@ -204,6 +204,13 @@ def to_html(data: dict) -> str:
         notes = "".join(f" {e(n)}." for n in f["notes"])
         parts.append(f"<figure><img alt='{e(f['name'])}' src='data:image/png;base64,{b64}'>"
                      f"<figcaption>{e(f['caption'])}{notes}</figcaption></figure>")
+    parts.append("<h2>Accuracy per checkpoint, set and category</h2><p class=muted>Mean \u00b1 1\u03c3 over seeds "
+                 "in %; below: yes/scored pooled over seeds, and unscored items (excluded).</p><table><tr><th>set</th>"
+                 "<th>step</th><th>status</th><th>all</th>" + "".join(f"<th>{e(c)}</th>" for c in data["categories"]) + "</tr>")
+    for r in data["table"]:
+        parts.append(f"<tr><td>{e(r['set'])}</td><td>{r['step']}</td><td>{r['status']}</td><td>{_cell(r.get('all'), True)}</td>"
+                     + "".join(f"<td>{_cell(r.get(c), True)}</td>" for c in data["categories"]) + "</tr>")
+    parts.append("</table>")
     parts.append("<h2>Run configs</h2><p>Shared by all runs:</p><pre>"
                  + e(json.dumps(data["configs"]["shared"], indent=2, default=str)) + "</pre><table><tr><th>run</th>"
                  "<th>seed</th><th>model</th><th>status</th><th>steps</th><th>batch</th><th>checkpoints</th>"

@@ -29,6 +29,8 @@ DEFAULTS: dict = {
         "text_hidden": 128,
         "text_layers": 2,
         "text_heads": 4,
+        "vision_intermediate": 128,
+        "text_intermediate": 256,
         "vocab_size": 4000,
         # all models
         "dtype": "float32",

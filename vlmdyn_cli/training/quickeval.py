@@ -30,8 +30,13 @@ def sample_qa(db, dataset_id: int, n: int, seed: int = 0, conversation_ids=None)
     return rows[:n]
 
 
-def generate_answers(model, processor, items: list[dict], batch_size: int = 32, max_new_tokens: int = 24) -> list[str]:
-    """Greedy answers with the shared chat template (left padding for batched generation)."""
+def generate_answers(model, processor, items: list[dict], batch_size: int = 32, max_new_tokens: int = 24,
+                     blank_images: bool = False) -> list[str]:
+    """Greedy answers with the shared chat template (left padding for batched generation).
+
+    ``blank_images`` replaces every picture by a flat grey one: the image-blind
+    baseline that "better than chance" is measured against.
+    """
     import torch
     from PIL import Image
 
@@ -55,7 +60,8 @@ def generate_answers(model, processor, items: list[dict], batch_size: int = 32, 
                 images = []
                 for it in group:
                     with Image.open(Path(it["image_root"] or ".") / it["image_path"]) as im:
-                        images.append(im.convert("RGB"))
+                        img = im.convert("RGB")
+                    images.append(Image.new("RGB", img.size, (128, 128, 128)) if blank_images else img)
                 kwargs["images"] = images
             enc = processor(text=prompts, return_tensors="pt", padding=True, **kwargs)
             with torch.no_grad():
@@ -81,10 +87,11 @@ def exact_match_by_category(items: list[dict], predictions: list[str]) -> dict[s
     return {k: {"n": n, "correct": c, "accuracy": c / n} for k, (n, c) in sorted(acc.items())}
 
 
-def evaluate_checkpoint(db, path: str, dataset_id: int, n: int = 500, seed: int = 0) -> dict:
+def evaluate_checkpoint(db, path: str, dataset_id: int, n: int = 500, seed: int = 0,
+                        blank_images: bool = False) -> dict:
     from vlmdyn_cli.models.checkpoint import load_checkpoint
 
     model, processor, _ = load_checkpoint(path)
     items = sample_qa(db, dataset_id, n, seed)
-    preds = generate_answers(model, processor, items)
+    preds = generate_answers(model, processor, items, blank_images=blank_images)
     return exact_match_by_category(items, preds)

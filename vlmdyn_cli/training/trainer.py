@@ -62,7 +62,12 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
     quiet_transformers()
     tune_malloc()
     t_cfg, m_cfg = cfg["train"], cfg["model"]
-    acc = Accelerator(mixed_precision=t_cfg["mixed_precision"])
+    # cpu=True when there is no GPU: that is what lets torchrun/accelerate launch use gloo on CPUs
+    # find_unused_parameters: a micro-batch of text-only conversations leaves the vision tower unused
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    acc = Accelerator(mixed_precision=t_cfg["mixed_precision"], cpu=not torch.cuda.is_available(),
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     main, world, rank = acc.is_main_process, acc.num_processes, acc.process_index
     if acc.device.type == "cpu":
         set_threads(t_cfg["threads"], acc.num_processes if acc.num_processes > 1 else 1)
@@ -143,9 +148,18 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
     for g in groups:
         g["base_lr"] = g["lr"]
     opt = torch.optim.AdamW(groups, lr=t_cfg["lr"], betas=(t_cfg["adam_beta1"], t_cfg["adam_beta2"]))
-    model, opt = acc.prepare(model, opt)
+    from vlmdyn_cli.training.loss import LossModule, loss_sum
+
+    llava = model
+    model, opt = acc.prepare(LossModule(llava), opt)
+    from accelerate.utils import DistributedType
+
+    sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     if start_step > 0:
-        opt.load_state_dict(torch.load(resume_dir / "optimizer.pt", map_location=acc.device, weights_only=True))
+        if sharded:
+            acc.load_state(str(resume_dir / "state"))
+        else:
+            opt.load_state_dict(torch.load(resume_dir / "optimizer.pt", map_location=acc.device, weights_only=True))
 
     # ---- the DB row ----
     if main:
@@ -189,7 +203,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
     consumed: list[tuple[int, int, int]] = []
     metric_rows: list[tuple] = []
     params = [p for g in groups for p in g["params"]]
-    unwrapped = acc.unwrap_model(model)
+    unwrapped = llava
 
     def save_model_checkpoint(step: int, loss: float | None) -> None:
         state = acc.get_state_dict(model)
@@ -215,14 +229,21 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
         metric_rows.clear()
 
     def save_resume(step: int) -> None:
+        """Model + optimizer + step in <run>/resume (renamed into place when complete)."""
+        state = acc.get_state_dict(model)
+        tmp = out_dir / (RESUME_DIR + ".partial")
         if main:
-            tmp = out_dir / (RESUME_DIR + ".partial")
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            save_checkpoint(_Stateful(unwrapped, acc.get_state_dict(model)), processor, tmp / "model",
-                            {"step": step, "run": name})
+            save_checkpoint(_Stateful(unwrapped, state), processor, tmp / "model", {"step": step, "run": name})
+        acc.wait_for_everyone()
+        if sharded:
+            acc.save_state(str(tmp / "state"))
+        elif main:
             torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        acc.wait_for_everyone()
+        if main:
             (tmp / "trainer.json").write_text(json.dumps({"step": step, "run": name}))
             if resume_dir.exists():
                 shutil.rmtree(resume_dir)
@@ -253,7 +274,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
                     sync = contextlib.nullcontext() if m == t_cfg["grad_accum"] - 1 else acc.no_sync(model)
                     with sync:
                         with acc.autocast():
-                            s = _loss_sum(model, batch, acc.device)
+                            s = loss_sum(model, batch, acc.device)
                         acc.backward(s * (scale * batch["weight"]))
                     loss_sum += s.detach() * batch["weight"]
                     consumed.extend((c, step, p) for c, p in zip(batch["conversation_ids"], batch["positions"]))
@@ -309,22 +330,8 @@ class _Stateful:
         self.model, self.state = model, state
 
     def save_pretrained(self, path, **kw):
-        self.model.save_pretrained(path, state_dict=self.state, **kw)
-
-
-def _loss_sum(model, batch: dict, device):
-    import torch
-    import torch.nn.functional as F
-
-    pix = batch["pixel_values"]
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                pixel_values=pix.to(device) if pix is not None else None, use_cache=False)
-    logits = out.logits[:, :-1]
-    labels = batch["labels"][:, 1:].to(device)
-    keep = labels != -100
-    if not bool(keep.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+        state = {k.removeprefix("model."): v for k, v in self.state.items()}   # LossModule's own prefix
+        self.model.save_pretrained(path, state_dict=state, **kw)
 
 
 def _precheck_memory(model_id: str, m_cfg: dict, t_cfg: dict, max_length: int, device: str) -> None:

@@ -268,25 +268,43 @@ def judges(conn: sqlite3.Connection) -> list[dict]:
         "FROM judgements GROUP BY judge_name ORDER BY judge_name").fetchall()]
 
 
-def accuracy_grid(conn: sqlite3.Connection, run: str, judge: str) -> list[dict]:
-    """Accuracy per (checkpoint step, eval set, category) of one run under one judge.
+def judge_specs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(label, spec hash) of every judge spec that judged something, for the grid and plots selects.
 
-    ``acc`` is yes / scored; unscored items are excluded and counted separately;
-    generations not judged yet are counted as ``missing``.
+    Labels are judge names; when one name has several specs (a changed prompt makes a new
+    judge) the hash prefix is added.
     """
+    from vlmdyn_cli.plots import aggregate as A
+
+    run_ids = [r[0] for r in conn.execute("SELECT id FROM runs").fetchall()]
+    found = A.judges_for(conn, run_ids) if run_ids else []
+    names = [j.name for j, _ in found]
+    return sorted(((j.name if names.count(j.name) == 1 else j.label), j.hash) for j, _ in found)
+
+
+def accuracy_grid(conn: sqlite3.Connection, run: str, spec_hash: str) -> list[dict]:
+    """Accuracy cells of one run under one judge spec, per (checkpoint step, eval set, category).
+
+    The numbers come from the plots aggregation (``vlmdyn_cli.plots.aggregate``), the same as
+    ``vlmdyn plot``: its plot_cells cache is brought up to date first, so ``conn`` must be
+    writable and outside a transaction. ``acc`` = yes / scored; unscored items are counted
+    apart, ``missing`` = generations this judge has not judged yet.
+    """
+    from vlmdyn_cli.plots import aggregate as A
+
+    name = conn.execute("SELECT name FROM judge_specs WHERE hash = ?", (spec_hash,)).fetchone()
+    sel = A.Selection(A.select_runs(conn, runs=[run]), A.JudgeRef(spec_hash, name[0] if name else spec_hash))
+    A.ensure_cells(conn, sel)
     rows = conn.execute(
-        "SELECT g.step, s.name AS set_name, s.kind, s.k_step, coalesce(q.category, '?') AS category, "
-        "count(*) AS n, sum(j.verdict = 'yes') AS yes, sum(j.status = 'scored') AS scored, "
-        "sum(j.status = 'unscored') AS unscored, sum(j.id IS NULL) AS missing "
-        "FROM runs r JOIN eval_sets s ON s.run_id = r.id "
-        "JOIN eval_set_members m ON m.set_id = s.id "
-        "JOIN generations g ON g.run_id = r.id AND g.qa_id = m.qa_id "
-        "JOIN qa_pairs q ON q.id = m.qa_id "
-        "LEFT JOIN judgements j ON j.triple_hash = g.triple_hash AND j.judge_name = ? "
-        "WHERE r.name = ? GROUP BY g.step, s.id, q.category", (judge, run)).fetchall()
+        "SELECT c.step, s.name AS set_name, s.kind, s.k_step, coalesce(c.category, '?') AS category, "
+        "sum(c.yes) AS yes, sum(c.scored) AS scored, sum(c.unscored) AS unscored, sum(c.unjudged) AS missing "
+        "FROM plot_cells c JOIN eval_sets s ON s.id = c.set_id WHERE c.spec_hash = ? AND c.run_id = ? "
+        "GROUP BY c.step, s.id, c.category ORDER BY c.step, s.kind, s.k_step, s.name, c.category",
+        (spec_hash, sel.runs[0].id)).fetchall()
     out = []
     for r in rows:
-        d = dict(r)
+        d = dict(zip(("step", "set_name", "kind", "k_step", "category", "yes", "scored", "unscored", "missing"), r))
+        d["n"] = d["scored"] + d["unscored"] + d["missing"]
         d["acc"] = (d["yes"] / d["scored"]) if d["scored"] else None
         out.append(d)
     return out

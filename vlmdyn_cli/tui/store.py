@@ -50,6 +50,18 @@ class Store:
             self._pool.put(conn)
 
     @contextlib.contextmanager
+    def rw(self):
+        """A fresh read-write connection outside any transaction, for code that manages its own
+        (the plots aggregation fills its plot_cells cache); closed afterwards."""
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
     def write(self):
         """The single writer connection, inside one transaction (rater labels)."""
         with self._lock:

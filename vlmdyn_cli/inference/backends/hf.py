@@ -25,7 +25,11 @@ def resolve_device(device: str) -> str:
 class HFBackend(GenBackend):
     name = "hf"
 
-    def __init__(self, device: str = "auto", dtype: str | None = None):
+    def __init__(self, device: str = "auto", dtype: str | None = None, threads: int = 0):
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
         self.device = resolve_device(device)
         self.dtype_name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.model = self.processor = None

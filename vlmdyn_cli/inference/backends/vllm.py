@@ -38,7 +38,7 @@ def sampling_args(cfg: GenConfig) -> dict:
 class VLLMBackend(GenBackend):
     name = "vllm"
 
-    def __init__(self, device: str = "auto", dtype: str | None = None, **engine_args):
+    def __init__(self, device: str = "auto", dtype: str | None = None, threads: int = 0, **engine_args):
         self.vllm = require("vllm", INSTALL_HINT, "the vllm inference backend")
         self.dtype = dtype or "auto"
         self.engine_args = engine_args

@@ -228,15 +228,26 @@ class LlamaCppBackend:
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),))
 
-    def _first_ids(self, words) -> list[int]:
-        ids = {self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
+    def next_token_ids(self, text: str, words) -> list[int]:
+        """Ids of the first token each word becomes when it follows ``text`` (tokenised in context,
+        so tokenizers that merge or prefix spaces are handled); only words that start a new token."""
+        tail = text[-48:]
+        base = self.llm.tokenize(tail.encode("utf-8"), add_bos=False, special=True)
+        ids = set()
+        for w in words:
+            seq = self.llm.tokenize((tail + w).encode("utf-8"), add_bos=False, special=True)
+            if len(seq) > len(base) and seq[:len(base)] == base:
+                ids.add(seq[len(base)])
+        if not ids:   # the word merges with the text's last token: fall back to the bare word's token
+            ids = {self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
         return sorted(ids)
 
-    def p_yes_from_logits(self, plain: bool) -> float:
+    def p_yes_from_logits(self, text: str, plain: bool) -> float:
+        """P(yes) / (P(yes) + P(no)) for the next token after ``text`` (the context's last logits)."""
         logits = self.last_logits()
         kind = "plain" if plain else "dict"
-        ly = [float(logits[i]) for i in self._first_ids(_YES[kind])]
-        ln = [float(logits[i]) for i in self._first_ids(_NO[kind])]
+        ly = [float(logits[i]) for i in self.next_token_ids(text, _YES[kind])]
+        ln = [float(logits[i]) for i in self.next_token_ids(text, _NO[kind])]
         m = max(ly + ln)
         sy, sn = sum(math.exp(v - m) for v in ly), sum(math.exp(v - m) for v in ln)
         return sy / (sy + sn)
@@ -279,16 +290,16 @@ class LlamaCppBackend:
         t0 = time.perf_counter()
         resp = JudgeResponse(key=req.key, resolved_model=self.resolved)
         try:
-            tokens = self.tokens_for(req)
+            prompt = self.prompt_text(req)
+            tokens = self.tokenize_text(prompt + (req.verdict_prefix or ""))
             self.eval_reusing_prefix(tokens)
             resp.prompt_tokens = len(tokens)
             plain = not (req.verdict_prefix or "").endswith("'")
             if req.grammar is None and (self.score != "off" or req.score_only):
-                resp.p_yes = self.p_yes_from_logits(plain)
+                resp.p_yes = self.p_yes_from_logits(prompt + (req.verdict_prefix or ""), plain)
             if req.score_only:
                 resp.completion_tokens = 0
             elif self.use_grammar and self.fill == "slots" and req.grammar is None:
-                prompt = self.prompt_text(req)
                 resp.text = self.fill_slots(prompt, req.verdict_prefix or "", self.output)
                 resp.completion_tokens = len(self.tokenize_text(prompt + resp.text)) - len(self.tokenize_text(prompt))
             else:

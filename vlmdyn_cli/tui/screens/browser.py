@@ -139,6 +139,11 @@ class BrowserPane(Vertical):
         self.filters = event.filters
         self.reload(reset_page=True)
 
+    def on_input_submitted(self, event) -> None:
+        """Enter in the search box: search now (the filter bar did) and go to the rows."""
+        event.stop()
+        self.screen.set_focus(self.query_one(JudgementTable))
+
     def on_data_table_row_selected(self, event: JudgementTable.RowSelected) -> None:
         if isinstance(event.data_table, JudgementTable):
             event.stop()

@@ -21,7 +21,8 @@ KEYS = [
                     ("n / p", "next / previous page"), ("x", "clear all filters"),
                     ("enter", "details of the row: all judges, raw output, the answer over training")]),
     ("Details", [("escape", "back")]),
-    ("Plots", [("j / k", "next / previous judge"), ("m", "frontiers or categories")]),
+    ("Plots", [("j / k", "next / previous judge"),
+               ("m", "next figure: frontiers, categories, seen sets, sub-skills, de-dup, loss")]),
     ("Rater mode", [("y / n", "label the prediction correct / not correct (saved at once)"),
                     ("s", "skip for now"), ("b", "back to the previous item"), ("escape", "leave")]),
 ]

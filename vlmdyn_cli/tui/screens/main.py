@@ -32,6 +32,7 @@ class MainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#grid").focus()
         self.refresh_data()
 
     def refresh_data(self) -> None:
@@ -46,8 +47,10 @@ class MainScreen(Screen):
         """Switch tab and focus its main widget, so its keys work at once."""
         self.query_one(TabbedContent).active = tab
         target = {"overview": "#grid", "judgements": "#judgement-table", "plots": "#plot-judge"}[tab]
-        self.query_one(target).focus()
+        # set_focus at once (not widget.focus(), which is deferred): keys that arrive in the same
+        # batch, e.g. from `tmux send-keys` or a fast typist, must already go to the new widget
+        self.set_focus(self.query_one(target))
 
     def action_search(self) -> None:
         self.action_show_tab("judgements")
-        self.query_one("#search").focus()
+        self.set_focus(self.query_one("#search"))

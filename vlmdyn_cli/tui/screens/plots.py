@@ -1,11 +1,13 @@
-"""The plots tab: the two frontiers and the per-category curves, drawn in the terminal.
+"""The plots tab: the paper's figures drawn in the terminal.
 
-The numbers come from the same aggregation the `vlmdyn plot` command uses
-(``vlmdyn_cli.plots.aggregate``, loaded in a worker); plotext draws them.
+Same numbers and same drawing code as ``vlmdyn plot --terminal``: the figure
+spec comes from ``vlmdyn_cli.plots.figures`` (over ``plots.aggregate``) in a
+worker, plotext draws it when it arrives and again when the pane is resized.
 """
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,37 +16,39 @@ from textual.message import Message
 from textual.widgets import Select, Static
 
 from vlmdyn_cli.tui import queries as Q
-from vlmdyn_cli.tui.widgets.terminal_plot import line_plot
+from vlmdyn_cli.tui.text import literal, one_line
+from vlmdyn_cli.tui.widgets.terminal_plot import figure_text
 
-MODES = [("frontiers", "frontiers"), ("categories (unseen)", "categories")]
+MODES = ["frontiers", "categories", "seen-sets", "subcategories", "dedup", "loss"]
 
 
 class PlotData(Message):
-    def __init__(self, judge: str, mode: str, series: dict, title: str) -> None:
+    def __init__(self, request: tuple, spec: dict | None, error: str | None) -> None:
         super().__init__()
-        self.judge, self.mode, self.series, self.title = judge, mode, series, title
+        self.request, self.spec, self.error = request, spec, error
 
 
 class PlotsPane(Vertical):
     BINDINGS = [
         Binding("j", "cycle_judge(1)", "Next judge"),
         Binding("k", "cycle_judge(-1)", "Prev judge", show=False),
-        Binding("m", "cycle_mode", "Mode"),
+        Binding("m", "cycle_mode", "Figure"),
     ]
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.series: dict | None = None
-        self.title = ""
-        self.judges: list[str] = []
+        self.spec: dict | None = None
+        self.error: str | None = None
+        self.specs: list[tuple[str, str]] = []
+        self.request: tuple | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="plot-controls"):
             yield Select([], prompt="judge", id="plot-judge", compact=True, allow_blank=True)
-            yield Select(MODES, value="frontiers", id="plot-mode", compact=True, allow_blank=False)
-            yield Static("mean over runs · j judge · m mode", id="plot-hint")
+            yield Select([(m, m) for m in MODES], value="frontiers", id="plot-mode", compact=True, allow_blank=False)
+            yield Static("mean over seeds · j judge · m figure", id="plot-hint")
         with ScrollableContainer(id="plot-scroll"):
-            yield Static("loading…", id="plot")
+            yield Static(Text("loading…"), id="plot")
 
     def reload(self) -> None:
         self._load_judges()
@@ -52,50 +56,68 @@ class PlotsPane(Vertical):
     @work(thread=True, exclusive=True, group="plots-judges")
     def _load_judges(self) -> None:
         with self.app.store.read() as conn:
-            judges = [j["judge"] for j in Q.judges(conn)]
-        self.app.call_from_thread(self._set_judges, judges)
+            specs = Q.judge_specs(conn)
+        self.app.call_from_thread(self._set_judges, specs)
 
-    def _set_judges(self, judges: list[str]) -> None:
-        self.judges = judges
+    def _set_judges(self, specs: list[tuple[str, str]]) -> None:
+        self.specs = specs
         sel = self.query_one("#plot-judge", Select)
         current = sel.value
+        values = [h for _, h in specs]
         with sel.prevent(Select.Changed):
-            sel.set_options([(j, j) for j in judges])
-            if current in judges:
+            sel.set_options([(one_line(label), h) for label, h in specs])
+            if current in values:
                 sel.value = current
-            elif judges:
-                sel.value = judges[0]
+            elif values:
+                sel.value = values[0]
         self._request()
 
     def _request(self) -> None:
         judge = self.query_one("#plot-judge", Select).value
         mode = self.query_one("#plot-mode", Select).value
         if judge is Select.NULL:
-            self.query_one("#plot", Static).update("no judgements yet")
+            self.query_one("#plot", Static).update(Text("no judgements yet: nothing to plot"))
             return
-        self._load(judge, mode)
+        self.request = (judge, mode)
+        self.query_one("#plot", Static).update(Text(f"aggregating {mode}…"))
+        self._load(self.request)
 
     @work(thread=True, exclusive=True, group="plots")
-    def _load(self, judge: str, mode: str) -> None:
-        from vlmdyn_cli.tui import plot_series
+    def _load(self, request: tuple) -> None:
+        from vlmdyn_cli.errors import VlmdynError
+        from vlmdyn_cli.plots import aggregate as A
+        from vlmdyn_cli.plots import figures
 
-        with self.app.store.read() as conn:
-            series, title = plot_series.series(conn, judge, mode)
-        self.post_message(PlotData(judge, mode, series, title))
+        spec_hash, mode = request
+        try:
+            with self.app.store.rw() as conn:  # the aggregation refreshes its cache table
+                sel = A.selection(conn, judge=spec_hash)
+                spec = figures.build(conn, mode, sel)
+        except VlmdynError as exc:
+            self.post_message(PlotData(request, None, str(exc)))
+            return
+        self.post_message(PlotData(request, spec, None))
 
     def on_plot_data(self, msg: PlotData) -> None:
-        self.series, self.title = msg.series, msg.title
+        if msg.request != self.request:
+            return
+        self.spec, self.error = msg.spec, msg.error
         self._draw()
 
     def on_resize(self) -> None:
-        if self.series is not None:
+        if self.spec is not None:
             self._draw()
 
     def _draw(self) -> None:
-        width = max(40, self.size.width - 2)
-        height = max(10, self.size.height - 2)
-        self.query_one("#plot", Static).update(line_plot(self.series or {}, width=width, height=height,
-                                                         title=self.title))
+        plot = self.query_one("#plot", Static)
+        if self.error is not None:
+            plot.update(literal(self.error, style="red"))
+            return
+        if self.spec is None:
+            return
+        panels = max(1, len(self.spec.get("panels", [])))
+        height = max(12, (self.size.height - 4) // min(panels, 2))
+        plot.update(figure_text(self.spec, width=self.size.width - 2, height=height))
 
     @on(Select.Changed, "#plot-judge, #plot-mode")
     def _changed(self, event: Select.Changed) -> None:
@@ -103,13 +125,13 @@ class PlotsPane(Vertical):
         self._request()
 
     def action_cycle_judge(self, delta: int) -> None:
-        if not self.judges:
+        values = [h for _, h in self.specs]
+        if not values:
             return
         sel = self.query_one("#plot-judge", Select)
-        i = self.judges.index(sel.value) if sel.value in self.judges else -delta
-        sel.value = self.judges[(i + delta) % len(self.judges)]
+        i = values.index(sel.value) if sel.value in values else -delta
+        sel.value = values[(i + delta) % len(values)]
 
     def action_cycle_mode(self) -> None:
         sel = self.query_one("#plot-mode", Select)
-        values = [v for _, v in MODES]
-        sel.value = values[(values.index(sel.value) + 1) % len(values)]
+        sel.value = MODES[(MODES.index(sel.value) + 1) % len(MODES)]

@@ -118,7 +118,7 @@ class FilterBar(Grid):
         self._timer = self.set_timer(SEARCH_DELAY_S, self._emit)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
+        # not stopped: the browser moves the focus to the table on Enter
         if self._timer is not None:
             self._timer.stop()
         self._emit()

@@ -1,8 +1,9 @@
-"""Line plots drawn in the terminal with plotext, returned as a Rich Text.
+"""A figure spec (``vlmdyn_cli.plots.figures``) drawn in the terminal, as a Rich Text.
 
-plotext builds the figure as ANSI-coloured text; the labels that come from the
-database (category and set names) are cleaned first, so nothing but plotext's
-own colour codes reaches ``Text.from_ansi``.
+The drawing is ``vlmdyn_cli.plots.terminal.render_text``: the same code and the
+same numbers as ``vlmdyn plot --terminal``. Every string in the spec that came
+from the database (set names, categories, judge names) is cleaned first, so
+the only escape codes reaching ``Text.from_ansi`` are plotext's own colours.
 """
 
 from __future__ import annotations
@@ -11,34 +12,19 @@ from rich.text import Text
 
 from vlmdyn_cli.tui.text import clean
 
-PALETTE = [(86, 180, 233), (230, 159, 0), (0, 158, 115), (204, 121, 167), (240, 228, 66), (213, 94, 0),
-           (0, 114, 178), (180, 180, 180), (140, 90, 200), (120, 200, 120)]
+
+def clean_spec(obj):
+    """A copy of the spec with control characters in every string made visible."""
+    if isinstance(obj, str):
+        return clean(obj)
+    if isinstance(obj, dict):
+        return {k: clean_spec(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_spec(v) for v in obj]
+    return obj
 
 
-def line_plot(series: dict[str, tuple[list[float], list[float]]], *, width: int, height: int, title: str = "",
-              xlabel: str = "step", ylabel: str = "accuracy %") -> Text:
-    """series: label -> (xs, ys); ys in percent (None values are left out)."""
-    import plotext as plt
+def figure_text(spec: dict, width: int, height: int) -> Text:
+    from vlmdyn_cli.plots.terminal import render_text
 
-    plt.terminal.limit(False, False)  # size from the widget, not from the real terminal
-    fig = plt.figure
-    fig.clear()
-    fig.plot_size(max(30, width), max(8, height))
-    drawn = 0
-    for i, (label, (xs, ys)) in enumerate(series.items()):
-        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
-        if not pts:
-            continue
-        sig = fig.signal([p[0] for p in pts], [p[1] for p in pts],
-                         marker=plt.marker("hd", pixel=PALETTE[i % len(PALETTE)]))
-        sig.label(clean(label)[:24])
-        sig.lines()
-        fig.draw(sig)
-        drawn += 1
-    if not drawn:
-        return Text("nothing to plot yet (no judged generations)", style="dim")
-    if title:
-        fig.title(clean(title))
-    fig.label(xlabel, axis="x")
-    fig.label(ylabel, axis="y")
-    return Text.from_ansi(fig.build().string())
+    return Text.from_ansi(render_text(clean_spec(spec), width=max(40, width), height=max(10, height), color=True))

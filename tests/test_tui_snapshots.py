@@ -1,0 +1,63 @@
+"""Snapshot tests of the main screens (pytest-textual-snapshot).
+
+Deterministic: fixed fixture data, no timestamps shown, query timings switched
+off. Update after an intended change with
+``/work/venv/bin/pytest tests/test_tui_snapshots.py --snapshot-update`` and look
+at the SVGs under tests/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers_tui import build_db, settle
+
+pytest.importorskip("pytest_textual_snapshot")
+
+from vlmdyn_cli.tui.app import create_app  # noqa: E402
+
+
+@pytest.fixture
+def tui_db(tmp_path):
+    return build_db(tmp_path / "exp.db")
+
+
+def _after(*keys):
+    async def run_before(pilot):
+        await settle(pilot)
+        for k in keys:
+            await pilot.press(k)
+            await settle(pilot)
+    return run_before
+
+
+def test_overview_80x24(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, show_timings=False), terminal_size=(80, 24), run_before=_after())
+
+
+def test_overview_large(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, show_timings=False), terminal_size=(160, 48),
+                        run_before=_after("c"))
+
+
+def test_judgements_80x24(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, show_timings=False), terminal_size=(80, 24), run_before=_after("2"))
+
+
+def test_detail_100x40(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, show_timings=False), terminal_size=(100, 40),
+                        run_before=_after("2", "enter"))
+
+
+def test_plots_100x30(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, show_timings=False), terminal_size=(100, 30), run_before=_after("3"))
+
+
+def test_rater_80x24(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, rater="ann", sample="pilot", show_timings=False),
+                        terminal_size=(80, 24), run_before=_after())
+
+
+def test_help_80x24(snap_compare, tui_db):
+    assert snap_compare(create_app(tui_db, show_timings=False), terminal_size=(80, 24),
+                        run_before=_after("question_mark"))
