@@ -90,6 +90,10 @@ def main() -> None:
            "agreement": r.agreement.to_dict() if r.agreement else None}
     table.append(row)
     print({k: v for k, v in row.items() if k != "agreement"}, "agreement", r.agreement.category, r.agreement.subcategory)
+    db.close()
+    import shutil
+
+    shutil.rmtree(tmp)
     OUT.mkdir(exist_ok=True)
     (OUT / "bench_categorize_rules.json").write_text(json.dumps(table, indent=2))
 

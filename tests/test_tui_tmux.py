@@ -75,7 +75,7 @@ def test_browse_in_tmux(tui_db):
         t.keys("Escape")
         t.keys("3")
         t.wait_for("frontier")
-        t.keys("question")  # tmux key name for "?"
+        t.keys("?")
         t.wait_for("this help")
         t.keys("Escape")
         t.keys("q", wait=1.5)

@@ -329,12 +329,12 @@ def m180_plots_cells_cache(db: Database) -> None:
     _run(
         db,
         """
-        CREATE TABLE plot_data_version (
+        CREATE TABLE plot_data_version (     -- one-row change counter for the plots cache, bumped by triggers
             id INTEGER PRIMARY KEY CHECK (id = 1),
             n INTEGER NOT NULL
         );
         INSERT INTO plot_data_version(id, n) VALUES (1, 0);
-        CREATE TABLE plot_cells_state (
+        CREATE TABLE plot_cells_state (      -- which (judge, run) cells are cached, and at which version
             spec_hash TEXT NOT NULL,
             run_id INTEGER NOT NULL,
             version INTEGER NOT NULL,        -- plot_data_version.n the cells were computed at
