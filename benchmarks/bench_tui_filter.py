@@ -13,13 +13,17 @@ filter is applied:
 * ``next``   the following page (keyset cursor),
 * ``count``  the capped row count shown next to it (loaded in a second worker),
 
-in three modes, side by side in one run, each inside a transaction that is
+in four modes, side by side in one run, each inside a transaction that is
 rolled back so the cached database is never changed:
 
-* ``tui``       the database as ``vlmdyn`` leaves it (synthdb runs ANALYZE),
-* ``no-stats``  without planner statistics (a database nobody ran ANALYZE on),
-* ``baseline``  without statistics and without the TUI's indexes
-                (migration m170_tui_browse_indexes).
+* ``tui``             the TUI's queries (``vlmdyn_cli.tui.queries``) on the database as
+                      synthdb leaves it (it runs ANALYZE),
+* ``tui-no-stats``    the same without planner statistics (nobody ran ANALYZE),
+* ``naive``           the baseline: the obvious SQL for the same rows (``naive_page``),
+* ``naive-no-stats``  the baseline without statistics.
+
+A baseline query is stopped after --budget seconds ("gave up"). The overview's
+judge summary is timed with and without the TUI's index (m170_tui_browse_indexes).
 
     /work/venv/bin/python benchmarks/bench_tui_filter.py            # default scale
     /work/venv/bin/python benchmarks/bench_tui_filter.py --set-size 500 --seeds 2   # quick
@@ -99,6 +103,54 @@ def timed(fn, reps: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+def naive_page(conn, f, after=None, limit=100) -> list:
+    """The first, obvious way to write the page query (the baseline): plain JOINs the planner may
+    reorder, a join to qa_pairs, the text search as one IN list, keyset on all four columns.
+    Same rows as ``queries.page`` (the benchmark checks it on the first page)."""
+    from vlmdyn_cli.tui.queries import fts_query
+
+    conds, params = [], []
+    for cond, value in (("g.run_id = (SELECT id FROM runs WHERE name = ?)", f.run),
+                        ("g.run_id IN (SELECT id FROM runs WHERE seed = ?)", f.seed), ("g.step = ?", f.step),
+                        ("EXISTS (SELECT 1 FROM eval_sets s JOIN eval_set_members m ON m.set_id = s.id "
+                         "WHERE s.run_id = g.run_id AND s.name = ? AND m.qa_id = g.qa_id)", f.set_name),
+                        ("q.category = ?", f.category), ("q.subcategory = ?", f.subcategory),
+                        ("j.judge_name = ?", f.judge), ("j.verdict = ?", f.verdict), ("j.status = ?", f.status),
+                        ("g.triple_hash IN (SELECT t.hash FROM triples t WHERE t.id IN (SELECT rowid FROM "
+                         "triples_fts WHERE triples_fts MATCH ?))", fts_query(f.text or ""))):
+        if value is not None:
+            conds.append(cond)
+            params.append(value)
+    if f.disagree:
+        conds.append("EXISTS (SELECT 1 FROM judgements ja JOIN judgements jb ON jb.triple_hash = ja.triple_hash "
+                     "WHERE ja.triple_hash = g.triple_hash AND ja.judge_name = ? AND jb.judge_name = ? "
+                     "AND ja.status = 'scored' AND jb.status = 'scored' AND ja.verdict <> jb.verdict)")
+        params += list(f.disagree)
+    if after is not None:
+        conds.append("(g.run_id, g.step, g.qa_id, j.id) > (?, ?, ?, ?)")
+        params += list(after)
+    sql = ("SELECT g.id AS gid, j.id AS jid, g.run_id, g.step, g.qa_id FROM generations g "
+           "JOIN judgements j ON j.triple_hash = g.triple_hash JOIN qa_pairs q ON q.id = g.qa_id "
+           f"WHERE {' AND '.join(conds) or '1'} ORDER BY g.run_id, g.step, g.qa_id, j.id LIMIT ?")
+    return conn.execute(sql, params + [limit]).fetchall()
+
+
+def budgeted(conn, fn, budget_s: float):
+    """Run fn() and stop SQLite after budget_s seconds; returns (result or None)."""
+    import sqlite3
+
+    deadline = time.monotonic() + budget_s
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        return fn()
+    except sqlite3.OperationalError as exc:
+        if "interrupt" not in str(exc):
+            raise
+        return None
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=8)
@@ -106,7 +158,8 @@ def main(argv=None) -> int:
     ap.add_argument("--judges", default="rules,local/gemma3-270m")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-baseline", action="store_true",
-                    help="only the TUI as shipped (skip the no-statistics and no-TUI-index runs)")
+                    help="only the TUI as shipped (skip the no-statistics and naive-query runs)")
+    ap.add_argument("--budget", type=float, default=10.0, help="seconds before a baseline query is stopped")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -121,37 +174,56 @@ def main(argv=None) -> int:
           f"{summary.get('judgements'):,} judgements (built in {summary.get('build_seconds')} s)", file=sys.stderr)
 
     results: dict[str, dict] = {}
-    modes = ["tui"] + ([] if args.no_baseline else ["no-stats", "baseline"])
+    modes = ["tui"] + ([] if args.no_baseline else ["tui-no-stats", "naive", "naive-no-stats"])
+    budget = args.budget
     for mode in modes:
         conn = sqlite3.connect(str(path), isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("BEGIN")  # every change below is rolled back: the cached database stays as built
-        if mode in ("no-stats", "baseline"):
+        if mode.endswith("no-stats"):
             # a database the pipeline wrote without ANALYZE: the planner has no statistics
             conn.execute("DELETE FROM sqlite_stat1")
             conn.execute("ANALYZE sqlite_schema")
-        if mode == "baseline":
-            # ... and without the TUI's indexes (migration m170_tui_browse_indexes)
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND name LIKE 'idx_tui_%'"
-                                        ).fetchall():
-                conn.execute(f"DROP INDEX {name}")
+        naive = mode.startswith("naive")
         print(f"-- {mode}", file=sys.stderr)
         for name, f in cases(judges).items():
-            first_ms, rows = timed(lambda: Q.page(conn, f), 1)
-            page_ms, rows = timed(lambda: Q.page(conn, f), args.reps)
+            if naive:
+                def first(f=f):
+                    return budgeted(conn, lambda: naive_page(conn, f), budget)
+
+                def nxt(rows, f=f):
+                    last = rows[-1]
+                    return budgeted(conn, lambda: naive_page(conn, f, after=(last["run_id"], last["step"],
+                                                                             last["qa_id"], last["jid"])), budget)
+            else:
+                def first(f=f):
+                    return Q.page(conn, f)
+
+                def nxt(rows, f=f):
+                    return Q.page(conn, f, after=rows[-1]["key"])
+            first_ms, rows = timed(first, 1)
+            reps = args.reps if rows is not None else 1
+            page_ms, rows = timed(first, reps) if reps > 1 else (first_ms, rows)
             nxt_ms = None
-            if len(rows) == Q.PAGE_SIZE:
-                nxt_ms, _ = timed(lambda: Q.page(conn, f, after=rows[-1]["key"]), args.reps)
+            if rows is not None and len(rows) == Q.PAGE_SIZE:
+                nxt_ms, _ = timed(lambda: nxt(rows), reps)
             r = results.setdefault(name, {})
+            gave_up = rows is None
             r[f"{mode}_first_ms"] = round(first_ms, 1)
-            r[f"{mode}_page_ms"] = round(page_ms, 1)
+            r[f"{mode}_page_ms"] = None if gave_up else round(page_ms, 1)
             r[f"{mode}_next_ms"] = None if nxt_ms is None else round(nxt_ms, 1)
-            line = f"{name:12s} first {first_ms:7.1f} ms  page {page_ms:7.1f} ms  next {nxt_ms or 0:7.1f} ms"
-            if mode != "baseline":
+            if gave_up:
+                line = f"{name:12s} gave up after {budget:.0f} s"
+            else:
+                line = f"{name:12s} first {first_ms:7.1f} ms  page {page_ms:7.1f} ms  next {nxt_ms or 0:7.1f} ms"
+            if mode == "tui":
                 count_ms, (n, capped) = timed(lambda: Q.count(conn, f), max(1, args.reps // 2))
-                r[f"{mode}_count_ms"] = round(count_ms, 1)
-                r["rows"] = f"{n:,}{'+' if capped else ''}"
+                r["count_ms"] = round(count_ms, 1)
+                r["rows"] = "? (count gave up)" if n is None else f"{n:,}{'+' if capped else ''}"
                 line += f"  count {count_ms:7.1f} ms  rows {r['rows']}"
+                nv = budgeted(conn, lambda: naive_page(conn, f), budget)
+                if nv is not None:  # the two ways must agree on the rows
+                    assert [(x["gid"], x["jid"]) for x in nv] == [(x["gid"], x["jid"]) for x in rows], name
             print(line, file=sys.stderr)
         conn.execute("ROLLBACK")
         conn.close()
@@ -180,10 +252,16 @@ def main(argv=None) -> int:
     conn.execute("ROLLBACK")
     conn.close()
     for mode in modes:
-        worst = max(results, key=lambda k: results[k][f"{mode}_page_ms"])
-        print(f"{mode}: slowest page {results[worst][f'{mode}_page_ms']} ms ({worst})", file=sys.stderr)
+        pages = {k: v[f"{mode}_page_ms"] for k, v in results.items()}
+        gave_up = [k for k, v in pages.items() if v is None]
+        worst = max((k for k in pages if pages[k] is not None), key=lambda k: pages[k])
+        print(f"{mode}: slowest page {pages[worst]} ms ({worst})"
+              + (f"; gave up after {budget:.0f} s: {', '.join(gave_up)}" if gave_up else ""), file=sys.stderr)
+    report = {"db": str(path), "summary": summary, "reps": args.reps, "budget_s": budget, "results": results,
+              "overview": overview}
+    (OUT / "bench_tui_filter.json").write_text(json.dumps(report, indent=2))
     if args.json:
-        print(json.dumps({"db": str(path), "summary": summary, "results": results, "overview": overview}, indent=2))
+        print(json.dumps(report, indent=2))
     return 0
 
 

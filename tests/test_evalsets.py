@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers_evalsets import add_dataset, add_run, expected_seen, make_experiment, trained_images
+from helpers_evalsets import add_dataset, expected_seen, make_experiment, trained_images
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import build, sampling
 from vlmdyn_cli.evalsets.report import list_sets

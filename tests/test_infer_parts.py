@@ -66,8 +66,8 @@ def test_summary_rows_are_exact_accuracies(db):
     cats = [r for r in rows if r["set"] == f"seen@{k}" and r["category"] != "all"]
     assert sum(r["n"] for r in cats) == 4
     cols, table = pivot(rows, "contains")
-    assert cols == ["set", "n", f"step {k}"]
-    assert {"set": f"seen@{k}", "n": 4, f"step {k}": "75.0"} in table
+    assert cols == ["set", "n", str(k)]
+    assert {"set": f"seen@{k}", "n": 4, str(k): "75.0"} in table
 
 
 def test_write_batch_is_atomic_and_never_duplicates(db):
@@ -128,3 +128,16 @@ def test_batches_group_by_image_and_length():
 def test_unknown_backend_is_bad_input():
     with pytest.raises(BadInput, match="did you mean 'hf'"):
         get_backend("hff")
+
+
+def test_hf_backend_restores_torch_threads_on_close():
+    import torch
+
+    from vlmdyn_cli.inference.backends.hf import HFBackend
+
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    be = HFBackend(device="cpu", threads=want)
+    assert torch.get_num_threads() == want
+    be.close()
+    assert torch.get_num_threads() == before

@@ -150,9 +150,31 @@ def test_cascade_defers_only_undecided_items_and_records_stage(db, scripted, tmp
     hj.make_run(db)
     s = judge_run(db, "r1", spec)
     assert s.scored == 12 and hj.ScriptedBackend.calls == 3     # only the three items rules defer
-    by = dict(db.conn.execute("SELECT decided_by, COUNT(*) FROM judgements GROUP BY decided_by"))
+    by = dict(db.conn.execute("SELECT decided_by, COUNT(*) FROM judgements WHERE judge_name = 'casc' "
+                              "GROUP BY decided_by"))
     assert by == {"rules": 9, "scripted": 3}
     assert db.conn.execute("SELECT ms FROM judgements WHERE decided_by='scripted'").fetchone()[0] == 5
+    # the LLM stage's results were also stored under its own spec: judging with it alone reuses them
+    deferred = [r[0] for r in db.conn.execute("SELECT triple_hash FROM judgements WHERE judge_name = 'casc' "
+                                              "AND decided_by = 'scripted'")]
+    assert db.conn.execute("SELECT COUNT(*) FROM judgements WHERE judge_name = 'scripted'").fetchone()[0] == 3
+    assert judge_triples(db, scripted, deferred).backend_calls == 0
+
+
+def test_cascade_reuses_the_llm_stage_judgements(db, scripted, tmp_path):
+    (tmp_path / "casc.toml").write_text('name = "casc"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n')
+    hj.make_run(db)
+    judge_run(db, "r1", scripted)                      # the LLM judge alone: 12 calls
+    assert hj.ScriptedBackend.calls == 12
+    s = judge_run(db, "r1", load_spec(str(tmp_path / "casc.toml")))
+    assert s.scored == 12 and hj.ScriptedBackend.calls == 12          # no new call
+    reasons = [r[0] for r in db.conn.execute("SELECT reason FROM judgements WHERE judge_name = 'casc' "
+                                             "AND decided_by = 'scripted'")]
+    assert len(reasons) == 3 and all(r.startswith("reused judgement #") for r in reasons)
+    assert db.conn.execute("SELECT COUNT(*) FROM judgements WHERE judge_name = 'scripted'").fetchone()[0] == 12
+    # --rejudge means a fresh LLM call for the deferred items too
+    s = judge_run(db, "r1", load_spec(str(tmp_path / "casc.toml")), rejudge=True)
+    assert s.scored == 12 and hj.ScriptedBackend.calls == 15
 
 
 def test_api_key_never_stored_or_printed(cli, tmp_path, monkeypatch):

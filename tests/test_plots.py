@@ -329,3 +329,24 @@ def test_a_category_without_items_is_named(cli, exp, tmp_path):
 def test_bad_format(cli, exp):
     r = cli("plot", "frontiers", "--db", exp, "--judge", JUDGE, "--format", "jpg")
     assert r.code == 2 and "png, pdf or svg" in r.err
+
+
+def test_a_query_only_connection_still_gets_cached_cells(exp, tmp_path):
+    """The TUI reads through `PRAGMA query_only`: the cache is written through a connection of its own."""
+    import shutil
+    import sqlite3
+
+    from vlmdyn_cli.plots import aggregate as A
+
+    path = tmp_path / "ro.db"
+    shutil.copy(exp, path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA query_only = 1")
+    sel = A.selection(conn, judge=JUDGE)
+    first = A.ensure_cells(conn, sel)
+    assert len(first["recomputed"]) == 3
+    assert A.ensure_cells(conn, sel)["recomputed"] == []
+    sets, cells, runs = reference(path)
+    pts = [p.as_dict() for p in A.seed_stats(conn, sel, ["s.name"], "s.name = 'unseen'")]
+    check(pts, {st: per_run_acc(sets, cells, runs, st, lambda s, c, u: s["name"] == "unseen") for st in CKPTS})
+    conn.close()

@@ -106,12 +106,15 @@ async def test_search_typed_in_the_ui(tui_db):
         await settle(pilot)
         rows = _shown(pilot)
         assert rows and {r[5] for r in rows} == {QAS[2][0], QAS[3][0]}
+        assert app.focused is app.screen.query_one(JudgementTable)  # Enter moved on to the rows
         # FTS syntax in user text cannot break the query
         inp = app.screen.query_one("#search")
+        await pilot.press("slash")
         inp.value = 'book" (*'
         await pilot.press("enter")
         await settle(pilot)
         assert {r[5] for r in _shown(pilot)} == {QAS[2][0], QAS[3][0]}
+        await pilot.press("slash")
         inp.value = 'NEAR( OR "'  # every word is required and quoted: no match, no error
         await pilot.press("enter")
         await settle(pilot)

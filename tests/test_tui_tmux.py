@@ -77,8 +77,12 @@ def test_browse_in_tmux(tui_db):
         t.wait_for("frontier")
         t.keys("?")
         t.wait_for("this help")
-        t.keys("Escape")
-        t.keys("q", wait=1.5)
+        t.keys("Escape", wait=1.0)
+        assert "this help" not in t.screen()
+        t.keys("q")
+        end = time.monotonic() + 10
+        while t.alive() and time.monotonic() < end:
+            time.sleep(0.2)
         assert not t.alive()  # the app quit and took the session with it
     finally:
         t.kill()
@@ -92,7 +96,10 @@ def test_rate_in_tmux(tui_db):
         t.wait_for("item 2 of 4")
         t.keys("n")
         t.wait_for("item 3 of 4")
-        t.keys("q", wait=1.5)
+        t.keys("q")
+        end = time.monotonic() + 10
+        while t.alive() and time.monotonic() < end:
+            time.sleep(0.2)
         assert not t.alive()
     finally:
         t.kill()

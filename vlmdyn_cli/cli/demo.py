@@ -1,9 +1,72 @@
-"""CLI: `vlmdyn demo` (placeholder until its issue lands)."""
+"""CLI: `vlmdyn demo` — the whole experiment on the embedded defaults, no network, no GPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from vlmdyn_cli.cli.common import JsonOpt, QuietOpt, emit_json
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the data, database, runs, figures, report.")]
+    = Path("vlmdyn-demo"),
+    seeds: Annotated[int, typer.Option("--seeds", help="Training seeds (runs).")] = 2,
+    images: Annotated[int, typer.Option("--images", help="Images in the synthetic benchmark.")] = 2000,
+    judge: Annotated[str, typer.Option("--judge", help="Judge spec (name or path).")] = "cascade",
+    seen_size: Annotated[int, typer.Option("--seen-size", help="QA pairs per Seen@k set.")] = 200,
+    unseen_size: Annotated[int, typer.Option("--unseen-size", help="QA pairs per unseen set.")] = 250,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Generate the synthetic benchmark, train the tiny VLM per seed, evaluate every
+    checkpoint on Seen@k and unseen sets, judge, plot, and check the paper's effects.
+
+    Rerunning continues where it stopped (every stage skips finished work).
+
+    Example: vlmdyn demo --out vlmdyn-demo --seeds 2
+    """
+    from vlmdyn_cli.demo.pipeline import DemoConfig, run_demo
+    from vlmdyn_cli.progress import cli_reporter
+
+    cfg = DemoConfig(out=out, seeds=seeds, images=images, judge=judge, seen_size=seen_size,
+                     unseen_size=unseen_size)
+    res = run_demo(cfg, cli_reporter(quiet))
+    if json_out:
+        emit_json(res.to_dict())
+        return
+    _print_summary(res)
+
+
+def _print_summary(res) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    con = Console()
+    con.print(Text(f"\nDatabase: {res.db_path}\nReport:   {res.report}\nFigures:  "
+                   + ", ".join(res.figures.values())))
+    steps = sorted({k for r in res.accuracy for k in r if k != "set"}, key=int)
+    t = Table(title=f"Accuracy by evaluation set and checkpoint (judge: {res.judge}, mean over seeds)")
+    t.add_column("set")
+    for s in steps:
+        t.add_column(f"step {s}", justify="right")
+    for r in res.accuracy:
+        t.add_row(r["set"], *["" if r.get(s) is None else f"{100 * r[s]:.1f}%" for s in steps])
+    con.print(t)
+    e = Table(title="Effects of the paper (METHOD.md section 5), checked on the measured data")
+    e.add_column("effect")
+    e.add_column("observed")
+    e.add_column("numbers", overflow="fold")
+    for row in res.effects:
+        obs = {True: "yes", False: "no", None: "n/a"}[row["observed"]]
+        e.add_row(Text(row["effect"]), obs, Text(row["detail"]))
+    con.print(e)
+    con.print(Text("Stage times (s): " + ", ".join(f"{k} {v}" for k, v in res.timings.items())))
+    con.print(Text(f"Browse the judgements: vlmdyn tui --db {res.db_path}"))
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("demo")(demo)

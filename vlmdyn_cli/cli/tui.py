@@ -20,10 +20,13 @@ def register(app: typer.Typer) -> None:
     ):
         """Browse runs, accuracy, judgements and plots; rate calibration items.
 
-        Keys: ? help, q quit, r refresh, 1/2/3 tabs, / search, enter details.
+        Keys: ? help, q quit, r refresh, 1/2/3 tabs, / search, enter details,
+        R rater mode.
 
-        Example: vlmdyn tui --db exp.db
-        Example: vlmdyn tui --db exp.db --rater alice --sample pilot100
+        \b
+        Examples:
+          vlmdyn tui --db exp.db
+          vlmdyn tui --db exp.db --rater alice --sample pilot100
         """
         from vlmdyn_cli.errors import BadInput
         from vlmdyn_cli.store import open_db, resolve_db_path

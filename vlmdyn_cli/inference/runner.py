@@ -26,6 +26,7 @@ class InferRequest:
     gen: GenConfig = GenConfig()
     regenerate: bool = False                 # redo rows made with another generation config
     device: str = "auto"
+    threads: int = 1                         # torch CPU threads while generating (0 = torch's default)
 
 
 def run_inference(db: Database, req: InferRequest, reporter: Reporter | None = None,
@@ -40,7 +41,7 @@ def run_inference(db: Database, req: InferRequest, reporter: Reporter | None = N
     all_items = items_mod.load_items(db, plan.qa_ids_of(db, sets))
     items_mod.check_images(all_items)
     cfg_hash = store.save_config(db, req.gen)
-    backend = backend or get_backend(req.backend, device=req.device)
+    backend = backend or get_backend(req.backend, device=req.device, threads=req.threads)
     summaries = []
     try:
         for step, folder in ckpts:

@@ -53,7 +53,8 @@ def string_match_rows(db: Database, run_id: int, steps: list[int] | None = None,
 
 
 def pivot(rows: list[dict], metric: str = "normalised", category: str = "all") -> tuple[list[str], list[dict]]:
-    """(columns, rows): one row per set, one column per checkpoint step, cells in percent.
+    """(columns, rows): one row per set, one column per checkpoint step (named by the step
+    number), cells in percent.
 
     ``n`` is the largest number of answered items of the set over the steps.
     """
@@ -64,5 +65,5 @@ def pivot(rows: list[dict], metric: str = "normalised", category: str = "all") -
             continue
         t = table.setdefault(r["set"], {"set": r["set"], "n": 0})
         t["n"] = max(t["n"], r["n"])
-        t[f"step {r['step']}"] = f"{100 * r[metric]:.1f}"
-    return ["set", "n"] + [f"step {s}" for s in steps], list(table.values())
+        t[str(r["step"])] = f"{100 * r[metric]:.1f}"
+    return ["set", "n"] + [str(s) for s in steps], list(table.values())

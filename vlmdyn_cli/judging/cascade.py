@@ -2,6 +2,11 @@
 last stage (an LLM judge) gets the rest. ``decided_by`` on every response says
 which stage decided; the LLM stage only ever sees the items rules deferred, and
 it pulls them lazily, so a cascade over mostly short answers makes few LLM calls.
+
+The LLM stage shares its cache with the stand-alone judge of the same spec: a
+deferred item already judged (scored) by that spec, e.g. by `--judge local`, is
+reused without a call, and the runner stores the stage's new results under the
+stage's own spec hash too (so `--judge local` later reuses them).
 """
 
 from __future__ import annotations
@@ -30,6 +35,26 @@ class CascadeBackend:
         self._llm_options = {k: v for k, v in options.items() if k not in spec.options}
         self._llm = None
         self._llm_factory = lambda: create_backend(last, self._llm_options)
+        self.db = None if options.get("rejudge") else options.get("db")   # --rejudge: no reuse either
+        self.llm_hash = last.hash
+        self.reused = 0
+
+    def stored_llm_result(self, key: str) -> JudgeResponse | None:
+        """The LLM stage's own stored scored judgement of this triple, as a response (or None)."""
+        if self.db is None:
+            return None
+        row = self.db.conn.execute(
+            "SELECT id, raw, p_yes, prompt_tokens, completion_tokens, cost_usd, latency_s, resolved_model "
+            "FROM judgements WHERE spec_hash = ? AND triple_hash = ? AND status = 'scored'",
+            (self.llm_hash, key)).fetchone()
+        if row is None:
+            return None
+        jid, raw, p_yes, pt, ct, cost, lat, model = row
+        score_only = raw is not None and raw.startswith("p_yes=") and p_yes is not None
+        return JudgeResponse(key=key, text=None if score_only else raw, p_yes=p_yes, prompt_tokens=pt,
+                             completion_tokens=ct, cost_usd=cost, latency_s=lat, resolved_model=model,
+                             extra={"decided_by": self.llm_name, "format": self.llm_format, "reused": True,
+                                    "reason": f"reused judgement #{jid} of {self.llm_name}"})
 
     @property
     def llm(self):
@@ -44,6 +69,11 @@ class CascadeBackend:
                 if r.text is not None:
                     r.extra["decided_by"] = self.rules_name
                     on_result(r)
+                    continue
+                stored = self.stored_llm_result(req.key)
+                if stored is not None:
+                    self.reused += 1
+                    on_result(stored)
                 else:
                     yield req
 

@@ -128,6 +128,8 @@ class _Writer:
         self.db, self.spec, self.summary, self.task = db, spec, summary, task
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.lock = threading.RLock()
+        # a cascade's LLM stage results are also stored under the stage's own spec (shared cache)
+        self.llm_stage = spec.stages[-1] if spec.stages else None
         self.buf: list[tuple] = []
         self.last = time.monotonic()
 
@@ -137,6 +139,9 @@ class _Writer:
         with self.lock:
             row = response_row(self.spec, resp, now())
             self.buf.append(row)
+            stage = self.llm_stage
+            if stage is not None and row[7] == stage.name and not resp.extra.get("reused"):
+                self.buf.append(response_row(stage, resp, row[-1]))
             s = self.summary
             if row[4] == "scored":
                 s.scored += 1
@@ -180,6 +185,8 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
         return summary
     with db.atomic():
         register_spec(db, spec)
+        for stage in spec.stages:
+            register_spec(db, stage)
     reporter.info(f"judge {spec.name} ({spec.hash[:12]}): {summary.cached} cached, {len(todo)} to judge")
     if not todo:
         summary.elapsed_s = time.perf_counter() - t0
@@ -187,7 +194,7 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
 
     opts = dict(backend_options or {})
     opts.setdefault("max_cost", max_cost)
-    opts.update(db=db, spec_hash=spec.hash, reporter=reporter)
+    opts.update(db=db, spec_hash=spec.hash, reporter=reporter, rejudge=rejudge)
     backend = create_backend(spec, opts)
     with reporter.task(f"judging with {spec.name}", total=len(todo), unit="items") as task:
         writer = _Writer(db, spec, summary, task, flush_rows, flush_seconds)
@@ -231,12 +238,13 @@ def _estimate(db: Database, spec: JudgeSpec, todo: list[str], summary: JudgeSumm
         summary.est_cost_usd = 0.0
         return
     rules = RulesBackend(spec.stages[0]) if spec.stages else None
+    llm_done = scored_hashes(db, llm.hash) if spec.stages else set()   # reused by the cascade
     n_llm, p_tok = 0, 0
     for i in range(0, len(todo), FETCH_CHUNK):
         triples = _fetch_triples(db, todo[i:i + FETCH_CHUNK])
         for h, t in triples.items():
             req = render_request(spec, h, *t)
-            if rules is not None and rules.respond(req).text is not None:
+            if rules is not None and (h in llm_done or rules.respond(req).text is not None):
                 continue
             n_llm += 1
             p_tok += estimate_tokens(req)
@@ -252,8 +260,8 @@ def _estimate(db: Database, spec: JudgeSpec, todo: list[str], summary: JudgeSumm
         price = prices.price_from_spec(table_model, o.get("price_in"), o.get("price_out"))
         summary.est_cost_usd = prices.cost_usd(price, p_tok, c_tok, batch=bool(o.get("batch")))
     if rules is not None:
-        summary.notes.append(f"{summary.new - n_llm} of {summary.new} new items decided by rules, "
-                             f"{n_llm} go to {llm.name}")
+        summary.notes.append(f"{summary.new - n_llm} of {summary.new} new items decided by rules or already "
+                             f"judged by {llm.name}, {n_llm} go to {llm.name}")
 
 
 # ---------------------------------------------------------------- runs

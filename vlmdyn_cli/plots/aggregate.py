@@ -183,7 +183,8 @@ FROM eval_sets s
 CROSS JOIN eval_set_members m ON m.set_id = s.id
 CROSS JOIN qa_pairs q INDEXED BY idx_plots_qa_cat ON q.id = m.qa_id
 CROSS JOIN generations g INDEXED BY idx_plots_generations_run_qa ON g.run_id = s.run_id AND g.qa_id = m.qa_id
-LEFT JOIN judgements j ON j.spec_hash = ? AND j.triple_hash = g.triple_hash
+LEFT JOIN judgements j INDEXED BY idx_plots_judgements_cover
+       ON j.spec_hash = ? AND j.triple_hash = g.triple_hash
 WHERE s.run_id = ?
 GROUP BY g.step, s.id, q.category, q.subcategory
 """
@@ -229,10 +230,28 @@ def ensure_cells(db, sel: Selection, reporter=None) -> dict:
             finally:
                 if own_tx:
                     conn.execute("COMMIT")
-            _store(conn, sel.judge.hash, r.id, version, cells, time.monotonic() - t1)
+            _store_somewhere(conn, sel.judge.hash, r.id, version, cells, time.monotonic() - t1)
             if task is not None:
                 task.advance(1)
     return {"recomputed": [r.name for r in stale], "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _store_somewhere(conn, spec_hash, run_id, version, cells, seconds) -> None:
+    """Write the cache through ``conn``; a read-only connection (the TUI's ``PRAGMA query_only``)
+    writes it through a short-lived connection of its own to the same file instead."""
+    import sqlite3
+
+    try:
+        _store(conn, spec_hash, run_id, version, cells, seconds)
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise
+        path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
+        own = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            _store(own, spec_hash, run_id, version, cells, seconds)
+        finally:
+            own.close()
 
 
 def _store(conn, spec_hash, run_id, version, cells, seconds) -> None:

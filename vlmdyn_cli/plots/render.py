@@ -106,8 +106,8 @@ def draw(spec: dict, path: str | Path, fmt: str = "png", dpi: int = 130) -> Path
                           title_fontsize=8, frameon=False)
             else:
                 ax.legend(handles, labels, title=seeds, fontsize=7, title_fontsize=7, loc="best", framealpha=0.85)
-        if panel.get("legend_note") and not shared:
-            ax.text(1.01 if legend_outside else 0.0, -0.02 if legend_outside else -0.3, panel["legend_note"],
+        if panel.get("legend_note") and legend_outside:
+            ax.text(1.01, -0.02, panel["legend_note"],
                     transform=ax.transAxes, fontsize=7.5, color="#444444", va="top", wrap=True,
                     ha="left")
     for ax in flat[n:]:
@@ -123,11 +123,13 @@ def draw(spec: dict, path: str | Path, fmt: str = "png", dpi: int = 130) -> Path
             flat[n].text(0.02, 0.35, textwrap.fill(note, 48), transform=flat[n].transAxes, fontsize=8.5,
                          color="#444444", va="top")
     fig.suptitle(spec["title"], fontsize=12, fontweight="bold")
-    foot = [spec.get("caption", "")] + spec.get("notes", [])
+    foot = []
+    if not legend_outside and not shared:  # line-style keys of multi-panel figures go to the footer, once
+        foot += list(dict.fromkeys(p["legend_note"] for p in panels if p.get("legend_note")))
+    foot += [spec.get("caption", "")] + spec.get("notes", [])
     foot.append(f"dataset {spec['dataset']}; runs: {_short_runs(spec['runs'])}")
     fig.text(0.01, 0.005, "\n".join(f for f in foot if f), fontsize=7.5, color="#333333", va="bottom", ha="left")
-    notes_below = not legend_outside and not shared and any(p.get("legend_note") for p in panels)
-    bottom_in = 0.14 * len([f for f in foot if f]) + 0.12 + (0.25 if notes_below else 0)
+    bottom_in = 0.14 * len([f for f in foot if f]) + 0.12
     fig.tight_layout(rect=(0, min(0.3, bottom_in / fig_h), 1, 0.96))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -297,21 +297,13 @@ def m101_data_fts_update_of_text(db: Database) -> None:
 
 @migrations(name="m170_tui_browse_indexes")
 def m170_tui_browse_indexes(db: Database) -> None:
-    """Indexes the TUI's judgements browser and overview need at paper scale (issue 7).
-
-    - generations by checkpoint first: a "step" filter pages in (run, qa) order without
-      scanning every other checkpoint (benchmarks/bench_tui_filter.py: "checkpoint");
-    - judgements per judge with the columns the overview sums: an index-only scan
-      instead of reading every judgement row (raw outputs included).
+    """The TUI overview's judge summary (count, unscored, yes, cost, latency per judge) as an
+    index-only scan instead of reading every judgement row with its raw output (issue 7;
+    benchmarks/bench_tui_filter.py measures both). The browser's pages need no index of their
+    own: they walk the generations' unique index and the plots' (run_id, qa_id, step) index.
     """
-    _run(
-        db,
-        """
-        CREATE INDEX IF NOT EXISTS idx_tui_generations_step ON generations(step, run_id, qa_id);
-        CREATE INDEX IF NOT EXISTS idx_tui_judgements_summary
-            ON judgements(judge_name, status, verdict, cost_usd, latency_s)
-        """,
-    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_tui_judgements_summary "
+               "ON judgements(judge_name, status, verdict, cost_usd, latency_s)")
 
 
 @migrations(name="m180_plots_cells_cache")
@@ -368,3 +360,15 @@ def m180_plots_cells_cache(db: Database) -> None:
             tag = ev.split()[0].lower()
             db.execute(f"CREATE TRIGGER plotver_{table}_{tag} AFTER {ev} ON {table} "
                        "BEGIN UPDATE plot_data_version SET n = n + 1 WHERE id = 1; END")
+
+
+@migrations(name="m181_plots_judgement_cover")
+def m181_plots_judgement_cover(db: Database) -> None:
+    """Plots (issue 6): judgements by (judge, triple) with the verdict columns in the index.
+
+    Recomputing the plots cache looks up one judgement per generation (1.7M at paper
+    scale); with status and verdict in the index there is no table read per lookup:
+    measured 2.3x faster side by side (5.8 s -> 2.5 s and 3.7 s -> 1.5 s per run).
+    """
+    db.execute("CREATE INDEX IF NOT EXISTS idx_plots_judgements_cover "
+               "ON judgements(spec_hash, triple_hash, status, verdict)")

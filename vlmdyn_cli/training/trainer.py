@@ -148,7 +148,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
     for g in groups:
         g["base_lr"] = g["lr"]
     opt = torch.optim.AdamW(groups, lr=t_cfg["lr"], betas=(t_cfg["adam_beta1"], t_cfg["adam_beta2"]))
-    from vlmdyn_cli.training.loss import LossModule, loss_sum
+    from vlmdyn_cli.training.loss import LossModule, loss_sum as compute_loss
 
     llava = model
     model, opt = acc.prepare(LossModule(llava), opt)
@@ -252,6 +252,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
 
     t_start = time.monotonic()
     status = "interrupted"
+    old_term = _sigterm_as_interrupt()
     try:
         if start_step == 0 and 0 in ck_set:
             save_model_checkpoint(0, None)
@@ -274,7 +275,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
                     sync = contextlib.nullcontext() if m == t_cfg["grad_accum"] - 1 else acc.no_sync(model)
                     with sync:
                         with acc.autocast():
-                            s = loss_sum(model, batch, acc.device)
+                            s = compute_loss(model, batch, acc.device)
                         acc.backward(s * (scale * batch["weight"]))
                     loss_sum += s.detach() * batch["weight"]
                     consumed.extend((c, step, p) for c, p in zip(batch["conversation_ids"], batch["positions"]))
@@ -309,6 +310,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         raise
     finally:
+        _restore_sigterm(old_term)
         if main:
             elapsed = time.monotonic() - t_start
             done = db.execute("SELECT COUNT(*) FROM run_order WHERE run_id=?", [run_id]).fetchone()[0]
@@ -321,6 +323,27 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
             if status == "done":
                 reporter.info(f"run {name} done: {total} steps, {done} conversations, {elapsed:.1f}s")
     return _summary(db, R.get_run(db, name))
+
+
+def _sigterm_as_interrupt():
+    """`kill PID` marks the run interrupted (like Ctrl-C) instead of leaving it 'running'."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(old) -> None:
+    import signal
+
+    if old is not None:
+        signal.signal(signal.SIGTERM, old)
 
 
 class _Stateful:

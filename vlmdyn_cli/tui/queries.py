@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 PAGE_SIZE = 100
 COUNT_CAP = 10_000
+COUNT_BUDGET_S = 3.0
+COUNT_CHECK_EVERY = 10_000  # SQLite VM steps between two looks at the clock
 
 Key = tuple[int, int, int, int]  # (run_id, step, qa_id, judgement id)
 
@@ -58,21 +61,18 @@ FTS_DRIVE_MAX = 2_000     # matching generations
 FTS_FILTER_MAX = 30_000   # matching triples
 
 
-def _where(f: Filters, fts_mode: str = "drive", steer: bool = True) -> tuple[str, list, bool]:
-    """SQL conditions over aliases g (generations) and j (judgements); whether qa_pairs q is needed.
+def _where(f: Filters, text_mode: str = "drive") -> tuple[str, list]:
+    """SQL conditions over aliases g (generations) and j (judgements), and their parameters.
 
-    Query-plan steering for pages (``steer``), so they stay fast with or without
-    ANALYZE statistics: conditions on judgement and QA-pair columns carry a
-    unary ``+`` so SQLite never drives a page query from their indexes (that plan
-    collects and sorts every match before the first row); together with the
-    CROSS JOINs of ``_from`` the page walks generations in page order and
-    stops after one page. Counts are not steered: there the most selective
-    index is the right start.
+    Query-plan steering, so pages stay fast with or without ANALYZE statistics:
+    conditions on judgement columns carry a unary ``+`` and QA-pair columns are
+    looked up per row, so SQLite never drives a page query from their indexes
+    (that plan collects and sorts every match before the first row); with the
+    CROSS JOIN of ``FROM`` a page walks generations in page order and stops
+    after one page.
     """
-    p = "+" if steer else ""
     conds: list[str] = []
     params: list = []
-    need_q = False
     if f.run is not None:
         conds.append("g.run_id = (SELECT id FROM runs WHERE name = ?)")
         params.append(f.run)
@@ -88,23 +88,19 @@ def _where(f: Filters, fts_mode: str = "drive", steer: bool = True) -> tuple[str
             "WHERE s.run_id = g.run_id AND s.name = ? AND m.qa_id = g.qa_id)")
         params.append(f.set_name)
     for col, value in (("category", f.category), ("subcategory", f.subcategory)):
-        if value is None:
-            continue
-        if steer:  # a lookup by primary key per scanned row (a join would get a Bloom filter built
-            #        over the whole qa_pairs table first: 100+ ms before the first row)
+        if value is not None:
+            # a primary-key lookup per scanned row (a join would get a Bloom filter built over
+            # the whole qa_pairs table first: 100+ ms before the first row)
             conds.append(f"(SELECT q.{col} FROM qa_pairs q WHERE q.id = g.qa_id) = ?")
-        else:
-            conds.append(f"q.{col} = ?")
-            need_q = True
-        params.append(value)
+            params.append(value)
     if f.judge is not None:
-        conds.append(f"{p}j.judge_name = ?")
+        conds.append("+j.judge_name = ?")
         params.append(f.judge)
     if f.verdict is not None:
-        conds.append(f"{p}j.verdict = ?")
+        conds.append("+j.verdict = ?")
         params.append(f.verdict)
     if f.status is not None:
-        conds.append(f"{p}j.status = ?")
+        conds.append("+j.status = ?")
         params.append(f.status)
     if f.disagree is not None:
         a, b = f.disagree
@@ -116,16 +112,16 @@ def _where(f: Filters, fts_mode: str = "drive", steer: bool = True) -> tuple[str
     q = fts_query(f.text or "")
     if q is not None:
         hashes = "SELECT t.hash FROM triples t WHERE t.id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)"
-        if fts_mode == "probe":  # very common words: check each scanned generation (stops after a page)
+        if text_mode == "probe":  # very common words: check each scanned generation (stops after a page)
             conds.append(
                 "EXISTS (SELECT 1 FROM triples t JOIN triples_fts ON triples_fts.rowid = t.id "
                 "WHERE t.hash = g.triple_hash AND triples_fts MATCH ?)")
-        elif fts_mode == "filter":  # collect the matches once, test scanned generations against them
+        elif text_mode == "filter":  # collect the matches once, test scanned generations against them
             conds.append(f"+g.triple_hash IN ({hashes})")
         else:  # rare words ("drive"): start from the few matching triples, sort them
             conds.append(f"g.triple_hash IN ({hashes})")
         params.append(q)
-    return (" AND ".join(conds) or "1"), params, need_q
+    return (" AND ".join(conds) or "1"), params
 
 
 def fts_mode(conn: sqlite3.Connection, f: Filters) -> str:
@@ -154,13 +150,8 @@ def fts_mode(conn: sqlite3.Connection, f: Filters) -> str:
     return "drive" if n_gens <= FTS_DRIVE_MAX else "filter"
 
 
-def _from(need_q: bool, steer: bool = True) -> str:
-    """generations g, judgements j (and qa_pairs q); CROSS JOIN keeps g the outer loop of a page query."""
-    join = "CROSS JOIN" if steer else "JOIN"
-    sql = f"generations g {join} judgements j ON j.triple_hash = g.triple_hash"
-    if need_q:
-        sql += f" {join} qa_pairs q ON q.id = g.qa_id"
-    return sql
+# CROSS JOIN keeps generations the outer loop (SQLite never reorders a CROSS JOIN)
+FROM = "generations g CROSS JOIN judgements j ON j.triple_hash = g.triple_hash"
 
 
 def _order_columns(f: Filters) -> list[str]:
@@ -184,14 +175,14 @@ ROW_COLUMNS = ("run", "seed", "step", "sets", "category", "subcategory", "judge"
 def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int | None = None) -> list[dict]:
     """One page of browser rows after the keyset cursor ``after`` (None: the first page)."""
     limit = PAGE_SIZE if limit is None else limit
-    where, params, need_q = _where(f, fts_mode=fts_mode(conn, f))
+    where, params = _where(f, text_mode=fts_mode(conn, f))
     cols = _order_columns(f)
     if after is not None:
         full = dict(zip(("g.run_id", "g.step", "g.qa_id", "j.id"), after))
         where += f" AND ({', '.join(cols)}) > ({', '.join('?' * len(cols))})"
         params = params + [full[c] for c in cols]
     keys = conn.execute(
-        f"SELECT g.id AS gid, j.id AS jid FROM {_from(need_q)} WHERE {where} "
+        f"SELECT g.id AS gid, j.id AS jid FROM {FROM} WHERE {where} "
         f"ORDER BY {', '.join(cols)} LIMIT ?", params + [int(limit)]).fetchall()
     if not keys:
         return []
@@ -217,11 +208,27 @@ def rows_for(conn: sqlite3.Connection, pairs: list[tuple[int, int]]) -> list[dic
     return out
 
 
-def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP) -> tuple[int, bool]:
-    """How many rows match, counting at most ``cap``; returns (n, capped)."""
-    where, params, need_q = _where(f, fts_mode=fts_mode(conn, f), steer=False)
-    n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_from(need_q, steer=False)} WHERE {where} LIMIT ?)",
-                     params + [cap + 1]).fetchone()[0]
+def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP,
+          budget_s: float = COUNT_BUDGET_S) -> tuple[int | None, bool]:
+    """How many rows match, counting at most ``cap``; returns (n, capped).
+
+    The count walks the same steered plan as the pages (predictable on any
+    database, with or without statistics) and gives up after ``budget_s``
+    seconds, returning (None, False): a very selective filter on a huge
+    database is shown as "of ?" instead of keeping a worker busy for minutes.
+    """
+    where, params = _where(f, text_mode=fts_mode(conn, f))
+    deadline = time.monotonic() + budget_s
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), COUNT_CHECK_EVERY)
+    try:
+        n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {FROM} WHERE {where} LIMIT ?)",
+                         params + [cap + 1]).fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        if "interrupt" not in str(exc):
+            raise
+        return None, False
+    finally:
+        conn.set_progress_handler(None, 0)
     return min(n, cap), n > cap
 
 

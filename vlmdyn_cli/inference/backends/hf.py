@@ -26,9 +26,11 @@ class HFBackend(GenBackend):
     name = "hf"
 
     def __init__(self, device: str = "auto", dtype: str | None = None, threads: int = 0):
-        if threads > 0:
-            import torch
+        import torch
 
+        self._threads_before = torch.get_num_threads()
+        self.threads = threads
+        if threads > 0:         # restored by close()
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
         self.dtype_name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
@@ -39,7 +41,7 @@ class HFBackend(GenBackend):
 
         from vlmdyn_cli.models.checkpoint import load_checkpoint
 
-        self.close()
+        self._free()
         try:
             self.model, self.processor, _ = load_checkpoint(
                 checkpoint_path, device=self.device, dtype=getattr(torch, self.dtype_name))
@@ -71,6 +73,14 @@ class HFBackend(GenBackend):
         return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def close(self) -> None:
+        """Free the model and give torch back the thread count it had before."""
+        self._free()
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+
+    def _free(self) -> None:
         if self.model is not None:
             self.model = self.processor = None
             import gc

@@ -29,7 +29,7 @@ class PageLoaded(Message):
 
 
 class CountLoaded(Message):
-    def __init__(self, request: int, n: int, capped: bool) -> None:
+    def __init__(self, request: int, n: int | None, capped: bool) -> None:
         super().__init__()
         self.request, self.n, self.capped = request, n, capped
 
@@ -122,7 +122,7 @@ class BrowserPane(Vertical):
             text = f"rows {start + 1:,}–{start + len(self.rows):,}"
         if self.count is not None:
             n, capped = self.count
-            text += f" of {n:,}{'+' if capped else ''}"
+            text += " of ? (counting gave up after 3 s)" if n is None else f" of {n:,}{'+' if capped else ''}"
         if self.loaded:
             if self.app.show_timings:
                 text += f" · {self.elapsed_ms:.0f} ms"

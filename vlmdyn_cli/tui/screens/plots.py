@@ -117,7 +117,8 @@ class PlotsPane(Vertical):
             return
         panels = max(1, len(self.spec.get("panels", [])))
         height = max(12, (self.size.height - 4) // min(panels, 2))
-        plot.update(figure_text(self.spec, width=self.size.width - 2, height=height))
+        # narrower than the pane by the vertical scrollbar, so no horizontal one appears
+        plot.update(figure_text(self.spec, width=self.size.width - 4, height=height))
 
     @on(Select.Changed, "#plot-judge, #plot-mode")
     def _changed(self, event: Select.Changed) -> None:

@@ -1,0 +1,198 @@
+"""`vlmdyn demo`: the whole experiment on the embedded defaults, stage by stage.
+
+Every stage is the library call the matching CLI command makes, and every one
+of them skips what the database already holds, so a rerun continues where an
+interrupted demo stopped. The stages report through one Reporter, prefixed
+with the stage name, so the user sees a single pipeline with rates and ETAs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.progress import NullReporter, Reporter
+
+DATASET = "synth"
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("vlmdyn-demo")
+    seeds: int = 2
+    images: int = 2000
+    judge: str = "cascade"
+    seen_size: int = 200
+    unseen_size: int = 250
+    batch_size: int = 64
+    max_new_tokens: int = 24
+    data_seed: int = 0
+    train_overrides: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.seeds < 1:
+            raise BadInput(f"--seeds must be at least 1 (got {self.seeds})")
+        if self.images < 50:
+            raise BadInput(f"--images must be at least 50 for the demo to have sets to build (got {self.images})")
+
+    @property
+    def db_path(self) -> Path:
+        return self.out / "vlmdyn.db"
+
+    def run_name(self, seed: int) -> str:
+        return f"demo-s{seed}"
+
+
+@dataclass
+class DemoResult:
+    db_path: Path
+    runs: list[str]
+    report: Path
+    figures: dict[str, str]
+    timings: dict[str, float]
+    effects: list[dict]
+    accuracy: list[dict]
+    judge: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"db": str(self.db_path), "runs": self.runs, "report": str(self.report),
+                "figures": self.figures, "timings_s": self.timings, "effects": self.effects,
+                "accuracy": self.accuracy, "judge": self.judge, "notes": self.notes}
+
+
+def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.store import open_db
+
+    reporter = reporter or NullReporter()
+    cfg.validate()
+    spec = load_spec(cfg.judge)  # a bad --judge fails before any work
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    db = open_db(cfg.db_path)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn):
+        t0 = time.monotonic()
+        out = fn(reporter.stage(name))
+        timings[name] = round(time.monotonic() - t0, 1)
+        return out
+
+    data_dir = cfg.out / "data"
+    stage("synth", lambda r: _synth(data_dir, cfg, r))
+    stage("import", lambda r: _import(db, data_dir, r))
+    stage("categorize", lambda r: _categorize(db, r))
+    runs = [cfg.run_name(s) for s in range(cfg.seeds)]
+    for seed, name in enumerate(runs):
+        stage(f"train {name}", lambda r, seed=seed, name=name: _train(db, cfg, seed, name, r))
+    for name in runs:
+        stage(f"sets {name}", lambda r, name=name: _sets(db, cfg, name, r))
+    for name in runs:
+        stage(f"infer {name}", lambda r, name=name: _infer(db, cfg, name, r))
+    for name in runs:
+        stage(f"judge {name}", lambda r, name=name: _judge(db, spec, name, r))
+    figures, report = stage("plots", lambda r: _plots(db, cfg, runs, spec.hash, r))
+    from vlmdyn_cli.demo.effects import accuracy_table, check_effects
+
+    effects = check_effects(db, runs, spec.hash)
+    acc = accuracy_table(db, runs, spec.hash)
+    (cfg.out / "summary.json").write_text(json.dumps(
+        {"timings_s": timings, "effects": effects, "accuracy": acc}, indent=2, default=str))
+    return DemoResult(cfg.db_path, runs, report, figures, timings, effects, acc, spec.name)
+
+
+def _synth(data_dir: Path, cfg: DemoConfig, r: Reporter) -> None:
+    from vlmdyn_cli.data.synth import generate
+
+    res = generate(data_dir, n_images=cfg.images, seed=cfg.data_seed, reporter=r)
+    r.info(f"synthetic benchmark: {cfg.images} images in {data_dir}"
+           + (" (already there)" if getattr(res, "skipped", False) else ""))
+
+
+def _import(db, data_dir: Path, r: Reporter) -> None:
+    from vlmdyn_cli.data.importer import import_dataset
+
+    existing = db.execute("SELECT name FROM datasets").fetchall()
+    if existing and existing[0][0] != DATASET:
+        raise BadInput(f"{db} already holds dataset {existing[0][0]!r}; give the demo its own --out folder")
+    res = import_dataset(db, data_dir / "llava.json", data_dir / "images", name=DATASET, reporter=r)
+    r.info(f"imported {res.n_kept} conversations, {res.n_qa} QA pairs, {res.n_images} images"
+           + (" (already imported)" if res.already_imported else ""))
+
+
+def _categorize(db, r: Reporter) -> None:
+    from vlmdyn_cli.data.categorize import categorize_dataset
+
+    categorize_dataset(db, "rules", DATASET, reporter=r)
+
+
+def _train(db, cfg: DemoConfig, seed: int, name: str, r: Reporter) -> None:
+    from vlmdyn_cli.training.config import load_config
+    from vlmdyn_cli.training.trainer import train
+
+    overrides = {"data": {"dataset": DATASET}, "train": {"out_dir": str((cfg.out / "runs").resolve())}}
+    for sec, vals in cfg.train_overrides.items():
+        overrides.setdefault(sec, {}).update(vals)
+    tcfg = load_config(None, overrides)
+    exists = db.execute("SELECT 1 FROM runs WHERE name = ?", [name]).fetchone() is not None
+    train(db, tcfg, seed=seed, run_name=name, resume=exists, reporter=r)
+
+
+def _sets(db, cfg: DemoConfig, name: str, r: Reporter) -> None:
+    from vlmdyn_cli.evalsets import build
+    from vlmdyn_cli.evalsets.runs import get_run
+
+    from vlmdyn_cli.evalsets.selection import seen_members, unseen_candidates
+
+    run = get_run(db, name)
+    steps = run.eval_steps
+    # On a small benchmark the earliest Seen@k and the image-de-duplicated unseen set can
+    # have fewer candidates than asked: the demo takes what there is (and says so).
+    seen_n = min(cfg.seen_size, len(seen_members(db, run.id, min(steps), cfg.seen_size)))
+    unseen_n = min(cfg.unseen_size, len(unseen_candidates(db, run.id, run.dataset_id, max(steps), "image")))
+    if seen_n < 10 or unseen_n < 10:
+        raise BadInput(f"run {name}: only {seen_n} seen / {unseen_n} unseen candidates; use more --images")
+    if (seen_n, unseen_n) != (cfg.seen_size, cfg.unseen_size):
+        r.info(f"{name}: set sizes capped to {seen_n} seen / {unseen_n} unseen (candidates available)")
+    specs = build.plan(run, steps, seen_n, unseen_n, ["image", "pair", "none"], None, run.seed)
+    build.build(db, run, specs, reporter=r)
+
+
+def _infer(db, cfg: DemoConfig, name: str, r: Reporter) -> None:
+    from vlmdyn_cli.inference.config import GenConfig
+    from vlmdyn_cli.inference.runner import InferRequest, run_inference
+
+    run_inference(db, InferRequest(run=name, batch_size=cfg.batch_size,
+                                   gen=GenConfig(max_new_tokens=cfg.max_new_tokens)), reporter=r)
+
+
+def _judge(db, spec, name: str, r: Reporter) -> None:
+    from vlmdyn_cli.judging.runner import judge_run
+
+    s = judge_run(db, name, spec, reporter=r)
+    r.info(f"{name}: {s.cached} judgements cached, {s.new} new")
+
+
+def _plots(db, cfg: DemoConfig, runs: list[str], spec_hash: str, r: Reporter):
+    from vlmdyn_cli.plots import aggregate as A
+    from vlmdyn_cli.plots.figures import BUILDERS, build
+    from vlmdyn_cli.plots.render import draw
+    from vlmdyn_cli.plots.report import write_report
+
+    sel = A.selection(db, runs=runs, judge=spec_hash)
+    fig_dir = cfg.out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, str] = {}
+    with r.task("figures", total=len(BUILDERS), unit="figures") as t:
+        for name in BUILDERS:
+            try:
+                figures[name] = str(draw(build(db, name, sel), fig_dir / f"{name}.png"))
+            except BadInput as exc:  # e.g. a category without items: say so, draw the rest
+                r.info(f"figure {name} skipped: {exc}")
+            t.advance()
+    report = cfg.out / "report.html"
+    write_report(db, sel, report, reporter=r)
+    return figures, report
