@@ -4,6 +4,10 @@
 dropped conversations, categorised QA pairs, a run, its order manifest and its
 checkpoint rows. Everything the evalsets code reads comes from these rows, so
 tests can compute the expected sets independently from ``Experiment.manifest``.
+
+For inference tests, ``write_images`` makes the PNG files the rows point at and
+``save_tiny_checkpoints`` saves real tiny LLaVA checkpoints (model registry +
+``save_checkpoint``) and records them in ``checkpoints``.
 """
 
 from __future__ import annotations

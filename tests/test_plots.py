@@ -340,6 +340,8 @@ def test_a_query_only_connection_still_gets_cached_cells(exp, tmp_path):
 
     path = tmp_path / "ro.db"
     shutil.copy(exp, path)
+    with sqlite3.connect(path) as w:  # earlier tests cached cells in the shared DB: make them stale
+        w.execute("UPDATE plot_data_version SET n = n + 1")
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA query_only = 1")
     sel = A.selection(conn, judge=JUDGE)

@@ -82,3 +82,41 @@ def test_two_process_ddp_manifest_matches_single_process(db, db_path, tmp_path):
     losses = [r[0] for r in db.execute("SELECT loss FROM metrics m JOIN runs r ON r.id=m.run_id "
                                        "WHERE r.name='ddp' ORDER BY step")]
     assert len(losses) == 5 and all(x == x and x > 0 for x in losses)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_the_uninterrupted_manifest(db, db_path, tmp_path):
+    """A real `kill -9` of `vlmdyn train` mid-epoch, then `--resume`: same manifest as a clean run."""
+    import signal
+    import time
+
+    from vlmdyn_cli.training.config import load_config
+    from vlmdyn_cli.training.trainer import train
+
+    make_dataset(db, tmp_path, n_conversations=300, turns=2)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\nimage_size = 16\npatch_size = 4\n[train]\nper_device_batch = 4\nresume_every = 5\n'
+                   '[checkpoints]\nsteps = [10, 40]\n')
+    args = [sys.executable, "-m", "vlmdyn_cli", "train", str(cfg), "--db", str(db_path), "--seed", "2",
+            "--run", "killed", "--out-dir", str(tmp_path / "runs"), "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        row = db.execute("SELECT MAX(step) FROM metrics m JOIN runs r ON r.id=m.run_id WHERE r.name='killed'").fetchone()
+        if row[0] and row[0] >= 12:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert db.execute("SELECT status FROM runs WHERE name='killed'").fetchone()[0] == "running"
+    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    clean = load_config(cfg, {"train": {"out_dir": str(tmp_path / "runs")}})
+    train(db, clean, seed=2, run_name="clean")
+    q = ("SELECT o.conversation_id, o.step, o.position FROM run_order o JOIN runs r ON r.id=o.run_id "
+         "WHERE r.name=? ORDER BY o.step, o.position")
+    killed, ref = db.execute(q, ["killed"]).fetchall(), db.execute(q, ["clean"]).fetchall()
+    assert killed == ref and len(ref) == 300
+    assert db.execute("SELECT status FROM runs WHERE name='killed'").fetchone()[0] == "done"

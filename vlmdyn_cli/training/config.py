@@ -42,7 +42,7 @@ DEFAULTS: dict = {
         "max_length": 512,                # tokens per conversation (image tokens included); longer ones are cut
     },
     "train": {
-        "per_device_batch": 8,
+        "per_device_batch": 16,
         "grad_accum": 1,
         "lr": 1e-3,
         "warmup": 0.03,                   # fraction of the epoch
@@ -66,7 +66,7 @@ DEFAULTS: dict = {
     },
     "parts": {
         "freeze": [],                     # any of vision, projector, llm
-        "lr": {},                         # per-part learning rates, e.g. {vision = 2e-5, projector = 2e-4}
+        "lr": {"vision": 3e-3, "projector": 3e-3},   # per-part learning rates (others use train.lr)
     },
 }
 
