@@ -372,3 +372,11 @@ def m181_plots_judgement_cover(db: Database) -> None:
     """
     db.execute("CREATE INDEX IF NOT EXISTS idx_plots_judgements_cover "
                "ON judgements(spec_hash, triple_hash, status, verdict)")
+
+
+@migrations(name="m190_tui_drop_superseded_indexes")
+def m190_tui_drop_superseded_indexes(db: Database) -> None:
+    """Drop three indexes an early version of m170_tui_browse_indexes created (databases migrated
+    between two commits of the same session): the plots' m180 indexes serve the same queries."""
+    for name in ("idx_tui_generations_step", "idx_tui_generations_qa", "idx_tui_qa_cat_sub"):
+        db.execute(f"DROP INDEX IF EXISTS {name}")
