@@ -62,3 +62,26 @@ def test_iou_values():
     # exactly at the threshold: 0.5 counts as a hit
     d = decide("box?", "[0.0, 0.0, 1.0, 1.0]", "[0.0, 0.0, 0.5, 1.0]")
     assert d.verdict == "yes" and "0.50 >=" in d.reason
+
+
+@pytest.mark.parametrize("q,ref,pred", [
+    ("Is this a children's book?", "no", "0.31 Please Please Please Please Please"),
+    ("What is this book about?", "history", "island furthest island furthest island furthest"),
+    ("What colour is the circle?", "red", "red red red red red"),
+])
+def test_generation_loops_are_wrong(q, ref, pred):
+    d = decide(q, ref, pred)
+    assert d.verdict == "no" and d.rule == "degenerate" and d.confidence >= 0.9
+
+
+def test_yes_no_reference_with_unrelated_prediction():
+    d = decide("Is this a work of fiction?", "yes", "0.31 below river 0.03")
+    assert d.verdict == "no" and d.rule == "yes/no"
+    # a prediction that answers in words of the question is left to a model
+    assert decide("Is the cup on the table?", "yes", "The cup is on the table.").verdict is None
+    assert decide("Is the cup on the table?", "no", "It isn't.").verdict is None
+    assert decide("Is it red?", "no", "Not at all").verdict is None
+
+
+def test_ordinary_sentences_are_not_loops():
+    assert decide("What is the man doing?", "surfing", "the man is surfing on a wave").verdict == "yes"

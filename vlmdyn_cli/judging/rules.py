@@ -12,6 +12,11 @@ Rules, tried in order (the first that applies decides):
 7. colour   a one-word colour reference and a prediction naming only other colours -> no
 8. disjoint one- or two-word reference and prediction with no word in common -> no (low
             confidence: synonyms such as sofa / couch look the same)
+
+Two guards run before rules 2-8: a *degenerate* prediction (one word repeated four
+times in a row, or one word making up half of six or more) is a generation loop, not
+an answer -> no; and for a yes/no reference, a prediction with no yes/no/negation word
+and no word of the question is unrelated to it -> no.
 Anything else (long references, explanations) -> "cannot decide": unscored, never "no".
 
 Each decision carries an explicit confidence; the rules spec leaves decisions under
@@ -34,6 +39,23 @@ _OPTION_LINE = re.compile(r"(?:^|\n)\s*\(?([A-H])[\).:]\s+\S")
 _LETTER_ANSWER = re.compile(r"^\(?([A-H])\)?[.:]?$")
 _LEAD_LETTER = re.compile(r"^(?i:the\s+)?(?i:(?:correct\s+)?(?:answer|option)\s*(?:is)?\s*:?\s*)?\(?([A-H])\)?(?:[.:,)\s]|$)")
 _EXPLAIN = re.compile(r"\b(why|explain|describe|what might|what could|how might|how could)\b", re.I)
+
+
+_POLAR = {"yes", "no", "not", "yeah", "nope", "true", "false", "correct", "incorrect", "never", "none"}
+
+
+def _degenerate(tokens: list[str]) -> str | None:
+    """Why the tokens look like a generation loop, or None."""
+    run = 1
+    for a, b in zip(tokens, tokens[1:]):
+        run = run + 1 if a == b else 1
+        if run >= 4:
+            return f"'{a}' repeated {run}+ times in a row"
+    if len(tokens) >= 6:
+        top = max(set(tokens), key=tokens.count)
+        if tokens.count(top) * 2 >= len(tokens):
+            return f"'{top}' is {tokens.count(top)} of {len(tokens)} words"
+    return None
 
 
 COLOURS = set("red orange yellow green blue purple pink brown black white gray grey silver gold "
@@ -83,8 +105,16 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
         return RuleDecision("yes" if v >= iou_threshold else "no", 1.0, "box",
                             f"IoU {v:.2f} {'>=' if v >= iou_threshold else '<'} {iou_threshold}")
 
+    loop = _degenerate(pred_t)
+    if loop and ref_n != pred_n:
+        return RuleDecision("no", 0.95, "degenerate", loop)
+
     if ref_n in ("yes", "no"):
         lead = pred_t[0] if pred_t else ""
+        if not (set(pred_t) & _POLAR) and not (set(pred_t) & set(normalize(question).split())) \
+                and "n't" not in prediction.lower():
+            return RuleDecision("no", 0.9, "yes/no", "the reference is yes/no; the prediction says neither "
+                                "and shares no word with the question")
         if lead in ("yes", "no"):
             return RuleDecision("yes" if lead == ref_n else "no", 1.0, "yes/no",
                                 f"prediction says {lead}, reference {ref_n}")
