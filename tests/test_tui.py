@@ -306,3 +306,23 @@ async def test_small_terminal_shows_every_tab(tui_db):
         await pilot.press("3")
         await settle(pilot)
         assert "frontier" in screen_text(app)
+
+
+@asyncrun
+async def test_mouse_tabs_and_rows(tui_db):
+    app = create_app(tui_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        from textual.widgets import Tabs
+
+        tabs = app.screen.query_one(Tabs)
+        await pilot.click("#--content-tab-judgements")  # the "2 Judgements" tab
+        await settle(pilot)
+        assert tabs.active == "--content-tab-judgements"
+        table = app.screen.query_one(JudgementTable)
+        await pilot.click(JudgementTable, offset=(5, 3))  # third row: moves the cursor there
+        await pilot.pause()
+        assert table.cursor_row == 2 and not isinstance(app.screen, DetailScreen)
+        await pilot.click(JudgementTable, offset=(5, 3))  # clicking the highlighted row opens it
+        await settle(pilot)
+        assert isinstance(app.screen, DetailScreen) and app.screen.item["question"] == QAS[1][0]

@@ -151,20 +151,12 @@ def readme_section(text: str) -> str | None:
 
 
 def update_readme(path: str | Path, markdown: str | None = None) -> bool:
-    """Write the generated schema between the markers (appending them at the end if absent).
+    """Write the generated schema between the markers (appending them at the end if absent)."""
+    from vlmdyn_cli.readme import replace_block
 
-    Only the text between the markers changes. Returns True when the file changed.
-    """
     path = Path(path)
-    markdown = markdown or render_markdown()
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{START}\n{markdown.rstrip()}\n{END}"
-    if START in text and END in text:
-        before = text.split(START, 1)[0]
-        after = text.split(END, 1)[1]
-        new = before + block + after
-    else:
-        new = text.rstrip("\n") + ("\n\n" if text.strip() else "") + "## Database schema\n\n" + block + "\n"
+    new = replace_block(text, START, END, markdown or render_markdown(), "## Database schema")
     if new != text:
         path.write_text(new, encoding="utf-8")
         return True

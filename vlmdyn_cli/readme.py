@@ -1,0 +1,70 @@
+"""Generated README sections: the CLI reference and the database schema.
+
+Both are produced from the code (the Typer app, the migrations) and written
+between HTML-comment markers, so the README cannot drift; tests fail when a
+section is stale. Regenerate with::
+
+    python -m vlmdyn_cli.readme README.md
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CLI_START, CLI_END = "<!-- cli:start -->", "<!-- cli:end -->"
+
+
+def replace_block(text: str, start: str, end: str, body: str, heading: str) -> str:
+    """``text`` with ``body`` between the markers (appended under ``heading`` when absent)."""
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        return text.split(start, 1)[0] + block + text.split(end, 1)[1]
+    return text.rstrip("\n") + ("\n\n" if text.strip() else "") + f"{heading}\n\n{block}\n"
+
+
+def section(text: str, start: str, end: str) -> str | None:
+    if start not in text or end not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
+def cli_reference() -> str:
+    """Every command's help text, as the CLI prints it (generated from the Typer app)."""
+    import os
+
+    import typer
+
+    from vlmdyn_cli.cli.app import app
+
+    os.environ["COLUMNS"] = "100"  # help wraps at the terminal width: fix it for a stable text
+    root = typer.main.get_command(app)
+    out = ["Generated from the CLI by `python -m vlmdyn_cli.readme README.md` (do not edit by hand).", ""]
+
+    def walk(cmd, path: list[str]):
+        ctx = cmd.make_context(" ".join(path), [], resilient_parsing=True)
+        out.extend([f"### `{' '.join(path)}`", "", "```text", cmd.get_help(ctx).rstrip(), "```", ""])
+        for name in sorted(getattr(cmd, "commands", {}) or {}):
+            walk(cmd.commands[name], path + [name])
+
+    walk(root, ["vlmdyn"])
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update(path: str | Path) -> bool:
+    from vlmdyn_cli.store import schema_doc
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    new = replace_block(text, CLI_START, CLI_END, cli_reference(), "## CLI reference")
+    new = replace_block(new, schema_doc.START, schema_doc.END, schema_doc.render_markdown(), "## Database schema")
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+        return True
+    return False
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m vlmdyn_cli.readme README.md")
+    print(f"{sys.argv[1]}: {'updated' if update(sys.argv[1]) else 'already up to date'}")
