@@ -69,8 +69,11 @@ def test_examples_tiny_toml_is_the_builtin_default():
     from vlmdyn_cli.training.config import read_toml
 
     assert read_toml(ROOT / "examples" / "tiny.toml") == DEFAULTS
-    for name in ("llava-1.5-7b.toml", "composed-prismatic.toml"):
-        load_config(ROOT / "examples" / name)  # valid against the schema
+    llava = load_config(ROOT / "examples" / "llava-1.5-7b.toml")
+    assert llava["parts"]["lr"] == {}            # tiny's per-part LRs do not leak into real models
+    assert llava["parts"]["freeze"] == ["vision"] and llava["train"]["lr"] == 2e-5
+    composed = load_config(ROOT / "examples" / "composed-prismatic.toml")
+    assert composed["parts"]["lr"] == {"projector": 2e-4}
 
 
 def test_unknown_config_key_has_did_you_mean(tmp_path):

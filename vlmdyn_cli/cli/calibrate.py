@@ -208,6 +208,10 @@ def report_cmd(
                 " metrics_json, created_at) VALUES (?,?,?,?,?,?)",
                 (spec.hash, spec.name, agreement, rep["n_items"], _json.dumps(rep, default=str), now()))
     out = {"humans": _rater_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports)}
+    fitted = [s.name for s in specs if s.backend == "fitted"]
+    if fitted and not json_out:
+        hint(f"{', '.join(fitted)}: a fitted judge scored on the labels it was fitted on is optimistic; "
+             "quote the held-out numbers that `vlmdyn calibrate fit` printed")
     if json_out:
         emit_json(out)
         return
@@ -232,8 +236,14 @@ def report_cmd(
         typer.echo(f"  per category: {cats}")
         if "threshold" in r:
             th = r["threshold"]
+            # the sweep covers only the items that carry a p_yes (for a cascade: those its LLM stage
+            # decided), so say how many, and when their human verdicts are all one class
+            ho = th["held_out"]
+            c = ho["confusion"]
+            one = (" (one human class only)" if c["tp"] + c["fn"] in (0, ho["n"]) else "")
             typer.echo(f"  p_yes threshold {th['chosen']:.3f}; held-out ({th['folds']}-fold) accuracy "
-                       f"{_fmt(th['held_out']['accuracy'])}, F1 {_fmt(th['held_out']['f1'], pct=False)}")
+                       f"{_fmt(ho['accuracy'])}, F1 {_fmt(ho['f1'], pct=False)} on the {ho['n']} items "
+                       f"with a p_yes{one}")
     if out["rubric_comparison"]:
         print_table(out["rubric_comparison"], title="With vs without rubric (ours and the paper's)")
 
@@ -275,7 +285,7 @@ def fit_cmd(
     h = res["held_out"]
     typer.echo(f"fitted {name} on {res['n_items']} items -> {res['spec_path']}")
     typer.echo(f"held-out ({folds}-fold): accuracy {_fmt(h['accuracy'])}, precision {_fmt(h['precision'])}, "
-               f"recall {_fmt(h['recall'])}, F1 {_fmt(h['f1'], pct=False)}, "
+               f"recall {_fmt(h['recall'])}, F1 {_fmt(h['f1'], pct=False)}, kappa {_fmt(h['kappa'], pct=False)}, "
                f"AUC {_fmt(res['auc_held_out'], pct=False)}")
     typer.echo("weights (standardised features): " + ", ".join(f"{k} {v:+.2f}" for k, v in res["weights"].items()))
 

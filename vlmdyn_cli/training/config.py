@@ -42,7 +42,7 @@ DEFAULTS: dict = {
         "max_length": 512,                # tokens per conversation (image tokens included); longer ones are cut
     },
     "train": {
-        "per_device_batch": 16,
+        "per_device_batch": 8,
         "grad_accum": 1,
         "lr": 1e-3,
         "warmup": 0.03,                   # fraction of the epoch
@@ -66,7 +66,7 @@ DEFAULTS: dict = {
     },
     "parts": {
         "freeze": [],                     # any of vision, projector, llm
-        "lr": {"vision": 3e-3, "projector": 3e-3},   # per-part learning rates (others use train.lr)
+        "lr": {"vision": 3e-3, "projector": 3e-3},   # per-part LRs (others use train.lr); tiny only unless set
     },
 }
 
@@ -113,10 +113,13 @@ def merge(base: dict, override: dict, where: str = "") -> dict:
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
     """The resolved config: DEFAULTS <- file <- overrides (same nesting); validated."""
     cfg = copy.deepcopy(DEFAULTS)
-    if path:
-        cfg = merge(cfg, read_toml(path))
-    if overrides:
-        cfg = merge(cfg, overrides)
+    layers = [read_toml(path) if path else {}, overrides or {}]
+    for layer in layers:
+        if layer:
+            cfg = merge(cfg, layer)
+    if cfg["model"]["id"] != "tiny" and not any("lr" in layer.get("parts", {}) for layer in layers):
+        # the default per-part LRs are tuned for the random-init tiny preset only
+        cfg["parts"]["lr"] = {}
     validate(cfg)
     return cfg
 

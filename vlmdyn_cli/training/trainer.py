@@ -75,6 +75,9 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
         reporter = NullReporter()
 
     # ---- what to train on, and the schedule (all checks before anything heavy) ----
+    from vlmdyn_cli.models.registry import parse_model_id
+
+    parse_model_id(m_cfg["id"])
     ds = D.resolve_dataset(db, cfg["data"]["dataset"])
     convs = D.load_conversations(db, ds)
     B = t_cfg["per_device_batch"] * t_cfg["grad_accum"] * world

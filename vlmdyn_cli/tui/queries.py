@@ -5,7 +5,11 @@ QA pair, prediction) joined through its triple hash to every judgement of that
 triple. Pages are fetched with keyset pagination on
 ``(run_id, step, qa_id, judgement id)``, which is the order of the unique
 index on generations, so a page costs the rows it shows plus the rows the
-filters skip, never the whole table (nothing is loaded into memory).
+filters skip, never the whole table (nothing is loaded into memory). How the
+SQL is steered so this holds with or without planner statistics: ``_where``.
+Latencies at paper scale: benchmarks/bench_tui_filter.py, notes/tui.md.
+
+Connections must use ``row_factory = sqlite3.Row`` (``tui.store.Store`` does).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 PAGE_SIZE = 100
@@ -40,9 +44,6 @@ class Filters:
     disagree: tuple[str, str] | None = None  # two judge names whose verdicts differ
     text: str | None = None             # free text, searched with FTS5 in question/answer/prediction
 
-    def with_(self, **changes) -> "Filters":
-        return replace(self, **changes)
-
     def active(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, "")}
 
@@ -55,8 +56,7 @@ def fts_query(text: str) -> str | None:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-# Text search strategy thresholds (matching triples), see fts_mode(); measured in
-# benchmarks/bench_tui_filter.py.
+# Text search strategy thresholds, see fts_mode(); chosen with benchmarks/bench_tui_filter.py.
 FTS_DRIVE_MAX = 2_000     # matching generations
 FTS_FILTER_MAX = 30_000   # matching triples
 
@@ -169,10 +169,6 @@ def _order_columns(f: Filters) -> list[str]:
     if f.step is None:
         cols.append("g.step")
     return cols + ["g.qa_id", "j.id"]
-
-
-ROW_COLUMNS = ("run", "seed", "step", "sets", "category", "subcategory", "judge", "status", "verdict",
-               "question", "answer", "prediction")
 
 
 def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int | None = None) -> list[dict]:

@@ -18,6 +18,7 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from vlmdyn_cli.tui import queries as Q
+from vlmdyn_cli.tui.text import literal
 from vlmdyn_cli.tui.widgets.filter_bar import FilterBar
 from vlmdyn_cli.tui.widgets.judgement_table import JudgementTable
 
@@ -130,7 +131,7 @@ class BrowserPane(Vertical):
         active = self.filters.active()
         if active:
             text += " · " + ", ".join(f"{k}={v}" for k, v in active.items())
-        self.query_one("#browser-status", Static).update(_plain(text))
+        self.query_one("#browser-status", Static).update(literal(text))
 
     # ---------------------------------------------------------------- events and actions
 
@@ -168,9 +169,3 @@ class BrowserPane(Vertical):
             from vlmdyn_cli.tui.screens.detail import DetailScreen
 
             self.app.push_screen(DetailScreen(row["gid"]))
-
-
-def _plain(text: str):
-    from vlmdyn_cli.tui.text import literal
-
-    return literal(text)
