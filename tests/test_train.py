@@ -266,3 +266,47 @@ def test_empty_dataset_and_missing_db(cli, db, db_path, tmp_path):
     assert r.code == 2 and "nothing to train on" in r.err
     r = cli("train", "--db", tmp_path / "nope.db")
     assert r.code == 2 and "does not exist" in r.err
+
+
+# ---------------------------------------------------------------- real-model paths at tiny size
+
+
+def test_composed_model_trains_with_frozen_vision_and_per_part_lr(db, tmp_path):
+    """composed:<siglip dir>+<llama dir> through the loop: vision frozen, projector and LLM move."""
+    from safetensors.torch import load_file
+
+    from test_models import _save_parts
+
+    vdir, ldir, vision, llm = _save_parts(tmp_path)
+    make_dataset(db, tmp_path, n_conversations=12)
+    cfg = load_config(None, {"model": {"id": f"composed:{vdir}+{ldir}", "vision_feature_layer": -1},
+                             "train": {"per_device_batch": 4, "out_dir": str(tmp_path / "runs")},
+                             "checkpoints": {"steps": [1], "include_step_0": True},
+                             "parts": {"freeze": ["vision"], "lr": {"projector": 1e-2}}})
+    assert cfg["parts"]["lr"] == {"projector": 1e-2}
+    s = train(db, cfg, seed=0, run_name="composed")
+    assert s["status"] == "done" and s["total_steps"] == 3
+    w0 = load_file(Path(s["checkpoints"]["0"]) / "model.safetensors")
+    w3 = load_file(Path(s["checkpoints"]["3"]) / "model.safetensors")
+    vision_keys = [k for k in w0 if k.startswith("vision_tower.")]
+    proj_keys = [k for k in w0 if k.startswith("multi_modal_projector.")]
+    assert vision_keys and proj_keys
+    assert all(torch.equal(w0[k], w3[k]) for k in vision_keys)
+    assert not all(torch.equal(w0[k], w3[k]) for k in proj_keys)
+
+
+def test_gradient_checkpointing_and_bf16_autocast_on_cpu(db, tmp_path):
+    make_dataset(db, tmp_path, n_conversations=8)
+    cfg = _cfg(tmp_path, model={"gradient_checkpointing": True}, train={"mixed_precision": "bf16"})
+    s = train(db, cfg, seed=0, run_name="gc")
+    losses = [r[0] for r in db.execute("SELECT loss FROM metrics")]
+    assert s["status"] == "done" and len(losses) == 2 and all(0 < x < 100 for x in losses)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_training_on_gpu(db, tmp_path):
+    make_dataset(db, tmp_path, n_conversations=32)
+    cfg = _cfg(tmp_path, model={"gradient_checkpointing": True}, train={"mixed_precision": "bf16"})
+    s = train(db, cfg, seed=0, run_name="gpu")
+    assert s["status"] == "done" and s["total_steps"] == 8

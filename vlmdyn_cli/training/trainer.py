@@ -64,8 +64,13 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
     t_cfg, m_cfg = cfg["train"], cfg["model"]
     # cpu=True when there is no GPU: that is what lets torchrun/accelerate launch use gloo on CPUs
     # find_unused_parameters: a micro-batch of text-only conversations leaves the vision tower unused
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import DistributedDataParallelKwargs
 
+    # several train() calls in one process (the demo, tests) may differ in mixed precision: start from a
+    # fresh accelerator state each time (the process group, if any, is kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     acc = Accelerator(mixed_precision=t_cfg["mixed_precision"], cpu=not torch.cuda.is_available(),
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     main, world, rank = acc.is_main_process, acc.num_processes, acc.process_index
