@@ -19,28 +19,8 @@ Three levels, each implied by the one before:
 
 from __future__ import annotations
 
-import re
-
-_NUMBER_WORDS = {
-    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11",
-    "twelve": "12", "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16",
-    "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30",
-    "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
-    "ninety": "90", "hundred": "100",
-}
-_ARTICLES = {"a", "an", "the"}
-# A thousands separator: "1,000" -> "1000" (but "0.5,0.9" is a list).
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?![\d.]))")
-# Punctuation, except a decimal point with a digit on both sides.
-_PUNCT = re.compile(r"(?!(?<=\d)\.(?=\d))[^\w\s]|_")
-
-
-def normalize(text: str) -> str:
-    """Canonical form of a short answer for string matching."""
-    t = _PUNCT.sub(" ", _THOUSANDS.sub("", text.lower()))
-    words = [_NUMBER_WORDS.get(w, w) for w in t.split() if w not in _ARTICLES]
-    return " ".join(words)
+# One normaliser for the whole project: the rules judge and string match agree.
+from vlmdyn_cli.judging.normalize import normalize  # noqa: E402
 
 
 def exact(prediction: str, reference: str) -> bool:

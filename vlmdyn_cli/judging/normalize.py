@@ -1,6 +1,6 @@
 """Answer normalisation shared by the rules judge (and anything comparing short answers).
 
-lowercase -> number words to digits -> punctuation removed (decimal points kept)
+lowercase -> thousands separators dropped (1,000 -> 1000) -> number words to digits -> punctuation removed (decimal points kept)
 -> articles dropped -> whitespace collapsed.  "The Two red cars." -> "2 red cars".
 """
 
@@ -15,6 +15,7 @@ _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "sev
 NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS | {"hundred": 100, "none": 0}
 ARTICLES = {"a", "an", "the"}
 
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PUNCT = re.compile(r"[^\w\s.\-]|_")
 _DOT_NOT_DECIMAL = re.compile(r"(?<!\d)\.|\.(?!\d)")
 _DASH_NOT_SIGN = re.compile(r"(?<=\S)-|-(?!\d)")
@@ -29,7 +30,7 @@ def _word_to_number(tok: str) -> str:
 
 def normalize(text: str) -> str:
     """Canonical form of a short answer for exact/containment comparison."""
-    t = text.lower().replace(",", " ")
+    t = _THOUSANDS.sub("", text.lower()).replace(",", " ")
     t = _PUNCT.sub(" ", t)
     t = _DOT_NOT_DECIMAL.sub(" ", t)
     t = _DASH_NOT_SIGN.sub(" ", t)

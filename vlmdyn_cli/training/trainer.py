@@ -138,7 +138,8 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
                        f"{n_img} image tokens")
     enc = D.encode_all(convs, tok, n_img, t_cfg["loss"], cfg["data"]["max_length"])
     if m_cfg["gradient_checkpointing"]:
-        model.gradient_checkpointing_enable()
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         model.config.use_cache = False
 
     from vlmdyn_cli.models.parts import param_groups
