@@ -16,8 +16,8 @@ from vlmdyn_cli.errors import BadInput
 
 # Sizes of the default tiny model (examples/tiny.toml repeats them).
 TINY_DEFAULTS: dict = {
-    "image_size": 32,
-    "patch_size": 8,          # (32 / 8)^2 = 16 image tokens
+    "image_size": 64,
+    "patch_size": 16,         # (64 / 16)^2 = 16 image tokens
     "vision_hidden": 64,
     "vision_layers": 2,
     "vision_heads": 2,

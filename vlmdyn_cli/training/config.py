@@ -21,8 +21,8 @@ DEFAULTS: dict = {
     "model": {
         "id": "tiny",
         # tiny sizes (ignored by hf: and composed: models)
-        "image_size": 32,
-        "patch_size": 8,
+        "image_size": 64,
+        "patch_size": 16,
         "vision_hidden": 64,
         "vision_layers": 2,
         "vision_heads": 2,
