@@ -15,7 +15,7 @@ ITEMS = [
     ("What colour is the ball?", "red", "blue", "red", "seen@10"),
     ("How many cats are there?", "3", "two", "three", "seen@10"),
     ("Is the cup left of the plate?", "yes", "No.", "Yes, it is.", "seen@10"),
-    ("Who wrote this book?", "Jane Austen", "unknown", "Jane Austen", "unseen"),
+    ("What is the man holding?", "umbrella", "parasol", "umbrella", "unseen"),
     ("Please provide the bounding box coordinate of the region this sentence describes: red circle.",
      "[0.10, 0.20, 0.50, 0.60]", "[0.70, 0.70, 0.90, 0.90]", "[0.12, 0.21, 0.50, 0.62]", "unseen"),
     ("Why might the man be smiling?", "He is probably happy because he just won a prize at the fair",

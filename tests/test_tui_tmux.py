@@ -37,7 +37,7 @@ class Tmux:
         out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
         return out.stdout
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             screen = self.screen()

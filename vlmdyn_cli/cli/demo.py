@@ -8,16 +8,20 @@ from typing import Annotated
 import typer
 
 from vlmdyn_cli.cli.common import JsonOpt, QuietOpt, emit_json
+from vlmdyn_cli.demo.pipeline import DemoConfig
+
+_D = DemoConfig()  # the embedded defaults (light: no torch import)
 
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the data, database, runs, figures, report.")]
-    = Path("vlmdyn-demo"),
-    seeds: Annotated[int, typer.Option("--seeds", help="Training seeds (runs).")] = 2,
-    images: Annotated[int, typer.Option("--images", help="Images in the synthetic benchmark.")] = 2000,
-    judge: Annotated[str, typer.Option("--judge", help="Judge spec (name or path).")] = "cascade",
-    seen_size: Annotated[int, typer.Option("--seen-size", help="QA pairs per Seen@k set.")] = 200,
-    unseen_size: Annotated[int, typer.Option("--unseen-size", help="QA pairs per unseen set.")] = 250,
+    = _D.out,
+    seeds: Annotated[int, typer.Option("--seeds", help="Training seeds (runs).")] = _D.seeds,
+    images: Annotated[int, typer.Option("--images", help="Images in the synthetic benchmark.")] = _D.images,
+    judge: Annotated[str, typer.Option("--judge", help="Judge spec (name or path).")] = _D.judge,
+    seen_size: Annotated[int, typer.Option("--seen-size", help="QA pairs per Seen@k set.")] = _D.seen_size,
+    unseen_size: Annotated[int, typer.Option("--unseen-size", help="QA pairs per unseen set.")]
+    = _D.unseen_size,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -28,7 +32,7 @@ def demo(
 
     Example: vlmdyn demo --out vlmdyn-demo --seeds 2
     """
-    from vlmdyn_cli.demo.pipeline import DemoConfig, run_demo
+    from vlmdyn_cli.demo.pipeline import run_demo
     from vlmdyn_cli.progress import cli_reporter
 
     cfg = DemoConfig(out=out, seeds=seeds, images=images, judge=judge, seen_size=seen_size,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -94,6 +96,8 @@ def register(app: typer.Typer) -> None:
         database = open_db(db, must_exist=True)
         summary = run_training(database, cfg, seed=seed, run_name=run, resume=resume, init_from=init_from,
                                reporter=cli_reporter(quiet or json_out))
+        if os.environ.get("RANK", "0") != "0":   # under torchrun/accelerate launch only rank 0 reports
+            return
         if json_out:
             emit_json(summary)
         else:

@@ -25,8 +25,8 @@ class DemoConfig:
     seeds: int = 2
     images: int = 2000
     judge: str = "cascade"
-    seen_size: int = 200
-    unseen_size: int = 250
+    seen_size: int = 400
+    unseen_size: int = 500
     batch_size: int = 64
     max_new_tokens: int = 24
     data_seed: int = 0

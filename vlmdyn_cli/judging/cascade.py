@@ -29,6 +29,9 @@ class CascadeBackend:
             raise BadInput(f"cascade {spec.name}: stages must be [rules spec, LLM spec]")
         self.spec = spec
         self.rules = RulesBackend(first)
+        bar = spec.raw.get("decoding", {}).get("min_confidence")
+        if bar is not None:               # the cascade's own bar for trusting a rule over its LLM stage
+            self.rules.min_confidence = float(bar)
         self.rules_name, self.llm_name = first.name, last.name
         self.llm_format = last.output
         # the spec's own options were merged in by the registry; the LLM stage gets its own

@@ -2,22 +2,30 @@
 
 Rules, tried in order (the first that applies decides):
 
-1. box      the reference is a box [x1, y1, x2, y2]: the first box in the prediction must
-            overlap it with IoU >= 0.5 (no box in the prediction -> no)
-2. yes/no   the reference is yes or no: the prediction's leading yes/no must match
-3. letter   the question lists lettered options and the reference is a letter
-4. number   the reference is a number: the prediction's only number must equal it
-5. exact    normalised exact match -> yes
-6. contain  the reference is contained in a short prediction (or the reverse) -> yes
-7. colour   a one-word colour reference and a prediction naming only other colours -> no
-8. disjoint one- or two-word reference and prediction with no word in common -> no (low
-            confidence: synonyms such as sofa / couch look the same)
-
-Two guards run before rules 2-8: a *degenerate* prediction (one word repeated four
-times in a row, or one word making up half of six or more) is a generation loop, not
-an answer -> no; and for a yes/no reference, a prediction with no yes/no/negation word
-and no word of the question is unrelated to it -> no.
-Anything else (long references, explanations) -> "cannot decide": unscored, never "no".
+box       the reference is a box [x1, y1, x2, y2]: the first box in the prediction must
+          overlap it with IoU >= 0.5 (no box in the prediction -> no)
+degenerate  the prediction is a generation loop (one word four times in a row, or half of
+          six or more words) -> no
+yes/no    the reference is yes or no: the prediction's leading yes/no must match; a
+          prediction with no yes/no/negation word and no word of the question -> no
+polar     the reference is not yes/no but the prediction is only "yes" or "no" -> no
+letter    the question lists lettered options and the reference is a letter
+number    the reference is a number: the prediction's only number must equal it; a short
+          prediction with no number (and no "some", "several"...) -> no
+exact     normalised exact match -> yes
+list      the reference enumerates short items ("a, b and c"): a prediction containing it
+          -> yes; a prediction that is itself such a list must have the same items (in the
+          same order when the question asks for one)
+          -- longer references and explanation questions stop here: "cannot decide" --
+contain   the reference is contained in a short prediction -> yes
+conflict  the prediction names another member of a closed set than the reference: another
+          colour or shape, or the opposite (left/right, top/bottom, small/large...) -> no
+contain-reverse  the prediction is part of the reference -> yes (confidence 0.7)
+literal   the question asks to read text (a title, an author, what is written) and the
+          short prediction is not that text -> no
+disjoint  one- or two-word reference and prediction with no word in common -> no
+          (confidence 0.75: synonyms such as sofa / couch look the same)
+Anything else -> "cannot decide": unscored, never "no".
 
 Each decision carries an explicit confidence; the rules spec leaves decisions under
 ``min_confidence`` unscored, and the cascade hands them to its LLM stage.
@@ -60,6 +68,20 @@ def _degenerate(tokens: list[str]) -> str | None:
 
 COLOURS = set("red orange yellow green blue purple pink brown black white gray grey silver gold "
                "beige tan violet cyan magenta maroon navy teal".split())
+SHAPES = set("circle square triangle rectangle diamond star oval hexagon pentagon heart cross "
+             "circles squares triangles rectangles diamonds stars ovals hexagons".split())
+# opposites: words of one side conflict with words of the other
+_OPPOSITES = [({"left"}, {"right"}), ({"top", "upper", "above"}, {"bottom", "lower", "below", "beneath"}),
+              ({"small", "smaller", "little", "tiny"}, {"large", "larger", "big", "bigger", "huge"}),
+              ({"more"}, {"fewer", "less"}), ({"front"}, {"behind", "back"}),
+              ({"inside"}, {"outside"}), ({"fiction"}, {"nonfiction"}), ({"day", "daytime"}, {"night"}),
+              ({"open"}, {"closed"}), ({"empty"}, {"full"}), ({"sitting"}, {"standing"})]
+_LITERAL = re.compile(r"\b(title|author|wrote|written|write|say|says|read|spell|brand|label|printed|named?|"
+                      r"(?:name|number|word|text) (?:on|of|in))\b", re.I)
+_LIST_SPLIT = re.compile(r",|;|\band\b|&", re.I)
+_ORDERED = re.compile(r"\b(order|from left to right|from right to left|from top to bottom|first|sequence)\b", re.I)
+_VAGUE = {"some", "several", "few", "many", "lot", "lots", "multiple", "couple", "most", "all", "both"}
+_ZERO_WORDS = {"none", "nothing", "0", "zero", "no one", "nobody"}
 
 
 @dataclass
@@ -82,6 +104,29 @@ def iou(a, b) -> float:
     inter = iw * ih
     union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     return inter / union if union > 0 else (1.0 if a == b else 0.0)
+
+
+def _conflict(ref_t: list[str], pred_t: list[str]) -> str | None:
+    """A closed-set word of the reference the prediction replaces by another, or None."""
+    ref, pred = set(ref_t), set(pred_t)
+    for closed in (COLOURS, SHAPES):
+        missing, other = (ref & closed) - pred, (pred & closed) - ref
+        if missing and other:
+            return f"prediction says {sorted(other)[0]} where the reference says {sorted(missing)[0]}"
+    for a, b in _OPPOSITES:
+        for mine, theirs in ((a, b), (b, a)):
+            if ref & mine and not pred & mine and pred & theirs:
+                return f"prediction says {sorted(pred & theirs)[0]}, the reference {sorted(ref & mine)[0]}"
+    return None
+
+
+def _items(text: str) -> list[str] | None:
+    """The short items of an enumeration "a, b and c" (normalised), or None if it is not one."""
+    parts = [normalize(p) for p in _LIST_SPLIT.split(text)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2 or any(len(p.split()) > 3 for p in parts):
+        return None
+    return parts
 
 
 def _contains(hay: list[str], needle: list[str]) -> bool:
@@ -120,6 +165,10 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
                                 f"prediction says {lead}, reference {ref_n}")
         return RuleDecision(None, 0.0, "yes/no", "the reference is yes/no but the prediction does not start with yes or no")
 
+    if pred_n in ("yes", "no") and not (pred_n == "no" and ref_n in _ZERO_WORDS):
+        return RuleDecision("no", 0.9, "polar", f"the reference is not yes/no ({answer.strip()[:40]}), "
+                            f"the prediction only says {pred_n}")
+
     m = _LETTER_ANSWER.match(answer.strip())
     if m and _OPTION_LINE.search(question):
         letter = m.group(1)
@@ -132,6 +181,10 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     ref_num = as_number(answer)
     if ref_num is not None:
         nums = numbers_in(prediction)
+        if not nums and ref_num == 0 and pred_n in _ZERO_WORDS:
+            return RuleDecision("yes", 0.85, "number", f"prediction '{pred_n}' means 0")
+        if not nums and ref_num != 0 and len(pred_t) <= 3 and not set(pred_t) & _VAGUE:
+            return RuleDecision("no", 0.85, "number", "the reference is a number, the short prediction has none")
         if len(set(nums)) == 1:
             ok = abs(nums[0] - ref_num) < 1e-9
             return RuleDecision("yes" if ok else "no", 1.0, "number",
@@ -144,15 +197,36 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
 
     if ref_n == pred_n:
         return RuleDecision("yes", 1.0, "exact", "normalised exact match")
-    if len(ref_t) > max_reference_words or _EXPLAIN.search(question):
+    ref_items = None if _EXPLAIN.search(question) and not _ORDERED.search(question) else _items(answer)
+    if ref_items is not None:
+        longest = max(len(i.split()) for i in ref_items)
+        pred_items = _items(prediction) or ([pred_n] if pred_n and len(pred_t) <= 3 else None)
+        if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
+            return RuleDecision("yes", 0.9, "list", f"the prediction lists the {len(ref_items)} items")
+        if pred_items is not None and all(len(i.split()) <= longest for i in pred_items):
+            if pred_items == ref_items:
+                return RuleDecision("yes", 0.95, "list", f"the same {len(ref_items)} items in the same order")
+            if sorted(pred_items) == sorted(ref_items):
+                if _ORDERED.search(question):
+                    return RuleDecision("no", 0.85, "list", "the same items in another order; the question asks for an order")
+                return RuleDecision("yes", 0.85, "list", f"the same {len(ref_items)} items")
+            missing = [i for i in ref_items if i not in pred_items]
+            extra = [i for i in pred_items if i not in ref_items]
+            return RuleDecision("no", 0.85, "list", f"items differ: {len(missing)} of {len(ref_items)} missing"
+                                + (f" (e.g. {missing[0]})" if missing else "")
+                                + (f", {len(extra)} not in the reference (e.g. {extra[0]})" if extra else ""))
+    if len(ref_t) > max_reference_words or (_EXPLAIN.search(question) and len(ref_t) > 3):
         return RuleDecision(None, 0.0, "open-ended",
                             f"open-ended item (reference of {len(ref_t)} words or an explanation question)")
     if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
         return RuleDecision("yes", 0.85, "contain", "the reference is contained in the prediction")
+    conflict = _conflict(ref_t, pred_t)
+    if conflict:
+        return RuleDecision("no", 0.9, "conflict", conflict)
     if _contains(ref_t, pred_t):
         return RuleDecision("yes", 0.7, "contain-reverse", "the prediction is part of the reference")
-    if len(ref_t) == 1 and ref_t[0] in COLOURS and set(pred_t) & COLOURS and ref_t[0] not in pred_t:
-        return RuleDecision("no", 0.95, "colour", f"prediction names another colour than {ref_t[0]}")
+    if _LITERAL.search(question) and len(pred_t) <= max(4, 2 * len(ref_t)):
+        return RuleDecision("no", 0.85, "literal", "the question asks to read text; the prediction is not that text")
     if len(ref_t) <= 2 and len(pred_t) <= 2 and not set(ref_t) & set(pred_t):
         # could still be a synonym (sofa / couch): below the default confidence bar
         return RuleDecision("no", 0.75, "disjoint", "short answers with no word in common")
