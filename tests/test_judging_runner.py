@@ -211,3 +211,21 @@ def test_cascade_never_loads_its_llm_when_rules_decide_everything(db, scripted, 
         hashes = upsert_triples(db, [("How many?", "3", "three"), ("Colour?", "red", "blue")])
     s = judge_triples(db, spec, hashes)
     assert (s.yes, s.no) == (1, 1) and hj.ScriptedBackend.calls == 0 and built == [None]
+
+
+def test_cascade_min_confidence_trusts_leaning_rules(db, scripted, tmp_path):
+    """A cascade's own min_confidence lets a 0.75 'disjoint' lean decide instead of the LLM stage,
+    and the dry run counts the same items as going to the LLM."""
+    (tmp_path / "casc.toml").write_text('name = "casc7"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n'
+                                        '[decoding]\nmin_confidence = 0.7\n')
+    spec = load_spec(str(tmp_path / "casc.toml"))
+    hj.make_run(db)
+    dry = judge_run(db, "r1", spec, dry_run=True)
+    assert hj.ScriptedBackend.calls == 0 and dry.est_prompt_tokens > 0
+    assert any(n.endswith("2 go to scripted") for n in dry.notes), dry.notes
+    s = judge_run(db, "r1", spec)
+    # only the open-ended "why" item (at both checkpoints) reaches the LLM; "parasol" is a rules "no"
+    assert s.scored == 12 and hj.ScriptedBackend.calls == 2
+    row = db.conn.execute("SELECT j.verdict, j.decided_by FROM judgements j JOIN triples t ON t.hash = j.triple_hash "
+                          "WHERE j.judge_name = 'casc7' AND t.prediction = 'parasol'").fetchone()
+    assert tuple(row) == ("no", "rules")

@@ -17,21 +17,27 @@ from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
 
 
+def cascade_rules(spec):
+    """The cascade's rules stage, with the cascade's own confidence bar when it sets one."""
+    from vlmdyn_cli.judging.rules import RulesBackend
+
+    rules = RulesBackend(spec.stages[0])
+    bar = spec.raw.get("decoding", {}).get("min_confidence")
+    if bar is not None:               # the cascade's own bar for trusting a rule over its LLM stage
+        rules.min_confidence = float(bar)
+    return rules
+
+
 class CascadeBackend:
     id = "cascade"
 
     def __init__(self, spec, **options):
         from vlmdyn_cli.judging.backends import create_backend
-        from vlmdyn_cli.judging.rules import RulesBackend
-
         first, last = spec.stages[0], spec.stages[-1]
         if first.backend != "rules" or len(spec.stages) != 2:
             raise BadInput(f"cascade {spec.name}: stages must be [rules spec, LLM spec]")
         self.spec = spec
-        self.rules = RulesBackend(first)
-        bar = spec.raw.get("decoding", {}).get("min_confidence")
-        if bar is not None:               # the cascade's own bar for trusting a rule over its LLM stage
-            self.rules.min_confidence = float(bar)
+        self.rules = cascade_rules(spec)
         self.rules_name, self.llm_name = first.name, last.name
         self.llm_format = last.output
         # the spec's own options were merged in by the registry; the LLM stage gets its own

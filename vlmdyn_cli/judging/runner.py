@@ -230,14 +230,14 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
 def _estimate(db: Database, spec: JudgeSpec, todo: list[str], summary: JudgeSummary, opts: dict) -> None:
     """Dry run: estimated tokens and cost of the new items (rules-decided items cost nothing)."""
     from vlmdyn_cli.judging import prices
-    from vlmdyn_cli.judging.rules import RulesBackend
+    from vlmdyn_cli.judging.cascade import cascade_rules
 
     llm = _stage_for_llm(spec)
     if spec.backend == "rules":
         summary.est_prompt_tokens = summary.est_completion_tokens = 0
         summary.est_cost_usd = 0.0
         return
-    rules = RulesBackend(spec.stages[0]) if spec.stages else None
+    rules = cascade_rules(spec) if spec.stages else None
     llm_done = scored_hashes(db, llm.hash) if spec.stages else set()   # reused by the cascade
     n_llm, p_tok = 0, 0
     for i in range(0, len(todo), FETCH_CHUNK):
