@@ -42,7 +42,7 @@ def test_malformed_triples_file_names_the_line_and_writes_nothing(cli, tmp_path)
     assert r.code == 2 and "line 3" in r.err and "'prediction'" in r.err
     f.write_text(json.dumps(LINES[0]) + "\n{not json\n")
     r = cli("judge", "--input", f, "--judge", "rules", "--db", dbp)
-    assert r.code == 2 and "line 2 is not valid JSON" in r.err
+    assert r.code == 2 and "line 2: not valid JSON" in r.err
     d = open_db(dbp)
     try:
         assert d.conn.execute("SELECT COUNT(*) FROM triples").fetchone()[0] == 0

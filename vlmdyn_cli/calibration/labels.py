@@ -10,7 +10,6 @@ least ``agreement`` of its raters said yes (the paper: 75% of 4 raters).
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.jsonl import parse_object
 from vlmdyn_cli.store.db import now, triple_hash, upsert_triples
 
 _TRUE = {"y", "yes", "1", "true"}
@@ -69,15 +69,9 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".jsonl":
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise BadInput(f"{path}:{i}: expected a JSON object")
-            rows.append((i, obj))
+            obj = parse_object(line, f"{path}:{i}")
+            if obj is not None:
+                rows.append((i, obj))
     elif path.suffix.lower() in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")

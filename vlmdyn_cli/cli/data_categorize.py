@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -99,15 +98,11 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _parse(lineno: int, line: str, where: str) -> dict | None:
     from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.jsonl import parse_object
 
-    if not line.strip():
+    obj = parse_object(line, f"{where} line {lineno}")
+    if obj is None:
         return None
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{where} line {lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(obj, dict):
-        raise BadInput(f"{where} line {lineno}: expected a JSON object with a \"question\"")
     q = obj.get("question")
     if not isinstance(q, str) or not q.strip():
         raise BadInput(f"{where} line {lineno}: \"question\" must be a non-empty string")

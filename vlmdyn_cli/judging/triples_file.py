@@ -10,10 +10,10 @@ fails with its line number.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.jsonl import parse_object
 
 REQUIRED = ("question", "answer", "prediction")
 
@@ -25,14 +25,9 @@ def read_triples_file(path: str | Path) -> list[dict]:
     rows: list[dict] = []
     with p.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+            obj = parse_object(line, f"{p}: line {lineno}")
+            if obj is None:
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{p}: line {lineno} is not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise BadInput(f"{p}: line {lineno} is not a JSON object")
             for k in REQUIRED:
                 if not isinstance(obj.get(k), str):
                     what = "missing" if k not in obj else f"not a string ({type(obj[k]).__name__})"

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.models.tiny import TINY_DEFAULTS
 
 PAPER_PATTERN = (51, 357, 765, 1275, 2550, 3825)   # of 5120 steps (METHOD.md 1)
 PAPER_TOTAL = 5120
@@ -20,18 +21,7 @@ PAPER_TOTAL = 5120
 DEFAULTS: dict = {
     "model": {
         "id": "tiny",
-        # tiny sizes (ignored by hf: and composed: models)
-        "image_size": 64,
-        "patch_size": 16,
-        "vision_hidden": 64,
-        "vision_layers": 2,
-        "vision_heads": 2,
-        "text_hidden": 128,
-        "text_layers": 2,
-        "text_heads": 4,
-        "vision_intermediate": 128,
-        "text_intermediate": 256,
-        "vocab_size": 4000,
+        **TINY_DEFAULTS,        # tiny sizes (ignored by hf: and composed: models)
         # all models
         "dtype": "float32",
         "vision_feature_layer": -2,      # composed: which vision layer feeds the projector
