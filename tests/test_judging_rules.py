@@ -8,7 +8,7 @@ from vlmdyn_cli.judging.rules import decide, iou
 
 @pytest.mark.parametrize("text,norm", [
     ("The Two red cars.", "2 red cars"), ("twenty one", "21"), ("An apple!", "apple"),
-    ("3.5 m", "3.5 m"), ("well-known", "well known"), ("-2", "-2"), ("Yes.", "yes"),
+    ("3.5 m", "3.5 m"), ("well-known", "well known"), ("-2", "-2"), ("Yes.", "yes"), ("Grey", "gray"),
 ])
 def test_normalize(text, norm):
     assert normalize(text) == norm
@@ -46,6 +46,8 @@ def test_normalize(text, norm):
      "blue square, red circle and green star", "no", "list"),
     ("What is on the table?", "a cup, a plate and a fork", "plate, fork and cup", "yes", "list"),
     ("What is on the table?", "a cup, a plate and a fork", "a cup and a plate", "no", "list"),
+    ("What is on the table?", "a cup, a plate and a fork", "a cup", "no", "list"),
+    ("What colour is the cat?", "gray", "Grey.", "yes", "exact"),
     ("What is on the table?", "a cup, a plate and a fork", "There is a cup, a plate and a fork.", "yes", "list"),
 ])
 def test_confident_decisions(q, ref, pred, verdict, rule):
@@ -114,3 +116,8 @@ def test_possible_synonyms_only_lean(q, ref, pred):
     """Disjoint short answers may be synonyms: a 'no' lean under the default 0.8 bar."""
     d = decide(q, ref, pred)
     assert d.verdict == "no" and d.rule == "disjoint" and d.confidence < 0.8
+
+
+def test_part_of_a_two_item_answer_only_leans_yes():
+    d = decide("What colour is the bus?", "red and white", "red")
+    assert (d.verdict, d.rule) == ("yes", "contain-reverse") and d.confidence < 0.8

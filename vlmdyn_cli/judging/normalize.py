@@ -1,7 +1,7 @@
 """Answer normalisation shared by the rules judge (and anything comparing short answers).
 
 lowercase -> thousands separators dropped (1,000 -> 1000) -> number words to digits -> punctuation removed (decimal points kept)
--> articles dropped -> whitespace collapsed.  "The Two red cars." -> "2 red cars".
+-> articles dropped -> British spellings to American (grey -> gray) -> whitespace collapsed.  "The Two red cars." -> "2 red cars".
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "sev
          "eighty": 80, "ninety": 90}
 NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS | {"hundred": 100, "none": 0}
 ARTICLES = {"a", "an", "the"}
+# British/American spellings that would otherwise make two equal answers differ
+SPELLING = {"grey": "gray", "colour": "color", "colours": "colors", "coloured": "colored", "centre": "center",
+            "theatre": "theater", "aeroplane": "airplane", "favourite": "favorite", "tyre": "tire"}
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PUNCT = re.compile(r"[^\w\s.\-]|_")
@@ -25,7 +28,7 @@ _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 def _word_to_number(tok: str) -> str:
     if tok in NUMBER_WORDS and tok != "none":
         return str(NUMBER_WORDS[tok])
-    return tok
+    return SPELLING.get(tok, tok)
 
 
 def normalize(text: str) -> str:

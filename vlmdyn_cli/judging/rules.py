@@ -68,15 +68,17 @@ def _degenerate(tokens: list[str]) -> str | None:
 
 COLOURS = set("red orange yellow green blue purple pink brown black white gray grey silver gold "
                "beige tan violet cyan magenta maroon navy teal".split())
-SHAPES = set("circle square triangle rectangle diamond star oval hexagon pentagon heart cross "
-             "circles squares triangles rectangles diamonds stars ovals hexagons".split())
+# (square/rectangle and circle/oval are left out: one is often a fair name for the other)
+SHAPES = set("circle square triangle diamond star hexagon pentagon heart cross "
+             "circles squares triangles diamonds stars hexagons".split())
+_SAME_COLOUR = {"violet": "purple"}   # (grey/gray is unified by normalize)
 # opposites: words of one side conflict with words of the other
 _OPPOSITES = [({"left"}, {"right"}), ({"top", "upper", "above"}, {"bottom", "lower", "below", "beneath"}),
               ({"small", "smaller", "little", "tiny"}, {"large", "larger", "big", "bigger", "huge"}),
               ({"more"}, {"fewer", "less"}), ({"front"}, {"behind", "back"}),
               ({"inside"}, {"outside"}), ({"fiction"}, {"nonfiction"}), ({"day", "daytime"}, {"night"}),
               ({"open"}, {"closed"}), ({"empty"}, {"full"}), ({"sitting"}, {"standing"})]
-_LITERAL = re.compile(r"\b(title|author|wrote|written|write|say|says|read|spell|brand|label|printed|named?|"
+_LITERAL = re.compile(r"\b(title|author|wrote|written|write|say|says|read|spell|brand|label|printed|"
                       r"(?:name|number|word|text) (?:on|of|in))\b", re.I)
 _LIST_SPLIT = re.compile(r",|;|\band\b|&", re.I)
 _ORDERED = re.compile(r"\b(order|from left to right|from right to left|from top to bottom|first|sequence)\b", re.I)
@@ -109,6 +111,8 @@ def iou(a, b) -> float:
 def _conflict(ref_t: list[str], pred_t: list[str]) -> str | None:
     """A closed-set word of the reference the prediction replaces by another, or None."""
     ref, pred = set(ref_t), set(pred_t)
+    ref |= {_SAME_COLOUR[w] for w in ref if w in _SAME_COLOUR}
+    pred |= {_SAME_COLOUR[w] for w in pred if w in _SAME_COLOUR}
     for closed in (COLOURS, SHAPES):
         missing, other = (ref & closed) - pred, (pred & closed) - ref
         if missing and other:
@@ -200,7 +204,10 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     ref_items = None if _EXPLAIN.search(question) and not _ORDERED.search(question) else _items(answer)
     if ref_items is not None:
         longest = max(len(i.split()) for i in ref_items)
-        pred_items = _items(prediction) or ([pred_n] if pred_n and len(pred_t) <= 3 else None)
+        # a single short item only counts against a list of three or more ("red" for "red and white"
+        # may well be accepted)
+        pred_items = _items(prediction) or ([pred_n] if pred_n and len(pred_t) <= 3 and len(ref_items) >= 3
+                                            else None)
         if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
             return RuleDecision("yes", 0.9, "list", f"the prediction lists the {len(ref_items)} items")
         if pred_items is not None and all(len(i.split()) <= longest for i in pred_items):
