@@ -48,6 +48,7 @@ def test_normalize(text, norm):
     ("What is on the table?", "a cup, a plate and a fork", "a cup and a plate", "no", "list"),
     ("What is on the table?", "a cup, a plate and a fork", "a cup", "no", "list"),
     ("What colour is the cat?", "gray", "Grey.", "yes", "exact"),
+    ("Describe the picture from left to right.", "red diamond and red circle", "green square", "no", "list"),
     ("What is on the table?", "a cup, a plate and a fork", "There is a cup, a plate and a fork.", "yes", "list"),
 ])
 def test_confident_decisions(q, ref, pred, verdict, rule):

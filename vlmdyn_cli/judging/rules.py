@@ -204,10 +204,10 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     ref_items = None if _EXPLAIN.search(question) and not _ORDERED.search(question) else _items(answer)
     if ref_items is not None:
         longest = max(len(i.split()) for i in ref_items)
-        # a single short item only counts against a list of three or more ("red" for "red and white"
-        # may well be accepted)
-        pred_items = _items(prediction) or ([pred_n] if pred_n and len(pred_t) <= 3 and len(ref_items) >= 3
-                                            else None)
+        # a single short item that is one of two ("red" for "red and white") may well be accepted:
+        # only a wrong item, or one of three or more, decides
+        single = bool(pred_n) and len(pred_t) <= 3 and (len(ref_items) >= 3 or pred_n not in ref_items)
+        pred_items = _items(prediction) or ([pred_n] if single else None)
         if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
             return RuleDecision("yes", 0.9, "list", f"the prediction lists the {len(ref_items)} items")
         if pred_items is not None and all(len(i.split()) <= longest for i in pred_items):
