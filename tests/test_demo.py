@@ -167,3 +167,31 @@ def test_cli_prints_summary_and_rejects_bad_flags(cli, small_demo, tmp_path):
     bad = cli("demo", "--out", tmp_path / "y", "--judge", "no-such-judge")
     assert bad.code == 2 and "no-such-judge" in bad.err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "vlmdyn.db").exists()
+
+
+def test_memorisation_checks_compare_the_same_category_mix(tmp_path, small_demo):
+    """Right on every category but Bounding, in every set alike: the sets' raw accuracies differ only
+    through their category mixes, and the standardised checks see no seen/unseen difference."""
+    import shutil
+
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.store import open_db
+
+    src, _ = small_demo
+    db_path = tmp_path / "mix.db"
+    shutil.copy(src / "vlmdyn.db", db_path)
+    c = sqlite3.connect(db_path)
+    with c:
+        c.execute("UPDATE judgements SET status = 'scored', verdict = 'yes'")
+        c.execute("UPDATE judgements SET verdict = 'no' WHERE triple_hash IN (SELECT g.triple_hash FROM generations g "
+                  "JOIN qa_pairs q ON q.id = g.qa_id WHERE q.category = 'Bounding')")
+    c.close()
+    db = open_db(db_path)
+    try:
+        effects = check_effects(db, ["demo-s0"], load_spec("rules").hash)
+    finally:
+        db.close()
+    seen_above, jump, reuse = effects[0], effects[1], effects[2]
+    assert seen_above["observed"] is False and "ahead by > 2 points at 0 of" in seen_above["detail"]
+    assert jump["observed"] is False
+    assert reuse["observed"] is False and "(+0.0 points)" in reuse["detail"]

@@ -6,9 +6,18 @@ the effect was observed. Nothing here knows what the answer "should" be; a
 demo that did not learn reports "not observed" with the numbers. Comparisons
 over checkpoints skip those where both curves are still under LEARNED (the
 untrained start), and say how many they skipped.
+
+The three memorisation checks (seen vs unseen, Seen@k jump, image re-use)
+compare *category-standardised* accuracies: each set's per-category accuracies
+are averaged with one common category mix (all judged items at that step).
+The demo's sets hold a few hundred items, and their category mixes differ by
+chance (Bounding, at a few percent accuracy, is 30-40% of a set), which alone
+moves a raw set accuracy by 1-2 points: as much as the effects themselves.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from vlmdyn_cli.plots import aggregate as A
 
@@ -17,8 +26,39 @@ LEARNED = 0.05  # a checkpoint where both compared curves are under 5% is before
                 # the two cannot differ there, so it is left out of "ahead at n of m checkpoints"
 
 
-def _sel(db, runs: list[str], spec_hash: str) -> A.Selection:
-    return A.selection(db, runs=runs, judge=spec_hash)
+@dataclass(frozen=True)
+class _Acc:
+    mean: float | None
+
+
+def _mix(db, sel) -> dict[int, dict[str, int]]:
+    """Scored items per category at every step, over all sets: the common reference mix."""
+    out: dict[int, dict[str, int]] = {}
+    for p in A.seed_stats(db, sel, ["c.category"], "1", cells_ready=True):
+        if p.key[0] and p.scored:
+            out.setdefault(p.step, {})[p.key[0]] = p.scored
+    return out
+
+
+def _cats(db, sel, keys: list[str], where: str) -> dict[tuple, dict[int, dict[str, float]]]:
+    """Accuracy (mean over seeds) per key, step and category."""
+    out: dict[tuple, dict[int, dict[str, float]]] = {}
+    for p in A.seed_stats(db, sel, keys + ["c.category"], where, cells_ready=True):
+        if p.mean is not None and p.key[-1]:
+            out.setdefault(p.key[:-1], {}).setdefault(p.step, {})[p.key[-1]] = p.mean
+    return out
+
+
+def _std(weights: dict[str, int], *accs: dict[str, float] | None) -> tuple[float, ...] | None:
+    """Each per-category accuracy dict averaged with one category mix, over the categories all
+    of them have (None when they share none)."""
+    if any(not a for a in accs):
+        return None
+    cats = [c for c in accs[0] if all(c in a for a in accs) and weights.get(c)]
+    total = sum(weights[c] for c in cats)
+    if not total:
+        return None
+    return tuple(sum(weights[c] * a[c] for c in cats) / total for a in accs)
 
 
 def _table(points) -> dict[tuple, dict[int, A.Point]]:
@@ -26,6 +66,10 @@ def _table(points) -> dict[tuple, dict[int, A.Point]]:
     for p in points:
         out.setdefault(p.key, {})[p.step] = p
     return out
+
+
+def _sel(db, runs: list[str], spec_hash: str) -> A.Selection:
+    return A.selection(db, runs=runs, judge=spec_hash)
 
 
 def _pct(v: float | None) -> str:
@@ -37,7 +81,8 @@ def check_effects(db, runs: list[str], spec_hash: str) -> list[dict]:
     A.ensure_cells(db, sel)
     steps = sorted({s for (s,) in A._q(db, f"SELECT DISTINCT k_step FROM eval_sets WHERE kind = 'seen' AND "
                                              f"run_id IN ({A._ph(len(sel.runs))})", sel.run_ids)})
-    out = [_seen_vs_unseen(db, sel), _seen_k_jump(db, sel, steps), _image_reuse(db, sel),
+    mix = _mix(db, sel)
+    out = [_seen_vs_unseen(db, sel, mix), _seen_k_jump(db, sel, steps, mix), _image_reuse(db, sel, mix),
            _ocr_semantic_first(db, sel, steps), _bounding_slow(db, sel)]
     return out
 
@@ -58,10 +103,15 @@ def _skipped(all_steps: list[int], kept: list[int]) -> str:
             if gone else "")
 
 
-def _seen_vs_unseen(db, sel) -> dict:
-    seen = _table(A.seed_stats(db, sel, ["'seen'"], A.SEEN_AT_STEP, cells_ready=True)).get(("seen",), {})
-    val = _table(A.seed_stats(db, sel, ["'unseen'"], A.VALIDATION, cells_ready=True)).get(("unseen",), {})
-    both = sorted(s for s in seen if s in val and seen[s].mean is not None and val[s].mean is not None)
+def _seen_vs_unseen(db, sel, mix) -> dict:
+    seen_c = _cats(db, sel, ["'seen'"], A.SEEN_AT_STEP).get(("seen",), {})
+    val_c = _cats(db, sel, ["'unseen'"], A.VALIDATION).get(("unseen",), {})
+    seen, val = {}, {}
+    for step in seen_c:
+        pair = _std(mix.get(step, {}), seen_c[step], val_c.get(step))
+        if pair:
+            seen[step], val[step] = _Acc(pair[0]), _Acc(pair[1])
+    both = sorted(seen)
     common = _learning(both, seen, val)
     name = "seen above unseen (training frontier above validation)"
     if not common:
@@ -71,47 +121,51 @@ def _seen_vs_unseen(db, sel) -> dict:
     last = common[-1]
     observed = sum(g > MARGIN for g in gaps) > len(gaps) / 2
     return {"effect": name, "observed": observed,
-            "detail": f"at step {last}: trained-on sets {_pct(seen[last].mean)} vs unseen {_pct(val[last].mean)}; "
+            "detail": f"category-standardised; at step {last}: trained-on sets {_pct(seen[last].mean)} vs unseen {_pct(val[last].mean)}; "
                       f"seen ahead by > {100 * MARGIN:.0f} points at {sum(g > MARGIN for g in gaps)} of "
                       f"{len(gaps)} checkpoints" + _skipped(both, common),
             "numbers": {str(s): [seen[s].mean, val[s].mean] for s in common}}
 
 
-def _seen_k_jump(db, sel, ks: list[int]) -> dict:
-    per_set = _table(A.seed_stats(db, sel, ["s.name", "s.k_step"], "s.kind = 'seen'", cells_ready=True))
-    val = _table(A.seed_stats(db, sel, ["'unseen'"], A.VALIDATION, cells_ready=True)).get(("unseen",), {})
+def _seen_k_jump(db, sel, ks: list[int], mix) -> dict:
+    per_set = _cats(db, sel, ["s.name", "s.k_step"], "s.kind = 'seen'")
+    val = _cats(db, sel, ["'unseen'"], A.VALIDATION).get(("unseen",), {})
     name = "Seen@k jumps at k (from the validation to the training frontier)"
     rows, wins = [], 0
     for (set_name, k), series in sorted(per_set.items(), key=lambda kv: kv[0][1]):
-        before = [s for s in series if s < k and series[s].mean is not None]
-        if not before or k not in series or series[k].mean is None:
+        before = [s for s in series if s < k]
+        if not before or k not in series:
             continue
         b = max(before)
-        jump = series[k].mean - series[b].mean
-        base = (val[k].mean - val[b].mean) if (k in val and b in val and val[k].mean is not None
-                                                and val[b].mean is not None) else 0.0
-        won = jump - base > MARGIN
+        four = _std(mix.get(k, {}), series[b], series[k], val.get(b), val.get(k))
+        if four is None:
+            continue
+        sb, sk, vb, vk = four
+        won = (sk - sb) - (vk - vb) > MARGIN
         wins += won
-        rows.append(f"{set_name}: {_pct(series[b].mean)} at {b} -> {_pct(series[k].mean)} at {k} "
-                    f"(unseen moved {100 * base:+.1f})")
+        rows.append(f"{set_name}: {_pct(sb)} at {b} -> {_pct(sk)} at {k} (unseen moved {100 * (vk - vb):+.1f})")
     if not rows:
         return {"effect": name, "observed": None, "detail": "needs a Seen@k set with a checkpoint before k"}
     return {"effect": name, "observed": wins > len(rows) / 2,
-            "detail": f"{wins} of {len(rows)} sets rose more than the unseen set over the step to k; "
+            "detail": f"category-standardised; {wins} of {len(rows)} sets rose more than the unseen set over "
+                      f"the step to k; "
                       + "; ".join(rows)}
 
 
-def _image_reuse(db, sel) -> dict:
-    pts = _table(A.seed_stats(db, sel, ["COALESCE(s.dedup, 'image')"], "s.kind = 'unseen'", cells_ready=True))
+def _image_reuse(db, sel, mix) -> dict:
+    pts = _cats(db, sel, ["COALESCE(s.dedup, 'image')"], "s.kind = 'unseen'")
     name = "image re-use inflates unseen accuracy (no de-dup above image de-dup)"
-    img = _last(pts.get(("image",), {}))
-    other = _last(pts.get(("none",), {})) or _last(pts.get(("pair",), {}))
-    if not img or not other:
+    img = pts.get(("image",), {})
+    other_name = "none" if ("none",) in pts else "pair"
+    other = pts.get((other_name,), {})
+    steps = sorted(s for s in img if s in other)
+    pair = _std(mix.get(steps[-1], {}), other[steps[-1]], img[steps[-1]]) if steps else None
+    if pair is None:
         return {"effect": name, "observed": None, "detail": "needs unseen sets with image and pair/none de-dup"}
-    d = other[1].mean - img[1].mean
+    d = pair[0] - pair[1]
     return {"effect": name, "observed": d > MARGIN,
-            "detail": f"at step {img[0]}: without image de-dup {_pct(other[1].mean)} vs with "
-                      f"{_pct(img[1].mean)} ({100 * d:+.1f} points)"}
+            "detail": f"category-standardised; at step {steps[-1]}: without image de-dup ({other_name}) "
+                      f"{_pct(pair[0])} vs with {_pct(pair[1])} ({100 * d:+.1f} points)"}
 
 
 def _ocr_semantic_first(db, sel, ks: list[int]) -> dict:
