@@ -116,37 +116,41 @@ def test_interrupted_demo_resumes_without_losing_or_duplicating(tmp_path, small_
     assert [e["detail"] for e in res.effects] == [e["detail"] for e in ref.effects]
 
 
-def _force_verdicts(db_path, seen_verdict: str, unseen_verdict: str) -> None:
-    """Rewrite every stored judgement: items of Seen@k sets get one verdict, the rest another."""
-    c = sqlite3.connect(db_path)
-    with c:
-        c.execute("UPDATE judgements SET status = 'scored', verdict = ?", (unseen_verdict,))
-        c.execute("UPDATE judgements SET verdict = ? WHERE triple_hash IN (SELECT g.triple_hash FROM generations g "
-                  "JOIN eval_set_members m ON m.qa_id = g.qa_id JOIN eval_sets e ON e.id = m.set_id "
-                  "WHERE e.kind = 'seen' AND e.run_id = g.run_id)", (seen_verdict,))
-    c.close()
+_SEEN_ITEMS = ("SELECT g.triple_hash FROM generations g JOIN eval_set_members m ON m.qa_id = g.qa_id "
+               "JOIN eval_sets e ON e.id = m.set_id WHERE e.kind = 'seen' AND e.run_id = g.run_id")
+_BOUNDING_ITEMS = ("SELECT g.triple_hash FROM generations g JOIN qa_pairs q ON q.id = g.qa_id "
+                   "WHERE q.category = 'Bounding'")
 
 
-def test_effect_checks_follow_the_data(tmp_path, small_demo):
-    """The checks are computed from the judgements: make seen items right and unseen wrong and
-    'seen above unseen' is observed; the reverse and it is not."""
+def effects_with_verdicts(src, dst, default: str, other: str, items_sql: str) -> list[dict]:
+    """Copy the demo database, rewrite every judgement to `default` and the items `items_sql`
+    selects to `other`, and run the effect checks on it."""
     import shutil
 
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.store import open_db
 
+    shutil.copy(src / "vlmdyn.db", dst)
+    c = sqlite3.connect(dst)
+    with c:
+        c.execute("UPDATE judgements SET status = 'scored', verdict = ?", (default,))
+        c.execute(f"UPDATE judgements SET verdict = ? WHERE triple_hash IN ({items_sql})", (other,))
+    c.close()
+    db = open_db(dst)
+    try:
+        return check_effects(db, ["demo-s0"], load_spec("rules").hash)
+    finally:
+        db.close()
+
+
+def test_effect_checks_follow_the_data(tmp_path, small_demo):
+    """The checks are computed from the judgements: make seen items right and unseen wrong and
+    'seen above unseen' is observed; the reverse and it is not."""
     src, _ = small_demo
-    spec = load_spec("rules")
     for seen_v, unseen_v, expect in (("yes", "no", True), ("no", "yes", False)):
-        db_path = tmp_path / f"{seen_v}.db"
-        shutil.copy(src / "vlmdyn.db", db_path)
-        _force_verdicts(db_path, seen_v, unseen_v)
-        db = open_db(db_path)
-        try:
-            effects = {e["effect"].split(" (")[0]: e for e in check_effects(db, ["demo-s0"], spec.hash)}
-        finally:
-            db.close()
-        seen_above = effects["seen above unseen"]
+        effects = effects_with_verdicts(src, tmp_path / f"{seen_v}.db", unseen_v, seen_v, _SEEN_ITEMS)
+        seen_above = effects[0]
+        assert seen_above["effect"].startswith("seen above unseen")
         assert seen_above["observed"] is expect, seen_above["detail"]
         assert f"trained-on sets {'100.0' if expect else '0.0'}%" in seen_above["detail"]
 
@@ -172,26 +176,8 @@ def test_cli_prints_summary_and_rejects_bad_flags(cli, small_demo, tmp_path):
 def test_memorisation_checks_compare_the_same_category_mix(tmp_path, small_demo):
     """Right on every category but Bounding, in every set alike: the sets' raw accuracies differ only
     through their category mixes, and the standardised checks see no seen/unseen difference."""
-    import shutil
-
-    from vlmdyn_cli.judging.spec import load_spec
-    from vlmdyn_cli.store import open_db
-
     src, _ = small_demo
-    db_path = tmp_path / "mix.db"
-    shutil.copy(src / "vlmdyn.db", db_path)
-    c = sqlite3.connect(db_path)
-    with c:
-        c.execute("UPDATE judgements SET status = 'scored', verdict = 'yes'")
-        c.execute("UPDATE judgements SET verdict = 'no' WHERE triple_hash IN (SELECT g.triple_hash FROM generations g "
-                  "JOIN qa_pairs q ON q.id = g.qa_id WHERE q.category = 'Bounding')")
-    c.close()
-    db = open_db(db_path)
-    try:
-        effects = check_effects(db, ["demo-s0"], load_spec("rules").hash)
-    finally:
-        db.close()
-    seen_above, jump, reuse = effects[0], effects[1], effects[2]
+    seen_above, jump, reuse = effects_with_verdicts(src, tmp_path / "mix.db", "yes", "no", _BOUNDING_ITEMS)[:3]
     assert seen_above["observed"] is False and "ahead by > 2 points at 0 of" in seen_above["detail"]
     assert jump["observed"] is False
     assert reuse["observed"] is False and "(+0.0 points)" in reuse["detail"]

@@ -17,18 +17,11 @@ moves a raw set accuracy by 1-2 points: as much as the effects themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vlmdyn_cli.plots import aggregate as A
 
 MARGIN = 0.02   # differences smaller than 2 accuracy points count as "no difference"
 LEARNED = 0.05  # a checkpoint where both compared curves are under 5% is before learning began:
                 # the two cannot differ there, so it is left out of "ahead at n of m checkpoints"
-
-
-@dataclass(frozen=True)
-class _Acc:
-    mean: float | None
 
 
 def _mix(db, sel) -> dict[int, dict[str, int]]:
@@ -68,6 +61,11 @@ def _table(points) -> dict[tuple, dict[int, A.Point]]:
     return out
 
 
+def _means(series: dict[int, A.Point]) -> dict[int, float]:
+    """step -> mean accuracy, for the steps that have one."""
+    return {s: p.mean for s, p in series.items() if p.mean is not None}
+
+
 def _sel(db, runs: list[str], spec_hash: str) -> A.Selection:
     return A.selection(db, runs=runs, judge=spec_hash)
 
@@ -79,22 +77,14 @@ def _pct(v: float | None) -> str:
 def check_effects(db, runs: list[str], spec_hash: str) -> list[dict]:
     sel = _sel(db, runs, spec_hash)
     A.ensure_cells(db, sel)
-    steps = sorted({s for (s,) in A._q(db, f"SELECT DISTINCT k_step FROM eval_sets WHERE kind = 'seen' AND "
-                                             f"run_id IN ({A._ph(len(sel.runs))})", sel.run_ids)})
     mix = _mix(db, sel)
-    out = [_seen_vs_unseen(db, sel, mix), _seen_k_jump(db, sel, steps, mix), _image_reuse(db, sel, mix),
-           _ocr_semantic_first(db, sel, steps), _bounding_slow(db, sel)]
-    return out
+    return [_seen_vs_unseen(db, sel, mix), _seen_k_jump(db, sel, mix), _image_reuse(db, sel, mix),
+            _ocr_semantic_first(db, sel), _bounding_slow(db, sel)]
 
 
-def _last(series: dict[int, A.Point]) -> tuple[int, A.Point] | None:
-    good = [(s, p) for s, p in series.items() if p.mean is not None]
-    return max(good, key=lambda sp: sp[0]) if good else None
-
-
-def _learning(steps: list[int], a: dict, b: dict) -> list[int]:
+def _learning(steps: list[int], a: dict[int, float], b: dict[int, float]) -> list[int]:
     """The steps at which curve a or b is at or above LEARNED."""
-    return [s for s in steps if max(a[s].mean, b[s].mean) >= LEARNED]
+    return [s for s in steps if max(a[s], b[s]) >= LEARNED]
 
 
 def _skipped(all_steps: list[int], kept: list[int]) -> str:
@@ -110,24 +100,24 @@ def _seen_vs_unseen(db, sel, mix) -> dict:
     for step in seen_c:
         pair = _std(mix.get(step, {}), seen_c[step], val_c.get(step))
         if pair:
-            seen[step], val[step] = _Acc(pair[0]), _Acc(pair[1])
+            seen[step], val[step] = pair
     both = sorted(seen)
     common = _learning(both, seen, val)
     name = "seen above unseen (training frontier above validation)"
     if not common:
         return {"effect": name, "observed": None, "detail": "no step with both seen and unseen accuracy "
                 "above the untrained floor"}
-    gaps = [seen[s].mean - val[s].mean for s in common]
+    gaps = [seen[s] - val[s] for s in common]
     last = common[-1]
     observed = sum(g > MARGIN for g in gaps) > len(gaps) / 2
     return {"effect": name, "observed": observed,
-            "detail": f"category-standardised; at step {last}: trained-on sets {_pct(seen[last].mean)} vs unseen {_pct(val[last].mean)}; "
+            "detail": f"category-standardised; at step {last}: trained-on sets {_pct(seen[last])} vs unseen {_pct(val[last])}; "
                       f"seen ahead by > {100 * MARGIN:.0f} points at {sum(g > MARGIN for g in gaps)} of "
                       f"{len(gaps)} checkpoints" + _skipped(both, common),
-            "numbers": {str(s): [seen[s].mean, val[s].mean] for s in common}}
+            "numbers": {str(s): [seen[s], val[s]] for s in common}}
 
 
-def _seen_k_jump(db, sel, ks: list[int], mix) -> dict:
+def _seen_k_jump(db, sel, mix) -> dict:
     per_set = _cats(db, sel, ["s.name", "s.k_step"], "s.kind = 'seen'")
     val = _cats(db, sel, ["'unseen'"], A.VALIDATION).get(("unseen",), {})
     name = "Seen@k jumps at k (from the validation to the training frontier)"
@@ -168,32 +158,36 @@ def _image_reuse(db, sel, mix) -> dict:
                       f"{_pct(pair[0])} vs with {_pct(pair[1])} ({100 * d:+.1f} points)"}
 
 
-def _ocr_semantic_first(db, sel, ks: list[int]) -> dict:
+def _ocr_semantic_first(db, sel) -> dict:
     pts = _table(A.seed_stats(db, sel, ["c.subcategory"], "c.category = 'OCR'", cells_ready=True))
-    sem, rec = pts.get(("semantic",), {}), pts.get(("recognition",), {})
+    sem, rec = _means(pts.get(("semantic",), {})), _means(pts.get(("recognition",), {}))
     name = "OCR semantic learned before recognition"
-    both = sorted(s for s in sem if s in rec and sem[s].mean is not None and rec[s].mean is not None)
+    both = sorted(s for s in sem if s in rec)
     common = _learning(both, sem, rec)
     if not common:
         return {"effect": name, "observed": None, "detail": "no OCR semantic and recognition accuracy above "
                 "the untrained floor"}
     early = common[: max(1, len(common) // 2)]
-    gaps = [sem[s].mean - rec[s].mean for s in early]
+    gaps = [sem[s] - rec[s] for s in early]
     return {"effect": name, "observed": all(g > MARGIN for g in gaps),
             "detail": "semantic ahead by > 2 points at every early checkpoint? " + ", ".join(
-                f"{s}: semantic {_pct(sem[s].mean)} vs recognition {_pct(rec[s].mean)}" for s in early)
+                f"{s}: semantic {_pct(sem[s])} vs recognition {_pct(rec[s])}" for s in early)
             + _skipped(both[: both.index(early[-1]) + 1], early)}
 
 
 def _bounding_slow(db, sel) -> dict:
     pts = _table(A.seed_stats(db, sel, ["c.category"], "1", cells_ready=True))
     name = "Bounding learned slowly (lowest category at the end)"
-    finals = {k[0]: _last(v) for k, v in pts.items() if k[0] and _last(v)}
+    finals = {}
+    for key, series in pts.items():
+        means = _means(series)
+        if key[0] and means:
+            finals[key[0]] = means[max(means)]          # the accuracy at the last judged step
     if "Bounding" not in finals or len(finals) < 2:
         return {"effect": name, "observed": None, "detail": "no Bounding items judged"}
-    ranked = sorted(finals.items(), key=lambda kv: kv[1][1].mean)
+    ranked = sorted(finals.items(), key=lambda kv: kv[1])
     return {"effect": name, "observed": ranked[0][0] == "Bounding",
-            "detail": "final accuracy by category: " + ", ".join(f"{c} {_pct(p.mean)}" for c, (_, p) in ranked)}
+            "detail": "final accuracy by category: " + ", ".join(f"{c} {_pct(v)}" for c, v in ranked)}
 
 
 def accuracy_table(db, runs: list[str], spec_hash: str) -> list[dict]:

@@ -25,7 +25,8 @@ _DASH_NOT_SIGN = re.compile(r"(?<=\S)-|-(?!\d)")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 
 
-def _word_to_number(tok: str) -> str:
+def _canonical_word(tok: str) -> str:
+    """A number word as digits, a British spelling as American, anything else as is."""
     if tok in NUMBER_WORDS and tok != "none":
         return str(NUMBER_WORDS[tok])
     return SPELLING.get(tok, tok)
@@ -37,7 +38,7 @@ def normalize(text: str) -> str:
     t = _PUNCT.sub(" ", t)
     t = _DOT_NOT_DECIMAL.sub(" ", t)
     t = _DASH_NOT_SIGN.sub(" ", t)
-    toks = [_word_to_number(w) for w in t.split() if w not in ARTICLES]
+    toks = [_canonical_word(w) for w in t.split() if w not in ARTICLES]
     # "twenty one" -> "21"
     out: list[str] = []
     for w in toks:

@@ -201,6 +201,7 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
 
     if ref_n == pred_n:
         return RuleDecision("yes", 1.0, "exact", "normalised exact match")
+    contained = _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6   # ref inside a short prediction
     ref_items = None if _EXPLAIN.search(question) and not _ORDERED.search(question) else _items(answer)
     if ref_items is not None:
         longest = max(len(i.split()) for i in ref_items)
@@ -208,7 +209,7 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
         # only a wrong item, or one of three or more, decides
         single = bool(pred_n) and len(pred_t) <= 3 and (len(ref_items) >= 3 or pred_n not in ref_items)
         pred_items = _items(prediction) or ([pred_n] if single else None)
-        if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
+        if contained:
             return RuleDecision("yes", 0.9, "list", f"the prediction lists the {len(ref_items)} items")
         if pred_items is not None and all(len(i.split()) <= longest for i in pred_items):
             if pred_items == ref_items:
@@ -225,7 +226,7 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     if len(ref_t) > max_reference_words or (_EXPLAIN.search(question) and len(ref_t) > 3):
         return RuleDecision(None, 0.0, "open-ended",
                             f"open-ended item (reference of {len(ref_t)} words or an explanation question)")
-    if _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6:
+    if contained:
         return RuleDecision("yes", 0.85, "contain", "the reference is contained in the prediction")
     conflict = _conflict(ref_t, pred_t)
     if conflict:
