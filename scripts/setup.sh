@@ -21,6 +21,7 @@ if [ "${1:-}" = "test" ]; then
 else
   extras="."
 fi
-# llama-cpp-python compiles from source the first time (~6 min); pip caches the wheel.
+# llama-cpp-python compiles from source the first time (~6 min), with flags that avoid AMX (see the script).
+bash scripts/llama-wheel.sh "$PY"
 echo "installing vlmdyn and its dependencies (first time: several minutes)" >&2
 "$PY" -m pip install -q -e "$extras"
