@@ -281,3 +281,9 @@ def test_backends_never_touch_the_database():
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for n in names:
                 assert not n.startswith(("vlmdyn_cli.store", "sqlite3", "sqlite_utils")), f"{path.name} imports {n}"
+
+
+def test_base_url_for_a_judge_that_cannot_use_it_is_exit_2(cli, tmp_path):
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--base-url", "http://127.0.0.1:9/v1",
+            "--db", tmp_path / "d.db", "--dry-run")
+    assert r.code == 2 and "has no option 'base_url' (given on the command line)" in r.err

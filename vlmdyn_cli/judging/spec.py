@@ -64,6 +64,7 @@ class JudgeSpec:
     description: str = ""
     source: str = ""                     # builtin:<name> or the file path
     raw: dict = field(default_factory=dict, repr=False)
+    overridden: frozenset = frozenset()  # option names set from the command line (--base-url)
 
     @cached_property
     def hash(self) -> str:
@@ -110,7 +111,8 @@ class JudgeSpec:
             raw["options"] = new_options
         if model:
             raw["model"] = model
-        return replace(self, model=model or self.model, options=new_options, raw=raw)
+        return replace(self, model=model or self.model, options=new_options, raw=raw,
+                       overridden=self.overridden | {k for k, v in (options or {}).items() if v is not None})
 
 
 def fill(template: str, values: dict) -> str:

@@ -44,7 +44,7 @@ class Scores(NamedTuple):
     h: int    # hallucinations
 
 
-@dataclass
+@dataclass(slots=True)
 class Verdict:
     """One judgement of one item (``key``: the triple hash), as the runner stores it."""
 
@@ -67,7 +67,7 @@ class Verdict:
         return self.status == SCORED
 
 
-@dataclass
+@dataclass(slots=True)
 class Completion:
     """What a model answered to one prompt, before parsing (a free-text backend's raw result)."""
 
@@ -163,17 +163,21 @@ def parse_output(text: str | None, fmt: str) -> Parsed:
 def from_completion(spec, c: Completion) -> Verdict:
     """The verdict in a model's completion for ``spec``: parsed strictly from its text, or, in score
     mode "only", P(yes) against the spec's threshold. A failed call is unscored with its error."""
-    usage = dict(p_yes=c.p_yes, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                 cost_usd=c.cost_usd, latency_s=c.latency_s, resolved_model=c.resolved_model, raw=c.text)
     if c.error:
-        return unscored(c.key, c.error, **usage)
+        return _with_usage(c, UNSCORED, None, c.error)
     if spec.score_mode == "only":
         if c.p_yes is None:
-            return unscored(c.key, "score mode: no P(yes) at the verdict position", **usage)
+            return _with_usage(c, UNSCORED, None, "score mode: no P(yes) at the verdict position")
         threshold = float(spec.decoding.get("threshold", 0.5))
-        return decided(c.key, "yes" if c.p_yes >= threshold else "no",
-                       reason=f"p_yes {c.p_yes:.4f} vs threshold {threshold}", **usage)
+        return _with_usage(c, SCORED, "yes" if c.p_yes >= threshold else "no",
+                           f"p_yes {c.p_yes:.4f} vs threshold {threshold}")
     parsed = parse_output(c.text, spec.output)
     if parsed.verdict is None:
-        return unscored(c.key, f"parse: {parsed.problem}", **usage)
-    return decided(c.key, parsed.verdict, scores=parsed.scores, **usage)
+        return _with_usage(c, UNSCORED, None, f"parse: {parsed.problem}")
+    return _with_usage(c, SCORED, parsed.verdict, None, parsed.scores)
+
+
+def _with_usage(c: Completion, status: str, verdict: str | None, reason: str | None,
+                scores: Scores | None = None) -> Verdict:
+    return Verdict(c.key, status, verdict, reason, scores, c.p_yes, c.prompt_tokens, c.completion_tokens,
+                   c.cost_usd, c.latency_s, c.resolved_model, None, c.text)

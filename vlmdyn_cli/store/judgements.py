@@ -17,7 +17,7 @@ from sqlite_utils import Database
 CHUNK = 500   # hashes per IN (...) query
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JudgementRow:
     """One row of ``judgements`` (columns in README's schema section), without its id."""
 

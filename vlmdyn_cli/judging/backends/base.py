@@ -5,7 +5,7 @@ in any order. It knows nothing of the database: what it needs from outside (anot
 judge's stored verdicts, somewhere to keep Batch API job ids, a note for the run's
 summary) comes through the ``Context`` the runner gives it.
 
-    options = Backend.options(spec, runtime)            # validated before any work
+    options = Backend.options_for(spec, runtime)        # checked before any work
     Backend.estimate(spec, options, items, context)     # --dry-run: tokens and cost, nothing loaded
     backend = Backend(spec, options, context)
     backend.run(items, on_verdict); backend.close()
@@ -96,7 +96,8 @@ class Options:
         hints = typing.get_type_hints(cls)
         known = [f.name for f in fields(cls)]
         for name, value in given.items():
-            where = "given on the command line" if name in runtime else f"in the [options] of {spec.source}"
+            where = ("given on the command line" if name in runtime or name in spec.overridden
+                     else f"in the [options] of {spec.source}")
             if name not in known:
                 valid = f"its options: {', '.join(known)}" if known else "it takes no options"
                 raise BadInput(f"judge '{spec.name}' (backend {spec.backend}) has no option '{name}' ({where})"

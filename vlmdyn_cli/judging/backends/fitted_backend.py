@@ -47,6 +47,9 @@ class FittedOptions(Options):
     scale: list = field(default_factory=list)
 
     def __post_init__(self):
+        if not self.features:
+            raise BadInput("a fitted judge spec needs [options] features, weights, bias, mean and scale "
+                           "(`vlmdyn calibrate fit` writes them)")
         check_features(self.features)
         n = len(self.features)
         if not len(self.weights) == len(self.mean) == len(self.scale) == n:

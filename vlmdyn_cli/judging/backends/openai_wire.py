@@ -64,6 +64,8 @@ class OpenAIOptions(Options):
             raise BadInput(f"top_logprobs must be between 0 and 20 (got {self.top_logprobs})")
         if self.max_retries < 0:
             raise BadInput(f"max_retries must be >= 0 (got {self.max_retries})")
+        if self.timeout <= 0:
+            raise BadInput(f"timeout must be more than 0 seconds (got {self.timeout})")
 
     @property
     def pays_later(self) -> bool:
