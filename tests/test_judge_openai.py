@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 
 import pytest
 
@@ -267,6 +268,9 @@ def test_missing_key_is_exit_2_naming_the_variable(monkeypatch, tmp_path, cli, d
     triples = write_triples(tmp_path / "t.jsonl", ["q"])
     r = cli("judge", "--db", db_path, "--input", triples, "--judge", "gpt-4o-mini")
     assert r.code == 2 and "OPENAI_API_KEY" in r.err
+    con = sqlite3.connect(db_path)
+    assert con.execute("SELECT COUNT(*) FROM judge_specs").fetchone()[0] == 0   # the judge was not registered
+    con.close()
 
 
 def test_max_cost_stops_early_and_stores_no_fake_rows(srv, key_env, tmp_path, cli, db_path):

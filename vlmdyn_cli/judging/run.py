@@ -153,13 +153,14 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
     else:
         if max_cost is not None and (priced := cls.estimate(spec, options, [], context)).cost_usd is None:
             raise BadInput(f"--max-cost needs a price for judge '{spec.name}': {priced.no_price}")
+        backend = cls(spec, options, context) if todo else None   # (a missing key or model stops here)
         with db.atomic():
             for s in (spec, *spec.stages):
                 store.register_spec(db, s.hash, s.name, s.record(), now())
         context.reporter.info(f"judge {spec.name} ({spec.hash[:12]}): {summary.cached} cached, "
                               f"{len(todo)} to judge")
-        if todo:
-            _judge(db, cls(spec, options, context), todo, summary, writer, context.reporter,
+        if backend is not None:
+            _judge(db, backend, todo, summary, writer, context.reporter,
                    lambda items: _budgeted(items, cls, spec, options, context, summary, max_cost))
     summary.elapsed_s = time.perf_counter() - t0
     return summary
