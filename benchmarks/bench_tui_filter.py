@@ -298,7 +298,7 @@ def check_targets(results: dict, overview: dict, modes: list[str], budget: float
     for t in out:
         t["ratio"] = round(t["ratio"], 2)
         t["met"] = t["ratio"] >= t["at_least"]
-        print(f"target {t['target']}: {t['ratio']:.1f}x (>= {t['at_least']:.0f}x) "
+        print(f"target {t['target']}: {t['ratio']:.1f}x (>= {t['at_least']:g}x) "
               f"{'met' if t['met'] else 'MISSED'}", file=sys.stderr)
     return out
 

@@ -163,9 +163,11 @@ def test_judge_status_per_spec_and_per_name_agree(exp):
     assert [r["judge"] for r in per_name] == ["local", "rules"]
     for name in per_name:
         specs = [r for r in per_spec if r["judge"] == name["judge"]]
-        for key in ("n", "scored", "unscored", "yes", "no", "n_cost_unknown"):
+        for key in ("n", "scored", "unscored", "yes", "no"):
             assert name[key] == sum(r[key] for r in specs), key
         assert name["accuracy"] == name["yes"] / name["scored"]
+    assert [r["n_cost_unknown"] for r in per_spec] == [0, 0, 5]
+    assert {r["resolved_models"] for r in per_spec} == {"local", "rules", None}
     local = per_name[0]
     assert local["unscored"] == local["accuracy_excludes_unscored"] == 1
     assert local["n"] == local["scored"] + 1 and local["cost_usd"] == pytest.approx(0.0001 * local["n"])

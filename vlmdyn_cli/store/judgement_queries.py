@@ -53,32 +53,38 @@ def iter_judgements(db, *, judge: str | None = None, verdict: str | None = None,
         yield dict(zip(ROW_COLUMNS, row))
 
 
-# Every column below is in idx_tui_judgements_summary(judge_name, status, verdict, cost_usd,
+# Every column read here is in idx_tui_judgements_summary(judge_name, status, verdict, cost_usd,
 # latency_s), so the per-name summary is an index-only scan (the TUI overview on millions of rows).
-_COUNTS = ("COUNT(*) AS n, SUM(j.status = 'scored') AS scored, SUM(j.status = 'unscored') AS unscored, "
-           "SUM(j.verdict = 'yes') AS yes, SUM(j.verdict = 'no') AS no, "
-           "SUM(j.cost_usd) AS cost_usd, SUM(j.cost_usd IS NULL) AS n_cost_unknown, "
-           "AVG(j.latency_s) AS mean_latency_s")
+# Only what cannot be derived is aggregated (each aggregate costs per row): a judgement is scored or
+# unscored, and a scored one says yes or no, so scored = n - unscored and no = scored - yes.
+_COUNTS = ("COUNT(*) AS n, SUM(j.status = 'unscored') AS unscored, SUM(j.verdict = 'yes') AS yes, "
+           "SUM(j.cost_usd) AS cost_usd, AVG(j.latency_s) AS mean_latency_s")
+_STATUS_KEYS = ("judge", "spec_hash", "n", "scored", "unscored", "yes", "no", "cost_usd", "n_cost_unknown",
+                "mean_latency_s", "resolved_models", "last_at")
 
 
 def judge_status(db, *, per_spec: bool = True) -> list[dict]:
     """Per judge: counts, accuracy over scored items (unscored excluded and counted), cost, mean latency.
 
     ``per_spec=True`` (``vlmdyn judgements status``): one row per judge name and spec version,
-    with the models the backend resolved and the last judgement's time. ``per_spec=False``
-    (the TUI overview): one row per judge name, from the covering index only.
+    with the judgements of unknown cost, the models the backend resolved and the last
+    judgement's time. ``per_spec=False`` (the TUI overview): one row per judge name, from the
+    covering index only.
     """
     if per_spec:
-        sql = (f"SELECT j.judge_name AS judge, j.spec_hash, {_COUNTS}, "
+        sql = (f"SELECT j.judge_name AS judge, j.spec_hash, {_COUNTS}, SUM(j.cost_usd IS NULL) AS n_cost_unknown, "
                "GROUP_CONCAT(DISTINCT j.resolved_model) AS resolved_models, MAX(j.created_at) AS last_at "
                "FROM judgements j GROUP BY j.judge_name, j.spec_hash ORDER BY j.judge_name, last_at")
     else:
         sql = f"SELECT j.judge_name AS judge, {_COUNTS} FROM judgements j GROUP BY j.judge_name ORDER BY j.judge_name"
     cur = db.execute(sql)
-    keys = [c[0] for c in cur.description]
+    names = [c[0] for c in cur.description]
     out = []
-    for r in cur.fetchall():
-        d = dict(zip(keys, r))
+    for row in cur.fetchall():
+        got = dict(zip(names, row))
+        got["scored"] = got["n"] - got["unscored"]
+        got["no"] = got["scored"] - got["yes"]
+        d = {k: got[k] for k in _STATUS_KEYS if k in got}
         d["accuracy"] = d["yes"] / d["scored"] if d["scored"] else None
         d["accuracy_excludes_unscored"] = d["unscored"]
         out.append(d)
