@@ -157,18 +157,24 @@ def test_judge_status_per_spec_and_per_name_agree(exp):
         db.conn.execute("INSERT INTO judgements(spec_hash, triple_hash, judge_name, status, verdict, cost_usd, "
                         "latency_s, created_at) SELECT 'spec-rules-2', triple_hash, judge_name, status, 'yes', "
                         "NULL, 1.0, created_at FROM judgements WHERE judge_name = 'rules' LIMIT 5")
+        db.conn.execute("INSERT INTO judgements(spec_hash, triple_hash, judge_name, status, reason, created_at) "
+                        "SELECT 'spec-broken', triple_hash, 'broken', 'unscored', 'timeout', created_at "
+                        "FROM judgements WHERE judge_name = 'rules' LIMIT 3")
     per_spec = judge_status(db)
     per_name = judge_status(connect(exp, readonly=True), per_spec=False)
-    assert [r["judge"] for r in per_spec] == ["local", "rules", "rules"]
-    assert [r["judge"] for r in per_name] == ["local", "rules"]
-    for name in per_name:
+    assert [r["judge"] for r in per_spec] == ["broken", "local", "rules", "rules"]
+    assert [r["judge"] for r in per_name] == ["broken", "local", "rules"]
+    broken = {k: per_spec[0][k] for k in ("n", "scored", "unscored", "yes", "no", "accuracy", "mean_latency_s")}
+    assert broken == {"n": 3, "scored": 0, "unscored": 3, "yes": None, "no": None, "accuracy": None,
+                      "mean_latency_s": None}
+    for name in per_name[1:]:
         specs = [r for r in per_spec if r["judge"] == name["judge"]]
         for key in ("n", "scored", "unscored", "yes", "no"):
             assert name[key] == sum(r[key] for r in specs), key
         assert name["accuracy"] == name["yes"] / name["scored"]
-    assert [r["n_cost_unknown"] for r in per_spec] == [0, 0, 5]
-    assert {r["resolved_models"] for r in per_spec} == {"local", "rules", None}
-    local = per_name[0]
+    assert [r["n_cost_unknown"] for r in per_spec] == [3, 0, 0, 5]
+    assert [r["resolved_models"] for r in per_spec] == [None, "local", "rules", None]
+    local = per_name[1]
     assert local["unscored"] == local["accuracy_excludes_unscored"] == 1
     assert local["n"] == local["scored"] + 1 and local["cost_usd"] == pytest.approx(0.0001 * local["n"])
 

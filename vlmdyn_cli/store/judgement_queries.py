@@ -83,7 +83,7 @@ def judge_status(db, *, per_spec: bool = True) -> list[dict]:
     for row in cur.fetchall():
         got = dict(zip(names, row))
         got["scored"] = got["n"] - got["unscored"]
-        got["no"] = got["scored"] - got["yes"]
+        got["no"] = None if got["yes"] is None else got["scored"] - got["yes"]  # None: no verdict at all
         d = {k: got[k] for k in _STATUS_KEYS if k in got}
         d["accuracy"] = d["yes"] / d["scored"] if d["scored"] else None
         d["accuracy_excludes_unscored"] = d["unscored"]
