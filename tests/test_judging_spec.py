@@ -105,3 +105,14 @@ def test_missing_optional_dependency_gives_install_hint(cli, tmp_path, monkeypat
     r = cli("judge", "--input", tmp_path / "t.jsonl", "--judge", write_spec(tmp_path, backend="fancy"),
             "--db", tmp_path / "d.db")
     assert r.code == 2 and "pip install fancy-judge" in r.err
+
+
+def test_judges_readme_lists_every_backend_option():
+    """judges/README.md names each backend's options; a new option must be documented there too."""
+    import dataclasses
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "judges" / "README.md").read_text()
+    for backend in ("llama-cpp", "transformers", "openai", "rules"):
+        for f in dataclasses.fields(backends.backend_class(backend).Options):
+            assert f"`{f.name}`" in readme, (backend, f.name)

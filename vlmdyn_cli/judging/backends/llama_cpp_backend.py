@@ -145,6 +145,11 @@ class LlamaCppOptions(Options):
     n_threads: int = 1        # CPU threads (1 is often steadier than 2 on a busy 2-core machine)
     n_ctx: int = 2048         # context length in tokens
 
+    def __post_init__(self):
+        if self.n_threads < 1 or self.n_ctx < 16:
+            raise BadInput(f"llama-cpp options: n_threads must be >= 1 and n_ctx >= 16 "
+                           f"(got n_threads={self.n_threads}, n_ctx={self.n_ctx})")
+
 
 class LlamaCppBackend(ModelBackend):
     Options = LlamaCppOptions
