@@ -209,7 +209,7 @@ def test_loss_masks_token_by_token():
     # everything else is template: role tags, the image, the fixed "Answer the question..." suffix
     template = [t for t, lab in zip(toks, l2t) if lab is None]
     assert template.count(" ASSISTANT") == 2 and template.count("USER") == 2
-    assert " phrase" in template and " Answer" in template and "<image>" in template
+    assert " phrase" in template and "Answer" in template and "<image>" in template
 
 
 # ---------------------------------------------------------------- CLI and bad input

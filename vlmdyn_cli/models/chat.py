@@ -5,26 +5,23 @@ LLaVA-1.5 style plain template::
     USER: <image>\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
 
 Training puts the loss on the answer spans (and, with the L2T recipe, on the
-question text minus the fixed template pieces); inference renders one turn
+question text minus the fixed template pieces of ``training/l2t_fixed_text.toml``,
+see ``training/l2t.py``); inference renders one turn
 with ``prompt_for(question, has_image)`` and generates until ``</s>``.
 Keeping both in this module is what guarantees they cannot drift apart.
 """
 
 from __future__ import annotations
 
+from vlmdyn_cli.training.l2t import fixed_text, split_fixed_text
+
 IMAGE_TOKEN = "<image>"
 EOS = "</s>"
 USER = "USER:"
 ASSISTANT = "ASSISTANT:"
 
-# Fixed instruction suffixes that LLaVA data appends to questions; they are
-# template text, not content, so the L2T loss leaves them out.
-TEMPLATE_SUFFIXES = (
-    "Answer the question using a single word or phrase.",
-    "Answer with the option's letter from the given choices directly.",
-    "Please answer this question with a single word or phrase.",
-    "Answer with a single word or phrase.",
-)
+# Fixed instruction suffixes that LLaVA data appends to questions (one data file, shared with L2T).
+TEMPLATE_SUFFIXES = fixed_text().suffixes
 
 
 def clean_question(text: str) -> tuple[str, bool]:
@@ -48,27 +45,18 @@ def render_conversation(turns: list[tuple[str, str]], has_image: bool) -> list[t
     """Training text as (segment, role) pieces, role in {"template", "question", "answer"}.
 
     The image marker goes into the first user turn only. Concatenating the
-    segments gives the training string; roles drive the loss mask.
+    segments gives the training string (each turn exactly as ``prompt_for``
+    renders it, then the answer); roles drive the loss mask. A question's fixed
+    template text (``l2t.split_fixed_text``) gets the role "template".
     """
     pieces: list[tuple[str, str]] = []
     for i, (q, a) in enumerate(turns):
         pieces.append((f"{USER} ", "template"))
         if i == 0 and has_image:
             pieces.append((f"{IMAGE_TOKEN}\n", "template"))
-        body, suffix = split_template_suffix(q)
-        pieces.append((body, "question"))
-        if suffix:
-            pieces.append((" " + suffix, "template"))
+        pieces.extend(split_fixed_text(q))
         pieces.append((f" {ASSISTANT} ", "template"))
         pieces.append((a, "answer"))
         pieces.append((EOS, "answer"))
     return pieces
 
-
-def split_template_suffix(question: str) -> tuple[str, str]:
-    """Split a known fixed instruction suffix off a question."""
-    q = question.rstrip()
-    for suf in TEMPLATE_SUFFIXES:
-        if q.endswith(suf):
-            return q[: -len(suf)].rstrip(), suf
-    return q, ""
