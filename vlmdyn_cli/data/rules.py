@@ -173,9 +173,10 @@ RULES: tuple[Rule, ...] = (
     Rule("bounding.box_request", BOUNDING, BBOX, "the question asks for box coordinates",
          _r(r"\bbounding box coordinates?\b", r"\bbounding box (?:of|for|around)\b", r"\bbox coordinates?\b", r"\bbbox\b",
             r"\bx1, ?y1, ?x2, ?y2\b", r"\bregion this sentence describes\b",
-            r"\bcoordinates? of (?:the|this|each) (?:region|object|box)\b",
-            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
-            r"\b(?:output|give|return|provide|predict|find) (?:its|the|their) (?:box|coordinates|location as)\b")),
+            r"\bcoordinates? of (?:the|this|that|each|a|an)\b",
+            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect)(?: me| us)? (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:output|give|return|provide|predict|find) (?:its|the|their) (?:box|coordinates|location as)\b",
+            r"\b(?:with|as|using) (?:a |the )?bounding box(?:es)?\b")),
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
          _r(r"\bdescription for this region\b", r"\bdescribe (?:this|the given) region\b")),
     Rule("bounding.coords_in_answer", BOUNDING, BBOX, "the answer is box coordinates", (COORDS.pattern,), on="answer"),
@@ -204,7 +205,9 @@ RULES: tuple[Rule, ...] = (
             r"product|station|app|game|movie|film|show|book|sign)\b",
             r"\b(?:year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed)\b",
             r"\bnumber on (?:the|his|her|this|that)\b", r"\bjersey number\b", r"\blicen[sc]e plate\b",
-            r"\bwebsite\b", r"\burl\b", r"\bphone number\b",
+            r"\bwebsite\b", r"\burl\b", r"\bphone number\b", r"\bspeed limit\b",
+            r"\bwhat(?: is|'s) the (?:score|price|date)\b",
+            r"\b(?:number|numbers|digits|text|words?|letters?|time|score|price) (?:is |are )?(?:displayed|shown) on\b", r"\bwhat(?: is|'s) the logo\b", r"\b(?:what|whose) logo\b",
             # the text itself is the subject: 'is the word in the logo "x"?', 'is the phrase "x" in the image?'
             rf"\b(?:word|words|phrase|text|letters|slogan|sentence)s? (?:in|on|of) (?:the|this|that) {_TEXT_THING}\b",
             r"\b(?:word|words|phrase|text|sentence|slogan)s? [\"“']",
@@ -244,16 +247,25 @@ RULES: tuple[Rule, ...] = (
             r"\bcontext\b", r"\boccasion\b", r"\bpopular\b", r"\b(?:come|comes) from\b",
             r"\b(?:what|which) (?:country|city|state|continent|era|century|decade)\b(?! (?:is|are) (?:highlighted|shown|marked|outlined)\b)",
             # judgement or advice: "is it a good idea", "is this a healthy meal"
-            r"\b(?:good|bad) idea\b", r"\b(?:wise|advisable|appropriate|suitable)\b", r"\b(?:healthy|unhealthy|nutritious)\b",
+            r"\b(?:good|bad) idea\b", r"\bnecessary\b", r"\bneed to\b", r"\b(?:good|bad|safe|right) (?:place|time|spot|day|choice) (?:to|for)\b", r"\b(?:wise|advisable|appropriate|suitable)\b", r"\b(?:healthy|unhealthy|nutritious)\b",
             # calculation and code: several steps before the answer
             r"\barithmetic\b", r"\bequations?\b", r"\bcalculat", r"\bcompute\b", r"\bsolve\b", r"\bresult of\b",
+            r"\bvalue of the (?:expression|formula|sum|product)\b", r"\btotal (?:price|cost|amount|value)\b",
+            # a person's state of mind, preferences or status: inferred, not seen
+            r"\b(?:fun|enjoy|enjoying|enjoys|happy|sad|angry|bored|excited|scared|afraid|nervous|professional|amateur)\b",
+            r"\b(?:like|likes|enjoy|enjoys|love|loves|prefer|prefers|want|wants) to\b",
             r"\bof the (?:code|program)\b", r"\b(?:python|java|javascript|sql) (?:code|program)\b",
             # science and world knowledge (ScienceQA style): the image alone does not answer these
             r"\badapt", r"\bpropert(?:y|ies)\b", r"\bexperiment", r"\bmagnet", r"\bforces?\b", r"\bconcentration\b",
             r"\bparticles?\b", r"\boffspring\b", r"\bgenotype", r"\bphenotype", r"\binherit", r"\bpersuasive\b",
             r"\bstatements? (?:is|are) true\b", r"\bcapital of\b", r"\baverage\b", r"\borganisms?\b", r"\bgenus\b",
             r"\becosystem", r"\bfood (?:web|chain)\b", r"\b(?:producer|consumer)s?\b", r"\btimeline\b", r"\bkinetic\b",
-            r"\btemperature\b", r"\bclimate\b", r"\bweather (?:pattern|condition)s\b")),
+            r"\btemperature\b", r"\bclimate\b", r"\bweather (?:pattern|condition)s\b", r"\benergy\b",
+            r"\bsolid,? (?:or )?(?:a )?liquid\b", r"\bliquid,? (?:or )?(?:a )?(?:solid|gas)\b",
+            # language arts (ScienceQA style): about the words, not the image
+            r"\brhym", r"\btense\b", r"\b(?:compound|complex|simple|declarative|interrogative|exclamatory) sentence\b",
+            r"\b(?:syllables?|alliteration|simile|metaphor|idiom|grammar|punctuation|hyperbole|personification)\b",
+            r"\bfigures? of speech\b", r"\b(?:allusion|irony|euphemism|oxymoron|paradox|onomatopoeia)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
          _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
             r"translate|rewrite|summarize|summarise|help)\b")),
@@ -265,6 +277,8 @@ RULES: tuple[Rule, ...] = (
             r"slower|wider|narrower|thicker|thinner|darker|brighter|cheaper|better|worse|greater)\s+(?:[\w-]+\s+){0,3}than\b",
             r"\bmore of\b", r"\bthe same\b", r"\bsame (?:[\w-]+ )?as\b", r"\bdifferen(?:t|ce)\b", r"\bcompar",
             r"\bin common\b", r"\bcombined\b", r"\baltogether\b",
+            r"^(?:who|which|what)(?: one)? is (?:taller|shorter|bigger|smaller|larger|older|younger|heavier|lighter|"
+            r"faster|slower|longer|wider)\b",
             r"\btotal number of [\w ]+ and\b", r"\bsum of\b", r"\bexcluding\b", r"\bnot counting\b",
             r"\bapart from\b", r"\bother than\b", r"\bexcept\b", r"^among\b", r"\bhow many other\b")),
     # 5-6. Object questions that a location does not turn into Spatial ----------------------------
@@ -274,8 +288,10 @@ RULES: tuple[Rule, ...] = (
     Rule("object.marked", OBJECT, None, "asks about the object a box drawn in the image marks (no coordinates)",
          _r(r"\b(?:in|inside|within) the (?:red|green|blue|yellow|white|black|orange) (?:bounding )?box\b",
             r"\b(?:in|inside|within) the bounding box\b")),
-    Rule("object.activity", OBJECT, None, "asks what a person or animal is doing (a location only picks them)",
-         _r(r"\bdoing\b",)),
+    Rule("object.highlighted", OBJECT, None, "asks which thing is highlighted or marked (recognition)",
+         _r(r"\b(?:is|are) (?:highlighted|marked|outlined|circled|shaded)\b", r"\bshown\W*$")),
+    Rule("object.activity", OBJECT, None, "asks what a person or animal is doing, wearing or holding (a location only picks them)",
+         _r(r"\bdoing\b", r"\b(?:wearing|holding|carrying|eating|drinking|playing|riding|using|reading|watching)\W*$")),
     Rule("object.scene_place", OBJECT, None, "asks what kind of place the photo shows",
          _r(rf"\bwhere (?:is|was|are|were) (?:this|these|the {_PIC})\b(?: {_PIC})?(?: (?:taken|shot|located))?\W*$",
             r"\bwhere (?:was|is) (?:this|the) \w+ taken\b",
@@ -292,18 +308,21 @@ RULES: tuple[Rule, ...] = (
             r"\bopposite\b", r"\bon top\b", r"\batop\b", r"\bsurround", r"\badjacent\b", r"\balongside\b",
             r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b", r"\b(?:north|south|east|west)(?:ern|ward|most)?\b",
             r"\b(?:at|in|on) the (?:top|bottom|center|centre|middle|corner|edge|side|back|front|foreground|background)\b",
-            r"\b(?:top|bottom) (?:of|left|right|half|part)\b", r"\bin which part\b", r"\bwhat part of\b",
+            r"\b(?:top|bottom) (?:of|left|right|half|part)\b", r"\bin which part\b", r"\b(?:what|which) part of\b",
             r"\bposition", r"\blocat(?:ed|ion)\b", r"\borientation\b", r"\bdirection\b", r"\binside\b",
             r"\boutside of\b")),
     Rule("spatial.where", SPATIAL, None, "asks where something is", _r(r"^where\b", r"\bwhere (?:is|are|was|were|do|does|did|can)\b")),
     Rule("spatial.placement", SPATIAL, None, "asks what something rests on or is placed in",
          _r(r"\b(?:sitting|standing|lying|laying|resting|perched|mounted|hanging|leaning|parked|placed|sits|stands|"
-            r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|swimming|attached) (?:on|in|at|against|from|"
-            r"atop|inside|by|over|onto|upon)\b")),
+            r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|swimming|attached) "
+            rf"(?:on|in|at|against|from|atop|inside|by|over|onto|upon)\b(?! (?:the|this|a) {_PIC}\b)")),
     Rule("spatial.on_in", SPATIAL, None, "asks whether or what is on or in another object",
          _r(rf"^(?:is|are) {_DET} (?!{_PIC}\b)(?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
             rf"^(?:what|who)(?: is|'s| are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^(?:what|which|who) (?:kind of |type of |sort of )?[\w-]+(?: is| are|'s) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)")),
+            rf"^(?:what|which|who) (?:kind of |type of |sort of )?[\w-]+(?: is| are|'s) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^what(?: is|'s| are) the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|which|who)(?: is|'s| are) (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
+            rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)")),
     # 8. Object: what kind of thing it is (after Spatial: "what kind of device is left of the monitor" is Spatial)
     Rule("object.kind", OBJECT, None, "asks what kind or type of thing an object is",
          _r(r"^(?:what|which) (?:type|kind|sort|breed|species)\b", r"^what is the (?:type|kind|breed|species)\b")),
@@ -356,7 +375,7 @@ def classify(question: str, answer: str | None = None) -> tuple[Label, str]:
     """
     found = _CACHE.get(question)
     if found is None:
-        found = _classify_question(normalise(question))
+        found = _exam_override(question, _classify_question(normalise(question)))
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
         _CACHE[question] = found
@@ -391,14 +410,37 @@ def classify_reference(question: str, answer: str | None = None) -> tuple[Label,
     """The same decision without the word gates: slow, for tests of the fast path."""
     q = normalise(question)
     for rule in RULES:
-        text = q if rule.on == "question" else answer
-        m = rule.search(text) if text else None
+        if rule.on == "answer":
+            continue
+        m = rule.search(q)
         if m:
-            return _label(rule, m), rule.id
+            return _with_answer(_exam_override(question, (_label(rule, m), rule.id)), answer)
     for rule_id, pat, label in _DEFAULT_OBJECT:
         if pat.search(q):
-            return label, rule_id
+            return _with_answer(_exam_override(question, (label, rule_id)), answer)
     raise AssertionError("unreachable")
+
+
+def _with_answer(found: tuple[Label, str], answer: str | None) -> tuple[Label, str]:
+    if answer and found[0].category != BOUNDING:
+        return _answer_rule(answer) or found
+    return found
+
+
+# A science-exam item (ScienceQA's format: a "Context:" line and lettered options) asks for knowledge
+# the image alone does not give: when only Object's weak defaults matched, it is Complex. Attributes,
+# things marked on a map ("which country is highlighted?") and positions keep their own rules.
+_EXAM_WEAK = frozenset({"object.kind", "object.identify", "object.yes_no"})
+_EXAM = Label(COMPLEX, None, "complex.exam: a science-exam item (a Context: line and lettered options) "
+                             "that no Object or Spatial cue claims: it needs knowledge beyond the image", "complex.exam")
+
+
+def _exam_override(question: str, found: tuple[Label, str]) -> tuple[Label, str]:
+    if found[1] in _EXAM_WEAK and "ontext:" in question:
+        low = question.lower()
+        if _CONTEXT_LINE.search(low) and _OPTION_LINE.search(low):
+            return _EXAM, _EXAM.rule
+    return found
 
 
 def _answer_rule(answer: str):
