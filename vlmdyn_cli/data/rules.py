@@ -141,7 +141,7 @@ def _gate(alt: str) -> frozenset[str] | None:
             break
         words = m.group(1).split("|") if m.group(1) is not None else [m.group(2)]
         # the word ends here if a space, \\b, \\s or punctuation follows (at the pattern's end: a stem)
-        whole = rest.startswith((" ", "\\b", "\\s", ",", "\\.", "\\?"))
+        whole = rest.startswith((" ", "\\b", "\\s", "\\W", ",", "\\.", "\\?", "'", "$"))
         if whole:
             common = frozenset(["*common*"]) if _COMMON.issuperset(words) else frozenset()
             tokens.append(frozenset(w[:KEY] for w in words) | common)
@@ -174,7 +174,8 @@ RULES: tuple[Rule, ...] = (
          _r(r"\bbounding box coordinates?\b", r"\bbounding box (?:of|for|around)\b", r"\bbox coordinates?\b", r"\bbbox\b",
             r"\bx1, ?y1, ?x2, ?y2\b", r"\bregion this sentence describes\b",
             r"\bcoordinates? of (?:the|this|that|each|a|an)\b",
-            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect)(?: me| us)? (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:give|show|tell) (?:me|us) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
             r"\b(?:output|give|return|provide|predict|find) (?:its|the|their) (?:box|coordinates|location as)\b",
             r"\b(?:with|as|using) (?:a |the )?bounding box(?:es)?\b")),
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
@@ -206,14 +207,15 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed)\b",
             r"\bnumber on (?:the|his|her|this|that)\b", r"\bjersey number\b", r"\blicen[sc]e plate\b",
             r"\bwebsite\b", r"\burl\b", r"\bphone number\b", r"\bspeed limit\b",
-            r"\bwhat(?: is|'s) the (?:score|price|date)\b",
-            r"\b(?:number|numbers|digits|text|words?|letters?|time|score|price) (?:is |are )?(?:displayed|shown) on\b", r"\bwhat(?: is|'s) the logo\b", r"\b(?:what|whose) logo\b",
+            r"\bwhat is the (?:score|price|date)\b", r"\bwhat's the (?:score|price|date)\b",
+            r"\b(?:number|numbers|digits|text|word|words|letter|letters|time|score|price) (?:is |are )?(?:displayed|shown) on\b", r"\bthe logo\b(?<=what is the logo)", r"\bthe logo\b(?<=what's the logo)", r"\b(?:what|whose) logo\b",
             # the text itself is the subject: 'is the word in the logo "x"?', 'is the phrase "x" in the image?'
-            rf"\b(?:word|words|phrase|text|letters|slogan|sentence)s? (?:in|on|of) (?:the|this|that) {_TEXT_THING}\b",
-            r"\b(?:word|words|phrase|text|sentence|slogan)s? [\"“']",
+            rf"\b(?:word|words|phrase|phrases|text|texts|letters|slogan|slogans|sentence|sentences) (?:in|on|of) (?:the|this|that) "
+            rf"{_TEXT_THING}\b",
+            r"\b(?:word|words|phrase|phrases|text|texts|sentence|sentences|slogan|slogans) [\"“']",
             rf"\btranslat(?:e|ion|ing)\b[^?]{{0,40}}\b(?:in|on) the {_TEXT_THING}\b",
-            rf"\b(?:according to|based on) the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|"
-            rf"receipt|ticket|book|cover)\b")),
+            r"\baccording to the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|receipt|ticket|book|cover)\b",
+            r"\bbased on the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|receipt|ticket|book|cover)\b")),
     Rule("ocr.book_semantic", OCR, SEMANTIC, "asks about the kind of book (genre, topic, edition)",
          _r(r"\bgenre\b", r"\bwhat (?:type|kind|sort|category) of book\b",
             r"^is this (?:a|an) [\w'&,.-]+(?: [\w'&,.-]+){0,5} book\b", r"\bis this book\b",
@@ -263,8 +265,8 @@ RULES: tuple[Rule, ...] = (
             r"\btemperature\b", r"\bclimate\b", r"\bweather (?:pattern|condition)s\b", r"\benergy\b",
             r"\bsolid,? (?:or )?(?:a )?liquid\b", r"\bliquid,? (?:or )?(?:a )?(?:solid|gas)\b",
             # language arts (ScienceQA style): about the words, not the image
-            r"\brhym", r"\btense\b", r"\b(?:compound|complex|simple|declarative|interrogative|exclamatory) sentence\b",
-            r"\b(?:syllables?|alliteration|simile|metaphor|idiom|grammar|punctuation|hyperbole|personification)\b",
+            r"\b(?:rhyme|rhymes|rhyming)\b", r"\btense\b", r"\b(?:compound|complex|simple|declarative|interrogative|exclamatory) sentence\b",
+            r"\b(?:syllable|syllables|alliteration|simile|metaphor|idiom|grammar|punctuation|hyperbole|personification)\b",
             r"\bfigures? of speech\b", r"\b(?:allusion|irony|euphemism|oxymoron|paradox|onomatopoeia)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
          _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
@@ -277,8 +279,10 @@ RULES: tuple[Rule, ...] = (
             r"slower|wider|narrower|thicker|thinner|darker|brighter|cheaper|better|worse|greater)\s+(?:[\w-]+\s+){0,3}than\b",
             r"\bmore of\b", r"\bthe same\b", r"\bsame (?:[\w-]+ )?as\b", r"\bdifferen(?:t|ce)\b", r"\bcompar",
             r"\bin common\b", r"\bcombined\b", r"\baltogether\b",
-            r"^(?:who|which|what)(?: one)? is (?:taller|shorter|bigger|smaller|larger|older|younger|heavier|lighter|"
-            r"faster|slower|longer|wider)\b",
+            r"^(?:who|which|what) is (?:taller|shorter|bigger|smaller|larger|older|younger|heavier|lighter|faster|"
+            r"slower|longer|wider)\b",
+            r"^(?:who|which|what) one is (?:taller|shorter|bigger|smaller|larger|older|younger|heavier|lighter|faster|"
+            r"slower|longer|wider)\b",
             r"\btotal number of [\w ]+ and\b", r"\bsum of\b", r"\bexcluding\b", r"\bnot counting\b",
             r"\bapart from\b", r"\bother than\b", r"\bexcept\b", r"^among\b", r"\bhow many other\b")),
     # 5-6. Object questions that a location does not turn into Spatial ----------------------------
@@ -306,7 +310,8 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:near|nearby|nearest|nearer)\b", r"\bclose (?:to|by)\b", r"\b(?:closest|closer)\b", r"\bfar from\b", r"\bfarthest\b", r"\bfarther from\b",
             r"\bfurthest\b", r"\bfurther (?:left|right|up|down|away)\b", r"\bbetween\b", r"\bacross from\b",
             r"\bopposite\b", r"\bon top\b", r"\batop\b", r"\bsurround", r"\badjacent\b", r"\balongside\b",
-            r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b", r"\b(?:north|south|east|west)(?:ern|ward|most)?\b",
+            r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b", r"\b(?:north|south|east|west|northern|southern|eastern|western|"
+            r"northernmost|southernmost|easternmost|westernmost|northward|southward|eastward|westward)\b",
             r"\b(?:at|in|on) the (?:top|bottom|center|centre|middle|corner|edge|side|back|front|foreground|background)\b",
             r"\b(?:top|bottom) (?:of|left|right|half|part)\b", r"\bin which part\b", r"\b(?:what|which) part of\b",
             r"\bposition", r"\blocat(?:ed|ion)\b", r"\borientation\b", r"\bdirection\b", r"\binside\b",
@@ -318,10 +323,14 @@ RULES: tuple[Rule, ...] = (
             rf"(?:on|in|at|against|from|atop|inside|by|over|onto|upon)\b(?! (?:the|this|a) {_PIC}\b)")),
     Rule("spatial.on_in", SPATIAL, None, "asks whether or what is on or in another object",
          _r(rf"^(?:is|are) {_DET} (?!{_PIC}\b)(?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
-            rf"^(?:what|who)(?: is|'s| are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|who) (?:is|are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|who)'s (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
             rf"^(?:what|which|who) (?:kind of |type of |sort of )?[\w-]+(?: is| are|'s) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^what(?: is|'s| are) the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^(?:what|which|who)(?: is|'s| are) (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
+            rf"^what (?:is|are) the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^what's the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|which|who) (?:is|are) (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
+            rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|which|who)'s (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
             rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)")),
     # 8. Object: what kind of thing it is (after Spatial: "what kind of device is left of the monitor" is Spatial)
     Rule("object.kind", OBJECT, None, "asks what kind or type of thing an object is",
