@@ -66,6 +66,7 @@ def test_fused_tower_concatenates_both_towers_patch_features(parts):
     model.eval()
     tower = model.model.vision_tower
     assert type(tower).__name__ == "FusedVisionModel"
+    assert {"Dinov2WithRegistersLayer", "SiglipEncoderLayer", "LlamaDecoderLayer"} <= model._no_split_modules  # FSDP wrap
     assert model.config.image_seq_length == 16                     # (16 px / 4 px)^2, CLS and registers dropped
     assert model.model.multi_modal_projector.linear_1.in_features == 24 + 32
     assert model.model.multi_modal_projector.linear_2.out_features == 32
@@ -108,7 +109,7 @@ def test_fused_model_round_trips_as_a_checkpoint(parts, tmp_path):
 
 def _config(tmp_path: Path, model_id: str, steps="[2]") -> Path:
     cfg = tmp_path / "paper-mini.toml"
-    cfg.write_text(f'[model]\nid = "{model_id}"\nvision_feature_layer = -2\n'
+    cfg.write_text(f'[model]\nid = "{model_id}"\nvision_feature_layer = -2\ngradient_checkpointing = true\n'
                    f'[train]\nper_device_batch = 4\nlr = 3e-3\nwarmup = 0.1\nweight_decay = 0.1\nout_dir = "{tmp_path / "runs"}"\n'
                    f'[checkpoints]\nsteps = {steps}\n'
                    f'[parts]\nfreeze = ["vision"]\n[parts.lr]\nprojector = 1e-2\n')

@@ -63,6 +63,10 @@ class FusedVisionModel(PreTrainedModel):
         self.towers = torch.nn.ModuleList(towers if towers is not None else
                                           [AutoModel.from_config(tower_config(t)) for t in config.towers])
         self.post_init()
+        # transformers gathers these from direct children only; the towers sit in a ModuleList
+        for t in self.towers:
+            self._no_split_modules.update(getattr(t, "_no_split_modules", None) or ())
+            self._skip_keys_device_placement.update(getattr(t, "_skip_keys_device_placement", None) or ())
 
     def _init_weights(self, module):
         pass   # every tower is a pretrained model that initialises (or loads) its own weights
