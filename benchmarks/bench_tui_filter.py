@@ -25,6 +25,11 @@ rolled back so the cached database is never changed:
 A baseline query is stopped after --budget seconds ("gave up"). The overview's
 judge summary is timed with and without the TUI's index (m170_tui_browse_indexes).
 
+Targets (ratios in this run; the script exits 1 when one is missed): the judge
+summary at least 1.5x faster with the index than without, and (with the
+baselines) the slowest page of the naive SQL at least 5x the slowest page of
+the shipped queries, over both statistics modes each.
+
     /work/venv/bin/python benchmarks/bench_tui_filter.py            # default scale
     /work/venv/bin/python benchmarks/bench_tui_filter.py --set-size 500 --seeds 2   # quick
 """
@@ -107,7 +112,7 @@ def naive_page(conn, f, after=None, limit=100) -> list:
     """The first, obvious way to write the page query (the baseline): plain JOINs the planner may
     reorder, a join to qa_pairs, the text search as one IN list, keyset on all four columns.
     Same rows as ``queries.page`` (the benchmark checks it on the first page)."""
-    from vlmdyn_cli.tui.queries import fts_query
+    from vlmdyn_cli.store.search import fts_query
 
     conds, params = [], []
     for cond, value in (("g.run_id = (SELECT id FROM runs WHERE name = ?)", f.run),
@@ -165,6 +170,9 @@ def main(argv=None) -> int:
 
     import sqlite3
 
+    from vlmdyn_cli.store.db import connect
+    from vlmdyn_cli.store.judgement_queries import judge_status
+    from vlmdyn_cli.store.runs import list_runs
     from vlmdyn_cli.tui import queries as Q
 
     judges = tuple(args.judges.split(","))
@@ -177,7 +185,7 @@ def main(argv=None) -> int:
     modes = ["tui"] + ([] if args.no_baseline else ["tui-no-stats", "naive", "naive-no-stats"])
     budget = args.budget
     for mode in modes:
-        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn = connect(path)  # as the TUI's, but writable: the no-stats modes delete (and roll back) stats
         conn.row_factory = sqlite3.Row
         conn.execute("BEGIN")  # every change below is rolled back: the cached database stays as built
         if mode.endswith("no-stats"):
@@ -230,11 +238,15 @@ def main(argv=None) -> int:
 
     # the overview tab's queries (worker threads; the grid's first aggregation per run is cached after)
     overview = {}
-    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn = connect(path)
     conn.row_factory = sqlite3.Row
     gid = conn.execute("SELECT max(id) / 2 FROM generations").fetchone()[0]
     item = Q.item(conn, gid)
-    for name, fn in [("runs", lambda: Q.runs(conn)), ("judges summary", lambda: Q.judges(conn)),
+
+    def judges_summary():
+        return judge_status(conn, per_spec=False)
+
+    for name, fn in [("runs", lambda: list_runs(conn)), ("judges summary", judges_summary),
                      ("filter choices", lambda: Q.choices(conn)), ("judge specs", lambda: Q.judge_specs(conn)),
                      ("detail item", lambda: Q.item(conn, gid)),
                      ("detail verdicts", lambda: Q.verdicts(conn, item["triple_hash"])),
@@ -246,7 +258,7 @@ def main(argv=None) -> int:
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND name = "
                                 "'idx_tui_judgements_summary'").fetchall():
         conn.execute(f"DROP INDEX {name}")
-    ms, _ = timed(lambda: Q.judges(conn), 1)
+    ms, _ = timed(judges_summary, 1)
     overview["judges summary (baseline: no idx_tui_judgements_summary)"] = round(ms, 1)
     print(f"overview judges summary without the TUI index {ms:8.1f} ms", file=sys.stderr)
     conn.execute("ROLLBACK")
@@ -257,12 +269,38 @@ def main(argv=None) -> int:
         worst = max((k for k in pages if pages[k] is not None), key=lambda k: pages[k])
         print(f"{mode}: slowest page {pages[worst]} ms ({worst})"
               + (f"; gave up after {budget:.0f} s: {', '.join(gave_up)}" if gave_up else ""), file=sys.stderr)
+    targets = check_targets(results, overview, modes, budget)
     report = {"db": str(path), "summary": summary, "reps": args.reps, "budget_s": budget, "results": results,
-              "overview": overview}
+              "overview": overview, "targets": targets}
     (OUT / "bench_tui_filter.json").write_text(json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
-    return 0
+    return 0 if all(t["met"] for t in targets) else 1
+
+
+# Targets, as ratios measured side by side in this run (the claims of notes/tui.md).
+INDEX_TARGET = 1.5   # judge summary: without idx_tui_judgements_summary / with it
+STEER_TARGET = 5.0   # slowest page: naive SQL (either stats mode) / the shipped queries (either mode)
+
+
+def check_targets(results: dict, overview: dict, modes: list[str], budget: float) -> list[dict]:
+    """Each target with its measured ratio; a page that gave up counts as the whole budget."""
+    def slowest(prefix: str) -> float:
+        return max((v[f"{m}_page_ms"] if v[f"{m}_page_ms"] is not None else 1000 * budget)
+                   for m in modes if m.startswith(prefix) for v in results.values())
+
+    out = [{"target": "judge summary without / with idx_tui_judgements_summary", "at_least": INDEX_TARGET,
+            "ratio": overview["judges summary (baseline: no idx_tui_judgements_summary)"]
+            / max(overview["judges summary"], 1e-3)}]
+    if "naive" in modes:
+        out.append({"target": "slowest first page: naive SQL / shipped queries (with and without statistics)",
+                    "at_least": STEER_TARGET, "ratio": slowest("naive") / max(slowest("tui"), 1e-3)})
+    for t in out:
+        t["ratio"] = round(t["ratio"], 2)
+        t["met"] = t["ratio"] >= t["at_least"]
+        print(f"target {t['target']}: {t['ratio']:.1f}x (>= {t['at_least']:g}x) "
+              f"{'met' if t['met'] else 'MISSED'}", file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from helpers_evalsets import add_dataset, expected_seen, make_experiment, traine
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import build, sampling
 from vlmdyn_cli.evalsets.report import list_sets
-from vlmdyn_cli.evalsets.runs import get_run
 from vlmdyn_cli.evalsets.selection import unseen_candidates
+from vlmdyn_cli.store.runs import get_run
 
 
 def members(db, run_id, name):

@@ -11,7 +11,6 @@ import pytest
 from helpers_evalsets import add_dataset, add_run, save_tiny_checkpoints, write_images
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import build
-from vlmdyn_cli.evalsets.runs import get_run
 from vlmdyn_cli.inference import backends
 from vlmdyn_cli.inference.backends.hf import HFBackend
 from vlmdyn_cli.inference.config import GenConfig
@@ -19,6 +18,7 @@ from vlmdyn_cli.inference.items import load_items
 from vlmdyn_cli.inference.runner import InferRequest, run_inference
 from vlmdyn_cli.progress import RecordingReporter
 from vlmdyn_cli.store import open_db
+from vlmdyn_cli.store.runs import get_run
 
 SEEN, UNSEEN = 6, 6
 

@@ -11,13 +11,13 @@ from PIL import Image
 from helpers_evalsets import make_experiment
 from vlmdyn_cli.errors import BadInput, MissingDependency
 from vlmdyn_cli.evalsets import build, match
-from vlmdyn_cli.evalsets.runs import get_run
 from vlmdyn_cli.inference.backends import get_backend
 from vlmdyn_cli.inference.backends.vllm import build_requests, sampling_args
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.inference.items import GenItem, batches, load_items
 from vlmdyn_cli.inference.store import save_config, write_batch
 from vlmdyn_cli.inference.summary import pivot, string_match_rows
+from vlmdyn_cli.store.runs import get_run
 
 
 @pytest.mark.parametrize("pred,ref,levels", [

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlmdyn_cli.store.schema_doc import END, START, parse_create, readme_section, render_markdown, update_readme
+from vlmdyn_cli.readme import SCHEMA_END, SCHEMA_START, section
+from vlmdyn_cli.store.schema_doc import parse_create, render_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_schema_section_is_up_to_date():
-    section = readme_section(README.read_text(encoding="utf-8"))
-    assert section is not None, f"README.md lacks the {START} ... {END} markers"
-    assert section == render_markdown(), (
-        "README.md's schema section is stale: run `python -m vlmdyn_cli.store.schema_doc README.md`")
+    text = section(README.read_text(encoding="utf-8"), SCHEMA_START, SCHEMA_END)
+    assert text is not None, f"README.md lacks the {SCHEMA_START} ... {SCHEMA_END} markers"
+    assert text == render_markdown(), (
+        "README.md's schema section is stale: run `python -m vlmdyn_cli.readme README.md`")
 
 
 def test_markdown_describes_every_table_with_comments():
@@ -43,19 +44,6 @@ def test_parse_create_handles_several_columns_per_line_and_constraints():
     assert [c[0] for c in cols] == ["a", "b", "c", "d"]
     assert cols[3][1] == "d TEXT DEFAULT (lower('X'))"
     assert cons == ["UNIQUE(a, b)"] and comments == {"a": "first"}
-
-
-def test_update_readme_only_touches_the_marked_section(tmp_path):
-    p = tmp_path / "README.md"
-    p.write_text("# Title\n\nIntro.\n", encoding="utf-8")
-    assert update_readme(p, "GEN 1\n")
-    text = p.read_text()
-    assert text.startswith("# Title\n\nIntro.\n\n") and f"{START}\nGEN 1\n{END}" in text
-    p.write_text(text + "\n## After\n\nMore.\n")
-    assert update_readme(p, "GEN 2\n")
-    text = p.read_text()
-    assert "GEN 1" not in text and f"{START}\nGEN 2\n{END}" in text and text.endswith("## After\n\nMore.\n")
-    assert not update_readme(p, "GEN 2\n")
 
 
 def test_db_schema_markdown_cli(cli, db_path):

@@ -174,7 +174,7 @@ def test_init_from_another_run_starts_from_its_weights(db, tmp_path):
     assert db.execute("SELECT init_from FROM runs WHERE name='stage2'").fetchone()[0] == "stage1:2"
     with pytest.raises(BadInput, match="no checkpoint at step 3"):
         train(db, cfg2, seed=0, run_name="stage3", init_from="stage1:3")
-    with pytest.raises(BadInput, match="no run named 'stag1'.*did you mean 'stage1'"):
+    with pytest.raises(BadInput, match="unknown run 'stag1'.*did you mean 'stage1'"):
         train(db, cfg2, seed=0, run_name="stage3", init_from="stag1")
 
 

@@ -1,8 +1,6 @@
-"""Pieces of the TUI that need no app: literal text, FTS queries, half-block images, SQL paging."""
+"""Pieces of the TUI that need no app: literal text, half-block images, SQL paging and counts."""
 
 from __future__ import annotations
-
-import pytest
 
 from helpers_tui import ANSI, QAS, build_db
 
@@ -17,17 +15,6 @@ def test_control_characters_become_visible():
     t = literal("[bold red]x[/]")
     assert t.plain == "[bold red]x[/]" and not t.spans  # a Text: never parsed as markup
     assert one_line("line one\nline two", width=12).plain == "line one ⏎ …"
-
-
-@pytest.mark.parametrize("text,expected", [
-    ("book", '"book"'),
-    ('book" OR (*', '"book" "OR"'),
-    ("NEAR(a b)", '"NEAR" "a" "b"'),
-    ("  ", None),
-    ("l'enfant", '"l" "enfant"'),
-])
-def test_fts_query_quotes_every_word(text, expected):
-    assert Q.fts_query(text) == expected
 
 
 def test_halfblock_image(tmp_path):

@@ -12,7 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vlmdyn_cli.store.schema_doc import render_markdown
+
 CLI_START, CLI_END = "<!-- cli:start -->", "<!-- cli:end -->"
+SCHEMA_START, SCHEMA_END = "<!-- schema:start -->", "<!-- schema:end -->"
 
 
 def replace_block(text: str, start: str, end: str, body: str, heading: str) -> str:
@@ -24,6 +27,7 @@ def replace_block(text: str, start: str, end: str, body: str, heading: str) -> s
 
 
 def section(text: str, start: str, end: str) -> str | None:
+    """The text between the markers (None when they are absent)."""
     if start not in text or end not in text:
         return None
     return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
@@ -52,12 +56,11 @@ def cli_reference() -> str:
 
 
 def update(path: str | Path) -> bool:
-    from vlmdyn_cli.store import schema_doc
-
+    """Rewrite both generated sections of the README at ``path``; True when it changed."""
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     new = replace_block(text, CLI_START, CLI_END, cli_reference(), "## CLI reference")
-    new = replace_block(new, schema_doc.START, schema_doc.END, schema_doc.render_markdown(), "## Database schema")
+    new = replace_block(new, SCHEMA_START, SCHEMA_END, render_markdown(), "## Database schema")
     if new != text:
         path.write_text(new, encoding="utf-8")
         return True

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import parse_object
 from vlmdyn_cli.store.db import now, triple_hash, upsert_triples
+from vlmdyn_cli.store.labels import save_label
 
 _TRUE = {"y", "yes", "1", "true"}
 _FALSE = {"n", "no", "0", "false"}
@@ -150,10 +151,7 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             if stored.get((h, who)) == label:
                 res.unchanged += 1
                 continue
-            db.conn.execute(
-                "INSERT INTO human_labels(triple_hash, rater, label, source, created_at) VALUES (?,?,?,?,?)",
-                (h, who, label, str(path.name), ts),
-            )
+            save_label(db.conn, h, who, label, str(path.name), ts)
             res.imported += 1
             res.raters.add(who)
         if sample and new_triples:

@@ -7,6 +7,7 @@ counted as "no": they are excluded from every metric and reported as a count.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 
@@ -14,11 +15,26 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.calibration import metrics as M
 from vlmdyn_cli.calibration.labels import HumanVerdicts
+from vlmdyn_cli.store.db import now
 
 PAPER_TABLE = {  # METHOD.md section 4: gpt-4o-mini vs the human majority (100 items, 4 raters)
     "gpt-4o-mini (paper, with rubric)": {"accuracy": 0.894, "precision": 0.930, "recall": 0.898, "f1": 0.91},
     "gpt-4o-mini (paper, without rubric)": {"accuracy": 0.851, "precision": 0.979, "recall": 0.780, "f1": 0.87},
 }
+
+
+def human_summary(hv: HumanVerdicts) -> dict:
+    """The raters among themselves: items, raters, Fleiss' kappa, pairwise agreement, share yes."""
+    return {
+        "items": len(hv.verdict),
+        "raters": sorted(hv.by_rater),
+        "items_by_rater_count": {str(k): sum(1 for v in hv.n_raters.values() if v == k)
+                                 for k in sorted(set(hv.n_raters.values()))},
+        "excluded_too_few_raters": len(hv.too_few),
+        "fleiss_kappa": M.fleiss_kappa(list(hv.ratings.values())),
+        "pairwise": M.pairwise_agreement(hv.by_rater),
+        "share_yes": sum(1 for v in hv.verdict.values() if v == "yes") / len(hv.verdict),
+    }
 
 
 def stored_judgements(db: Database, spec_hash: str, hashes: list[str]) -> dict[str, dict]:
@@ -92,6 +108,15 @@ def judge_report(db: Database, name: str, spec_hash: str, hv: HumanVerdicts, see
         rep["auc_p_yes"] = M.roc_auc([s for s, _ in scores], [t for _, t in scores])
         rep["threshold"] = threshold_cv([s for s, _ in scores], [t for _, t in scores], folds=folds, seed=seed)
     return rep
+
+
+def save_report(db: Database, rep: dict, agreement: float) -> None:
+    """Keep one judge's report (``judge_report``) in calibration_results, in its own transaction."""
+    with db.conn:
+        db.conn.execute(
+            "INSERT INTO calibration_results(spec_hash, judge_name, agreement_threshold, n_items,"
+            " metrics_json, created_at) VALUES (?,?,?,?,?,?)",
+            (rep["spec_hash"], rep["judge"], agreement, rep["n_items"], json.dumps(rep, default=str), now()))
 
 
 def _best_threshold(scores: list[float], truth: list[str], objective: str) -> float:

@@ -13,17 +13,15 @@ from sqlite_utils import Database
 from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.store.db import now, upsert_triples
+from vlmdyn_cli.store.runs import get_run
 
 
 def _candidates_from_run(db: Database, run: str) -> list[dict]:
-    row = db.execute("SELECT id FROM runs WHERE name = ?", [run]).fetchone()
-    if row is None:
-        names = [r[0] for r in db.execute("SELECT name FROM runs ORDER BY id").fetchall()]
-        raise BadInput(f"unknown run {run!r}; runs: {', '.join(names) or '(none)'}")
+    run_id = get_run(db, run).id
     rows = db.execute(
         """SELECT g.triple_hash, q.category, q.subcategory, g.step, g.qa_id
            FROM generations g JOIN qa_pairs q ON q.id = g.qa_id
-           WHERE g.run_id = ? ORDER BY g.id""", [row[0]]).fetchall()
+           WHERE g.run_id = ? ORDER BY g.id""", [run_id]).fetchall()
     if not rows:
         raise BadInput(f"run {run!r} has no generations yet (run `vlmdyn infer --run {run}` first)")
     seen: dict[str, dict] = {}

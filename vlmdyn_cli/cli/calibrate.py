@@ -115,21 +115,6 @@ def _verdicts(d, agreement, min_raters, sample):
     return hv
 
 
-def _rater_summary(hv) -> dict:
-    from vlmdyn_cli.calibration import metrics as M
-
-    return {
-        "items": len(hv.verdict),
-        "raters": sorted(hv.by_rater),
-        "items_by_rater_count": {str(k): sum(1 for v in hv.n_raters.values() if v == k)
-                                 for k in sorted(set(hv.n_raters.values()))},
-        "excluded_too_few_raters": len(hv.too_few),
-        "fleiss_kappa": M.fleiss_kappa(list(hv.ratings.values())),
-        "pairwise": M.pairwise_agreement(hv.by_rater),
-        "share_yes": sum(1 for v in hv.verdict.values() if v == "yes") / len(hv.verdict),
-    }
-
-
 @cal_app.command("labels")
 def labels_cmd(
     agreement: AgreementOpt = 0.75,
@@ -142,10 +127,11 @@ def labels_cmd(
 
     Example: vlmdyn calibrate labels --agreement 0.75 --min-raters 2
     """
+    from vlmdyn_cli.calibration.report import human_summary
     from vlmdyn_cli.store import open_db
 
     hv = _verdicts(open_db(db, must_exist=True), agreement, min_raters, sample)
-    s = _rater_summary(hv)
+    s = human_summary(hv)
     if json_out:
         emit_json(s)
         return
@@ -183,12 +169,10 @@ def report_cmd(
 
     Example: vlmdyn calibrate report --judge rules --judge cascade --judge gpt-4o-mini
     """
-    import json as _json
-
-    from vlmdyn_cli.calibration.report import judge_report, rubric_comparison
+    from vlmdyn_cli.calibration.report import human_summary, judge_report, rubric_comparison, save_report
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.progress import cli_reporter
-    from vlmdyn_cli.store import now, open_db
+    from vlmdyn_cli.store import open_db
 
     d = open_db(db, must_exist=True)
     hv = _verdicts(d, agreement, min_raters, sample)
@@ -202,12 +186,8 @@ def report_cmd(
             judge_triples(d, spec, sorted(hv.verdict), reporter=reporter)
         rep = judge_report(d, spec.name, spec.hash, hv, folds=folds)
         reports.append(rep)
-        with d.conn:
-            d.conn.execute(
-                "INSERT INTO calibration_results(spec_hash, judge_name, agreement_threshold, n_items,"
-                " metrics_json, created_at) VALUES (?,?,?,?,?,?)",
-                (spec.hash, spec.name, agreement, rep["n_items"], _json.dumps(rep, default=str), now()))
-    out = {"humans": _rater_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports)}
+        save_report(d, rep, agreement)
+    out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports)}
     fitted = [s.name for s in specs if s.backend == "fitted"]
     if fitted and not json_out:
         hint(f"{', '.join(fitted)}: a fitted judge scored on the labels it was fitted on is optimistic; "

@@ -99,8 +99,8 @@ def infer_cmd(
 
 
 def _summary_rows(d, run: str, steps=None, sets=None) -> list[dict]:
-    from vlmdyn_cli.evalsets.runs import get_run
     from vlmdyn_cli.inference.summary import string_match_rows
+    from vlmdyn_cli.store.runs import get_run
 
     return string_match_rows(d, get_run(d, run).id, steps, sets)
 
@@ -147,8 +147,8 @@ def summary_cmd(
     d = open_db(db, must_exist=True)
     names = _names(sets)
     if names is not None:
-        from vlmdyn_cli.evalsets.runs import get_run
         from vlmdyn_cli.inference.plan import resolve_sets
+        from vlmdyn_cli.store.runs import get_run
 
         resolve_sets(d, get_run(d, run), names)
     rows = _summary_rows(d, run, parse_steps(steps), names)
@@ -171,34 +171,14 @@ def list_cmd(
 
     Example: vlmdyn generations list --run tiny-s0 --step 75 --set unseen -n 10
     """
-    from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.evalsets.match import normalised
-    from vlmdyn_cli.evalsets.runs import get_run
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.generations import list_generations
+    from vlmdyn_cli.store.runs import get_run
 
     d = open_db(db, must_exist=True)
-    where, args = [], []
-    if run is not None:
-        where.append("g.run_id = ?")
-        args.append(get_run(d, run).id)
-    if step is not None:
-        where.append("g.step = ?")
-        args.append(step)
-    if set_name is not None:
-        sid_sql = "SELECT s.id FROM eval_sets s WHERE s.name = ? AND s.run_id = g.run_id"
-        if not d.execute("SELECT 1 FROM eval_sets WHERE name = ?", [set_name]).fetchone():
-            raise BadInput(f"no evaluation set named '{set_name}' (see `vlmdyn sets list`)")
-        where.append(f"g.qa_id IN (SELECT qa_id FROM eval_set_members WHERE set_id IN ({sid_sql}))")
-        args.append(set_name)
-    sql = ("SELECT r.name, g.step, g.qa_id, q.category, q.question, q.answer, g.prediction, g.backend, "
-           "g.gen_config_hash, g.triple_hash, g.created_at FROM generations g "
-           "JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id")
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY r.name, g.step, g.qa_id LIMIT ?"
-    keys = ("run", "step", "qa_id", "category", "question", "answer", "prediction", "backend",
-            "gen_config_hash", "triple_hash", "created_at")
-    rows = [dict(zip(keys, r)) for r in d.execute(sql, args + [limit])]
+    rows = list_generations(d, run_id=None if run is None else get_run(d, run).id, step=step, set_name=set_name,
+                            limit=limit)
     for r in rows:
         r["normalised_match"] = normalised(r["prediction"], r["answer"])
     if json_out:

@@ -147,8 +147,8 @@ def list_cmd(
 
     Example: vlmdyn judgements list -n 10 --judge cascade --status unscored -q "book author"
     """
-    from vlmdyn_cli.judging.queries import iter_judgements
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.judgement_queries import iter_judgements
 
     d = open_db(db, must_exist=True)
     try:
@@ -173,8 +173,8 @@ def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
 
     Example: vlmdyn judgements status --json
     """
-    from vlmdyn_cli.judging.queries import judge_status
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.judgement_queries import judge_status
 
     d = open_db(db, must_exist=True)
     try:
@@ -210,8 +210,8 @@ def export_cmd(
     import json
 
     from vlmdyn_cli.errors import BadInput
-    from vlmdyn_cli.judging.queries import ROW_COLUMNS, iter_judgements
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.judgement_queries import ROW_COLUMNS, iter_judgements
 
     if fmt not in ("csv", "jsonl"):
         raise BadInput(f"--format must be csv or jsonl, not {fmt!r}")

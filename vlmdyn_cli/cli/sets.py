@@ -85,9 +85,9 @@ def build_cmd(
     """
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.evalsets import build
-    from vlmdyn_cli.evalsets.runs import get_run
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.runs import get_run
 
     if stratify is not None and stratify != "category":
         raise BadInput(f"--stratify accepts only 'category', not '{stratify}'")
@@ -127,8 +127,8 @@ def list_cmd(
     Example: vlmdyn sets list --run tiny-s0 --json
     """
     from vlmdyn_cli.evalsets.report import list_sets
-    from vlmdyn_cli.evalsets.runs import get_run
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.runs import get_run
 
     d = open_db(db, must_exist=True)
     if run is not None:

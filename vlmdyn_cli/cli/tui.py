@@ -28,25 +28,23 @@ def register(app: typer.Typer) -> None:
           vlmdyn tui --db exp.db
           vlmdyn tui --db exp.db --rater alice --sample pilot100
         """
-        from vlmdyn_cli.errors import BadInput
+        from vlmdyn_cli.errors import BadInput, did_you_mean
         from vlmdyn_cli.store import open_db, resolve_db_path
+        from vlmdyn_cli.store.labels import samples
 
         path = resolve_db_path(db)
         if not path.exists():
             raise BadInput(f"database {path} does not exist (pass --db, or create one with `vlmdyn data import`)")
-        open_db(path, must_exist=True).close()  # migrate once (adds the TUI indexes) before any reader starts
         if rater is not None and not rater.strip():
             raise BadInput("--rater must not be empty")
-        if sample is not None:
-            import sqlite3
-
-            with sqlite3.connect(str(path)) as conn:
-                names = [r[0] for r in conn.execute("SELECT DISTINCT sample FROM calibration_items")]
-            if sample not in names:
-                from vlmdyn_cli.errors import did_you_mean
-
-                known = ", ".join(sorted(names)) or "none yet: draw one with `vlmdyn calibrate sample`"
-                raise BadInput(f"--sample {sample!r} is not in {path}{did_you_mean(sample, names)} (samples: {known})")
+        database = open_db(path, must_exist=True)  # migrate once (adds the TUI indexes) before any reader starts
+        try:
+            names = [s["sample"] for s in samples(database)]
+        finally:
+            database.close()
+        if sample is not None and sample not in names:
+            known = ", ".join(names) or "none yet: draw one with `vlmdyn calibrate sample`"
+            raise BadInput(f"--sample {sample!r} is not in {path}{did_you_mean(sample, names)} (samples: {known})")
 
         from vlmdyn_cli.tui.app import create_app
 

@@ -130,6 +130,7 @@ def _categorize(db, r: Reporter) -> None:
 
 
 def _train(db, cfg: DemoConfig, seed: int, name: str, r: Reporter) -> None:
+    from vlmdyn_cli.store.runs import find_run
     from vlmdyn_cli.training.config import load_config
     from vlmdyn_cli.training.trainer import train
 
@@ -137,15 +138,13 @@ def _train(db, cfg: DemoConfig, seed: int, name: str, r: Reporter) -> None:
     for sec, vals in cfg.train_overrides.items():
         overrides.setdefault(sec, {}).update(vals)
     tcfg = load_config(None, overrides)
-    exists = db.execute("SELECT 1 FROM runs WHERE name = ?", [name]).fetchone() is not None
-    train(db, tcfg, seed=seed, run_name=name, resume=exists, reporter=r)
+    train(db, tcfg, seed=seed, run_name=name, resume=find_run(db, name) is not None, reporter=r)
 
 
 def _sets(db, cfg: DemoConfig, name: str, r: Reporter) -> None:
     from vlmdyn_cli.evalsets import build
-    from vlmdyn_cli.evalsets.runs import get_run
-
     from vlmdyn_cli.evalsets.selection import seen_members, unseen_candidates
+    from vlmdyn_cli.store.runs import get_run
 
     run = get_run(db, name)
     steps = run.eval_steps

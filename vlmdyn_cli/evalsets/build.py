@@ -16,9 +16,9 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import sampling, selection
-from vlmdyn_cli.evalsets.runs import Run, manifest_steps
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.runs import Run
 
 DEFINITION_VERSION = 1
 UNSEEN_NAMES = {"image": "unseen", "pair": "unseen-pair", "none": "unseen-none"}
@@ -57,6 +57,19 @@ def plan(run: Run, steps: list[int], seen_size: int, unseen_size: int, dedups: l
             "version": DEFINITION_VERSION, "kind": "unseen", "run": run.name, "after_step": last,
             "dedup": d, "size": unseen_size, "seed": seed, "stratify": stratify}))
     return specs
+
+
+def manifest_steps(db: Database, run: Run) -> tuple[int, int, int]:
+    """(conversations in the manifest, first step, last step); BadInput when it is empty."""
+    n, lo, hi = db.execute(
+        "SELECT count(*), min(step), max(step) FROM run_order WHERE run_id = ?", [run.id]
+    ).fetchone()
+    if not n:
+        raise BadInput(
+            f"run '{run.name}' has no order manifest (no run_order rows): train it with "
+            f"`vlmdyn train` first; the manifest records which conversation each step consumed"
+        )
+    return n, lo, hi
 
 
 def existing_definitions(db: Database, run: Run) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
-from vlmdyn_cli.evalsets.runs import Run, saved_checkpoints
+from vlmdyn_cli.store.runs import Run, checkpoints
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -73,7 +73,7 @@ def checkpoint_folder(run: Run, step: int, path: str) -> str:
 def resolve_checkpoints(db: Database, run: Run, steps: list[int] | None,
                         sets: list[SetRef]) -> list[tuple[int, str]]:
     """[(step, folder)] to evaluate. None = every saved checkpoint up to the unseen sets' step."""
-    saved = saved_checkpoints(db, run)
+    saved = checkpoints(db, run.id)
     if not saved:
         raise BadInput(f"run '{run.name}' has no saved checkpoints yet (train it with `vlmdyn train`)")
     if steps is None:

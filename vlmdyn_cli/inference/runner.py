@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from vlmdyn_cli.evalsets.match import normalised
-from vlmdyn_cli.evalsets.runs import get_run
 from vlmdyn_cli.inference import items as items_mod
 from vlmdyn_cli.inference import plan, store
 from vlmdyn_cli.inference.backends import GenBackend, get_backend
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.progress import NullReporter, Reporter
+from vlmdyn_cli.store.runs import get_run
 
 
 @dataclass

@@ -26,6 +26,7 @@ from vlmdyn_cli.judging.prompts import estimate_tokens, render_request
 from vlmdyn_cli.judging.spec import JudgeSpec
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.runs import get_run
 
 FLUSH_ROWS = 200          # rows per write transaction
 FLUSH_SECONDS = 2.0       # ... or at least this often, so a kill loses little work
@@ -270,14 +271,7 @@ def _estimate(db: Database, spec: JudgeSpec, todo: list[str], summary: JudgeSumm
 def run_triple_hashes(db: Database, run_name: str, sets: list[str] | None = None,
                       checkpoints: list[int] | None = None) -> list[str]:
     """Triple hashes of a run's generations, optionally restricted to eval sets and checkpoint steps."""
-    row = db.conn.execute("SELECT id FROM runs WHERE name = ?", (run_name,)).fetchone()
-    if row is None:
-        names = [r[0] for r in db.conn.execute("SELECT name FROM runs ORDER BY id")]
-        from vlmdyn_cli.errors import did_you_mean
-
-        raise BadInput(f"unknown run '{run_name}'{did_you_mean(run_name, names)}; runs: "
-                       f"{', '.join(names) or '(none: run `vlmdyn train` first)'}")
-    run_id = row[0]
+    run_id = get_run(db, run_name).id
     where, args = ["g.run_id = ?"], [run_id]
     join = ""
     if sets:

@@ -102,10 +102,9 @@ def select_runs(db, runs: list[str] | None = None, like: str | None = None) -> l
         chosen = []
         for name in runs:
             if name not in by_name:
-                from vlmdyn_cli.errors import did_you_mean
+                from vlmdyn_cli.store.runs import unknown_run
 
-                raise BadInput(f"unknown run '{name}'{did_you_mean(name, by_name)}; "
-                               f"runs: {', '.join(sorted(by_name)[:12])}")
+                raise unknown_run(name, sorted(by_name))
             chosen.append(by_name[name])
     elif like:
         pat = like.replace("%", "*")
@@ -241,13 +240,15 @@ def _store_somewhere(conn, spec_hash, run_id, version, cells, seconds) -> None:
     writes it through a short-lived connection of its own to the same file instead."""
     import sqlite3
 
+    from vlmdyn_cli.store.db import connect
+
     try:
         _store(conn, spec_hash, run_id, version, cells, seconds)
     except sqlite3.OperationalError as exc:
         if "readonly" not in str(exc):
             raise
         path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
-        own = sqlite3.connect(path, timeout=30, isolation_level=None)
+        own = connect(path)
         try:
             _store(own, spec_hash, run_id, version, cells, seconds)
         finally:

@@ -1,5 +1,16 @@
-"""The experiment database: open_db(), migrations, shared queries."""
+"""The experiment database and the queries the CLI and the TUI share.
 
-from vlmdyn_cli.store.db import now, open_db, resolve_db_path, triple_hash, upsert_triples
+db.py                connect() (the one way to open a connection), open_db(), migrate(), hashes
+migrations.py        the named, ordered schema migrations
+runs.py              Run, get_run()/find_run() (the one lookup by name), list_runs(), checkpoints()
+search.py            fts_query(): user text -> a safe FTS5 query
+judgement_queries.py iter_judgements() (list, search, export), judge_status()
+generations.py       list_generations()
+labels.py            save_label() (CLI import and TUI rater), samples()
+schema_doc.py        the schema as Markdown (README section, `vlmdyn db schema --markdown`)
+synthdb.py           a synthetic paper-scale experiment for benchmarks
+"""
 
-__all__ = ["open_db", "resolve_db_path", "now", "triple_hash", "upsert_triples"]
+from vlmdyn_cli.store.db import connect, now, open_db, resolve_db_path, triple_hash, upsert_triples
+
+__all__ = ["connect", "open_db", "resolve_db_path", "now", "triple_hash", "upsert_triples"]

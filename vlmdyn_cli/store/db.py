@@ -24,27 +24,42 @@ def resolve_db_path(path: str | os.PathLike | None) -> Path:
     return Path(os.environ.get("VLMDYN_DB") or DEFAULT_DB)
 
 
-def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> Database:
-    """Open (creating and migrating if needed) the experiment database.
+def connect(path: str | os.PathLike, *, readonly: bool = False) -> sqlite3.Connection:
+    """The one way to open a connection to an experiment database (CLI, TUI, plots cache).
 
-    WAL journal, synchronous=NORMAL and a busy timeout so a reader (plots, the
-    TUI) and a writer (judge, infer) can work on the same file at once.
+    Autocommit mode (``isolation_level=None``: callers open their own
+    transactions), usable from worker threads, a busy timeout, WAL journal and
+    ``synchronous=NORMAL``, so readers (plots, the TUI) and a writer (judge,
+    infer) work on the same file at once. ``readonly=True`` makes the
+    connection refuse every write (``PRAGMA query_only``) and leaves the
+    journal mode as the file has it: the TUI's readers.
+    This function does not create tables or migrate: ``open_db`` does.
     """
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if readonly:
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a non-database
+        else:  # the journal mode is stored in the file: only a writer sets it
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+    except sqlite3.DatabaseError as exc:
+        raise BadInput(f"{path} is not a usable SQLite database: {exc}") from exc
+    return conn
+
+
+def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> Database:
+    """Open the experiment database (``--db``, ``$VLMDYN_DB`` or ./vlmdyn.db) through ``connect``,
+    creating it and applying pending migrations."""
     p = resolve_db_path(path)
     if must_exist and not p.exists():
         raise BadInput(f"database {p} does not exist (run `vlmdyn data import` first, or pass --db)")
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = OFF")
-    except sqlite3.DatabaseError as exc:
-        raise BadInput(f"{p} is not a usable SQLite database: {exc}") from exc
-    db = Database(conn)
+    db = Database(connect(p))
     migrate(db)
     return db
 

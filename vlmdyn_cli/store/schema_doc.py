@@ -5,20 +5,17 @@ table: columns with their types and constraints, the ``--`` comments written
 next to them in ``migrations.py`` (SQLite keeps the CREATE text verbatim),
 table constraints, indexes and full-text search tables.
 
-The README's schema section is this text between the markers below; a test
-compares them. Regenerate after adding a migration with::
+The README's schema section is this text (``vlmdyn_cli/readme.py`` writes it
+between its markers; a test compares them). Regenerate after adding a
+migration with::
 
-    python -m vlmdyn_cli.store.schema_doc README.md
+    python -m vlmdyn_cli.readme README.md
 """
 
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
-START = "<!-- schema:start -->"
-END = "<!-- schema:end -->"
 _TABLE_CONSTRAINT = re.compile(r"^(UNIQUE|PRIMARY\s+KEY|FOREIGN\s+KEY|CHECK|CONSTRAINT)\b", re.IGNORECASE)
 
 
@@ -141,30 +138,3 @@ def render_markdown(db=None) -> str:
             out.extend(extra)
             out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def readme_section(text: str) -> str | None:
-    """The text between the schema markers of a README, or None without markers."""
-    if START not in text or END not in text:
-        return None
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
-
-
-def update_readme(path: str | Path, markdown: str | None = None) -> bool:
-    """Write the generated schema between the markers (appending them at the end if absent)."""
-    from vlmdyn_cli.readme import replace_block
-
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    new = replace_block(text, START, END, markdown or render_markdown(), "## Database schema")
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-        return True
-    return False
-
-
-if __name__ == "__main__":  # python -m vlmdyn_cli.store.schema_doc README.md
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m vlmdyn_cli.store.schema_doc README.md")
-    changed = update_readme(sys.argv[1])
-    print(f"{sys.argv[1]}: {'updated' if changed else 'already up to date'}")

@@ -1,7 +1,8 @@
-"""Database rows of a training run: runs, run_order (manifest), metrics, checkpoints.
+"""Writing a training run's rows: runs, run_order (manifest), metrics, checkpoints.
 
 Only the main process writes; every write is one transaction, and rows are
 keyed so that re-writing a step after a resume replaces instead of duplicating.
+Runs are read (looked up by name, listed) through ``store/runs.py``.
 """
 
 from __future__ import annotations
@@ -9,27 +10,15 @@ from __future__ import annotations
 import json
 import re
 
-from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.runs import Run, checkpoints, get_run
+from vlmdyn_cli.store.runs import list_runs  # noqa: F401  (cli/train.py's `runs list` imports it from here)
 
 
 def default_run_name(dataset: str, model_id: str, seed: int) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id.split("/")[-1].split(":")[-1]).strip("-") or "model"
     return f"{dataset}-{slug}-s{seed}"
-
-
-def get_run(db, name: str) -> dict | None:
-    rows = list(db.query("SELECT * FROM runs WHERE name = ?", [name]))
-    return rows[0] if rows else None
-
-
-def require_run(db, name: str) -> dict:
-    run = get_run(db, name)
-    if run is None:
-        names = [r[0] for r in db.execute("SELECT name FROM runs").fetchall()]
-        raise BadInput(f"no run named '{name}'{did_you_mean(name, names)}"
-                       + (f"; runs: {', '.join(names[:20])}" if names else "; no runs yet (vlmdyn train)"))
-    return run
 
 
 def create_run(db, *, name, dataset_id, seed, model_id, cfg, out_dir, total_steps, global_batch,
@@ -70,16 +59,11 @@ def write_progress(db, run_id: int, order_rows, metric_rows, checkpoint: tuple[i
                             (run_id, checkpoint[0], checkpoint[1], now()))
 
 
-def checkpoints_of(db, run_id: int) -> dict[int, str]:
-    return {s: p for s, p in db.execute(
-        "SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id]).fetchall()}
-
-
-def find_checkpoint(db, spec: str) -> tuple[dict, int, str]:
-    """RUN[:STEP] -> (run row, step, path); without STEP the run's last checkpoint."""
+def find_checkpoint(db, spec: str) -> tuple[Run, int, str]:
+    """RUN[:STEP] -> (run, step, path); without STEP the run's last checkpoint."""
     name, _, step_txt = spec.rpartition(":") if re.search(r":\d+$", spec) else (spec, "", "")
-    run = require_run(db, name)
-    cks = checkpoints_of(db, run["id"])
+    run = get_run(db, name)
+    cks = checkpoints(db, run.id)
     if not cks:
         raise BadInput(f"run '{name}' has no checkpoints yet")
     if step_txt:
@@ -89,23 +73,3 @@ def find_checkpoint(db, spec: str) -> tuple[dict, int, str]:
     else:
         step = max(cks)
     return run, step, cks[step]
-
-
-def list_runs(db) -> list[dict]:
-    rows = db.execute(
-        "SELECT r.id, r.name, d.name, r.seed, r.model_id, r.status, r.total_steps, r.global_batch,"
-        " (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id),"
-        " (SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.id),"
-        " (SELECT group_concat(step, ',') FROM (SELECT step FROM checkpoints c WHERE c.run_id = r.id ORDER BY step)),"
-        " r.samples_per_s, r.train_seconds, r.init_from, r.created_at, r.finished_at"
-        " FROM runs r LEFT JOIN datasets d ON d.id = r.dataset_id ORDER BY r.id").fetchall()
-    keys = ("id", "name", "dataset", "seed", "model_id", "status", "total_steps", "global_batch", "steps_done",
-            "n_checkpoints", "checkpoint_steps", "samples_per_s", "train_seconds", "init_from", "created_at",
-            "finished_at")
-    out = []
-    for r in rows:
-        d = dict(zip(keys, r))
-        d["steps_done"] = d["steps_done"] or 0
-        d["checkpoint_steps"] = [int(s) for s in d["checkpoint_steps"].split(",")] if d["checkpoint_steps"] else []
-        out.append(d)
-    return out

@@ -25,6 +25,7 @@ import numpy as np
 
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
+from vlmdyn_cli.store.runs import Run, checkpoints, find_run, get_run
 from vlmdyn_cli.training import runs as R
 from vlmdyn_cli.training.schedule import checkpoint_steps, lr_multiplier, total_steps
 
@@ -94,25 +95,25 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
     out_dir = Path(t_cfg["out_dir"]).resolve() / name
     resolved = {**cfg, "seed": seed, "world_size": world, "global_batch": B}
 
-    run = R.get_run(db, name)
+    run = find_run(db, name)
     start_step = 0
     resume_dir = out_dir / RESUME_DIR
     if run is not None:
-        if run["status"] == "done":
+        if run.status == "done":
             if resume:
-                reporter.info(f"run {name} is already done ({run['total_steps']} steps)")
-                return _summary(db, R.get_run(db, name))
+                reporter.info(f"run {name} is already done ({run.total_steps} steps)")
+                return _summary(db, get_run(db, name))
             raise BadInput(f"run '{name}' already exists and is done; choose another --run name or --seed")
         if not resume:
-            raise BadInput(f"run '{name}' exists (status {run['status']}); add --resume to continue it, "
+            raise BadInput(f"run '{name}' exists (status {run.status}); add --resume to continue it, "
                            "or choose another --run name")
-        old = json.loads(run["config_json"])
+        old = json.loads(run.config_json)
         if _comparable(old) != _comparable(resolved):
             raise BadInput(f"--resume: the config differs from the one run '{name}' started with "
                            "(model, data, batch, schedule and loss must match)")
         if (resume_dir / "trainer.json").exists():
             start_step = json.loads((resume_dir / "trainer.json").read_text())["step"]
-        init_from = run["init_from"]
+        init_from = run.init_from
     elif init_from:
         R.find_checkpoint(db, init_from)  # fail early on a bad RUN[:STEP]
 
@@ -177,11 +178,11 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
                                   out_dir=out_dir, total_steps=total, global_batch=B, checkpoint_steps=ck_steps,
                                   init_from=init_from)
         else:
-            run_id = run["id"]
+            run_id = run.id
             R.forget_after(db, run_id, start_step)
         R.set_status(db, run_id, "running")
     acc.wait_for_everyone()
-    run_id = R.get_run(db, name)["id"]
+    run_id = get_run(db, name).id
 
     # ---- the order and what each step holds ----
     order = epoch_order([c.id for c in convs], seed)
@@ -331,7 +332,7 @@ def train(db, cfg: dict, *, seed: int = 0, run_name: str | None = None, resume: 
             R.set_status(db, run_id, status, **fields)
             if status == "done":
                 reporter.info(f"run {name} done: {total} steps, {done} conversations, {elapsed:.1f}s")
-    return _summary(db, R.get_run(db, name))
+    return _summary(db, get_run(db, name))
 
 
 def _sigterm_as_interrupt():
@@ -415,10 +416,10 @@ def _now() -> str:
     return now()
 
 
-def _summary(db, run: dict) -> dict:
+def _summary(db, run: Run) -> dict:
     return {
-        "run": run["name"], "run_id": run["id"], "status": run["status"], "seed": run["seed"],
-        "model_id": run["model_id"], "total_steps": run["total_steps"], "global_batch": run["global_batch"],
-        "checkpoints": {str(k): v for k, v in R.checkpoints_of(db, run["id"]).items()},
-        "train_seconds": run["train_seconds"], "samples_per_s": run["samples_per_s"],
+        "run": run.name, "run_id": run.id, "status": run.status, "seed": run.seed,
+        "model_id": run.model_id, "total_steps": run.total_steps, "global_batch": run.global_batch,
+        "checkpoints": {str(k): v for k, v in checkpoints(db, run.id).items()},
+        "train_seconds": run.train_seconds, "samples_per_s": run.samples_per_s,
     }

@@ -63,14 +63,14 @@ class VlmdynApp(App):
 
     def action_rate(self, first: bool = False) -> None:
         """Rater mode: start at once when name and sample are known, else ask for them."""
-        from vlmdyn_cli.tui import queries as Q
+        from vlmdyn_cli.store.labels import samples as list_samples
         from vlmdyn_cli.tui.screens.rater import RaterScreen
         from vlmdyn_cli.tui.screens.rater_setup import RaterSetup
 
         if isinstance(self.screen, RaterScreen):
             return
         with self.store.read() as conn:
-            samples = Q.samples(conn)
+            samples = list_samples(conn)
         sample = self.sample
         if sample is None and len(samples) == 1:
             sample = samples[0]["sample"]

@@ -9,16 +9,20 @@ filters skip, never the whole table (nothing is loaded into memory). How the
 SQL is steered so this holds with or without planner statistics: ``_where``.
 Latencies at paper scale: benchmarks/bench_tui_filter.py, notes/tui.md.
 
+The queries the TUI shares with the CLI live in ``store/``: run listing
+(``store.runs``), judge status (``store.judgement_queries``), samples and
+label saving (``store.labels``), the FTS query builder (``store.search``).
 Connections must use ``row_factory = sqlite3.Row`` (``tui.store.Store`` does).
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+from vlmdyn_cli.store.search import fts_query
 
 PAGE_SIZE = 100
 COUNT_CAP = 10_000
@@ -46,14 +50,6 @@ class Filters:
 
     def active(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, "")}
-
-
-def fts_query(text: str) -> str | None:
-    """User text -> an FTS5 query that cannot be a syntax error: every word quoted, all required."""
-    words = re.findall(r"\w+", text or "", flags=re.UNICODE)
-    if not words:
-        return None
-    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 # Text search strategy thresholds, see fts_mode(); chosen with benchmarks/bench_tui_filter.py.
@@ -268,23 +264,6 @@ def choices(conn: sqlite3.Connection) -> dict[str, list]:
 
 # ---------------------------------------------------------------- overview
 
-def runs(conn: sqlite3.Connection) -> list[dict]:
-    return [dict(r) for r in conn.execute(
-        "SELECT r.id, r.name, r.seed, r.status, r.model_id, "
-        "(SELECT group_concat(step, ' ') FROM (SELECT step FROM checkpoints c WHERE c.run_id = r.id "
-        " ORDER BY step)) AS checkpoints, "
-        "(SELECT count(*) FROM eval_sets s WHERE s.run_id = r.id) AS n_sets "
-        "FROM runs r ORDER BY r.seed, r.name").fetchall()]
-
-
-def judges(conn: sqlite3.Connection) -> list[dict]:
-    """Per judge name: judgements, unscored, share yes among scored, total cost, mean latency."""
-    return [dict(r) for r in conn.execute(
-        "SELECT judge_name AS judge, count(*) AS n, sum(status = 'unscored') AS unscored, "
-        "sum(verdict = 'yes') AS yes, sum(coalesce(cost_usd, 0)) AS cost_usd, avg(latency_s) AS latency_s "
-        "FROM judgements GROUP BY judge_name ORDER BY judge_name").fetchall()]
-
-
 def judge_specs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """(label, spec hash) of every judge spec that judged something, for the grid and plots selects.
 
@@ -381,11 +360,6 @@ def image_file(image_root: str | None, image_path: str | None, db_path: Path | N
 
 # ---------------------------------------------------------------- rater
 
-def samples(conn: sqlite3.Connection) -> list[dict]:
-    return [dict(r) for r in conn.execute(
-        "SELECT sample, count(*) AS n FROM calibration_items GROUP BY sample ORDER BY sample").fetchall()]
-
-
 def rater_items(conn: sqlite3.Connection, sample: str, rater: str) -> list[dict]:
     """The sample's items in draw order, with this rater's label (None when not labelled yet).
 
@@ -405,13 +379,3 @@ def triple_image(conn: sqlite3.Connection, triple_hash: str) -> tuple[str | None
         "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = q.dataset_id "
         "WHERE g.triple_hash = ? LIMIT 1", (triple_hash,)).fetchone()
     return (r[0], r[1]) if r else (None, None)
-
-
-def save_label(conn: sqlite3.Connection, triple_hash: str, rater: str, label: str, created_at: str) -> None:
-    """Write (or change) one human label; the caller owns the transaction."""
-    if label not in ("yes", "no"):
-        raise ValueError(f"label must be yes or no, got {label!r}")
-    conn.execute(
-        "INSERT INTO human_labels(triple_hash, rater, label, source, created_at) VALUES (?, ?, ?, 'tui', ?) "
-        "ON CONFLICT(triple_hash, rater) DO UPDATE SET label = excluded.label, source = excluded.source, "
-        "created_at = excluded.created_at", (triple_hash, rater, label, created_at))

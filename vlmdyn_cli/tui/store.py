@@ -4,7 +4,8 @@ Workers run in threads (``@work(thread=True)``); each borrows a connection
 from the pool for one query and gives it back, so page caches stay warm and no
 connection is used by two threads at once. Every query is a new read
 transaction, so rows written by another process (``vlmdyn judge`` running
-meanwhile) appear on the next query: refresh is just "query again".
+meanwhile) appear on the next query: refresh is just "query again". Every
+connection comes from ``store.db.connect``, the same function the CLI uses.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from vlmdyn_cli.store.db import BUSY_TIMEOUT_MS
+from vlmdyn_cli.store.db import connect
 
 
 class Store:
@@ -26,24 +27,19 @@ class Store:
         self._lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
 
-    def _connect(self, read_only: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if read_only:
-            conn.execute("PRAGMA query_only = 1")
+    def _keep(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         with self._lock:
             self._all.append(conn)
         return conn
 
     @contextlib.contextmanager
     def read(self):
-        """Borrow a read-only connection for one query (or a few)."""
+        """Borrow a read-only connection (rows as ``sqlite3.Row``) for one query (or a few)."""
         try:
             conn = self._pool.get_nowait()
         except queue.Empty:
-            conn = self._connect(read_only=True)
+            conn = self._keep(connect(self.path, readonly=True))
+            conn.row_factory = sqlite3.Row
         try:
             yield conn
         finally:
@@ -53,9 +49,7 @@ class Store:
     def rw(self):
         """A fresh read-write connection outside any transaction, for code that manages its own
         (the plots aggregation fills its plot_cells cache); closed afterwards."""
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn = connect(self.path)
         try:
             yield conn
         finally:
@@ -66,11 +60,8 @@ class Store:
         """The single writer connection, inside one transaction (rater labels)."""
         with self._lock:
             if self._writer is None:
-                conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                self._writer = conn
-                self._all.append(conn)
+                self._writer = connect(self.path)
+                self._all.append(self._writer)
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:

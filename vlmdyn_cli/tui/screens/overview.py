@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Select, Static
 
+from vlmdyn_cli.store.judgement_queries import judge_status
+from vlmdyn_cli.store.runs import list_runs
 from vlmdyn_cli.tui import queries as Q
 from vlmdyn_cli.tui.text import literal, one_line
 from vlmdyn_cli.tui.widgets.accuracy_grid import AccuracyGrid
@@ -29,13 +31,12 @@ class GridLoaded(Message):
         self.run, self.spec_hash, self.cells, self.error = run, spec_hash, cells, error
 
 
-def _steps(checkpoints: str | None) -> str:
-    """'51 357 765 1275' -> '4: 51…1275' (the full list can be long)."""
-    steps = (checkpoints or "").split()
+def _steps(steps: list[int]) -> str:
+    """[51, 357, 765, 1275] -> '4: 51…1275' (the full list can be long)."""
     if not steps:
         return "-"
     if len(steps) <= 3:
-        return " ".join(steps)
+        return " ".join(map(str, steps))
     return f"{len(steps)}: {steps[0]}…{steps[-1]}"
 
 
@@ -75,8 +76,8 @@ class OverviewPane(Vertical):
     @work(thread=True, exclusive=True, group="overview")
     def _load(self) -> None:
         with self.app.store.read() as conn:
-            runs = Q.runs(conn)
-            judges = Q.judges(conn)
+            runs = sorted(list_runs(conn), key=lambda r: (r["seed"], r["name"]))
+            judges = judge_status(conn, per_spec=False)
             specs = Q.judge_specs(conn)
             sets = Q.choices(conn)["set_name"]
         self.post_message(OverviewLoaded(runs, judges, specs, sets))
@@ -99,15 +100,15 @@ class OverviewPane(Vertical):
         runs.clear()
         for r in msg.runs:
             runs.add_row(one_line(r["name"]), one_line(r["seed"]), one_line(r["status"]),
-                         one_line(_steps(r["checkpoints"])), one_line(r["n_sets"]), key=r["name"])
+                         one_line(_steps(r["checkpoint_steps"])), one_line(r["n_sets"]), key=r["name"])
         judges = self.query_one("#judges", DataTable)
         judges.clear()
         for j in msg.judges:
-            scored = j["n"] - (j["unscored"] or 0)
-            yes = f"{100 * (j['yes'] or 0) / scored:.0f}%" if scored else "-"
+            yes = "-" if j["accuracy"] is None else f"{100 * j['accuracy']:.0f}%"
             judges.add_row(one_line(j["judge"]), one_line(f"{j['n']:,}"), one_line(f"{j['unscored'] or 0:,}"),
                            one_line(yes), one_line(f"{j['cost_usd'] or 0:.4f}"),
-                           one_line("-" if j["latency_s"] is None else f"{j['latency_s']:.2f}"), key=j["judge"])
+                           one_line("-" if j["mean_latency_s"] is None else f"{j['mean_latency_s']:.2f}"),
+                           key=j["judge"])
         self._fill_select("#grid-run", [(r["name"], r["name"]) for r in msg.runs])
         self._fill_select("#grid-judge", msg.specs)
         self._grid_request()

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.labels import save_label
 from vlmdyn_cli.tui import queries as Q
 from vlmdyn_cli.tui.text import literal
 from vlmdyn_cli.tui.widgets.image_view import ImageView
@@ -122,7 +123,7 @@ class RaterScreen(Screen):
             return
         it = self.items[self.index]
         with self.app.store.write() as conn:
-            Q.save_label(conn, it["triple_hash"], self.rater, label, now())
+            save_label(conn, it["triple_hash"], self.rater, label, "tui", now())
         it["label"] = label
         await self._go(self._next_unlabelled(self.index))
 

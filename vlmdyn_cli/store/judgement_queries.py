@@ -1,0 +1,91 @@
+"""Reading stored judgements: list and search them, and each judge's status.
+
+Used by ``vlmdyn judgements list|status|export`` and by the TUI overview.
+Functions take a sqlite_utils ``Database`` or a ``sqlite3.Connection`` (any
+row factory) and return plain dicts.
+"""
+
+from __future__ import annotations
+
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.store.search import fts_query
+
+ROW_COLUMNS = ("id", "judge_name", "spec_hash", "resolved_model", "status", "verdict", "reason", "decided_by",
+               "ms", "md", "h", "p_yes", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
+               "created_at", "triple_hash", "question", "answer", "prediction", "raw")
+
+
+def _filters(judge: str | None, verdict: str | None, status: str | None, search: str | None):
+    where, args = [], []
+    if judge:
+        where.append("j.judge_name = ?")
+        args.append(judge)
+    if verdict:
+        if verdict not in ("yes", "no"):
+            raise BadInput(f"--verdict must be yes or no, not {verdict!r}")
+        where.append("j.verdict = ?")
+        args.append(verdict)
+    if status:
+        if status not in ("scored", "unscored"):
+            raise BadInput(f"--status must be scored or unscored, not {status!r}")
+        where.append("j.status = ?")
+        args.append(status)
+    if search:
+        query = fts_query(search)
+        if query is None:
+            raise BadInput(f"search text {search!r} has no words to search for")
+        where.append("t.rowid IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)")
+        args.append(query)
+    return (" WHERE " + " AND ".join(where)) if where else "", args
+
+
+def iter_judgements(db, *, judge: str | None = None, verdict: str | None = None,
+                    status: str | None = None, search: str | None = None, limit: int | None = None,
+                    newest_first: bool = True):
+    """Judgements with their triple's text (ROW_COLUMNS), filtered, newest (or oldest) first."""
+    where, args = _filters(judge, verdict, status, search)
+    cols = ", ".join(f"t.{c}" if c in ("question", "answer", "prediction") else f"j.{c}" for c in ROW_COLUMNS)
+    sql = (f"SELECT {cols} FROM judgements j LEFT JOIN triples t ON t.hash = j.triple_hash{where} "
+           f"ORDER BY j.id {'DESC' if newest_first else 'ASC'}")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    for row in db.execute(sql, args):
+        yield dict(zip(ROW_COLUMNS, row))
+
+
+# Every column read here is in idx_tui_judgements_summary(judge_name, status, verdict, cost_usd,
+# latency_s), so the per-name summary is an index-only scan (the TUI overview on millions of rows).
+# Only what cannot be derived is aggregated (each aggregate costs per row): a judgement is scored or
+# unscored, and a scored one says yes or no, so scored = n - unscored and no = scored - yes.
+_COUNTS = ("COUNT(*) AS n, SUM(j.status = 'unscored') AS unscored, SUM(j.verdict = 'yes') AS yes, "
+           "SUM(j.cost_usd) AS cost_usd, AVG(j.latency_s) AS mean_latency_s")
+_STATUS_KEYS = ("judge", "spec_hash", "n", "scored", "unscored", "yes", "no", "cost_usd", "n_cost_unknown",
+                "mean_latency_s", "resolved_models", "last_at")
+
+
+def judge_status(db, *, per_spec: bool = True) -> list[dict]:
+    """Per judge: counts, accuracy over scored items (unscored excluded and counted), cost, mean latency.
+
+    ``per_spec=True`` (``vlmdyn judgements status``): one row per judge name and spec version,
+    with the judgements of unknown cost, the models the backend resolved and the last
+    judgement's time. ``per_spec=False`` (the TUI overview): one row per judge name, from the
+    covering index only.
+    """
+    if per_spec:
+        sql = (f"SELECT j.judge_name AS judge, j.spec_hash, {_COUNTS}, SUM(j.cost_usd IS NULL) AS n_cost_unknown, "
+               "GROUP_CONCAT(DISTINCT j.resolved_model) AS resolved_models, MAX(j.created_at) AS last_at "
+               "FROM judgements j GROUP BY j.judge_name, j.spec_hash ORDER BY j.judge_name, last_at")
+    else:
+        sql = f"SELECT j.judge_name AS judge, {_COUNTS} FROM judgements j GROUP BY j.judge_name ORDER BY j.judge_name"
+    cur = db.execute(sql)
+    names = [c[0] for c in cur.description]
+    out = []
+    for row in cur.fetchall():
+        got = dict(zip(names, row))
+        got["scored"] = got["n"] - got["unscored"]
+        got["no"] = None if got["yes"] is None else got["scored"] - got["yes"]  # None: no verdict at all
+        d = {k: got[k] for k in _STATUS_KEYS if k in got}
+        d["accuracy"] = d["yes"] / d["scored"] if d["scored"] else None
+        d["accuracy_excludes_unscored"] = d["unscored"]
+        out.append(d)
+    return out
