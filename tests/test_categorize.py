@@ -347,9 +347,9 @@ def test_paper_figure6_examples_get_the_paper_labels(item):
 def test_llm_method_builds_the_paper_prompt_for_the_figure6_questions():
     """What gpt-4o-mini would be asked (no key needed to build the requests, none is sent)."""
     from vlmdyn_cli.data.llm_categorize import PaperLlmCategorizer
-    from vlmdyn_cli.judging.categorize import category_prompt
+    from vlmdyn_cli.judging.spec import builtin_dir
 
-    prompt = category_prompt()
+    prompt = (builtin_dir() / "prompts" / "category.txt").read_text(encoding="utf-8").strip()
     for phrase in ("Object Analysis", "Spatial Analysis", "Bounding Box", "Complex Reasoning",
                    "Focus on the goal of the question", "Reply with a single letter, O, S, B or C, and nothing else."):
         assert phrase in prompt, phrase

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from vlmdyn_cli.models import chat
-from vlmdyn_cli.training.l2t import FIXED_TEXT_FILE, fixed_text, split_fixed_text
+from vlmdyn_cli.models.chat import FIXED_TEXT_FILE, fixed_text, split_fixed_text
 
 BOX_Q = "Please provide the bounding box coordinate of the region this sentence describes: woman in a brown shirt."
 BOX_A = "[0.12, 0.30, 0.45, 0.88]"

@@ -134,18 +134,22 @@ def get_categorizer(method: str, **opts) -> Categorizer:
                        f"valid methods: {', '.join(methods())}")
     factory = _REGISTRY[method]
     if isinstance(factory, str):
-        module_name, _, attr = factory.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or "?"
-            if module_name == missing or module_name.startswith(missing + "."):
-                raise BadInput(f"categorisation method {method!r} is not available: its module "
-                               f"{module_name} is missing from this installation") from exc
-            raise BadInput(f"categorisation method {method!r} needs the Python package {missing!r}, "
-                           f"which is not installed (pip install {missing.split('.')[0]})") from exc
-        if not hasattr(module, attr):
-            raise BadInput(f"categorisation method {method!r} is not available: {module_name} "
-                           f"has no {attr}")
-        factory = getattr(module, attr)
+        factory = load_ref(factory, f"categorisation method {method!r}")
     return factory(**opts)
+
+
+def load_ref(ref: str, what: str):
+    """The object a ``"module:Attr"`` reference names, imported now; BadInput saying what is missing."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "?"
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise BadInput(f"{what} is not available: its module {module_name} is missing from this installation") \
+                from exc
+        raise BadInput(f"{what} needs the Python package {missing!r}, which is not installed "
+                       f"(pip install {missing.split('.')[0]})") from exc
+    if not hasattr(module, attr):
+        raise BadInput(f"{what} is not available: {module_name} has no {attr}")
+    return getattr(module, attr)

@@ -13,20 +13,23 @@ OCR pairs come from the OCR datasets (the source rule, applied in front of every
    (the model is given the box), otherwise bbox (the model must output one).
 
 A reply that is not one of the four letters leaves the question unlabelled (None).
+
+The letter itself comes from the judge side (``LETTER_LLM``, a registry reference resolved when
+the method is asked for: the data stage does not import the judging stage, which imports it).
 """
 
 from __future__ import annotations
 
-from vlmdyn_cli.data.categories import BBOX, BOUNDING, DESCRIBE, OCR, Label
+from vlmdyn_cli.data.categories import BBOX, BOUNDING, DESCRIBE, OCR, Label, load_ref
+
+LETTER_LLM = "vlmdyn_cli.judging.categorize:LlmCategorizer"   # the 4-way prompt through a judge backend
 
 
 class PaperLlmCategorizer:
     """``categorize(questions, answers=None) -> list[Label | None]``; ``requests`` shows what the LLM is asked."""
 
     def __init__(self, judge: str = "local", **opts):
-        from vlmdyn_cli.judging.categorize import LlmCategorizer
-
-        self.llm = LlmCategorizer(judge=judge, **opts)
+        self.llm = load_ref(LETTER_LLM, "categorisation method 'llm'")(judge=judge, **opts)
         self.method = self.llm.method
 
     @staticmethod
@@ -40,7 +43,8 @@ class PaperLlmCategorizer:
 
     def requests(self, questions: list[str]) -> list:
         """The backend requests the LLM would get for ``questions`` (None where an OCR cue decides)."""
-        return [None if self.ocr_cue(q) else self.llm._request(i, q, None) for i, q in enumerate(questions)]
+        build = getattr(self.llm, "_prompt", None) or self.llm._request   # the judge side's request builder
+        return [None if self.ocr_cue(q) else build(i, q, None) for i, q in enumerate(questions)]
 
     def categorize(self, questions: list[str], answers: list[str] | None = None) -> list[Label | None]:
         out: list[Label | None] = [self.ocr_cue(q) for q in questions]

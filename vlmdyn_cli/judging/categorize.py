@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vlmdyn_cli.data.categories import BOUNDING, COMPLEX, OBJECT, SPATIAL, Label
+from vlmdyn_cli.data.categories import BOUNDING, COMPLEX, OBJECT, OCR, SPATIAL, Label
 from vlmdyn_cli.judging.backends import create_backend
 from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
 from vlmdyn_cli.judging.parse import strip_wrapping
