@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -94,10 +95,9 @@ def run_trainer(db, cfg, threads: int) -> dict:
 
     ds = D.resolve_dataset(db, "")
     convs = D.load_conversations(db, ds)
-    model, proc = build_model("tiny", {**cfg["model"], "seed": 0},
+    model, proc = build_model("tiny", {**asdict(cfg.model), "seed": 0},
                               texts=(D.conversation_text(c)[0] for c in convs))
-    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, cfg["train"]["loss"],
-                       cfg["data"]["max_length"])
+    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, cfg.train.loss, cfg.data.max_length)
     cache = ImageCache(proc.image_processor, len(convs))
     items = []
     for i, c in enumerate(convs):
@@ -120,12 +120,12 @@ def run_trainer(db, cfg, threads: int) -> dict:
             out["pixel_values"] = torch.stack(pix)
         return out
 
-    t_cfg = cfg["train"]
+    t_cfg = cfg.train
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=t_cfg["per_device_batch"],
-        gradient_accumulation_steps=t_cfg["grad_accum"], num_train_epochs=1, learning_rate=t_cfg["lr"],
-        lr_scheduler_type="cosine", warmup_steps=round(t_cfg["warmup"] * len(items) / t_cfg["per_device_batch"]),
-        weight_decay=0.0, max_grad_norm=t_cfg["max_grad_norm"], logging_strategy="no", save_strategy="no",
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=t_cfg.per_device_batch,
+        gradient_accumulation_steps=t_cfg.grad_accum, num_train_epochs=1, learning_rate=t_cfg.lr,
+        lr_scheduler_type="cosine", warmup_steps=round(t_cfg.warmup * len(items) / t_cfg.per_device_batch),
+        weight_decay=0.0, max_grad_norm=t_cfg.max_grad_norm, logging_strategy="no", save_strategy="no",
         report_to="none", dataloader_num_workers=0, use_cpu=True, remove_unused_columns=False, seed=0,
         disable_tqdm=True)
     torch.set_num_threads(threads)
@@ -162,8 +162,8 @@ def main() -> None:
     # the work, counted once from the shapes (identical for both loops)
     ds = D.resolve_dataset(db, "")
     convs = D.load_conversations(db, ds)
-    model, proc = build_model("tiny", {**cfg["model"], "seed": 0}, texts=(D.conversation_text(c)[0] for c in convs))
-    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, "answer", cfg["data"]["max_length"])
+    model, proc = build_model("tiny", {**asdict(cfg.model), "seed": 0}, texts=(D.conversation_text(c)[0] for c in convs))
+    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, "answer", cfg.data.max_length)
     n_img = model.config.image_seq_length
     flops = sum(flops_per_sequence(model, len(x), n_img, c.image is not None) for x, c in zip(enc.ids, convs))
     tokens = sum(len(x) for x in enc.ids)
@@ -190,7 +190,7 @@ def main() -> None:
     rows = [row("vlmdyn", ours["loop_seconds"]), row("transformers.Trainer", base["loop_seconds"])]
     result = {
         "images": args.images, "conversations": n, "tokens": tokens, "params": n_params,
-        "threads": args.threads, "global_batch": cfg["train"]["per_device_batch"],
+        "threads": args.threads, "global_batch": cfg.train.per_device_batch,
         "flops_epoch": flops, "matmul_roof_gflops": round(roof, 1),
         "matmul_roof_before_after": [round(roof_before, 1), round(roof_after, 1)],
         "rows": rows, "speedup_vs_trainer": round(base["loop_seconds"] / ours["loop_seconds"], 2),
