@@ -263,7 +263,6 @@ def test_cli_train_and_runs_list(cli, db, db_path, tmp_path):
     (["--dataset", "toi"], "no dataset named 'toi'.*did you mean 'toy'"),
 ])
 def test_bad_input_exits_2_before_training(cli, db, db_path, tmp_path, args, msg):
-
     make_dataset(db, tmp_path, n_conversations=12)
     r = cli("train", "--db", db_path, "--out-dir", tmp_path / "runs", "--set", "train.per_device_batch=4", *args)
     assert r.code == 2, (r.code, r.err)
