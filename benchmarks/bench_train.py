@@ -10,15 +10,18 @@ machine is shared:
             same tokenised sequences, same pre-processed pixels, same batch size,
             AdamW + cosine), labels in the usual HF layout, nothing saved or logged
 
-Reported: samples/s, tokens/s, achieved GFLOP/s and the fraction of the roof.
+Reported: samples/s, tokens/s, achieved GFLOP/s and the fraction of the roof. The target is a
+ratio measured side by side: vlmdyn's loop at least ``--target`` times as fast as the plain
+Trainer (default 1.0: the custom loop must not be slower than the stock one); the script
+exits 1 when the best run misses it.
 FLOPs per step are counted from the shapes: 6 x (LM weights incl. lm_head) x
 sequence tokens + 6 x (vision tower + projector weights) x image patches +
 attention (12 x layers x hidden x seq per token), i.e. "6 N T" split by where
 each weight actually applies.
 
-    /work/venv/bin/python benchmarks/bench_train.py                  # 400 images (~1,200 conversations)
-    /work/venv/bin/python benchmarks/bench_train.py --images 2000    # the demo's full epoch
-    /work/venv/bin/python benchmarks/bench_train.py --threads 2 --batch 16
+    .venv/bin/python benchmarks/bench_train.py                  # 400 images (~1,200 conversations)
+    .venv/bin/python benchmarks/bench_train.py --images 2000    # the demo's full epoch
+    .venv/bin/python benchmarks/bench_train.py --threads 2 --batch 16
 Writes benchmarks/out/bench_train.json.
 """
 
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=0, help="per-device batch (default: the tiny config's)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions; the best of each is reported")
+    ap.add_argument("--target", type=float, default=1.0,
+                    help="required speed-up over transformers.Trainer (best of --reps each); exit 1 below it")
     ap.add_argument("--out", type=Path, default=OUT / "bench_train.json")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -199,7 +204,9 @@ def main() -> None:
         "all_seconds": {"vlmdyn": [round(r["loop_seconds"], 2) for r in ours_runs],
                         "trainer": [round(r["loop_seconds"], 2) for r in base_runs]},
         "load_average": os.getloadavg(),
+        "target_speedup": args.target,
     }
+    result["target_met"] = result["speedup_vs_trainer"] >= args.target
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"{n} conversations, {tokens} tokens, {n_params / 1e6:.2f}M params, {args.threads} thread(s), "
@@ -209,6 +216,9 @@ def main() -> None:
               f"{r['tokens_per_s']:8d} tok/s {r['gflop_per_s']:6.2f} GFLOP/s ({100 * r['roof_fraction']:.0f}% of roof)")
     print(f"  speed-up vs Trainer (best of {args.reps} each): {result['speedup_vs_trainer']}x   "
           f"all runs (s): {result['all_seconds']}   -> {args.out}")
+    print(f"  target >= {args.target}x: {'met' if result['target_met'] else 'MISSED'}")
+    if not result["target_met"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

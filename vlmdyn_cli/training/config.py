@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.models.parts import check_part
+from vlmdyn_cli.models.registry import resolve
 from vlmdyn_cli.models.tiny import TinySizes
+from vlmdyn_cli.training.trackers import TRACKERS
 
 PAPER_PATTERN = (51, 357, 765, 1275, 2550, 3825)   # of 5120 steps (METHOD.md 1)
 PAPER_TOTAL = 5120
@@ -70,8 +73,6 @@ class ModelSection(TinySizes, _Section):
     gradient_checkpointing: bool = False   # trade compute for activation memory
 
     def check(self) -> None:
-        from vlmdyn_cli.models.registry import resolve
-
         for f in fields(TinySizes):
             if getattr(self, f.name) < 1:
                 raise ConfigError("model", f.name, f"[model] {f.name} must be >= 1, got {getattr(self, f.name)}")
@@ -105,13 +106,8 @@ class TrainSection(_Section):
     threads: int = field(default=1, **_limits(0))          # torch CPU threads (0 = all cores / processes)
     num_workers: int = field(default=0, **_limits(0))      # DataLoader workers for collation
     out_dir: str = "runs"                  # checkpoints go to <out_dir>/<run>/checkpoints/step-NNNNNN
-    report_to: str = "none"                # a tracker of training/trackers.py
+    report_to: str = field(default="none", **_limits(choices=tuple(TRACKERS)))    # training/trackers.py
     resume_every: int = field(default=0, **_limits(0))     # also save the resume state every N steps
-
-    def check(self) -> None:
-        from vlmdyn_cli.training.trackers import TRACKERS
-
-        _check_choice("train", "report_to", self.report_to, tuple(TRACKERS))
 
 
 @dataclass(frozen=True)
@@ -136,8 +132,6 @@ class PartsSection(_Section):
     lr: dict[str, float] = field(default_factory=lambda: {"vision": 3e-3, "projector": 3e-3}, **_limits(0))
 
     def check(self) -> None:
-        from vlmdyn_cli.models.parts import check_part
-
         for key, names in (("freeze", self.freeze), ("lr", self.lr)):
             for name in names:
                 try:
@@ -220,8 +214,6 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
     for source, layer in layers:
         _overlay(given, layer, source, origin)
     try:
-        from vlmdyn_cli.models.registry import resolve
-
         family, _ = resolve(given.get("model", {}).get("id", ModelSection.id))
         values = defaults()
         for layer in (family.config_defaults, given):
