@@ -197,6 +197,20 @@ def test_init_from_another_run_starts_from_its_weights(db, tmp_path, small_cfg):
         train(db, cfg2, seed=0, run_name="stage3", init_from="stag1")
 
 
+def test_tensorboard_tracker_logs_what_the_metrics_table_holds(db, tmp_path, small_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_dataset(db, tmp_path, n_conversations=16)
+    s = train(db, small_cfg(train={"report_to": "tensorboard"}), seed=0, run_name="tb")
+    events = EventAccumulator(str(tmp_path / "runs" / "tb" / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"loss", "lr", "samples_per_s", "tokens_per_s"}
+    logged = [(e.step, e.value) for e in events.Scalars("loss")]
+    stored = db.execute("SELECT step, loss FROM metrics WHERE run_id = ? ORDER BY step", [s["run_id"]]).fetchall()
+    assert len(logged) == len(stored) == 4
+    assert all(a == b and x == pytest.approx(y) for (a, x), (b, y) in zip(logged, stored))
+
+
 # ---------------------------------------------------------------- loss masks
 
 
