@@ -89,6 +89,10 @@ def test_unknown_config_key_has_did_you_mean(tmp_path):
     ('[parts]\nfreeze = ["visoin"]', "did you mean 'vision'"),
     ('[checkpoints]\nsteps = "papers"', 'must be "paper" or a list'),
     ('[model]\ngradient_checkpointing = 1', "must be true or false"),
+    ("[model]\nid = 5", r"\[model\] id must be a string, got 5"),
+    ("[train]\nlr = nan", r"\[train\] lr must be finite"),
+    ("[parts]\nlr = 0.1", r"\[parts\] lr must be a table of numbers"),
+    ('[parts]\nfreeze = "vision"', r"\[parts\] freeze must be a list of strings"),
 ])
 def test_bad_config_values_name_the_file_and_key(tmp_path, toml, msg):
     p = tmp_path / "c.toml"
@@ -101,6 +105,21 @@ def test_bad_config_values_name_the_file_and_key(tmp_path, toml, msg):
     with pytest.raises(BadInput, match=f"^the command line: .*{msg}"):
         load_config(None, parse_set([f"{section[1:-1]}.{key}={value}"]),
                     overrides_from="the command line")
+
+
+def test_every_key_refuses_a_value_of_the_wrong_type():
+    """No key lets a wrong type through or fails with anything but a message naming it."""
+    from dataclasses import fields
+
+    from vlmdyn_cli.training.config import SECTIONS
+
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            for bad in ({"x": [1]}, ["x", {}], True if f.type != "bool" else "yes"):
+                if f.name == "lr" and section == "parts" and isinstance(bad, dict):
+                    bad = {"vision": "fast"}
+                with pytest.raises(BadInput, match=rf"^--set: \[{section}\] {f.name} must be"):
+                    load_config(None, {section: {f.name: bad}}, overrides_from="--set")
 
 
 # ---------------------------------------------------------------- the epoch

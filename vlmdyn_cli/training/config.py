@@ -15,6 +15,7 @@ did-you-mean: a typo never silently trains the wrong thing.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import types
 import typing
@@ -214,9 +215,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
     for source, layer in layers:
         _overlay(given, layer, source, origin)
     try:
-        family, _ = resolve(given.get("model", {}).get("id", ModelSection.id))
+        model_id = given.get("model", {}).get("id", ModelSection.id)
+        family_defaults = resolve(model_id)[0].config_defaults if isinstance(model_id, str) else {}
         values = defaults()
-        for layer in (family.config_defaults, given):
+        for layer in (family_defaults, given):
             for name, body in copy.deepcopy(layer).items():
                 values[name].update(body)
         return TrainConfig.from_dict(values)
@@ -251,7 +253,9 @@ def _checked(section: str, f, tp, value):
     if not _conforms(value, tp):
         raise ConfigError(section, f.name, f"[{section}] {f.name} must be {_describe(tp)}, got {value!r}")
     limits = f.metadata
-    for v in (value.values() if isinstance(value, dict) else [value]):
+    for v in (value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(section, f.name, f"[{section}] {f.name} must be finite, got {value!r}")
         if limits.get("min") is not None and v < limits["min"]:
             raise ConfigError(section, f.name, f"[{section}] {f.name} must be >= {limits['min']}, got {v!r}")
         if limits.get("below") is not None and v >= limits["below"]:
@@ -293,10 +297,9 @@ def _describe(tp) -> str:
         return "a number"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in args)
-    if origin is tuple:
-        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict:
-        return f"a table of {_describe(args[1])}s"
+    if origin in (tuple, dict):
+        item = _describe(args[0] if origin is tuple else args[1]).removeprefix("a ").removeprefix("an ")
+        return f"a {'list' if origin is tuple else 'table'} of {item}s"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[tp]
 
 
