@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         Example: vlmdyn runs list --db exp.db --json
         """
         from vlmdyn_cli.store import open_db
-        from vlmdyn_cli.training.runs import list_runs
+        from vlmdyn_cli.store.runs import list_runs
 
         rows = list_runs(open_db(db, must_exist=True))
         if json_out:
