@@ -25,7 +25,7 @@ from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Item
 from vlmdyn_cli.judging.normalize import contains, normalize, numbers_in, tokens
 from vlmdyn_cli.judging.references import decode
-from vlmdyn_cli.judging.rules import decide
+from vlmdyn_cli.judging.rules import decide_any
 
 # function words that say nothing about whether two answers agree
 STOPWORDS = frozenset("of in on at to for by with from and or is are was were be been it its this that "
@@ -162,12 +162,8 @@ def f_question_overlap(it: Item) -> float:
 
 def f_rules(it: Item) -> float:
     """The rules judge, best over references: +confidence for yes, -confidence for no, 0 undecided."""
-    best = None
-    for ref in decode(it.answer):
-        d = decide(it.question, ref, it.prediction)
-        v = {"yes": 1.0, "no": -1.0}.get(d.verdict or "", 0.0) * d.confidence
-        best = v if best is None else max(best, v)
-    return best or 0.0
+    d = decide_any(it.question, it.answer, it.prediction)
+    return {"yes": 1.0, "no": -1.0}.get(d.verdict or "", 0.0) * d.confidence
 
 
 TEXT_FEATURES: dict[str, Callable[[Item], float]] = {

@@ -105,6 +105,17 @@ def checked_options(spec: JudgeSpec, backend_options: dict | None = None):
     return backend_class(spec.backend).options_for(spec, backend_options)
 
 
+def preflight(spec: JudgeSpec, backend_options: dict | None = None) -> None:
+    """Stop with BadInput, before any work, when this judge cannot run: bad options, a missing
+    key or model, a server that cannot be reached."""
+    cls = backend_class(spec.backend)
+    backend = cls(spec, checked_options(spec, backend_options), Context())
+    try:
+        backend.check()
+    finally:
+        backend.close()
+
+
 def _items(db: Database, hashes: list[str], lock) -> Iterator[Item]:
     for i in range(0, len(hashes), FETCH_CHUNK):
         chunk = hashes[i:i + FETCH_CHUNK]

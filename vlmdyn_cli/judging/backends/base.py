@@ -143,6 +143,10 @@ class JudgeBackend:
     def estimate(cls, spec, options: Options, items: list[Item], context: Context) -> Estimate:
         return Estimate()                 # no model, no tokens, no cost
 
+    def check(self) -> None:
+        """Raise BadInput when this judge cannot run at all (e.g. its server cannot be reached);
+        called before work that depends on it (``calibrate fit --escalate-to``). Free: no judging."""
+
     def run(self, items: Iterable[Item], on_verdict: OnVerdict) -> None:
         raise NotImplementedError
 
