@@ -52,16 +52,14 @@ def _cached_judge_scores(db: Database, reporter: Reporter):
 def feature_matrix(db: Database, items: list[Item], features: list[str],
                    reporter: Reporter = NullReporter()) -> list[list[float]]:
     """One row of feature values per item (a model feature that could not be computed: 0.5)."""
-    model_vals = {}
-    for f in features:
-        if f in MODEL_FEATURES:
-            with reporter.task(f"feature {f}", total=len(items), unit="items") as task:
-                vals: dict[str, float] = {}
-                for i in range(0, len(items), 256):
-                    chunk = items[i:i + 256]
-                    vals |= model_feature_values(f, chunk, _cached_judge_scores(db, reporter))
-                    task.advance(len(chunk))
-                model_vals[f] = vals
+    model_vals: dict[str, dict[str, float]] = {f: {} for f in features if f in MODEL_FEATURES}
+    if model_vals:
+        with reporter.task(f"features {', '.join(model_vals)}", total=len(items), unit="items") as task:
+            for i in range(0, len(items), 256):
+                chunk = items[i:i + 256]
+                for f, vals in model_feature_values(features, chunk, _cached_judge_scores(db, reporter)).items():
+                    model_vals[f] |= vals
+                task.advance(len(chunk))
     rows = []
     with reporter.task("text features", total=len(items), unit="items") as task:
         for it in items:

@@ -49,7 +49,9 @@ def _load():
         if _model is None:
             import torch  # noqa: F401 - heavy imports only when the feature is used
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()     # our own progress lines only
             d = model_dir()
             _model = (AutoTokenizer.from_pretrained(d), AutoModel.from_pretrained(d).eval())
         return _model

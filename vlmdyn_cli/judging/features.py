@@ -215,15 +215,21 @@ def check_features(names: list[str]) -> list[str]:
     return names
 
 
-def model_feature_values(feature: str, items: list[Item], score_judge=None) -> dict[str, float]:
-    """A model feature for a batch of items, by item key (an item missing: it could not be computed).
+def model_feature_values(features: list[str], items: list[Item], score_judge=None) -> dict[str, dict[str, float]]:
+    """The model features among ``features`` for a batch of items: {feature: {item key: value}}
+    (an item missing: it could not be computed). Each model runs once for all its features.
 
     ``score_judge(spec_name, items)`` gives P(yes) of a judge in score mode (the caller decides
     how: the fitted backend asks the backend directly, fitting goes through the judge cache).
     """
-    source = MODEL_FEATURES[feature]
-    if source.startswith("judge:"):
-        return score_judge(source.split(":", 1)[1], items)
-    from vlmdyn_cli.judging.embed import similarity_features
+    out: dict[str, dict[str, float]] = {}
+    wanted = [f for f in features if f in MODEL_FEATURES]
+    if any(MODEL_FEATURES[f] == "minilm" for f in wanted):
+        from vlmdyn_cli.judging.embed import similarity_features
 
-    return {k: v[feature] for k, v in similarity_features(items).items()}
+        sims = similarity_features(items)
+        out |= {f: {k: v[f] for k, v in sims.items()} for f in wanted if MODEL_FEATURES[f] == "minilm"}
+    for f in wanted:
+        if MODEL_FEATURES[f].startswith("judge:"):
+            out[f] = score_judge(MODEL_FEATURES[f].split(":", 1)[1], items)
+    return out

@@ -78,6 +78,7 @@ class Context:
     # store a verdict under another judge as well (a cascade's LLM stage shares its cache)
     remember: Callable[[Any, Verdict], None] = lambda spec, verdict: None
     note: Callable[[str], None] = lambda text: None          # a line for the run's summary
+    tally: Callable[[str, int], None] = lambda name, n: None  # a count for the summary (retries, 429s)
     jobs: Any = None                      # store.batch_jobs.BatchJobs of this judge (Batch API ids)
 
 

@@ -15,7 +15,7 @@ from typing import Iterable
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends import create_backend
 from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, OnVerdict, Options
-from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features, model_feature_values
+from vlmdyn_cli.judging.features import TEXT_FEATURES, check_features, model_feature_values
 from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.judging.verdict import Completion, decided, unscored
 
@@ -96,8 +96,7 @@ class FittedBackend(JudgeBackend):
 
     def _judge(self, items: list[Item], on_verdict: OnVerdict) -> None:
         t0 = time.perf_counter()
-        scores = {f: model_feature_values(f, items, self._judge_scores)
-                  for f in self.options.features if f in MODEL_FEATURES}
+        scores = model_feature_values(self.options.features, items, self._judge_scores)
         per_item = (time.perf_counter() - t0) / max(len(items), 1)
         for it in items:
             t1 = time.perf_counter()

@@ -73,7 +73,9 @@ class OpenAIBackend(ModelBackend):
             on_completion(wire.scrubbed(c, self.key))
 
         if not self.options.batch:
-            openai_live.run(prompts, emit, self.spec, self.options, self.key)
+            counts = openai_live.run(prompts, emit, self.spec, self.options, self.key)
+            self.context.tally("retries", counts["retries"])
+            self.context.tally("429s", counts["429"])
             return
         note = openai_batch.run(list(prompts), emit, self.spec, self.options, self.key, self.context.jobs,
                                 self.context.reporter)
