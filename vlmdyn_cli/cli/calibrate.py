@@ -158,16 +158,22 @@ def report_cmd(
     sample: SampleOpt = None,
     folds: Annotated[int, typer.Option("--folds", help="Folds for the threshold cross-validation.")] = 5,
     no_run: Annotated[bool, typer.Option("--no-run", help="Do not judge missing items first.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="Override the model of the model judges "
+                     "(as on `vlmdyn judge`).")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server for the "
+                        "model judges (as on `vlmdyn judge`).")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the cost/agreement view to this PNG.")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Each judge against the human verdicts: accuracy, precision, recall, F1, kappa, CIs.
+    """Each judge against the human verdicts: accuracy, precision, recall, F1, kappa, CIs,
+    agreement per rubric-score band, and agreement vs $ per 1,000 judgements.
 
     Judges that have not judged the labelled items yet are run first (cached
     as usual). Unscored items are excluded and counted, never taken as "no".
 
-    Example: vlmdyn calibrate report --judge rules --judge cascade --judge gpt-4o-mini
+    Example: vlmdyn calibrate report --judge rules --judge cascade --judge gpt-4o-mini --png cost.png
     """
     from vlmdyn_cli.calibration.report import human_summary, judge_report, rubric_comparison, save_report
     from vlmdyn_cli.judging.spec import load_spec
@@ -176,7 +182,8 @@ def report_cmd(
 
     d = open_db(db, must_exist=True)
     hv = _verdicts(d, agreement, min_raters, sample)
-    specs = [load_spec(j) for j in judge]  # all specs valid before any work
+    overrides = dict(model=model, options={"base_url": base_url} if base_url else None)
+    specs = [_overridden(load_spec(j), overrides) for j in judge]  # all specs valid before any work
     reporter = cli_reporter(quiet or json_out)
     reports = []
     for spec in specs:
@@ -187,7 +194,15 @@ def report_cmd(
         rep = judge_report(d, spec.name, spec.hash, hv, folds=folds)
         reports.append(rep)
         save_report(d, rep, agreement)
-    out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports)}
+    from vlmdyn_cli.calibration import cost_view
+
+    curves = {s.name: _cascade_curve(d, s, hv, reporter) for s in specs if _calibrated(s) and not no_run}
+    out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports),
+           "cost_view": {"points": cost_view.points(reports), "cascade_curves": curves,
+                         "paper": cost_view.PAPER_LINES}}
+    if png is not None:
+        cost_view.render_png(out["cost_view"]["points"], curves, png)
+        hint(f"cost/agreement view -> {png}")
     fitted = [s.name for s in specs if s.backend == "fitted"]
     if fitted and not json_out:
         hint(f"{', '.join(fitted)}: a fitted judge scored on the labels it was fitted on is optimistic; "
@@ -224,8 +239,45 @@ def report_cmd(
             typer.echo(f"  p_yes threshold {th['chosen']:.3f}; held-out ({th['folds']}-fold) accuracy "
                        f"{_fmt(ho['accuracy'])}, F1 {_fmt(ho['f1'], pct=False)} on the {ho['n']} items "
                        f"with a p_yes{one}")
+        if r["per_score_band"]:
+            typer.echo("  human agreement per rubric score (mean of MS, MD, H): " + ", ".join(
+                f"{b['band']} {_fmt(b['agreement'])} (n={b['n']})" for b in r["per_score_band"]))
     if out["rubric_comparison"]:
         print_table(out["rubric_comparison"], title="With vs without rubric (ours and the paper's)")
+    typer.echo(cost_view.render_text(out["cost_view"]["points"], curves))
+
+
+def _overridden(spec, overrides: dict):
+    """--model / --base-url go to the model judges (a cascade's last stage); the others are kept as they are."""
+    last = spec.stages[-1] if spec.stages else spec
+    if last.backend in ("rules", "fitted") or not (overrides["model"] or overrides["options"]):
+        return spec
+    return spec.with_overrides(**overrides)
+
+
+def _calibrated(spec) -> bool:
+    """A calibrated cascade: a fitted stage that defers, then a model judge."""
+    return (spec.backend == "cascade" and len(spec.stages) == 2 and spec.stages[0].backend == "fitted"
+            and spec.stages[1].backend not in ("rules", "fitted"))
+
+
+def _cascade_curve(d, spec, hv, reporter) -> list[dict]:
+    """The cascade's agreement and cost as its band widens (both stages judge the labelled items; cached)."""
+    from vlmdyn_cli.calibration.cost_view import cascade_curve
+    from vlmdyn_cli.calibration.report import stored_judgements
+    from vlmdyn_cli.judging.backends.cascade import defer_band
+    from vlmdyn_cli.judging.run import judge_triples
+
+    hashes = sorted(hv.verdict)
+    cheap, llm = spec.stages
+    for s in (cheap, llm):
+        judge_triples(d, s, hashes, reporter=reporter)
+    cj, lj = stored_judgements(d, cheap.hash, hashes), stored_judgements(d, llm.hash, hashes)
+    keep = [h for h in hashes if cj.get(h, {}).get("p_yes") is not None]
+    costs = [lj[h]["cost_usd"] for h in keep if h in lj and lj[h]["cost_usd"] is not None]
+    llm_yes = [None if lj.get(h, {}).get("status") != "scored" else int(lj[h]["verdict"] == "yes") for h in keep]
+    return cascade_curve([cj[h]["p_yes"] for h in keep], llm_yes, [hv.verdict[h] for h in keep], defer_band(spec),
+                         1000 * sum(costs) / len(costs) if costs else None)
 
 
 @cal_app.command("fit")
