@@ -71,8 +71,12 @@ class _Watch:
 
 
 def _transport(openai, watch: _Watch):
-    """The SDK's HTTP transport, watched: connection failures and answers are counted per attempt."""
-    import httpx
+    """The SDK's HTTP transport, watched: connection failures and answers are counted per attempt.
+
+    Built from the HTTP library the SDK's own client class comes from (httpx, or httpx2 in newer SDKs)."""
+    import importlib
+
+    httpx = importlib.import_module(openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0])
 
     class Watched(httpx.AsyncHTTPTransport):
         async def handle_async_request(self, request):
