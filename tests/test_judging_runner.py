@@ -167,7 +167,7 @@ def test_cascade_never_loads_its_llm_when_rules_decide_everything(db, scripted, 
     (tmp_path / "casc.toml").write_text('name = "casc"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n')
     spec = load_spec(str(tmp_path / "casc.toml"))
     built = []
-    monkeypatch.setattr(CascadeBackend, "close", lambda self: built.append(self._llm))
+    monkeypatch.setattr(CascadeBackend, "close", lambda self: built.append(self._last))
     with db.atomic():
         hashes = upsert_triples(db, [("How many?", "3", "three"), ("Colour?", "red", "blue")])
     s = judge_triples(db, spec, hashes)
