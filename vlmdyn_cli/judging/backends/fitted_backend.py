@@ -45,6 +45,7 @@ class FittedOptions(Options):
     bias: float = 0.0
     mean: list = field(default_factory=list)
     scale: list = field(default_factory=list)
+    n_threads: int | None = None      # CPU threads for a model feature (--threads)
 
     def __post_init__(self):
         if not self.features:
@@ -68,6 +69,10 @@ class FittedBackend(JudgeBackend):
     def __init__(self, spec, options: FittedOptions, context=None):
         super().__init__(spec, options, context)
         self.model = options.model
+        if options.n_threads and any(f.startswith("minilm") for f in options.features):
+            import torch
+
+            torch.set_num_threads(options.n_threads)
         self._score_backends: dict[str, object] = {}
 
     def _judge_scores(self, judge: str, items: list[Item]) -> dict[str, float]:
