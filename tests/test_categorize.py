@@ -434,6 +434,8 @@ def test_reading_text_in_a_logo_is_ocr_and_a_drawn_box_is_not_bounding():
     assert (lab.category, lab.subcategory) == ("OCR", "recognition")
     assert classify('Is the phrase "bring the sun" in the image?')[0].category == "OCR"
     lab = classify("Is the actor inside the red bounding box named Tom Hanks? Please answer yes or no.")[0]
+    assert lab.category == "Object" and lab.rule == "object.named"      # recognition of a proposed name
+    lab = classify("Who is the person inside the red bounding box?")[0]
     assert lab.category == "Object" and lab.rule == "object.marked"
     assert classify("Is the cat inside the box?")[0].category == "Spatial"   # a real box is a place
     assert classify("What kind of device is to the left of the computer monitor?")[0].category == "Spatial"

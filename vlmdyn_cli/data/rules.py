@@ -181,7 +181,25 @@ RULES: tuple[Rule, ...] = (
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
          _r(r"\bdescription for this region\b", r"\bdescribe (?:this|the given) region\b")),
     Rule("bounding.coords_in_answer", BOUNDING, BBOX, "the answer is box coordinates", (COORDS.pattern,), on="answer"),
-    # 2. OCR: reading text -------------------------------------------------------------------
+    # 2. Object, recognition by a proposed name: the rest of the question is a candidate answer (a
+    #    title, a person, a place, a school of art), so words inside it decide nothing (MME's posters,
+    #    celebrity, landmark, artwork and scene questions: "Is this movie titled why him? (2016)?")
+    Rule("object.named", OBJECT, None, "asks whether the pictured thing has a proposed name, maker or kind (recognition)",
+         _r(r"^(?:is|was) this (?:movie|film|artwork|painting|drawing|sculpture|statue|show|series|album|song|game|"
+            r"building|landmark|place|monument) (?:titled|named|called|created by|made by|painted by|drawn by|"
+            r"sculpted by|designed by|built by|directed by|starring|originated from|displayed in|exhibited in|kept in)\b",
+            r"^does this (?:artwork|painting|drawing|sculpture|movie|film) (?:exist in the form of|belong to the "
+            r"(?:type|genre|style|school|period|movement) of)\b",
+            r"^is this (?:a|an) (?:photo|picture|image|photograph|painting|drawing|sketch) of\b",
+            r"^is (?:the|this) (?:actor|actress|person|man|woman|boy|girl|player|singer|athlete|character|celebrity|"
+            r"politician|musician)\b[^?]{0,50}?\b(?:named|called)\b",
+            rf"^(?:is|was) (?:this|the) {_PIC} (?:taken|captured|shot|photographed) (?:in|at) a place of\b",
+            rf"^does (?:this|the) {_PIC} (?:describe|show|depict) a place of\b")),
+    # 3. Complex before OCR: translating text needs language knowledge beyond reading it (MME's
+    #    text_translation is a cognition subtask)
+    Rule("complex.translate", COMPLEX, None, "asks to translate text: language knowledge beyond reading",
+         _r(r"\btranslat(?:e|es|ed|ing|ion|ions)\b")),
+    # 4. OCR: reading text -------------------------------------------------------------------
     Rule("ocr.author", OCR, RECOGNITION, "asks who wrote the text (author on a cover)",
          _r(r"\bwho (?:wrote|is the author|are the authors|is the writer|authored|penned)\b",
             r"\bauthors? of (?:this|the) (?:book|novel|cover|text|article)\b", r"\bname of the author\b",
@@ -197,6 +215,16 @@ RULES: tuple[Rule, ...] = (
             rf"^what does {_DET}?\s?[\w' -]{{0,30}}?\b(?:say|read|spell)\b",
             r"\bdisplayed on\b(?<=what is displayed on)", r"\bdisplayed on\b(?<=what's displayed on)",
             r"\bwhat (?:word|words|letter|letters|text|message|slogan)\b", r"\bread (?:the|this|it|that)\b",
+            r"^what (?:is|are|was|were) the (?:word|words|letter|letters|text|message|slogan|phrase)\b",
+            r"^what's the (?:word|text|message|slogan|phrase)\b",
+            r"\b(?:advertis|listed\b|manufacturer\b|maker\b)", r"\bwhat airline\b",
+            r"\b(?:expiration|expiry|sell[- ]by|use[- ]by|best[- ]before|due) dates?\b",
+            r"^how many (?:calories|ounces|oz|fl oz|ml|milliliters|millilitres|grams|mg|milligrams|liters|litres|pounds|"
+            r"lbs|kilometers|km|miles|volts|watts|servings|pages|percent)\b",
+            rf"\b(?:date|time|temperature|price|cost|percentage|weight|reading|setting|channel|station|frequency|"
+            rf"volume|amount|balance|total)\b[^?]{{0,25}}\b(?:on|of|in) (?:the|this|that|my) (?:thermostat|screen|display|"
+            rf"label|package|packet|receipt|meter|scale|clock|watch|monitor|phone|dial|gauge|sign|card|"
+            rf"ticket|bill|tag|tv|television|radio|calculator|dashboard|odometer|speedometer)\b",
             r"\btext (?:on|in|of)\b", r"\bwhat (?:brand|make)\b", r"\bwhich brand\b", r"\bbrand (?:name|of)\b",
             r"\b(?:first|last|second|third) (?:word|letter|number|digit)\b", r"\bwhat page\b",
             r"\b(?:first|last) (?:two|three|four|five|few) (?:words|letters|lines|digits)\b", r"\bnumbers?\b(?<=what number|hat numbers)(?! of\b)", r"\bdigits?\b(?<=what digit|hat digits)",
@@ -205,15 +233,18 @@ RULES: tuple[Rule, ...] = (
             r"street|road|team|airline|website|band|magazine|newspaper|bus|train|boat|ship|plane|player|building|"
             r"product|station|app|game|movie|film|show|book|sign)\b",
             r"\b(?:year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed)\b",
+            r"^(?:what|which) (?:street|road|avenue|highway|route|channel|station)\b(?! (?:is|are) (?:on|in|at|next|near|behind|beside|to)\b)",
             r"\bnumber on (?:the|his|her|this|that)\b", r"\bjersey number\b", r"\blicen[sc]e plate\b",
-            r"\bwebsite\b", r"\burl\b", r"\bphone number\b", r"\bspeed limit\b",
+            r"^(?:what|which|whose) (?:is |are )?(?:the )?(?:web ?site|url|web address|email|e-mail|address)\b",
+            r"^what's the (?:web ?site|url|web address|email|e-mail|address)\b",
+            r"\b(?:web ?site|url|web address) (?:is |are )?(?:on|at|listed|shown|written|printed|given|of)\b",
+            r"\bphone number\b", r"\bspeed limit\b",
             r"\bwhat is the (?:score|price|date)\b", r"\bwhat's the (?:score|price|date)\b",
             r"\b(?:number|numbers|digits|text|word|words|letter|letters|time|score|price) (?:is |are )?(?:displayed|shown) on\b", r"\bthe logo\b(?<=what is the logo)", r"\bthe logo\b(?<=what's the logo)", r"\b(?:what|whose) logo\b",
             # the text itself is the subject: 'is the word in the logo "x"?', 'is the phrase "x" in the image?'
             rf"\b(?:word|words|phrase|phrases|text|texts|letters|slogan|slogans|sentence|sentences) (?:in|on|of) (?:the|this|that) "
             rf"{_TEXT_THING}\b",
             r"\b(?:word|words|phrase|phrases|text|texts|sentence|sentences|slogan|slogans) [\"“']",
-            rf"\btranslat(?:e|ion|ing)\b[^?]{{0,40}}\b(?:in|on) the {_TEXT_THING}\b",
             r"\baccording to the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|receipt|ticket|book|cover)\b",
             r"\bbased on the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|receipt|ticket|book|cover)\b")),
     Rule("ocr.book_semantic", OCR, SEMANTIC, "asks about the kind of book (genre, topic, edition)",
@@ -222,14 +253,15 @@ RULES: tuple[Rule, ...] = (
             r"\bbook (?:is )?(?:related|about)\b", r"\bwhat is (?:this|the) book about\b", r"\bcalendar\b",
             r"\b(?:cookbook|textbook|notebook|guidebook)s?\b", r"\bcomic book\b", r"\bfiction(?:al)?\b", r"\bnonfiction\b",
             r"\bedition\b")),
-    # 3. Complex: strong cues ------------------------------------------------------
+    # 5. Complex: strong cues ------------------------------------------------------
     Rule("complex.why", COMPLEX, None, "asks why: explanation needs reasoning", _r(r"\bwhy\b", r"\bhow come\b")),
     Rule("complex.hypothetical", COMPLEX, None, "a hypothetical or speculative question",
          _r(r"\b(?:might|could|would|should|will)\b", r"\bmay (?:be|have|indicate|suggest)\b",
             r"\bif\b(?<!tell if)(?<!see if)(?<!know if)(?<!check if)", r"\bsuppose\b", r"\bimagine\b", r"\bassum(?:e|ing)\b",
             r"\bhypothetical")),
     Rule("complex.describe", COMPLEX, None, "asks for a description or an explanation of the scene",
-         _r(r"\bdescribe\b", r"\bdescription\b", r"\bexplain", r"\belaborate\b", r"\banaly[sz]", r"\bsummar",
+         _r(r"\bdescribe\b(?<!image describe)(?<!picture describe)(?<!photo describe)(?<!scene describe)",
+            r"\bdescription\b", r"\bexplain", r"\belaborate\b", r"\banaly[sz]", r"\bsummar",
             r"\bcaption\b", r"\bnarrat", r"\bstory\b", r"\bdetail\b(?<=in detail)", r"\bdetail\b(?<=great detail)", r"\bdetail\b(?<=more detail)",
             r"\bdetail\b(?<=full detail)", r"\bdetail\b(?<=much detail)",
             r"\bdetailed\b", r"\bcomprehensive\b", r"\bhappening\b", r"\bgoing on\b",
@@ -252,11 +284,18 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:good|bad) idea\b", r"\bnecessary\b", r"\bneed to\b", r"\b(?:good|bad|safe|right) (?:place|time|spot|day|choice) (?:to|for)\b", r"\b(?:wise|advisable|appropriate|suitable)\b", r"\b(?:healthy|unhealthy|nutritious)\b",
             # calculation and code: several steps before the answer
             r"\barithmetic\b", r"\bequations?\b", r"\bcalculat", r"\bcompute\b", r"\bsolve\b", r"\bresult of\b",
-            r"\bvalue of the (?:expression|formula|sum|product)\b", r"\btotal (?:price|cost|amount|value)\b",
+            r"\bvalue of the (?:expression|formula|sum|product|function|variable)\b", r"\btotal (?:price|cost|amount|value)\b",
+            r"\bvalue of [\"']?[a-z][\"']?(?![\w'])", r"\bequals?\b", r"\bequal to\b", r"\b(?:plus|minus|multiplied by|divided by)\b",
+            r"\d [-+*/×÷=] \d", r"\d[+*×÷=]\d",
+            r"\b(?:area|perimeter|circumference|radius|diameter) of (?:the|this|a|an|each) (?:[\w-]+ )?(?:square|rectangle|triangle|"
+            r"circle|shape|figure|polygon|parallelogram|trapezoid|hexagon|pentagon|rhombus)\b",
             # a person's state of mind, preferences or status: inferred, not seen
             r"\b(?:fun|enjoy|enjoying|enjoys|happy|sad|angry|bored|excited|scared|afraid|nervous|professional|amateur)\b",
             r"\b(?:like|likes|enjoy|enjoys|love|loves|prefer|prefers|want|wants) to\b",
-            r"\bof the (?:code|program)\b", r"\b(?:python|java|javascript|sql) (?:code|program)\b",
+            r"\bof the (?:code|program)\b", r"\b(?:python|java|javascript|typescript|sql|html|css|ruby|php|rust|go|"
+            r"kotlin|swift|bash|shell|c|c#) (?:code|program|script|snippet)\b", r"\bc\+\+ (?:code|program|snippet)\b",
+            # advice or planning for the asker: "what can I cook with these?", "how can we get there?"
+            r"\b(?:what|how|where) can (?:i|we)\b", r"\b(?:that|which) (?:i|we) (?:can|could)\b",
             # science and world knowledge (ScienceQA style): the image alone does not answer these
             r"\badapt", r"\bpropert(?:y|ies)\b", r"\bexperiment", r"\bmagnet", r"\bforces?\b", r"\bconcentration\b",
             r"\bparticles?\b", r"\boffspring\b", r"\bgenotype", r"\bphenotype", r"\binherit", r"\bpersuasive\b",
@@ -270,10 +309,11 @@ RULES: tuple[Rule, ...] = (
             r"\bfigures? of speech\b", r"\b(?:allusion|irony|euphemism|oxymoron|paradox|onomatopoeia)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
          _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
-            r"translate|rewrite|summarize|summarise|help)\b")),
+            r"translate|rewrite|summarize|summarise|help)\b",
+            r"^(?:can you |could you )?(?:turn|convert|transform|build|implement|code|program|recreate)\b[^?]* (?:into|as|in|using|with)\b")),
     Rule("complex.long_request", COMPLEX, None, "a long free-form prompt (30 words or more), e.g. text-only chat",
          _r(r"^(?:\S+\s+){29}\S")),
-    # 4. Complex: comparing two things before answering ------------------------------------------
+    # 6. Complex: comparing two things before answering ------------------------------------------
     Rule("complex.compare", COMPLEX, None, "compares or filters objects before answering (several steps)",
          _r(r"\b(?:more|fewer|less|bigger|smaller|larger|taller|shorter|longer|older|younger|heavier|lighter|faster|"
             r"slower|wider|narrower|thicker|thinner|darker|brighter|cheaper|better|worse|greater)\s+(?:[\w-]+\s+){0,3}than\b",
@@ -285,7 +325,7 @@ RULES: tuple[Rule, ...] = (
             r"slower|longer|wider)\b",
             r"\btotal number of [\w ]+ and\b", r"\bsum of\b", r"\bexcluding\b", r"\bnot counting\b",
             r"\bapart from\b", r"\bother than\b", r"\bexcept\b", r"^among\b", r"\bhow many other\b")),
-    # 5-6. Object questions that a location does not turn into Spatial ----------------------------
+    # 7. Object questions that a location does not turn into Spatial ----------------------------
     Rule("object.attribute", OBJECT, None, "asks a visual attribute or a count of a named object (a location only picks it)",
          _r(r"^(?:what|which) (?:colou?rs?|material|shape|pattern|size|flavou?r)\b",
             r"^what is the (?:colou?r|material|shape|pattern|size)\b", r"^how many\b", r"\bmade (?:of|from|out of)\b")),
@@ -300,7 +340,7 @@ RULES: tuple[Rule, ...] = (
          _r(rf"\bwhere (?:is|was|are|were) (?:this|these|the {_PIC})\b(?: {_PIC})?(?: (?:taken|shot|located))?\W*$",
             r"\bwhere (?:was|is) (?:this|the) \w+ taken\b",
             rf"\b{_PIC} (?:taken|captured|shot|photographed) (?:in|at) (?:a|an|the) (?:place|location|setting)\b")),
-    # 7. Spatial: where things are, or a thing identified by where it is ----------------------------
+    # 8. Spatial: where things are, or a thing identified by where it is ----------------------------
     Rule("spatial.relation", SPATIAL, None, "asks about relative position",
          _r(r"\b(?:to|on|at) the (?:left|right)\b", r"\b(?:left|right) (?:of|side|hand|corner|edge|half|part)\b", r"\b(?:left|right)\b-hand\b",
             r"\b(?:leftmost|rightmost|topmost|bottommost|uppermost|lowermost)\b", r"\bleft or (?:to the )?right\b",
@@ -332,7 +372,7 @@ RULES: tuple[Rule, ...] = (
             rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
             rf"^(?:what|which|who)'s (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
             rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)")),
-    # 8. Object: what kind of thing it is (after Spatial: "what kind of device is left of the monitor" is Spatial)
+    # 9. Object: what kind of thing it is (after Spatial: "what kind of device is left of the monitor" is Spatial)
     Rule("object.kind", OBJECT, None, "asks what kind or type of thing an object is",
          _r(r"^(?:what|which) (?:type|kind|sort|breed|species)\b", r"^what is the (?:type|kind|breed|species)\b")),
 )
