@@ -119,11 +119,26 @@ def pair_source(source: str | None = None, image_path: str | None = None,
         if key in _MME and (mme or key in MME_DISTINCT):
             return _mme(key)
     for key in names:
-        if key in OCR_SOURCES:
-            return Source(OCR_SOURCES[key], OCR)
+        name = _ocr_dataset(key)
+        if name:
+            return Source(name, OCR)
     if question and "token" in question and _OCR_TOKENS.search(question):
         return Source("an OCR benchmark (its prompt lists the image's OCR tokens)", OCR)
     return None
+
+
+def _ocr_dataset(key: str) -> str | None:
+    """The OCR dataset a normalised folder / source name names: exactly, or as the start of a longer
+    name ("textvqaval", "textvqa051", "ocrvqaimages"); the short "ocr" (MME's subtask) only exactly."""
+    if key in OCR_SOURCES:
+        return OCR_SOURCES[key]
+    for prefix in _OCR_PREFIXES:
+        if key.startswith(prefix):
+            return OCR_SOURCES[prefix]
+    return None
+
+
+_OCR_PREFIXES = tuple(k for k in OCR_SOURCES if k != "ocr")
 
 
 def _mme(key: str) -> Source:

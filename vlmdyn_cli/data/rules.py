@@ -110,11 +110,20 @@ _NOT_WORD = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\n
 KEY = 5  # gate keys are the first KEY letters of a word ("image" and "imagine" differ)
 _TOKEN = re.compile(r"\(\?:((?:[a-z0-9]+\|)*[a-z0-9]+)\)|([a-z0-9]+)")
 # words too frequent to be useful gates: when a pattern starts with them, gate on a later word
-_COMMON = frozenset("what which who how is are was does do the a an this that in on at to of".split())
+_COMMON = frozenset("what which who how is are was were does do the a an this that in on at to of".split())
+
+
+# the gate of patterns that need a long question: classify adds it when the question has LONG_WORDS words
+LONG, LONG_WORDS = "#long", 30
+_EXPLICIT_GATE = re.compile(r"^\(\?#gate:([^)]*)\)")
 
 
 def _gate(alt: str) -> frozenset[str] | None:
     """Keys one of which must be in the question for ``alt`` to possibly match, or None.
+
+    A pattern may name its keys itself in a leading regex comment, ``(?#gate:code|progr|+)``
+    (the regex engine ignores it): each key is the first KEY letters of a word the pattern cannot
+    match without, or a symbol (``+``, ``=``) it needs. The gate test checks that they are right.
 
     The pattern's leading literal words are read one by one (a word, or a
     group of plain alternatives like ``(?:left|right)``, separated by single
@@ -125,6 +134,9 @@ def _gate(alt: str) -> frozenset[str] | None:
     """
     if alt == COORDS.pattern:
         return frozenset([","])  # coordinates need commas: classify adds "," as a key when present
+    explicit = _EXPLICIT_GATE.match(alt)
+    if explicit:
+        return frozenset(k if not k.isalnum() or k == LONG else k[:KEY] for k in explicit.group(1).split("|"))
     pos = 0
     while alt.startswith(("^", "\\b"), pos):
         pos += 1 if alt[pos] == "^" else 2
@@ -191,14 +203,16 @@ RULES: tuple[Rule, ...] = (
             r"^does this (?:artwork|painting|drawing|sculpture|movie|film) (?:exist in the form of|belong to the "
             r"(?:type|genre|style|school|period|movement) of)\b",
             r"^is this (?:a|an) (?:photo|picture|image|photograph|painting|drawing|sketch) of\b",
-            r"^is (?:the|this) (?:actor|actress|person|man|woman|boy|girl|player|singer|athlete|character|celebrity|"
+            r"(?#gate:named|calle)^is (?:the|this) (?:actor|actress|person|man|woman|boy|girl|player|singer|athlete|character|celebrity|"
             r"politician|musician)\b[^?]{0,50}?\b(?:named|called)\b",
-            rf"^(?:is|was) (?:this|the) {_PIC} (?:taken|captured|shot|photographed) (?:in|at) a place of\b",
-            rf"^does (?:this|the) {_PIC} (?:describe|show|depict) a place of\b")),
-    # 3. Complex before OCR: translating text needs language knowledge beyond reading it (MME's
-    #    text_translation is a cognition subtask)
-    Rule("complex.translate", COMPLEX, None, "asks to translate text: language knowledge beyond reading",
-         _r(r"\btranslat(?:e|es|ed|ing|ion|ions)\b")),
+            rf"(?#gate:place)^(?:is|was) (?:this|the) {_PIC} (?:taken|captured|shot|photographed) (?:in|at) a place of\b",
+            rf"(?#gate:place)^does (?:this|the) {_PIC} (?:describe|show|depict) a place of\b")),
+    # 3. Complex before OCR: translating text, or what a message means or intends, needs knowledge
+    #    beyond reading it (MME's text_translation is a cognition subtask; "What message is the
+    #    poster trying to convey?" asks an interpretation, not a transcription)
+    Rule("complex.text_meaning", COMPLEX, None, "asks to translate or interpret a message: knowledge beyond reading",
+         _r(r"\btranslat(?:e|es|ed|ing|ion|ions)\b", r"\bconvey(?:s|ed|ing)?\b",
+            r"\btrying to (?:say|tell|express|communicate|show|sell|persuade)\b", r"\bintended (?:message|meaning|effect)\b")),
     # 4. OCR: reading text -------------------------------------------------------------------
     Rule("ocr.author", OCR, RECOGNITION, "asks who wrote the text (author on a cover)",
          _r(r"\bwho (?:wrote|is the author|are the authors|is the writer|authored|penned)\b",
@@ -215,11 +229,11 @@ RULES: tuple[Rule, ...] = (
             rf"^what does {_DET}?\s?[\w' -]{{0,30}}?\b(?:say|read|spell)\b",
             r"\bdisplayed on\b(?<=what is displayed on)", r"\bdisplayed on\b(?<=what's displayed on)",
             r"\bwhat (?:word|words|letter|letters|text|message|slogan)\b", r"\bread (?:the|this|it|that)\b",
-            r"^what (?:is|are|was|were) the (?:word|words|letter|letters|text|message|slogan|phrase)\b",
-            r"^what's the (?:word|text|message|slogan|phrase)\b",
-            r"\b(?:advertis|listed\b|manufacturer\b|maker\b)", r"\bwhat airline\b",
-            r"\b(?:expiration|expiry|sell[- ]by|use[- ]by|best[- ]before|due) dates?\b",
-            r"^how many (?:calories|ounces|oz|fl oz|ml|milliliters|millilitres|grams|mg|milligrams|liters|litres|pounds|"
+            r"(?#gate:word|words|lette|text|messa|sloga|phras)^what (?:is|are|was|were) the (?:word|words|letter|letters|text|message|slogan|phrase)\b",
+            r"(?#gate:word|text|messa|sloga|phras)^what's the (?:word|text|message|slogan|phrase)\b",
+            r"(?#gate:adver|liste|manuf|maker)\b(?:advertis|listed\b|manufacturer\b|maker\b)", r"\bwhat airline\b",
+            r"(?#gate:date|dates)\b(?:expiration|expiry|sell[- ]by|use[- ]by|best[- ]before|due) dates?\b",
+            r"(?#gate:calor|ounce|oz|fl|ml|milli|grams|mg|liter|litre|pound|lbs|kilom|km|miles|volts|watts|servi|pages|perce)^how many (?:calories|ounces|oz|fl oz|ml|milliliters|millilitres|grams|mg|milligrams|liters|litres|pounds|"
             r"lbs|kilometers|km|miles|volts|watts|servings|pages|percent)\b",
             rf"\b(?:date|time|temperature|price|cost|percentage|weight|reading|setting|channel|station|frequency|"
             rf"volume|amount|balance|total)\b[^?]{{0,25}}\b(?:on|of|in) (?:the|this|that|my) (?:thermostat|screen|display|"
@@ -235,9 +249,9 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed)\b",
             r"^(?:what|which) (?:street|road|avenue|highway|route|channel|station)\b(?! (?:is|are) (?:on|in|at|next|near|behind|beside|to)\b)",
             r"\bnumber on (?:the|his|her|this|that)\b", r"\bjersey number\b", r"\blicen[sc]e plate\b",
-            r"^(?:what|which|whose) (?:is |are )?(?:the )?(?:web ?site|url|web address|email|e-mail|address)\b",
-            r"^what's the (?:web ?site|url|web address|email|e-mail|address)\b",
-            r"\b(?:web ?site|url|web address) (?:is |are )?(?:on|at|listed|shown|written|printed|given|of)\b",
+            r"(?#gate:websi|web|url|email|mail|addre)^(?:what|which|whose) (?:is |are )?(?:the )?(?:web ?site|url|web address|email|e-mail|address)\b",
+            r"(?#gate:websi|web|url|email|mail|addre)^what's the (?:web ?site|url|web address|email|e-mail|address)\b",
+            r"(?#gate:websi|web|url)\b(?:web ?site|url|web address) (?:is |are )?(?:on|at|listed|shown|written|printed|given|of)\b",
             r"\bphone number\b", r"\bspeed limit\b",
             r"\bwhat is the (?:score|price|date)\b", r"\bwhat's the (?:score|price|date)\b",
             r"\b(?:number|numbers|digits|text|word|words|letter|letters|time|score|price) (?:is |are )?(?:displayed|shown) on\b", r"\bthe logo\b(?<=what is the logo)", r"\bthe logo\b(?<=what's the logo)", r"\b(?:what|whose) logo\b",
@@ -262,7 +276,7 @@ RULES: tuple[Rule, ...] = (
     Rule("complex.describe", COMPLEX, None, "asks for a description or an explanation of the scene",
          _r(r"\bdescribe\b(?<!image describe)(?<!picture describe)(?<!photo describe)(?<!scene describe)",
             r"\bdescription\b", r"\bexplain", r"\belaborate\b", r"\banaly[sz]", r"\bsummar",
-            r"\bcaption\b", r"\bnarrat", r"\bstory\b", r"\bdetail\b(?<=in detail)", r"\bdetail\b(?<=great detail)", r"\bdetail\b(?<=more detail)",
+            r"\bcaption\b", r"\bnarrat", r"\bstory\b", r"\binterpret", r"\baccount of\b", r"\bdetail\b(?<=in detail)", r"\bdetail\b(?<=great detail)", r"\bdetail\b(?<=more detail)",
             r"\bdetail\b(?<=full detail)", r"\bdetail\b(?<=much detail)",
             r"\bdetailed\b", r"\bcomprehensive\b", r"\bhappening\b", r"\bgoing on\b",
             r"\bwhat do you (?:see|think|notice)\b", r"\btell me (?:about|what)\b",
@@ -270,7 +284,8 @@ RULES: tuple[Rule, ...] = (
             rf"\bwhat is (?:this|the) {_PIC} (?:about|showing|depicting)\b",
             rf"\bwhat (?:does|do) (?:this|the) {_PIC} (?:show|depict|convey|represent|capture)\b")),
     Rule("complex.inference", COMPLEX, None, "asks for an inference or knowledge beyond what is shown",
-         _r(r"\binfer", r"\bsuggest", r"\b(?:imply|implies|implication|implications)\b", r"\bpurpose\b", r"\breasons?\b", r"\bsignifican",
+         _r(r"\binfer", r"\bsuggest", r"\bindicat(?:e|es|ed|ing|ion|ions)\b", r"\bsignif(?:y|ies)\b", r"\bsymboli[sz]",
+            r"(?#gate:repre|symbo|stand)^what (?:does|do|might|could) [\w' -]{1,40}? (?:represent|symboli[sz]e|stand for)\b", r"\b(?:imply|implies|implication|implications)\b", r"\bpurpose\b", r"\breasons?\b", r"\bsignifican",
             r"\bimportan", r"\bpotential", r"\blikely\b", r"\bprobabl", r"\bpossibl", r"\bpredict", r"\bexpect",
             r"\bchallenge", r"\bbenefit", r"\badvantage", r"\bconsequence", r"\baffect", r"\beffects?\b", r"\binfluenc",
             r"\bunusual\b", r"\bstrange\b", r"\bfunny\b", r"\b(?:humor|humour|humorous)\b", r"\binteresting\b", r"\bemotion",
@@ -285,17 +300,17 @@ RULES: tuple[Rule, ...] = (
             # calculation and code: several steps before the answer
             r"\barithmetic\b", r"\bequations?\b", r"\bcalculat", r"\bcompute\b", r"\bsolve\b", r"\bresult of\b",
             r"\bvalue of the (?:expression|formula|sum|product|function|variable)\b", r"\btotal (?:price|cost|amount|value)\b",
-            r"\bvalue of [\"']?[a-z][\"']?(?![\w'])", r"\bequals?\b", r"\bequal to\b", r"\b(?:plus|minus|multiplied by|divided by)\b",
-            r"\d [-+*/×÷=] \d", r"\d[+*×÷=]\d",
+            r"\bvalue of [\"']?[a-z][\"']?(?![\w'])", r"\bequals?\b", r"\bequal to\b", r"(?#gate:plus|minus|multi|divid)\b(?:plus|minus|multiplied by|divided by)\b",
+            r"(?#gate:+|*|×|÷|=)\d ?[+*×÷=] ?\d",
             r"\b(?:area|perimeter|circumference|radius|diameter) of (?:the|this|a|an|each) (?:[\w-]+ )?(?:square|rectangle|triangle|"
             r"circle|shape|figure|polygon|parallelogram|trapezoid|hexagon|pentagon|rhombus)\b",
             # a person's state of mind, preferences or status: inferred, not seen
             r"\b(?:fun|enjoy|enjoying|enjoys|happy|sad|angry|bored|excited|scared|afraid|nervous|professional|amateur)\b",
             r"\b(?:like|likes|enjoy|enjoys|love|loves|prefer|prefers|want|wants) to\b",
-            r"\bof the (?:code|program)\b", r"\b(?:python|java|javascript|typescript|sql|html|css|ruby|php|rust|go|"
-            r"kotlin|swift|bash|shell|c|c#) (?:code|program|script|snippet)\b", r"\bc\+\+ (?:code|program|snippet)\b",
+            r"\bof the (?:code|program)\b", r"(?#gate:code|progr|scrip|snipp)\b(?:python|java|javascript|typescript|sql|html|css|ruby|php|rust|go|"
+            r"kotlin|swift|bash|shell|c|c#) (?:code|program|script|snippet)\b", r"(?#gate:code|progr|snipp)\bc\+\+ (?:code|program|snippet)\b",
             # advice or planning for the asker: "what can I cook with these?", "how can we get there?"
-            r"\b(?:what|how|where) can (?:i|we)\b", r"\b(?:that|which) (?:i|we) (?:can|could)\b",
+            r"(?#gate:can)\b(?:what|how|where) can (?:i|we)\b", r"(?#gate:can|could)\b(?:that|which) (?:i|we) (?:can|could)\b",
             # science and world knowledge (ScienceQA style): the image alone does not answer these
             r"\badapt", r"\bpropert(?:y|ies)\b", r"\bexperiment", r"\bmagnet", r"\bforces?\b", r"\bconcentration\b",
             r"\bparticles?\b", r"\boffspring\b", r"\bgenotype", r"\bphenotype", r"\binherit", r"\bpersuasive\b",
@@ -308,11 +323,12 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:syllable|syllables|alliteration|simile|metaphor|idiom|grammar|punctuation|hyperbole|personification)\b",
             r"\bfigures? of speech\b", r"\b(?:allusion|irony|euphemism|oxymoron|paradox|onomatopoeia)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
-         _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
+         _r(r"(?#gate:write|compo|creat|gener|draft|list|give|sugge|plan|desig|trans|rewri|summa|help)"
+            r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
             r"translate|rewrite|summarize|summarise|help)\b",
-            r"^(?:can you |could you )?(?:turn|convert|transform|build|implement|code|program|recreate)\b[^?]* (?:into|as|in|using|with)\b")),
+            r"(?#gate:turn|conve|trans|build|imple|code|progr|recre)^(?:can you |could you )?(?:turn|convert|transform|build|implement|code|program|recreate)\b[^?]* (?:into|as|in|using|with)\b")),
     Rule("complex.long_request", COMPLEX, None, "a long free-form prompt (30 words or more), e.g. text-only chat",
-         _r(r"^(?:\S+\s+){29}\S")),
+         _r(rf"(?#gate:{LONG})^(?:\S+\s+){{{LONG_WORDS - 1}}}\S")),
     # 6. Complex: comparing two things before answering ------------------------------------------
     Rule("complex.compare", COMPLEX, None, "compares or filters objects before answering (several steps)",
          _r(r"\b(?:more|fewer|less|bigger|smaller|larger|taller|shorter|longer|older|younger|heavier|lighter|faster|"
@@ -407,6 +423,8 @@ def _build_index():
 
 
 _ALTS, _GATED, _ALWAYS, _ON_ANSWER = _build_index()
+# gates that are symbols, not words (",", "+", "="): looked up when the question contains them
+_SYMBOL_GATES = tuple(k for k in _GATED if not k.isalnum() and k != LONG)
 assert all(r.category == BOUNDING for r in RULES[: RULES.index(next(r for r in RULES if r.on == "answer"))]), \
     "the answer rule must follow the question's Bounding rules (classify relies on it)"
 
@@ -438,8 +456,11 @@ def classify(question: str, answer: str | None = None) -> tuple[Label, str]:
 def _classify_question(q: str) -> tuple[Label, str]:
     cands = set(_ALWAYS)
     get = _GATED.get
-    if "," in q:
-        cands.update(get(",", ()))
+    for sym in _SYMBOL_GATES:
+        if sym in q:
+            cands.update(get(sym))
+    if q.count(" ") >= LONG_WORDS - 1:   # normalise() leaves single spaces between words
+        cands.update(get(LONG, ()))
     for w in q.translate(_NOT_WORD).split():
         hit = get(w[:KEY])
         if hit:
