@@ -172,6 +172,8 @@ def _gate(alt: str) -> frozenset[str] | None:
 
 _PIC = r"(?:image|picture|photo|photograph|pic|scene|frame|shot|snapshot|video|daytime|day|night|nighttime|morning|afternoon|evening|distance)"
 _DET = r"(?:the|a|an|this|that|these|those|his|her|its|their|my|your)"
+# what a picture is, not a place in it: "the character in the painting" is not a relation between objects
+_MEDIUM = rf"(?:{_PIC}|painting|drawing|artwork|illustration|sketch|cartoon|comic|photos|images|pictures)"
 # "what is the man wearing on his head?" asks about clothing, not a relation
 _NOT_ACTION = r"(?!(?:wearing|holding|carrying|eating|drinking|doing|playing|riding|using|reading|watching)\b)"
 # things that carry text
@@ -186,9 +188,9 @@ RULES: tuple[Rule, ...] = (
          _r(r"\bbounding box coordinates?\b", r"\bbounding box (?:of|for|around)\b", r"\bbox coordinates?\b", r"\bbbox\b",
             r"\bx1, ?y1, ?x2, ?y2\b", r"\bregion this sentence describes\b",
             r"\bcoordinates? of (?:the|this|that|each|a|an)\b",
-            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
-            r"\b(?:give|show|tell) (?:me|us) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
-            r"\b(?:output|give|return|provide|predict|find) (?:its|the|their) (?:box|coordinates|location as)\b",
+            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect) (?:the |a |its |their |his |her )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:give|show|tell) (?:me|us) (?:the |a |its |their |his |her )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:output|give|return|provide|predict|find) (?:its|the|their|his|her) (?:box|coordinates|location as)\b",
             r"\b(?:with|as|using) (?:a |the )?bounding box(?:es)?\b")),
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
          _r(r"\bdescription for this region\b", r"\bdescribe (?:this|the given) region\b")),
@@ -351,7 +353,14 @@ RULES: tuple[Rule, ...] = (
     Rule("object.highlighted", OBJECT, None, "asks which thing is highlighted or marked (recognition)",
          _r(r"\b(?:is|are) (?:highlighted|marked|outlined|circled|shaded)\b", r"\bshown\W*$")),
     Rule("object.activity", OBJECT, None, "asks what a person or animal is doing, wearing or holding (a location only picks them)",
-         _r(r"\bdoing\b", r"\b(?:wearing|holding|carrying|eating|drinking|playing|riding|using|reading|watching)\W*$")),
+         _r(r"\bdoing\b", r"\b(?:wearing|holding|carrying|eating|drinking|playing|riding|using|reading|watching)\W*$",
+            # yes/no: "is the person on the left wearing a hat?" asks what they wear, not where they are
+            r"(?#gate:weari|holdi|carry|eatin|drink|ridin|using|playi|readi|watch)^(?:is|are|was|were) "
+            r"(?:the|this|that|these|those) [\w' -]{1,40}? (?:wearing|holding|carrying|eating|drinking|riding|using|"
+            r"playing|reading|watching)\b")),
+    Rule("object.state", OBJECT, None, "asks whether something is on or off (a state, not a place)",
+         _r(rf"(?#gate:on|off)^(?:is|are|was|were) {_DET} (?:[\w'-]+ ){{1,3}}?(?:turned |switched )?(?:on|off)"
+            r"(?:\W*$| (?:in|at|inside|now|right now|or off|or on)\b)")),
     Rule("object.scene_place", OBJECT, None, "asks what kind of place the photo shows",
          _r(rf"\bwhere (?:is|was|are|were) (?:this|these|the {_PIC})\b(?: {_PIC})?(?: (?:taken|shot|located))?\W*$",
             r"\bwhere (?:was|is) (?:this|the) \w+ taken\b",
@@ -378,16 +387,16 @@ RULES: tuple[Rule, ...] = (
             r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|swimming|attached) "
             rf"(?:on|in|at|against|from|atop|inside|by|over|onto|upon)\b(?! (?:the|this|a) {_PIC}\b)")),
     Rule("spatial.on_in", SPATIAL, None, "asks whether or what is on or in another object",
-         _r(rf"^(?:is|are) {_DET} (?!{_PIC}\b)(?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
-            rf"^(?:what|who) (?:is|are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^(?:what|who)'s (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^(?:what|which|who) (?:kind of |type of |sort of )?[\w-]+(?: is| are|'s) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^what (?:is|are) the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
-            rf"^what's the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+         _r(rf"^(?:is|are) {_DET} (?!{_PIC}\b)(?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_MEDIUM}\b)",
+            rf"^(?:what|who) (?:is|are) (?:on|in|atop|over|inside) {_DET}\b(?! {_MEDIUM}\b)",
+            rf"^(?:what|who)'s (?:on|in|atop|over|inside) {_DET}\b(?! {_MEDIUM}\b)",
+            rf"^(?:what|which|who) (?:kind of |type of |sort of )?[\w-]+(?: is| are|'s) (?:on|in|atop|over|inside) {_DET}\b(?! {_MEDIUM}\b)",
+            rf"^what (?:is|are) the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_MEDIUM}\b)",
+            rf"^what's the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_MEDIUM}\b)",
             rf"^(?:what|which|who) (?:is|are) (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
-            rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"(?:on|in|atop|inside) {_DET}\b(?! {_MEDIUM}\b)",
             rf"^(?:what|which|who)'s (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
-            rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)")),
+            rf"(?:on|in|atop|inside) {_DET}\b(?! {_MEDIUM}\b)")),
     # 9. Object: what kind of thing it is (after Spatial: "what kind of device is left of the monitor" is Spatial)
     Rule("object.kind", OBJECT, None, "asks what kind or type of thing an object is",
          _r(r"^(?:what|which) (?:type|kind|sort|breed|species)\b", r"^what is the (?:type|kind|breed|species)\b")),
