@@ -233,7 +233,11 @@ RULES: tuple[Rule, ...] = (
             r"\bwhat (?:word|words|letter|letters|text|message|slogan)\b", r"\bread (?:the|this|it|that)\b",
             r"(?#gate:word|words|lette|text|messa|sloga|phras)^what (?:is|are|was|were) the (?:word|words|letter|letters|text|message|slogan|phrase)\b",
             r"(?#gate:word|text|messa|sloga|phras)^what's the (?:word|text|message|slogan|phrase)\b",
-            r"(?#gate:adver|liste|manuf|maker)\b(?:advertis|listed\b|manufacturer\b|maker\b)", r"\bwhat airline\b",
+            r"(?#gate:adver|liste|manuf|maker)\b(?:advertised|listed|manufacturer|maker)\b", r"\b(?:is|are) advertising\b",
+            # a text-like property printed on a package or label: "what is the flavor on this box?"
+            r"(?#gate:name|brand|flavo|title|date|price|numbe|size|model|word|words|text|label)\b(?:name|brand|flavou?r|"
+            r"title|date|price|number|size|model|word|words|text|label) (?:on|printed on|written on) (?:the|this|that|my) "
+            r"(?:box|package|packet|bottle|can|jar|bag|carton|container|tag|card|cover|wrapper|label|envelope|ticket)\b", r"\bwhat airline\b",
             r"(?#gate:date|dates)\b(?:expiration|expiry|sell[- ]by|use[- ]by|best[- ]before|due) dates?\b",
             r"(?#gate:calor|ounce|oz|fl|ml|milli|grams|mg|liter|litre|pound|lbs|kilom|km|miles|volts|watts|servi|pages|perce)^how many (?:calories|ounces|oz|fl oz|ml|milliliters|millilitres|grams|mg|milligrams|liters|litres|pounds|"
             r"lbs|kilometers|km|miles|volts|watts|servings|pages|percent)\b",
@@ -286,7 +290,8 @@ RULES: tuple[Rule, ...] = (
             rf"\bwhat is (?:this|the) {_PIC} (?:about|showing|depicting)\b",
             rf"\bwhat (?:does|do) (?:this|the) {_PIC} (?:show|depict|convey|represent|capture)\b")),
     Rule("complex.inference", COMPLEX, None, "asks for an inference or knowledge beyond what is shown",
-         _r(r"\binfer", r"\bsuggest", r"\bindicat(?:e|es|ed|ing|ion|ions)\b", r"\bsignif(?:y|ies)\b", r"\bsymboli[sz]",
+         _r(r"\binfer", r"\bsuggest", r"\bintent(?:ion|ions|ional)?\b", r"\blessons?\b", r"\blearn from\b",
+            r"\bmoral\b", r"\btakeaways?\b", r"\bindicat(?:e|es|ed|ing|ion|ions)\b", r"\bsignif(?:y|ies)\b", r"\bsymboli[sz]",
             r"(?#gate:repre|symbo|stand)^what (?:does|do|might|could) [\w' -]{1,40}? (?:represent|symboli[sz]e|stand for)\b", r"\b(?:imply|implies|implication|implications)\b", r"\bpurpose\b", r"\breasons?\b", r"\bsignifican",
             r"\bimportan", r"\bpotential", r"\blikely\b", r"\bprobabl", r"\bpossibl", r"\bpredict", r"\bexpect",
             r"\bchallenge", r"\bbenefit", r"\badvantage", r"\bconsequence", r"\baffect", r"\beffects?\b", r"\binfluenc",
