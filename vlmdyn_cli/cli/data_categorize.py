@@ -27,7 +27,9 @@ def add_commands(data_app: typer.Typer) -> None:
         """Label QA pairs with Bounding, Complex, Object, OCR or Spatial (and bbox/describe, recognition/semantic).
 
         A pair from an OCR dataset (image folder ocr_vqa/ or textvqa/, or such a
-        source name) is OCR whatever the method, as in the paper; --method llm asks
+        source name) is OCR whatever the method, as in the paper, and a pair from an
+        MME subtask folder (MME_Benchmark_release_version/position/...) gets that
+        subtask's skill; --method llm asks
         the paper's four-way prompt (Object / Spatial / Bounding / Complex) for the
         questions without an OCR source or OCR cue.
 

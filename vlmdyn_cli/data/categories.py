@@ -16,9 +16,12 @@ only when asked for).
 
 The OCR category also comes from where a pair comes from (METHOD.md section 2):
 a QA pair of an OCR dataset (``OCR_SOURCES``: OCR-VQA, TextVQA, ...) is OCR
-whatever its wording; ``ocr_source`` finds that dataset from an explicit source
-name or the folders of the image path, and ``categorize.label_pairs`` applies
-the rule in front of every method.
+whatever its wording. Likewise a pair from a benchmark subtask that tests one
+skill (``MME_SUBTASKS``: MME's position folder is Spatial, its cognition folders
+Complex, ...) gets that skill. ``pair_source`` finds the source from an explicit
+source name, the folders of the image path, or LLaVA's TextVQA prompt line
+("Reference OCR token: ..."), and ``categorize.label_pairs`` applies it in front
+of every method.
 """
 
 from __future__ import annotations

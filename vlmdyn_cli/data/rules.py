@@ -7,33 +7,48 @@ and a sentence saying why become the label's ``rule`` and ``reason``. If none
 matches, the question is an Object question (recognising, counting, attributes).
 
 The policy is the paper's (METHOD.md section 2, its Figure 6 examples): label a
-question by its goal, what it asks to find out. The dataset-source rule (a pair
-from OCR-VQA or TextVQA is OCR) is applied in front of these rules by
-``categorize.label_pairs``. Order:
+question by its goal, what it asks to find out. The source rule (a pair from
+OCR-VQA or TextVQA is OCR; a pair from an MME subtask folder gets that subtask's
+skill) is applied in front of these rules by ``categorize.label_pairs``. Order:
 
 1. Bounding: box coordinates in the question (describe) or the answer (bbox),
    or an explicit request for box coordinates (bbox). A box merely drawn in the
    image ("the person inside the red box") is not a Bounding question.
-2. OCR: reading text. Recognition = transcribe text (title, author, a sign, a
-   number on a shirt, 'is the word in the logo "x"?'); semantic = knowledge
-   about the text's object (genre, "is this a X book").
-3. Complex, strong cues: why / might / could / would / if, inference, advice,
-   calculation and code, science and world knowledge (ScienceQA style),
-   description and writing requests, prompts of 30 words or more. These decide
-   even when the question also mentions a place ("why is the bus next to the tree?").
-4. Complex, comparison: "more X than Y", "the same colour", "in common",
+2. Object, recognition by a proposed name: "Is this movie titled X?", "Is the
+   actor inside the red box named X?", "Does this artwork belong to the type of
+   X?". X is a candidate answer, so words inside it ("why", "left") decide nothing.
+3. Complex before OCR: translating a text or interpreting what a message
+   intends ("What message is the poster trying to convey?") needs knowledge
+   beyond reading it.
+4. OCR: reading text. Recognition = transcribe text (title, author, a sign, a
+   number on a shirt, a value on a display or label, 'is the word in the logo
+   "x"?'); semantic = knowledge about the text's object (genre, "is this a X book").
+5. Complex, strong cues: why / might / could / would / if, inference, intention,
+   advice (also "what can I cook with these?"), calculation and code, science and
+   world knowledge (ScienceQA style), description, caption and writing or
+   building requests, prompts of 30 words or more. These decide even when the
+   question also mentions a place ("why is the bus next to the tree?").
+6. Complex, comparison: "more X than Y", "the same colour", "in common",
    "excluding": two things compared, several steps. Not "either/or" or "both"
    over existence: "Are there either any doors or windows made of metal?" is
    Object in the paper.
-5. Object before Spatial where the location only picks the object: a visual
+7. Object before Spatial where the location only picks the object: a visual
    attribute or a count ("what colour is the car on the right?", "how many
-   cups are on the table?"), an activity ("what is the man on the left
-   doing?"), the object a drawn box marks, the place a photo shows.
-6. Spatial: where things are, and things identified by where they are (the
+   cups are on the table?"), an activity or clothing ("is the man on the left
+   wearing a hat?"), an on/off state ("are the lights on in this room?"), the
+   object a drawn box marks, the place a photo shows.
+8. Spatial: where things are, and things identified by where they are (the
    paper: "What kind of device is to the left of the computer monitor?", "What
-   is near the bottle of alcohol?", "Who is in the water on the beach?").
-7. Object: what kind of thing it is ("which kind of appliance is it?"), and
+   is near the bottle of alcohol?", "Who is in the water on the beach?"). "In
+   the painting" names the picture, not a place in it.
+9. Object: what kind of thing it is ("which kind of appliance is it?"), and
    everything else (recognition, existence, yes/no about what is shown).
+
+Speed: every pattern alternative is searched only when the question contains
+one of its gate keys (``_gate``: derived from the pattern's leading words, or
+named in a leading ``(?#gate:...)`` comment; symbols like "," and "=" and the
+``LONG`` key of 30-word prompts are gates too); ``classify_reference`` walks
+every rule without gates and a test checks both always agree.
 """
 
 from __future__ import annotations
