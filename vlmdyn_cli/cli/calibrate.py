@@ -288,7 +288,7 @@ def fit_cmd(
                                           "rules, exact, contains, ref-in-pred, pred-in-ref, token-f1, "
                                           "token-precision, token-recall, key-recall, fuzzy-recall, char-ratio, "
                                           "len-ratio, pred-len, ref-len, hedge, numbers, novel-words, "
-                                          "question-overlap, local-p_yes, minilm-cos, minilm-qcos.")],
+                                          "question-overlap, novel-precision, local-p_yes, minilm-cos, minilm-qcos.")],
     escalate_to: Annotated[Optional[str], typer.Option("--escalate-to", help="Also build a calibrated cascade: "
                            "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of.")] = None,
     max_escalation: Annotated[Optional[float], typer.Option("--max-escalation", help="Cascade: the largest share "
@@ -415,7 +415,9 @@ def _print_fit(res: dict) -> None:
     ]
     print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
     typer.echo(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
-               f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
+               f"({_fmt(c['band_escalated_in_sample'])} of these items escalated; every run escalates at most "
+               f"{_fmt(c['max_escalation'])} of its items) -> {res['spec_path']}" if c.get("max_escalation") is not None
+               else f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
     if not c["target_reached"]:
         hint("no band reached --target-agreement on these items: the cascade uses the band that agrees most")
     typer.echo(f"run it: vlmdyn judge --run RUN --judge {res['spec_path']}")

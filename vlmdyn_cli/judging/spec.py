@@ -40,7 +40,7 @@ else:  # pragma: no cover
 TOP_FIELDS = {"name", "description", "backend", "model", "output", "system_template",
               "user_template", "text_template", "stages", "decoding", "options"}
 DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "fill", "score_mode", "threshold", "min_confidence",
-                   "defer_band"}
+                   "defer_band", "max_escalation"}
 SCORE_MODES = ("off", "with-verdict", "only")
 TEMPLATE_FIELDS = ("system_template", "user_template", "text_template")
 DEFAULT_DECODING = {"temperature": 0.0, "max_tokens": 64, "grammar": True, "score_mode": "off",
