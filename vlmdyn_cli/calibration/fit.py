@@ -206,8 +206,10 @@ def _cascade_spec(name: str, cheap_file: str, esc: Escalation, band: Band, rep: 
     c, lo = rep["cascade"], rep["llm"]
     spec = {
         "name": name, "backend": "cascade",
-        "description": f"{name}-cheap decides where its P(yes) is outside ({band.lo:.3f}, {band.hi:.3f}), "
-                       f"{esc.spec.name} the rest; held out: {100 * (c['accuracy'] or 0):.1f}% agreement "
+        "description": (f"{name}-cheap decides all but the {100 * esc.max_escalation:g}% of each run's items it is "
+                        f"least sure of, {esc.spec.name} those" if esc.max_escalation is not None else
+                        f"{name}-cheap decides where its P(yes) is outside ({band.lo:.3f}, {band.hi:.3f}), "
+                        f"{esc.spec.name} the rest") + f"; held out: {100 * (c['accuracy'] or 0):.1f}% agreement "
                        f"escalating {100 * rep['escalated_share']:.1f}% ({esc.spec.name} alone "
                        f"{100 * (lo['accuracy'] or 0):.1f}%)",
         "stages": [cheap_file, esc.ref],

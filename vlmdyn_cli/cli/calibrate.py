@@ -414,10 +414,12 @@ def _print_fit(res: dict) -> None:
          "escalated": "100.0%", "unscored": c["llm"]["n_unscored"], "$/1k items": usd(c["usd_per_1000"]["llm"])},
     ]
     print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
-    typer.echo(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
-               f"({_fmt(c['band_escalated_in_sample'])} of these items escalated; every run escalates at most "
-               f"{_fmt(c['max_escalation'])} of its items) -> {res['spec_path']}" if c.get("max_escalation") is not None
-               else f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
+    if c.get("max_escalation") is not None:
+        typer.echo(f"escalation: every run sends the {_fmt(c['max_escalation'])} of its items the cheap judge is "
+                   f"least sure of (P(yes) nearest 0.5) to the LLM -> {res['spec_path']}")
+    else:
+        typer.echo(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
+                   f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
     if not c["target_reached"]:
         hint("no band reached --target-agreement on these items: the cascade uses the band that agrees most")
     typer.echo(f"run it: vlmdyn judge --run RUN --judge {res['spec_path']}")
