@@ -214,6 +214,28 @@ def test_calibrated_cascade_matches_the_llm_with_a_quarter_of_the_calls(nq, cli,
     assert len(sent) == int(0.25 * len(distinct))         # the per-run budget (two lines of the file are one item)
 
 
+def test_target_agreement_fits_a_band_and_the_cascade_escalates_exactly_inside_it(nq, cli, replay, tmp_path):
+    import tomllib
+
+    out = tmp_path / "jl"
+    r = cli("calibrate", "fit", "--name", "tgt", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
+            "--folds", "5", "--escalate-to", REPLAY_SPEC, "--base-url", replay.base_url, "--target-agreement", "0.84",
+            "--out-dir", out, "--db", nq, "--json")
+    assert r.code == 0, r.err
+    c = json.loads(r.out)["cascade"]
+    dec = tomllib.loads((out / "tgt.toml").read_text())["decoding"]
+    lo, hi = dec["defer_band"]
+    assert "max_escalation" not in dec and 0 < lo < 0.5 < hi < 1, dec          # a fitted band, no budget
+    assert c["target_reached"] and c["band_escalated_in_sample"] < 1
+    r = cli("judge", "--input", NQ, "--judge", out / "tgt.toml", "--db", nq, "--json")
+    assert r.code == 0, r.err
+    cheap = {json.loads(x)["prediction"] + json.loads(x)["answer"]: json.loads(x)["p_yes"] for x in
+             cli("judge", "--input", NQ, "--judge", out / "tgt-cheap.toml", "--db", nq, "--json").out.splitlines()}
+    for o in map(json.loads, r.out.splitlines()):
+        p = cheap[o["prediction"] + o["answer"]]
+        assert (o["decided_by"] == "gpt4-replay") == (lo < p < hi)
+
+
 def _cascade_spec(path: Path, stages: list[str], decoding: str) -> Path:
     path.write_text(f'name = "{path.stem}"\nbackend = "cascade"\nstages = {json.dumps(stages)}\n'
                     f"[decoding]\n{decoding}\n")
