@@ -7,7 +7,7 @@ is least sure of -- go to the LLM; it decides the rest (yes when P(yes) >= 0.5).
   judge is least sure of (P(yes) nearest 0.5), a budget the cascade keeps whatever the
   items (``max_escalation`` in judging/backends/cascade.py; ``escalated`` here does the
   same to a set of items). The band is then the whole range: a band fitted on one set
-  sends more or less of another (9-35% of new NQ questions for a band that sent 25% of its
+  sends more or less of another (8-37% of new NQ questions for a band that sent 25% of its
   own), and measured by fitting on half of the questions and scoring the other half, the
   budget alone kept the cap on every split and lost less agreement than any fitted band
   (examples/calibration/nq/README.md).

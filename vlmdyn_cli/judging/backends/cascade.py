@@ -20,7 +20,7 @@ decided each item. The last stage is built only when an item reaches it, and pul
 items lazily.
 
 ``max_escalation`` is a budget every run keeps, whatever the items: a band fitted on one set
-sends more or less of another set (on new questions of the NQ study: 9-35% for a band that
+sends more or less of another set (on new questions of the NQ study: 8-37% for a band that
 sent 25% of its own). Counting from the run's first item, at most floor(share x items seen)
 go to the last stage; when more are unsure, the ones the fitted stage is least sure of
 (P(yes) nearest 0.5; ranked in blocks of BUDGET_CHUNK items, the allowance carried over)
@@ -71,6 +71,7 @@ class _Gate:
             self.judge = self._run
             self.confident = lambda v: v.scored and v.p_yes is not None and not lo < v.p_yes < hi
         self.unsure: dict[str, Verdict] = {}    # the verdicts of the items last passed on
+
     def _run(self, items: list[Item]) -> dict[str, Verdict]:
         got: dict[str, Verdict] = {}
         self.backend.run(items, lambda v: got.__setitem__(v.key, v))
