@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     from vlmdyn_cli.errors import VlmdynError
+    from vlmdyn_cli.safetext import clean
 
     debug = os.environ.get("VLMDYN_DEBUG") == "1"
     try:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except VlmdynError as exc:
         if debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {clean(exc)}\n")
         return exc.exit_code
     except BrokenPipeError:
         return 0
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         if debug:
             raise
-        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n(set VLMDYN_DEBUG=1 for the traceback)\n")
+        sys.stderr.write(f"error: {type(exc).__name__}: {clean(exc)}\n(set VLMDYN_DEBUG=1 for the traceback)\n")
         return 1
 
 

@@ -29,7 +29,7 @@ from vlmdyn_cli.judging.verdict import Scores, Verdict
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import judgements as store
 from vlmdyn_cli.store.batch_jobs import BatchJobs
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import get_run
 
 FLUSH_ROWS = 200          # rows per write transaction
@@ -177,7 +177,7 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
         if max_cost is not None and (priced := cls.estimate(spec, options, [], context)).cost_usd is None:
             raise BadInput(f"--max-cost needs a price for judge '{spec.name}': {priced.no_price}")
         backend = cls(spec, options, context) if todo else None   # (a missing key or model stops here)
-        with db.atomic():
+        with immediate(db):
             for s in (spec, *spec.stages):
                 store.register_spec(db, s.hash, s.name, s.record(), now())
         context.reporter.info(f"judge {spec.name} ({spec.hash[:12]}): {summary.cached} cached, "
