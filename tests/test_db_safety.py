@@ -18,13 +18,16 @@ from helpers_judging import make_run
 READ_COMMANDS = [
     ["judgements", "status"],
     ["judgements", "list"],
-    ["judgements", "export"],
+    ["judgements", "export", "--out", "OUT"],
     ["generations", "list", "--run", "r1"],
     ["runs", "list"],
     ["data", "list"],
-    ["sets", "list", "--run", "r1"],
     ["db", "schema"],
 ]
+
+
+def _args(args: list[str], tmp_path: Path) -> list[str]:
+    return [str(tmp_path / "out.jsonl") if a == "OUT" else a for a in args]
 
 
 def _digest(path: Path) -> str:
@@ -52,12 +55,12 @@ def _newer(db_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("args", READ_COMMANDS + [["db", "migrate"], ["judge", "--judge", "rules", "--run", "r1"],
-                                                  ["calibrate", "sample", "--run", "r1", "--name", "s", "--size", "2"]],
+                                                  ["calibrate", "sample", "--run", "r1", "--name", "s", "--n", "2", "--out", "OUT"]],
                          ids=lambda a: " ".join(a[:2]))
 def test_a_database_from_a_newer_vlmdyn_is_refused_untouched(cli, tmp_path, args):
     p = _newer(tmp_path / "new.db")
     before = _digest(p)
-    r = cli(*args, "--db", p)
+    r = cli(*_args(args, tmp_path), "--db", p)
     assert r.code == 2, r.err
     assert "newer vlmdyn" in r.err and "m999_from_the_future" in r.err and "Traceback" not in r.err
     assert _digest(p) == before
@@ -71,7 +74,8 @@ def test_a_foreign_sqlite_file_is_refused_untouched_by_every_command(cli, tmp_pa
     triples = tmp_path / "t.jsonl"
     triples.write_text(json.dumps({"question": "q", "answer": "a", "prediction": "a"}) + "\n")
     (tmp_path / "d.json").write_text("[]")
-    args = [str(triples) if a == "T" else str(tmp_path / "d.json") if a == "X" else a for a in args]
+    args = [str(triples) if a == "T" else str(tmp_path / "d.json") if a == "X" else a
+            for a in _args(args, tmp_path)]
     before = _digest(p)
     r = cli(*args, "--db", p)
     assert r.code == 2, r.err
@@ -103,14 +107,14 @@ def test_read_commands_never_write(cli, tmp_path, args):
     d.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     d.close()
     before = _digest(p)
-    r = cli(*args, "--db", p)
+    r = cli(*_args(args, tmp_path), "--db", p)
     assert r.code == 0, r.err
     assert _digest(p) == before
     wal = Path(str(p) + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0    # nothing written to the log either
     missing = tmp_path / "missing.db"
     if args != ["db", "schema"]:
-        r = cli(*args, "--db", missing)
+        r = cli(*_args(args, tmp_path), "--db", missing)
         assert r.code == 2 and "does not exist" in r.err
     assert not missing.exists()
 
@@ -150,7 +154,6 @@ def test_processes_creating_one_new_database_at_once_queue_on_the_migrations(tmp
 
 def test_two_judges_and_an_import_write_one_database_while_a_reader_polls(tmp_path):
     """Every writer waits for the write lock instead of failing with 'database is locked'."""
-    from helpers_data import make_dataset  # noqa: F401  (keeps the helper import cheap to find)
     from vlmdyn_cli.store import open_db
 
     p = tmp_path / "exp.db"
@@ -183,6 +186,6 @@ def test_two_judges_and_an_import_write_one_database_while_a_reader_polls(tmp_pa
         assert w.returncode == 0, err
     c = sqlite3.connect(p)
     per_spec = dict(c.execute("SELECT judge_name, COUNT(*) FROM judgements GROUP BY judge_name").fetchall())
-    assert per_spec["lexical"] == 300 and per_spec["rules"] == 300 + 6   # 6 distinct triples in the run
+    assert per_spec["lexical"] == 300 and per_spec["rules"] == 300 + 12   # 12 distinct triples in the run
     assert c.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 2000 + 6
     assert polls >= 1
