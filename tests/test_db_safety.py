@@ -141,7 +141,7 @@ def _vlmdyn(*args: str) -> subprocess.Popen:
 
 def test_processes_creating_one_new_database_at_once_queue_on_the_migrations(tmp_path):
     p = tmp_path / "fresh.db"
-    procs = [_vlmdyn("db", "migrate", "--json", "--db", str(p)) for _ in range(4)]
+    procs = [_vlmdyn("db", "migrate", "--json", "--db", str(p)) for _ in range(6)]
     outs = [(proc.wait(timeout=300), *proc.communicate()) for proc in procs]
     for code, out, err in outs:
         assert code == 0, err
@@ -150,6 +150,10 @@ def test_processes_creating_one_new_database_at_once_queue_on_the_migrations(tmp
     c = sqlite3.connect(p)
     names = [r[0] for r in c.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
     assert names == [m.name for m in migrations._migrations]     # each applied exactly once
+
+
+N_LINES = 3000
+N_RECORDS = 40000
 
 
 def test_two_judges_and_an_import_write_one_database_while_a_reader_polls(tmp_path):
@@ -164,16 +168,20 @@ def test_two_judges_and_an_import_write_one_database_while_a_reader_polls(tmp_pa
     for k in range(2):
         f = tmp_path / f"t{k}.jsonl"
         f.write_text("".join(json.dumps({"question": f"q{k}-{i}", "answer": "red", "prediction": "red"}) + "\n"
-                             for i in range(300)))
+                             for i in range(N_LINES)))
         files.append(f)
     records = [{"id": str(i), "conversations": [{"from": "human", "value": f"What is item {i}?"},
-                                                {"from": "gpt", "value": f"It is {i}."}]} for i in range(2000)]
+                                                {"from": "gpt", "value": f"It is {i}."}]} for i in range(N_RECORDS)]
     data = tmp_path / "d.json"
     data.write_text(json.dumps(records))
-    writers = [_vlmdyn("judge", "--judge", "rules", "--input", str(files[0]), "--db", str(p), "--quiet"),
+    # the import (one long transaction) starts first: the judges' first writes arrive while it holds the lock
+    importer = _vlmdyn("data", "import", str(data), "--no-images", "--db", str(p), "--quiet")
+    while not Path(str(p) + "-wal").exists() and importer.poll() is None:
+        time.sleep(0.05)
+    writers = [importer,
+               _vlmdyn("judge", "--judge", "rules", "--input", str(files[0]), "--db", str(p), "--quiet"),
                _vlmdyn("judge", "--judge", "lexical", "--input", str(files[1]), "--db", str(p), "--quiet"),
-               _vlmdyn("judge", "--judge", "rules", "--run", "r1", "--db", str(p), "--quiet"),
-               _vlmdyn("data", "import", str(data), "--no-images", "--db", str(p), "--quiet")]
+               _vlmdyn("judge", "--judge", "rules", "--run", "r1", "--db", str(p), "--quiet")]
     polls = 0
     while any(w.poll() is None for w in writers):
         r = subprocess.run([sys.executable, "-m", "vlmdyn_cli", "judgements", "status", "--db", str(p), "--json"],
@@ -186,6 +194,73 @@ def test_two_judges_and_an_import_write_one_database_while_a_reader_polls(tmp_pa
         assert w.returncode == 0, err
     c = sqlite3.connect(p)
     per_spec = dict(c.execute("SELECT judge_name, COUNT(*) FROM judgements GROUP BY judge_name").fetchall())
-    assert per_spec["lexical"] == 300 and per_spec["rules"] == 300 + 12   # 12 distinct triples in the run
-    assert c.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 2000 + 6
+    assert per_spec["lexical"] == N_LINES and per_spec["rules"] == N_LINES + 12   # 12 distinct triples in the run
+    assert c.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == N_RECORDS + 6
     assert polls >= 1
+
+
+def _damaged(tmp_path: Path) -> Path:
+    """An experiment database with a page in the middle of the triples table overwritten."""
+    from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.db import upsert_triples
+
+    p = tmp_path / "damaged.db"
+    d = open_db(p)
+    make_run(d)
+    with d.atomic():
+        upsert_triples(d, [(f"question {i} " * 20, "answer", f"prediction {i}") for i in range(2000)])
+    d.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = d.conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'triples'").fetchone()[0]
+    size = d.conn.execute("PRAGMA page_size").fetchone()[0]
+    d.close()
+    with open(p, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\x0d" + b"\xff" * 200)
+    return p
+
+
+def test_a_damaged_database_is_found_before_a_writer_writes_and_by_db_check(cli, tmp_path):
+    p = _damaged(tmp_path)
+    triples = tmp_path / "t.jsonl"
+    triples.write_text(json.dumps({"question": "new q", "answer": "a", "prediction": "a"}) + "\n")
+    before = _digest(p)
+    r = cli("judge", "--judge", "rules", "--input", triples, "--db", p)
+    assert r.code == 2 and "damaged" in r.err and "vlmdyn db check" in r.err and "Traceback" not in r.err
+    assert _digest(p) == before
+    r = cli("db", "check", "--db", p, "--quiet")
+    assert r.code == 1 and "damaged" in r.err
+    assert _digest(p) == before
+    r = cli("db", "check", "--db", tmp_path / "nope.db")
+    assert r.code == 2 and "does not exist" in r.err
+
+
+def test_db_check_passes_an_intact_database(cli, db_path):
+    from vlmdyn_cli.store import open_db
+
+    d = open_db(db_path)
+    make_run(d)
+    d.close()
+    r = cli("db", "check", "--db", db_path, "--json", "--quiet")
+    assert r.code == 0 and json.loads(r.out)["ok"] is True
+    r = cli("db", "check", "--db", db_path, "--full", "--quiet")
+    assert r.code == 0 and "ok (integrity_check" in r.out
+
+
+def test_two_judges_starting_on_a_new_database_both_finish(tmp_path):
+    """(On main before this fix one of them exited 1 'database is locked' in 3 of 3 trials.)"""
+    p = tmp_path / "new.db"
+    files = []
+    for k in range(2):
+        f = tmp_path / f"t{k}.jsonl"
+        f.write_text("".join(json.dumps({"question": f"q{k}-{i}", "answer": "red", "prediction": "red"}) + "\n"
+                             for i in range(N_LINES)))
+        files.append(f)
+    procs = [_vlmdyn("judge", "--judge", judge, "--input", str(f), "--db", str(p), "--quiet", "--json")
+             for judge, f in zip(("rules", "lexical"), files)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert len(out.splitlines()) == N_LINES
+    c = sqlite3.connect(p)
+    assert dict(c.execute("SELECT judge_name, COUNT(*) FROM judgements GROUP BY judge_name").fetchall()) == \
+        {"rules": N_LINES, "lexical": N_LINES}

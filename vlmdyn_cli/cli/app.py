@@ -57,6 +57,7 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps errors to exit codes (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     import click
+    import sqlite3
 
     from vlmdyn_cli.errors import VlmdynError
     from vlmdyn_cli.safetext import clean
@@ -84,8 +85,21 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         if debug:
             raise
+        if isinstance(exc, sqlite3.DatabaseError) and (msg := _database_message(str(exc))):
+            sys.stderr.write(f"error: {msg}\n")
+            return 1
         sys.stderr.write(f"error: {type(exc).__name__}: {clean(exc)}\n(set VLMDYN_DEBUG=1 for the traceback)\n")
         return 1
+
+
+def _database_message(error: str) -> str | None:
+    """A plain message for the SQLite errors a user can act on."""
+    if "locked" in error:
+        return ("the database stayed locked by another writer for longer than the 30 s busy timeout "
+                "(a long import?); rerun when it has finished: the work already stored is kept")
+    if any(w in error for w in ("malformed", "not a database", "corrupt")):
+        return f"the database is damaged ({error}); `vlmdyn db check` lists the problems"
+    return None
 
 
 def run() -> None:

@@ -1,12 +1,12 @@
-"""CLI: `vlmdyn db schema|migrate`."""
+"""CLI: `vlmdyn db schema|migrate|check`."""
 
 from __future__ import annotations
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, emit_json, say
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, say
 
-db_app = typer.Typer(help="The experiment database: schema and migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="The experiment database: schema, migrations and integrity check.", no_args_is_help=True)
 
 
 @db_app.command("schema")
@@ -60,6 +60,35 @@ def migrate_cmd(db: DbOpt = None, json_out: JsonOpt = False,
         emit_json({"applied": applied})
     else:
         say("\n".join(applied))
+
+
+@db_app.command("check")
+def check_cmd(db: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+              full: bool = typer.Option(False, "--full", help="PRAGMA integrity_check (also compares every "
+                                                              "index with its table; slower) instead of quick_check.")):
+    """Check the database file for damage, table by table, without writing to it.
+
+    Exit 0 when intact, 1 listing the problems found (at most 20). Commands that write
+    check a database of up to 64 MB themselves when they open it; run this on larger ones
+    (about 20 MB/s on a busy 2-core machine).
+
+    Example: vlmdyn db check --db exp.db
+    """
+    from vlmdyn_cli.errors import BadInput, Failure
+    from vlmdyn_cli.progress import cli_reporter
+    from vlmdyn_cli.store.db import resolve_db_path
+    from vlmdyn_cli.store.integrity import check
+
+    p = resolve_db_path(db)
+    if not p.is_file():
+        raise BadInput(f"database {p} does not exist")
+    res = check(p, full=full, reporter=cli_reporter(quiet))
+    if json_out:
+        emit_json(res)
+    elif res["ok"]:
+        say(f"{p}: ok ({res['mode']} of {res['tables']} tables)")
+    if not res["ok"]:
+        raise Failure(f"{p} is damaged ({res['mode']}): " + "; ".join(res["problems"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from typing import Iterator
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.store.integrity import QUICK_CHECK_MAX_BYTES, quick_problems
 
 DEFAULT_DB = "vlmdyn.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -57,8 +58,9 @@ def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False, 
             adopt: bool = False) -> Database:
     """Open the experiment database (``--db``, ``$VLMDYN_DB`` or ./vlmdyn.db) through ``connect``.
 
-    A writer (the default) creates a missing file and applies pending migrations
-    under the write lock. ``readonly=True`` (list, status, export...) never
+    A writer (the default) creates a missing file, checks a small existing one
+    for damage (``store/integrity.py``) and applies pending migrations under
+    the write lock. ``readonly=True`` (list, status, export...) never
     writes: the file must exist and be up to date, and the connection refuses
     writes. Either way a database made by a newer vlmdyn, or a SQLite file with
     someone else's tables (``adopt=True``, i.e. ``vlmdyn db migrate --adopt``,
@@ -75,6 +77,9 @@ def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False, 
             raise BadInput(f"{p} was made by an older vlmdyn and needs {len(state.pending)} migration(s) "
                            f"({', '.join(state.pending[:3])}...): run `vlmdyn db migrate --db {p}` first")
         return Database(connect(p, readonly=True))
+    if p.exists() and p.stat().st_size <= QUICK_CHECK_MAX_BYTES and (problems := quick_problems(p)):
+        raise BadInput(f"{p} is damaged, nothing was written ({'; '.join(problems[:3])}); "
+                       f"`vlmdyn db check --db {p}` lists the problems; restore it from a backup")
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     db = Database(connect(p))
