@@ -160,6 +160,11 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             if lab.triple is not None and triple_hash(*lab.triple) != h:
                 raise BadInput(f"{where}: item {lab.item_id} has different question/reference/prediction "
                                "text than the sample in the database")
+        elif lab.triple is not None and lab.item_id is not None and (sample or _names_a_sample(db, lab.item_id)):
+            raise BadInput(f"{where}: unknown item id {lab.item_id!r}"
+                           + (f" in sample {sample!r}" if sample else "")
+                           + "; a row that adds a new item must not claim an id of an existing sample "
+                             "(drop --sample to import rows with their own ids as a new sample)")
         elif lab.triple is not None:
             h = triple_hash(*lab.triple)
             if not _triple_exists(db, h):
@@ -210,6 +215,13 @@ def _item_ids(db: Database, sample: str | None) -> dict[str, str]:
         sql += " WHERE sample = ?"
         args.append(sample)
     return {r[0]: r[1] for r in db.execute(sql, args).fetchall()}
+
+
+def _names_a_sample(db: Database, item_id: str) -> bool:
+    """Whether an id has the form of an item of an existing sample (``NAME-0001``)."""
+    name, _, num = item_id.rpartition("-")
+    return bool(name) and num.isdigit() and db.execute(
+        "SELECT 1 FROM calibration_items WHERE sample = ? LIMIT 1", [name]).fetchone() is not None
 
 
 def _triple_exists(db: Database, h: str) -> bool:
