@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show(file=sys.stderr)  # a click/typer usage error: exit 2
+            import io
+
+            shown = io.StringIO()
+            exc.show(file=shown)  # a click/typer usage error: exit 2 (it may quote the bad value)
+            sys.stderr.write(clean(shown.getvalue()))
             return exc.exit_code
         if debug:
             raise
