@@ -15,7 +15,7 @@ from vlmdyn_cli.errors import BadInput
 
 def input_file(path: str | Path, what: str) -> Path:
     """The path of an existing file; BadInput starting with ``what`` ("triples file") otherwise."""
-    if str(path).strip() == "":
+    if str(path).strip() in ("", "."):      # typer turns an empty argument into Path(".")
         raise BadInput(f"{what}: the path is empty")
     p = Path(path)
     if p.is_dir():

@@ -59,7 +59,7 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
     from vlmdyn_cli.store.db import upsert_triples
 
     rows = read_triples_file(path)
-    checked_options(spec, kw.get("backend_options"))   # bad options: nothing is stored
+    checked_options(spec, kw.get("backend_options"), ready=not kw.get("dry_run"))   # bad options, no key: nothing stored
     triples = [(r["question"], r["answer"], r["prediction"]) for r in rows]
     if kw.get("dry_run"):   # estimate inside a transaction that is rolled back: a dry run writes nothing
         db.conn.execute("BEGIN IMMEDIATE")
