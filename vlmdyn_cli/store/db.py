@@ -14,7 +14,7 @@ from typing import Iterator
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.store.integrity import QUICK_CHECK_MAX_BYTES, quick_problems
+from vlmdyn_cli.store.integrity import QUICK_CHECK_MAX_BYTES, quick_problems, ro_uri
 
 DEFAULT_DB = "vlmdyn.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -33,17 +33,17 @@ def connect(path: str | os.PathLike, *, readonly: bool = False) -> sqlite3.Conne
     Autocommit mode (``isolation_level=None``: callers open their own
     transactions), usable from worker threads, a busy timeout, WAL journal and
     ``synchronous=NORMAL``, so readers (plots, the TUI) and a writer (judge,
-    infer) work on the same file at once. ``readonly=True`` makes the
-    connection refuse every write (``PRAGMA query_only``) and leaves the
-    journal mode as the file has it: the TUI's readers.
+    infer) work on the same file at once. ``readonly=True`` opens the file
+    read-only (``mode=ro``: never created, never written; temp tables still
+    work) and leaves the journal mode as the file has it: the TUI's readers
+    and the read-only commands.
     This function does not create tables or migrate: ``open_db`` does.
     """
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(ro_uri(path) if readonly else str(path), uri=readonly,
+                               timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if readonly:
-            conn.execute("PRAGMA query_only = 1")
             conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a non-database
         else:  # the journal mode is stored in the file: only a writer sets it
             conn.execute("PRAGMA journal_mode = WAL")
@@ -102,7 +102,7 @@ def check_ours(p: Path, *, adopt: bool = False) -> DbState:
     if not p.exists() or p.stat().st_size == 0:
         return DbState(known)
     try:
-        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(ro_uri(p), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
         raise BadInput(f"{p} is not a usable SQLite database: {exc}") from exc
     try:

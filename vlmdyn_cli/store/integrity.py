@@ -19,8 +19,13 @@ from vlmdyn_cli.progress import NullReporter, Reporter
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
 
+def ro_uri(path) -> str:
+    """The URI that opens an existing file read-only (never creates it; temp tables still work)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def _ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    return sqlite3.connect(ro_uri(path), uri=True, timeout=30)
 
 
 def quick_problems(path: Path, limit: int = 5) -> list[str]:
