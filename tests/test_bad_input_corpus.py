@@ -70,7 +70,7 @@ CASES = [
     ("import-empty-list", IMPORT + ["{tmp}/d.json", "--no-images"], {"d.json": "[]"}, r"d\.json holds an empty list"),
     ("import-truncated", IMPORT + ["{tmp}/d.json", "--no-images"], {"d.json": js([rec()])[:-1]}, r"d\.json: .*truncated"),
     ("import-unterminated-string", IMPORT + ["{tmp}/d.json", "--no-images"], {"d.json": '[{"id": "r0'},
-     r"d\.json: .*record 0"),
+     r"d\.json: malformed JSON in record 0: Unterminated string starting at byte offset 8"),
     ("import-record-not-object", IMPORT + ["{tmp}/d.json", "--no-images"], {"d.json": "[1]"}, r"record 0 is not a JSON object"),
     ("import-trailing-data", IMPORT + ["{tmp}/d.json", "--no-images"], {"d.json": js([rec()]) + " x"},
      r"unexpected data after the closing"),
