@@ -270,7 +270,7 @@ def test_max_escalation_is_a_budget_every_run_keeps_least_sure_first(cli, tmp_pa
 
 
 @pytest.mark.parametrize("stages,decoding,needle", [
-    (["lexical", "rules"], "max_escalation = 1.5", "max_escalation must be a share between 0 and 1"),
+    (["lexical", "rules"], "max_escalation = 1.5", "max_escalation = 1.5 must be a number from 0 to 1"),
     (["rules", "lexical"], "max_escalation = 0.2", "needs a fitted stage just before the last one"),
 ])
 def test_bad_max_escalation_is_exit_2_naming_it(cli, tmp_path, db_path, stages, decoding, needle):

@@ -228,12 +228,11 @@ def least_sure(ps, k: int) -> list[int]:
 
 
 def max_escalation(spec) -> float | None:
-    """The share of a run's items the last stage may get at most (None: no budget)."""
+    """The share of a run's items the last stage may get at most (None: no budget; the value is
+    checked with the spec's other [decoding] fields, spec.py)."""
     share = spec.decoding.get("max_escalation")
     if share is None:
         return None
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise BadInput(f"cascade {spec.name}: max_escalation must be a share between 0 and 1 (got {share!r})")
     if spec.stages[-2].backend != "fitted":
         raise BadInput(f"cascade {spec.name}: max_escalation needs a fitted stage just before the last one "
                        f"(it ranks the items by that stage's P(yes)); '{spec.stages[-2].name}' is "
