@@ -19,6 +19,9 @@ def add_commands(data_app: typer.Typer) -> None:
         size: Annotated[int, typer.Option("--size", help="Image edge in pixels.")] = 64,
         workers: Annotated[Optional[int], typer.Option("--workers", help="Rendering processes (default: CPU count, max 4).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Regenerate even if the folder already holds this benchmark.")] = False,
+        family: Annotated[str, typer.Option("--family", help="'paper' (the multitask benchmark) or a candidate "
+                                            "family for `vlmdyn select`: base, position, shapes, wrong-colour, "
+                                            "flipped, bench (data/synth_select.py).")] = "paper",
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ):
@@ -32,9 +35,14 @@ def add_commands(data_app: typer.Typer) -> None:
         Example:
           vlmdyn data synth --out synth --images 2000 --seed 0
           vlmdyn data import synth/llava.json --images synth/images
+          vlmdyn data synth --family position --out sel/position --images 400
         """
-        from vlmdyn_cli.data.synth import generate
         from vlmdyn_cli.progress import cli_reporter
+
+        if family != "paper":
+            _family(out, family, images, seed, size, force, json_out, quiet)
+            return
+        from vlmdyn_cli.data.synth import generate
 
         res = generate(out, n_images=images, seed=seed, workers=workers, reporter=cli_reporter(quiet or json_out),
                        image_size=size, force=force)
@@ -47,3 +55,19 @@ def add_commands(data_app: typer.Typer) -> None:
                                 f"({res.n_books} book covers)")
         state = "already up to date" if res.skipped else f"written in {res.seconds:.1f} s"
         hint(f"{res.out_dir}: {state}. Next: vlmdyn data import {res.json_path} --images {res.images_dir}")
+
+
+def _family(out: Path, family: str, images: int, seed: int, size: int, force: bool, json_out: bool,
+            quiet: bool) -> None:
+    from vlmdyn_cli.data.synth_select import generate_family
+    from vlmdyn_cli.progress import cli_reporter
+
+    meta = generate_family(out, family, images, seed=seed, image_size=size, force=force,
+                           reporter=cli_reporter(quiet or json_out))
+    if json_out:
+        emit_json(meta)
+        return
+    state = "already up to date" if meta["skipped"] else f"written in {meta['seconds']:.1f} s"
+    hint(f"family {family} ({meta['effect']}: {meta['about']}): {meta['n_conversations']} conversations, "
+         f"{meta['n_qa']} QA pairs in {out}, {state}. "
+         f"Next: vlmdyn data import {out / 'llava.json'} --images {out / 'images'} --name {family}")

@@ -390,3 +390,21 @@ def m200_judging_rubric_score(db: Database) -> None:
     filters on it and `calibrate report` gives the human agreement per score band."""
     db.execute("ALTER TABLE judgements ADD COLUMN rubric_score REAL "
                "GENERATED ALWAYS AS ((ms + md + h) / 3.0) VIRTUAL")
+
+
+@migrations(name="m210_select_plans")
+def m210_select_plans(db: Database) -> None:
+    """`vlmdyn select` (issue 18): each selection plan as first run, so a rerun under the same name with a
+    changed plan is refused. The plan's runs are ordinary runs (named <plan>-r<round>-<candidate>-s<seed>);
+    its benchmark is an eval set of kind 'benchmark' on each of them."""
+    _run(
+        db,
+        """
+        CREATE TABLE select_plans (
+            name TEXT PRIMARY KEY,
+            plan_hash TEXT NOT NULL,         -- content hash of plan_json
+            plan_json TEXT NOT NULL,         -- the canonical plan, with each dataset's content hash
+            created_at TEXT NOT NULL
+        )
+        """,
+    )

@@ -86,7 +86,9 @@ class ModelSection(TinySizes, _Section):
 @dataclass(frozen=True)
 class DataSection(_Section):
     toml_name: ClassVar[str] = "data"
-    dataset: str = ""                      # dataset name; "" = the only dataset in the database
+    # dataset name, or a list of names trained together as one mix (the first names the run's dataset);
+    # "" = the only dataset in the database
+    dataset: str | tuple[str, ...] = ""
     max_length: int = field(default=512, **_limits(8))   # tokens per conversation, image tokens included
 
 

@@ -119,13 +119,14 @@ class Trainer:
     def plan_run(self) -> RunPlan:
         """What to train on and the schedule: every check here runs before anything heavy."""
         cfg, db = self.cfg, self.db
-        ds = D.resolve_dataset(db, cfg.data.dataset)
-        convs = D.load_conversations(db, ds)
+        mix = D.resolve_datasets(db, cfg.data.dataset)
+        ds = mix[0]                       # the run's dataset; a mix trains on all of them
+        convs = D.load_mix(db, mix)
         B = cfg.train.per_device_batch * cfg.train.grad_accum * self.dist.world
         total = total_steps(len(convs), B)
         ck = cfg.checkpoints
         ck_steps = checkpoint_steps(ck.steps, total, ck.include_step_0, ck.final)
-        name = self.run_name or R.default_run_name(ds["name"], cfg.model.id, self.seed)
+        name = self.run_name or R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed)
         run_dir = Path(cfg.train.out_dir).resolve() / name
         resolved = {**cfg.to_dict(), "seed": self.seed, "world_size": self.dist.world, "global_batch": B}
         run = find_run(db, name)

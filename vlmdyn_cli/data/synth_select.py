@@ -1,0 +1,188 @@
+"""Candidate task families for dataset selection (`vlmdyn data synth --family NAME`).
+
+Individual Select (METHOD.md section 6) needs a base mix, candidate datasets
+that help, do nothing or hurt, and a held-out benchmark. These families make
+them from one kind of picture: a single large shape (one of 4) in one of 6
+colours, placed in one quadrant of a plain background, so that every question
+asks about the whole image and the tiny model can learn it in a few hundred
+steps. Each family is written as its own LLaVA-format dataset (one
+conversation per image, fresh images per family and seed):
+
+    base          colour questions (Object), few position questions (Spatial)
+    position      left/right and top/bottom questions: the skill the base lacks (helps)
+    shapes        "what shape" questions: a skill the benchmark does not ask (neutral)
+    wrong-colour  colour questions answered with the wrong colour, consistently (hurts)
+    flipped       position questions with left/right and top/bottom swapped (hurts)
+    bench         colour and position questions on held-out images (the benchmark)
+
+Every turn carries its true category in "vlmdyn_truth", like the main benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from vlmdyn_cli.data.categories import OBJECT, SPATIAL
+from vlmdyn_cli.data.synth_scenes import COLORS, SHAPES, Scene, SceneObject, draw_scene
+from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.progress import NullReporter, Reporter
+
+FAMILY_VERSION = 1
+_COLOR_NAMES = tuple(COLORS)
+# the consistent lie of `wrong-colour`: every colour answered as the next one
+WRONG_COLOR = {c: _COLOR_NAMES[(i + 1) % len(_COLOR_NAMES)] for i, c in enumerate(_COLOR_NAMES)}
+FLIP = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One picture: a shape of a colour in a quadrant."""
+
+    scene: Scene
+    shape: str
+    color: str
+    side: str      # left | right
+    height: str    # top | bottom
+
+
+QA = tuple[str, str, str]   # question, answer, category
+Ask = Callable[[Shot, random.Random], QA]
+
+
+def _color_q(s: Shot, rng: random.Random) -> QA:
+    q = rng.choice(("What color is the shape?", "What colour is the shape?", "Which color is the object?"))
+    return q, s.color, OBJECT
+
+
+def _wrong_color_q(s: Shot, rng: random.Random) -> QA:
+    q, _, cat = _color_q(s, rng)
+    return q, WRONG_COLOR[s.color], cat
+
+
+def _side_q(s: Shot, rng: random.Random) -> QA:
+    return rng.choice(("Is the shape on the left or the right?", "Is the object on the left or right side?")), \
+        s.side, SPATIAL
+
+
+def _height_q(s: Shot, rng: random.Random) -> QA:
+    return rng.choice(("Is the shape at the top or the bottom?", "Is the object in the top or bottom half?")), \
+        s.height, SPATIAL
+
+
+def _flipped(ask: Ask) -> Ask:
+    def flipped(s: Shot, rng: random.Random) -> QA:
+        q, a, cat = ask(s, rng)
+        return q, FLIP[a], cat
+    return flipped
+
+
+def _shape_q(s: Shot, rng: random.Random) -> QA:
+    return rng.choice(("What shape is it?", "Which shape is shown?")), s.shape, OBJECT
+
+
+@dataclass(frozen=True)
+class Family:
+    effect: str                                # helps | neutral | hurts | base | benchmark
+    about: str
+    turns: tuple[tuple[Ask, float], ...]       # question makers and the chance each is asked
+
+
+FAMILIES: dict[str, Family] = {
+    "base": Family("base", "colour questions, position asked rarely",
+                   ((_color_q, 1.0), (_side_q, 0.1), (_height_q, 0.1))),
+    "position": Family("helps", "left/right and top/bottom questions (the skill the base lacks)",
+                       ((_side_q, 1.0), (_height_q, 1.0))),
+    "shapes": Family("neutral", "shape questions (a skill the benchmark does not ask)", ((_shape_q, 1.0),)),
+    "wrong-colour": Family("hurts", "colour questions answered with the wrong colour",
+                           ((_wrong_color_q, 1.0),)),
+    "flipped": Family("hurts", "position questions with left/right and top/bottom swapped",
+                      ((_flipped(_side_q), 1.0), (_flipped(_height_q), 1.0))),
+    "bench": Family("benchmark", "colour and position questions on held-out images",
+                    ((_color_q, 1.0), (_side_q, 0.5), (_height_q, 0.5))),
+}
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise BadInput(f"unknown --family '{name}'{did_you_mean(name, FAMILIES)}; families: "
+                       f"{', '.join(FAMILIES)} (or 'paper', the multitask benchmark)")
+    return FAMILIES[name]
+
+
+def _shot(rng: random.Random, size: int) -> Shot:
+    shape, color = rng.choice(SHAPES), rng.choice(_COLOR_NAMES)
+    side, height = rng.choice(("left", "right")), rng.choice(("top", "bottom"))
+    w = rng.randint(round(size * 0.28), round(size * 0.4))
+    half = size // 2
+    x0 = rng.randint(1, half - w - 1) if side == "left" else rng.randint(half + 1, size - w - 1)
+    y0 = rng.randint(1, half - w - 1) if height == "top" else rng.randint(half + 1, size - w - 1)
+    rgb = tuple(max(0, min(255, v + rng.randint(-20, 20))) for v in COLORS[color])
+    g = rng.randint(215, 245)
+    obj = SceneObject(shape, color, "large", x0, y0, w, rgb)  # type: ignore[arg-type]
+    return Shot(Scene(size, (g, g, g), (obj,)), shape, color, side, height)
+
+
+def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size: int = 64,
+                    reporter: Reporter = NullReporter(), force: bool = False) -> dict:
+    """Write family ``name`` (llava.json, images/, synth_meta.json) into ``out_dir``; returns the meta.
+
+    The same parameters on a finished folder do nothing (meta["skipped"] = True) unless ``force``.
+    """
+    from vlmdyn_cli.data.synth import IMAGES_DIR, JSON_NAME, META_NAME, _atomic_write, realised_mix
+
+    fam = family(name)
+    if n_images < 10:
+        raise BadInput(f"--images must be at least 10 (got {n_images})")
+    if image_size < 32:
+        raise BadInput(f"image size must be at least 32 px (got {image_size})")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a folder")
+    params = {"family": name, "family_version": FAMILY_VERSION, "n_images": n_images, "seed": seed,
+              "image_size": image_size}
+    meta_path = out / META_NAME
+    if not force and meta_path.is_file() and (out / JSON_NAME).is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        if meta.get("params") == params:
+            reporter.info(f"family {name} already in {out} (same parameters): nothing to do")
+            return {**meta, "skipped": True}
+    t0 = time.monotonic()
+    # one stream per (family, seed): families never share a picture by construction of the seed
+    rng = random.Random(f"{name}/{seed}")
+    folder = out / IMAGES_DIR / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if meta_path.exists():
+        meta_path.unlink()   # not "done" until rewritten at the end
+    records = []
+    with reporter.task(f"family {name}", total=n_images, unit="images") as task:
+        for i in range(n_images):
+            shot = _shot(rng, image_size)
+            rel = f"{name}/{i:06d}.png"
+            draw_scene(shot.scene).save(out / IMAGES_DIR / rel, format="PNG", optimize=False)
+            turns = [ask(shot, rng) for ask, p in fam.turns if rng.random() < p]
+            if not turns:
+                turns = [fam.turns[0][0](shot, rng)]
+            rng.shuffle(turns)
+            conv = []
+            for k, (q, a, _) in enumerate(turns):
+                conv += [{"from": "human", "value": f"<image>\n{q}" if k == 0 else q}, {"from": "gpt", "value": a}]
+            records.append({"id": f"{name}-{i:06d}", "image": rel, "conversations": conv,
+                            "vlmdyn_truth": [{"category": c, "subcategory": None, "template": f"{name}"}
+                                             for _, _, c in turns]})
+            task.advance()
+    _atomic_write(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
+    mix, _, n_qa = realised_mix(records)
+    meta = {"params": params, "effect": fam.effect, "about": fam.about, "n_images": n_images,
+            "n_conversations": len(records), "n_qa": n_qa, "mix_percent": {k: v for k, v in mix.items() if v},
+            "seconds": round(time.monotonic() - t0, 2), "files": {"json": JSON_NAME, "images": IMAGES_DIR}}
+    _atomic_write(meta_path, json.dumps(meta, indent=2))
+    reporter.info(f"wrote family {name}: {len(records)} conversations, {n_qa} QA pairs to {out}")
+    return {**meta, "skipped": False}
