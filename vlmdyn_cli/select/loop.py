@@ -136,8 +136,10 @@ class _Runner:
         name = self.name(label, mix, seed)
         run = find_run(self.db, name)
         if run is not None:
-            _check_same_data(run, mix, seed)
+            _check_same_data(run, self.config(mix), seed, self.plan.name)
         if self.mode == "run" and name not in self.done_names:
+            if self.progress is not None:
+                self.progress.advance(0, now=f"{label} seed {seed}")
             self._train(name, mix, seed, run)
             self._evaluate(name)
             self.done_names.add(name)
@@ -148,13 +150,17 @@ class _Runner:
             return RunScore(name, mix, seed, "missing", unjudged=len(self.bench))
         return read_score(self.db, run, mix, self.spec.hash, len(self.bench))
 
-    def _train(self, name: str, mix, seed: int, run) -> None:
+    def config(self, mix):
         from vlmdyn_cli.select.plan import training_config
+
+        return training_config(self.plan, mix, self.out_dir)
+
+    def _train(self, name: str, mix, seed: int, run) -> None:
         from vlmdyn_cli.training.trainer import train
 
         if run is not None and run.status == "done":
             return
-        cfg = training_config(self.plan, mix, self.out_dir)
+        cfg = self.config(mix)
         verb = "resuming" if run is not None else "training"
         self.reporter.info(f"{verb} {name}: {' + '.join(mix)}, seed {seed}")
         train(self.db, cfg, seed=seed, run_name=name, resume=run is not None, reporter=self.reporter.stage(name))
@@ -175,14 +181,15 @@ class _Runner:
         judge_run(self.db, name, self.spec, sets=[SET_NAME], checkpoints=[last], reporter=r)
 
 
-def _check_same_data(run, mix, seed: int) -> None:
-    cfg = json.loads(run.config_json)
-    trained = cfg.get("data", {}).get("dataset")
-    trained = [trained] if isinstance(trained, str) else list(trained or [])
-    if trained != list(mix) or run.seed != seed:
-        raise BadInput(f"run '{run.name}' exists but was trained on {' + '.join(trained) or '?'} with seed "
-                       f"{run.seed}, not on {' + '.join(mix)} with seed {seed}; this plan needs that name: "
-                       "rename the plan ('name') or use another database")
+def _check_same_data(run, cfg, seed: int, plan_name: str) -> None:
+    """A run found under the plan's name must be the run the plan asks for (e.g. one a scheduler trained)."""
+    from vlmdyn_cli.training.config import training_differences
+
+    diff = training_differences(json.loads(run.config_json), cfg) + (["seed"] if run.seed != seed else [])
+    if diff:
+        raise BadInput(f"run '{run.name}' exists but was trained with another {', '.join(diff)} than plan "
+                       f"'{plan_name}' asks for ({' + '.join(cfg.data.dataset)}, seed {seed}); "
+                       "this plan needs that name: rename the plan ('name') or use another database")
 
 
 def read_score(db, run, mix, spec_hash: str, n_bench: int) -> RunScore:
@@ -218,11 +225,13 @@ def walk(db, plan: SelectPlan, bench: list[int], spec, out_dir: str, mode: str =
     """Replay (and in mode "run", do) the selection; stops at the first round that is not decided."""
     reporter = reporter or NullReporter()
     w = Walk(plan)
-    n_estimate = len(plan.seeds) * (1 + len(plan.candidates) + 1)   # base, each candidate, the all mix
-    with reporter.task(f"select {plan.name}", total=n_estimate, unit="runs") as progress:
+    with reporter.task(f"select {plan.name}", total=None, unit="runs") as progress:
         runner = _Runner(db, plan, bench, spec, out_dir, mode, reporter, progress if mode == "run" else None)
         base = plan.mix(plan.base)
         for i, rnd in enumerate(plan.rounds, 1):
+            # runs so far + at most: a new base, each candidate left, the selected and the all mix
+            left = sum(len(r.candidates) for r in plan.rounds[i - 1:])
+            progress.set_total(len(runner.names) + len(plan.seeds) * (left + 3))
             r = RoundResult(i, rnd.category, runner.arm(f"r{i}-base", base), [])
             for c in rnd.candidates:
                 r.candidates.append(runner.arm(f"r{i}-{c}", plan.mix(base + (c,))))
@@ -236,10 +245,11 @@ def walk(db, plan: SelectPlan, bench: list[int], spec, out_dir: str, mode: str =
             r.kept = [_added(a.mix, base) for a in r.candidates if a.decision.keep]
             r.decided = True
             base = plan.mix(base + tuple(r.kept))
+        progress.set_total(len(runner.names) + 2 * len(plan.seeds))
         w.selected = runner.arm("selected", base)
         w.everything = runner.arm("all", plan.mix(plan.base + plan.candidates))
-        progress.set_total(max(n_estimate, len(runner.done_names)))
         w.pending = [s for a in (w.selected, w.everything) for s in a.runs if not s.ready]
+        progress.set_total(progress.done)
     return w
 
 

@@ -32,6 +32,8 @@ from vlmdyn_cli.training.trackers import TRACKERS
 PAPER_PATTERN = (51, 357, 765, 1275, 2550, 3825)   # of 5120 steps (METHOD.md 1)
 PAPER_TOTAL = 5120
 
+# [train] keys that may change between a run and its resume (they do not change what is trained)
+RESUMABLE_CHANGES = ("threads", "num_workers", "report_to", "resume_every", "out_dir")
 LOSS_CHOICES = ("answer", "instruction+answer")
 MIXED_CHOICES = ("no", "bf16", "fp16")
 
@@ -162,6 +164,14 @@ class TrainConfig:
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(TrainConfig)}
+
+
+def training_differences(stored: dict, cfg: "TrainConfig") -> list[str]:
+    """Keys (section.key) whose value in a run's stored config differs from ``cfg`` in what is trained
+    (the [train] keys of RESUMABLE_CHANGES may differ)."""
+    new = cfg.to_dict()
+    return [f"{sec}.{k}" for sec in SECTIONS for k in new[sec]
+            if not (sec == "train" and k in RESUMABLE_CHANGES) and stored.get(sec, {}).get(k) != new[sec][k]]
 
 
 def defaults() -> dict:

@@ -40,7 +40,7 @@ from vlmdyn_cli.training import dataset as D
 from vlmdyn_cli.training import distributed, trackers
 from vlmdyn_cli.training import runs as R
 from vlmdyn_cli.training.collate import Collator, ImageCache, rank_batches
-from vlmdyn_cli.training.config import TrainConfig
+from vlmdyn_cli.training.config import RESUMABLE_CHANGES, TrainConfig
 from vlmdyn_cli.training.loss import LossModule, loss_sum
 from vlmdyn_cli.training.memory import check_fits, estimate_bytes
 from vlmdyn_cli.training.order import plan_epoch
@@ -49,8 +49,6 @@ from vlmdyn_cli.training.schedule import checkpoint_steps, lr_multiplier, total_
 from vlmdyn_cli.training.speed import tune_malloc
 
 FLUSH_EVERY = 200          # also write manifest/metrics rows every N steps
-# [train] keys that may change between a run and its resume (they do not change what is trained)
-RESUMABLE_CHANGES = ("threads", "num_workers", "report_to", "resume_every", "out_dir")
 
 
 def train(db, cfg: TrainConfig, *, seed: int = 0, run_name: str | None = None, resume: bool = False,
