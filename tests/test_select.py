@@ -175,7 +175,7 @@ def _runs(db_path) -> dict[str, tuple]:
 
 
 def test_kill_during_a_candidate_training_then_rerun_reuses_finished_runs(db, db_path, tmp_path, cli):
-    import_families(db, tmp_path, {"base": 16, "position": 300, "bench": 10})
+    import_families(db, tmp_path, {"base": 16, "position": 120, "bench": 10})
     db.close()
     plan = write_plan(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}

@@ -13,11 +13,11 @@ synth() {   # family, images
   $VLMDYN data synth --family "$1" --out "$OUT/data/$1" --images "$2" --quiet
   $VLMDYN data import "$OUT/data/$1/llava.json" --images "$OUT/data/$1/images" --name "$1" --db "$DB" --quiet >/dev/null
 }
-synth base 600
-synth position 400
-synth flipped 400
-synth shapes 400
-synth wrong-colour 400
+synth base 1500
+synth position 600
+synth flipped 600
+synth shapes 600
+synth wrong-colour 600
 synth bench 200
 $VLMDYN data categorize --method rules --db "$DB" --quiet >/dev/null
 

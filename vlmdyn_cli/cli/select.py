@@ -12,9 +12,9 @@ from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint
 
 def select(
     plan: Annotated[str, typer.Argument(
-        help="PLAN.toml, or 'report' followed by PLAN.toml.", show_default=False, metavar="[report] PLAN.toml")],
+        help="PLAN.toml, or 'report' followed by PLAN.toml.", show_default=False, metavar="PLAN.toml")],
     plan_after_report: Annotated[Optional[Path], typer.Argument(
-        help="PLAN.toml after 'report'.", show_default=False, metavar="")] = None,
+        help="PLAN.toml after 'report'.", show_default=False, metavar="PLAN")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Train nothing: print the `vlmdyn train` command of every run the next round still "
                           "needs (independent: run them in parallel), then rerun select to collect them.")] = False,

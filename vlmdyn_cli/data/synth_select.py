@@ -2,7 +2,7 @@
 
 Individual Select (METHOD.md section 6) needs a base mix, candidate datasets
 that help, do nothing or hurt, and a held-out benchmark. These families make
-them from one kind of picture: a single large shape (one of 4) in one of 6
+them from one kind of picture: a single large shape (one of 4) in one of 4
 colours, placed in one quadrant of a plain background, so that every question
 asks about the whole image and the tiny model can learn it in a few hundred
 steps. Each family is written as its own LLaVA-format dataset (one
@@ -33,7 +33,7 @@ from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.progress import NullReporter, Reporter
 
 FAMILY_VERSION = 1
-_COLOR_NAMES = tuple(COLORS)
+_COLOR_NAMES = ("red", "green", "blue", "yellow")   # the four most distinct of the benchmark's colours
 # the consistent lie of `wrong-colour`: every colour answered as the next one
 WRONG_COLOR = {c: _COLOR_NAMES[(i + 1) % len(_COLOR_NAMES)] for i, c in enumerate(_COLOR_NAMES)}
 FLIP = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
@@ -117,7 +117,7 @@ def family(name: str) -> Family:
 def _shot(rng: random.Random, size: int) -> Shot:
     shape, color = rng.choice(SHAPES), rng.choice(_COLOR_NAMES)
     side, height = rng.choice(("left", "right")), rng.choice(("top", "bottom"))
-    w = rng.randint(round(size * 0.28), round(size * 0.4))
+    w = rng.randint(round(size * 0.3), round(size * 0.45))
     half = size // 2
     x0 = rng.randint(1, half - w - 1) if side == "left" else rng.randint(half + 1, size - w - 1)
     y0 = rng.randint(1, half - w - 1) if height == "top" else rng.randint(half + 1, size - w - 1)
@@ -127,7 +127,7 @@ def _shot(rng: random.Random, size: int) -> Shot:
     return Shot(Scene(size, (g, g, g), (obj,)), shape, color, side, height)
 
 
-def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size: int = 64,
+def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size: int = 32,
                     reporter: Reporter = NullReporter(), force: bool = False) -> dict:
     """Write family ``name`` (llava.json, images/, synth_meta.json) into ``out_dir``; returns the meta.
 

@@ -401,10 +401,10 @@ def m210_select_plans(db: Database) -> None:
         db,
         """
         CREATE TABLE select_plans (
-            name TEXT PRIMARY KEY,
+            name TEXT PRIMARY KEY,           -- the plan's name (its runs are named after it)
             plan_hash TEXT NOT NULL,         -- content hash of plan_json
             plan_json TEXT NOT NULL,         -- the canonical plan, with each dataset's content hash
-            created_at TEXT NOT NULL
+            created_at TEXT NOT NULL         -- when it first ran
         )
         """,
     )
