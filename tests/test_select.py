@@ -25,11 +25,11 @@ TRAINING = ('[training]\nmodel = { image_size = 16, patch_size = 4, text_hidden 
 
 
 def plan_text(name="t", base='["base"]', rounds=(("spatial", '["position"]'),), bench='["bench"]',
-              accept="tolerance = 2.0", seeds="[0]", extra="") -> str:
+              accept="tolerance = 2.0", seeds="[0]", extra="", training=TRAINING) -> str:
     body = f'name = "{name}"\nbase = {base}\nseeds = {seeds}\njudge = "rules"\n{extra}\n'
     for cat, cands in rounds:
         body += f'[[round]]\ncategory = "{cat}"\ncandidates = {cands}\n'
-    return body + f"[benchmark]\ndatasets = {bench}\n[accept]\n{accept}\n{TRAINING}"
+    return body + f"[benchmark]\ndatasets = {bench}\n[accept]\n{accept}\n{training}"
 
 
 def write_plan(tmp_path: Path, **kw) -> Path:
@@ -248,3 +248,11 @@ def test_dry_run_prints_train_commands_that_select_then_collects(db, db_path, tm
     assert json.loads(r.out)["complete"]
     done = cli("select", plan, "--db", db_path, "--dry-run")
     assert done.code == 0 and done.out.strip() == "" and "complete" in done.err
+
+
+def test_bad_training_settings_exit_2_and_do_not_store_the_plan(db, db_path, tmp_path, cli):
+    import_families(db, tmp_path, {"base": 12, "position": 12, "bench": 10})
+    r = cli("select", write_plan(tmp_path, training=TRAINING.replace("lr = 0.003", 'lr = "fast"')), "--db", db_path)
+    assert r.code == 2, r.err
+    assert "lr" in r.err and "must be a number" in r.err
+    assert db.execute("SELECT COUNT(*) FROM select_plans").fetchone()[0] == 0   # fixing it is not a "changed plan"

@@ -107,7 +107,7 @@ def _dry_run(plan: Path, db, out_dir, json_out: bool) -> None:
     p = load_plan(plan)
     database, out = _open(db, out_dir)
     w = read_select(database, p, out)
-    cmds = train_commands(w, str(db or "vlmdyn.db"), out)
+    cmds = train_commands(w, str(Path(db or "vlmdyn.db").resolve()), out)
     if json_out:
         emit_json({"plan": p.name, "complete": w.complete, "commands": cmds,
                    "pending": [s.as_dict() for s in w.pending]})

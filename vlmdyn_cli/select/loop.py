@@ -269,18 +269,16 @@ def prepare(db, plan: SelectPlan, write: bool):
     from vlmdyn_cli.judging.run import preflight
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.select.overlap import benchmark_ids, check_overlap
-    from vlmdyn_cli.select.plan import check_datasets, record_plan
+    from vlmdyn_cli.select.plan import check_datasets, record_plan, training_config
 
     spec = load_spec(plan.judge)
     datasets = check_datasets(db, plan)
     bench = benchmark_ids(db, plan, datasets)
     check_overlap(db, plan, datasets, bench)
-    record_plan(db, plan, datasets, write=write)
+    training_config(plan, plan.mix(plan.base + plan.candidates), "runs")   # a bad [training] fails here
     if write:
-        from vlmdyn_cli.select.plan import training_config
-
-        training_config(plan, plan.mix(plan.base + plan.candidates), "runs")   # a bad [training] fails here
         preflight(spec)
+    record_plan(db, plan, datasets, write=write)   # last: a plan is stored only once it can run
     return spec, bench
 
 
