@@ -13,12 +13,12 @@ synth() {   # family, images
   $VLMDYN data synth --family "$1" --out "$OUT/data/$1" --images "$2" --quiet
   $VLMDYN data import "$OUT/data/$1/llava.json" --images "$OUT/data/$1/images" --name "$1" --db "$DB" --quiet >/dev/null
 }
-synth base 1500
-synth position 600
-synth flipped 600
-synth shapes 600
+synth base 1200
+synth yellow 600
 synth wrong-colour 600
-synth bench 200
+synth shapes 600
+synth chatter 600
+synth bench 300
 $VLMDYN data categorize --method rules --db "$DB" --quiet >/dev/null
 
 $VLMDYN select "$HERE/plan.toml" --db "$DB"

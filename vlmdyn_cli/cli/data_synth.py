@@ -21,8 +21,8 @@ def add_commands(data_app: typer.Typer) -> None:
         workers: Annotated[Optional[int], typer.Option("--workers", help="Rendering processes (default: CPU count, max 4).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Regenerate even if the folder already holds this benchmark.")] = False,
         family: Annotated[str, typer.Option("--family", help="'paper' (the multitask benchmark) or a candidate "
-                                            "family for `vlmdyn select`: base, position, shapes, wrong-colour, "
-                                            "flipped, bench (data/synth_select.py).")] = "paper",
+                                            "family for `vlmdyn select`: base, yellow, wrong-colour, shapes, "
+                                            "chatter, position, flipped, bench (data/synth_select.py).")] = "paper",
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ):
@@ -36,7 +36,7 @@ def add_commands(data_app: typer.Typer) -> None:
         Example:
           vlmdyn data synth --out synth --images 2000 --seed 0
           vlmdyn data import synth/llava.json --images synth/images
-          vlmdyn data synth --family position --out sel/position --images 400
+          vlmdyn data synth --family yellow --out sel/yellow --images 600
         """
         from vlmdyn_cli.progress import cli_reporter
 

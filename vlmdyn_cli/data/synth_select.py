@@ -4,18 +4,22 @@ Individual Select (METHOD.md section 6) needs a base mix, candidate datasets
 that help, do nothing or hurt, and a held-out benchmark. These families make
 them from one kind of picture: a single large shape (one of 4) in one of 4
 colours, placed in one quadrant of a plain background, so that every question
-asks about the whole image and the tiny model can learn it in a few hundred
-steps. Each family is written as its own LLaVA-format dataset (one
-conversation per image, fresh images per family and seed):
+asks about the whole image. Each family is written as its own LLaVA-format
+dataset (one conversation per image, fresh pictures per family and seed):
 
-    base          colour questions (Object), few position questions (Spatial)
-    position      left/right and top/bottom questions: the skill the base lacks (helps)
+    base          colour questions on red, green and blue shapes (never yellow)
+    yellow        colour questions on shapes of every colour, yellow included (helps: the colour the base lacks)
+    wrong-colour  colour questions answered with another colour, consistently (hurts)
     shapes        "what shape" questions: a skill the benchmark does not ask (neutral)
-    wrong-colour  colour questions answered with the wrong colour, consistently (hurts)
-    flipped       position questions with left/right and top/bottom swapped (hurts)
-    bench         colour and position questions on held-out images (the benchmark)
+    chatter       text-only small talk and arithmetic, no picture (off-task)
+    position      left/right and top/bottom questions (Spatial)
+    flipped       position questions with left/right and top/bottom swapped
+    bench         colour questions on held-out pictures of all four colours (the benchmark)
 
-Every turn carries its true category in "vlmdyn_truth", like the main benchmark.
+The tiny model learns colour within a couple of hundred steps; where a shape is
+(position, flipped) it learns far more slowly, so those two need a longer budget
+than the example's. Every turn carries its true category in "vlmdyn_truth",
+like the main benchmark.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vlmdyn_cli.data.categories import OBJECT, SPATIAL
+from vlmdyn_cli.data.categories import COMPLEX, OBJECT, SPATIAL
 from vlmdyn_cli.data.synth_scenes import COLORS, SHAPES, Scene, SceneObject, draw_scene
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.progress import NullReporter, Reporter
@@ -81,29 +85,45 @@ def _flipped(ask: Ask) -> Ask:
     return flipped
 
 
+_SMALL_TALK = (("What is the capital of France?", "paris"), ("How many days are in a week?", "7"),
+               ("What do bees make?", "honey"), ("Which season comes after winter?", "spring"),
+               ("How many legs does a spider have?", "8"), ("What is frozen water called?", "ice"))
+
+
+def _chatter_q(s: Shot | None, rng: random.Random) -> QA:
+    if rng.random() < 0.5:
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        return f"What is {a} plus {b}?", str(a + b), COMPLEX
+    q, a = rng.choice(_SMALL_TALK)
+    return q, a, COMPLEX
+
+
 def _shape_q(s: Shot, rng: random.Random) -> QA:
     return rng.choice(("What shape is it?", "Which shape is shown?")), s.shape, OBJECT
 
 
 @dataclass(frozen=True)
 class Family:
-    effect: str                                # helps | neutral | hurts | base | benchmark
+    effect: str                                # helps | neutral | hurts | off-task | base | benchmark
     about: str
     turns: tuple[tuple[Ask, float], ...]       # question makers and the chance each is asked
+    colors: tuple[str, ...] = _COLOR_NAMES     # colours its shapes are drawn in
+    image: bool = True                         # False: text-only conversations
 
 
 FAMILIES: dict[str, Family] = {
-    "base": Family("base", "colour questions, position asked rarely",
-                   ((_color_q, 1.0), (_side_q, 0.1), (_height_q, 0.1))),
-    "position": Family("helps", "left/right and top/bottom questions (the skill the base lacks)",
-                       ((_side_q, 1.0), (_height_q, 1.0))),
+    "base": Family("base", "colour questions on red, green and blue shapes", ((_color_q, 1.0),),
+                   colors=("red", "green", "blue")),
+    "yellow": Family("helps", "colour questions on shapes of every colour, yellow included (the colour the "
+                     "base lacks)", ((_color_q, 1.0),)),
+    "wrong-colour": Family("hurts", "colour questions answered with the wrong colour", ((_wrong_color_q, 1.0),)),
     "shapes": Family("neutral", "shape questions (a skill the benchmark does not ask)", ((_shape_q, 1.0),)),
-    "wrong-colour": Family("hurts", "colour questions answered with the wrong colour",
-                           ((_wrong_color_q, 1.0),)),
+    "chatter": Family("off-task", "text-only small talk and arithmetic, no picture",
+                      ((_chatter_q, 1.0), (_chatter_q, 0.5)), image=False),
+    "position": Family("spatial", "left/right and top/bottom questions", ((_side_q, 1.0), (_height_q, 1.0))),
     "flipped": Family("hurts", "position questions with left/right and top/bottom swapped",
                       ((_flipped(_side_q), 1.0), (_flipped(_height_q), 1.0))),
-    "bench": Family("benchmark", "colour and position questions on held-out images",
-                    ((_color_q, 1.0), (_side_q, 0.5), (_height_q, 0.5))),
+    "bench": Family("benchmark", "colour questions on held-out pictures of all four colours", ((_color_q, 1.0),)),
 }
 
 
@@ -114,8 +134,8 @@ def family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def _shot(rng: random.Random, size: int) -> Shot:
-    shape, color = rng.choice(SHAPES), rng.choice(_COLOR_NAMES)
+def _shot(rng: random.Random, size: int, colors: tuple[str, ...]) -> Shot:
+    shape, color = rng.choice(SHAPES), rng.choice(colors)
     side, height = rng.choice(("left", "right")), rng.choice(("top", "bottom"))
     w = rng.randint(round(size * 0.3), round(size * 0.45))
     half = size // 2
@@ -164,19 +184,24 @@ def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size
     records = []
     with reporter.task(f"family {name}", total=n_images, unit="images") as task:
         for i in range(n_images):
-            shot = _shot(rng, image_size)
+            shot = _shot(rng, image_size, fam.colors)
             rel = f"{name}/{i:06d}.png"
-            draw_scene(shot.scene).save(out / IMAGES_DIR / rel, format="PNG", optimize=False)
-            turns = [ask(shot, rng) for ask, p in fam.turns if rng.random() < p]
+            if fam.image:
+                draw_scene(shot.scene).save(out / IMAGES_DIR / rel, format="PNG", optimize=False)
+            asked = [ask(shot, rng) for ask, p in fam.turns if rng.random() < p]
+            turns = list({t[0]: t for t in asked}.values())     # a question at most once per conversation
             if not turns:
                 turns = [fam.turns[0][0](shot, rng)]
             rng.shuffle(turns)
             conv = []
             for k, (q, a, _) in enumerate(turns):
-                conv += [{"from": "human", "value": f"<image>\n{q}" if k == 0 else q}, {"from": "gpt", "value": a}]
-            records.append({"id": f"{name}-{i:06d}", "image": rel, "conversations": conv,
-                            "vlmdyn_truth": [{"category": c, "subcategory": None, "template": f"{name}"}
-                                             for _, _, c in turns]})
+                first = k == 0 and fam.image
+                conv += [{"from": "human", "value": f"<image>\n{q}" if first else q}, {"from": "gpt", "value": a}]
+            rec = {"id": f"{name}-{i:06d}", "image": rel, "conversations": conv,
+                   "vlmdyn_truth": [{"category": c, "subcategory": None, "template": name} for _, _, c in turns]}
+            if not fam.image:
+                del rec["image"]
+            records.append(rec)
             task.advance()
     _atomic_write(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
     mix, _, n_qa = realised_mix(records)
