@@ -92,12 +92,15 @@ class DataSection(_Section):
     # "" = the only dataset in the database
     dataset: str | tuple[str, ...] = ""
     max_length: int = field(default=512, **_limits(8))   # tokens per conversation, image tokens included
+    sample: int = field(default=0, **_limits(0))         # train on a random subset of N conversations (0 = all)
+    sample_seed: int = 0                   # which subset (independent of the training seed: same data every seed)
 
 
 @dataclass(frozen=True)
 class TrainSection(_Section):
     toml_name: ClassVar[str] = "train"
     per_device_batch: int = field(default=8, **_limits(1))
+    steps: int = field(default=0, **_limits(0))           # fixed optimizer steps (0 = one epoch); see order.py
     grad_accum: int = field(default=1, **_limits(1))      # global batch = per_device_batch x grad_accum x processes
     lr: float = field(default=1e-3, **_limits(0))
     warmup: float = field(default=0.03, **_limits(0, below=1))   # fraction of the epoch
@@ -169,9 +172,10 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(TrainConf
 def training_differences(stored: dict, cfg: "TrainConfig") -> list[str]:
     """Keys (section.key) whose value in a run's stored config differs from ``cfg`` in what is trained
     (the [train] keys of RESUMABLE_CHANGES may differ)."""
-    new = cfg.to_dict()
+    new, default = cfg.to_dict(), defaults()     # a key the run predates counts as its default
     return [f"{sec}.{k}" for sec in SECTIONS for k in new[sec]
-            if not (sec == "train" and k in RESUMABLE_CHANGES) and stored.get(sec, {}).get(k) != new[sec][k]]
+            if not (sec == "train" and k in RESUMABLE_CHANGES)
+            and stored.get(sec, {}).get(k, default[sec][k]) != new[sec][k]]
 
 
 def defaults() -> dict:
