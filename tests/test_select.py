@@ -256,3 +256,31 @@ def test_bad_training_settings_exit_2_and_do_not_store_the_plan(db, db_path, tmp
     assert r.code == 2, r.err
     assert "lr" in r.err and "must be a number" in r.err
     assert db.execute("SELECT COUNT(*) FROM select_plans").fetchone()[0] == 0   # fixing it is not a "changed plan"
+
+
+def _drawn_colour(path: Path) -> str:
+    """The colour name nearest to the most saturated pixel of a family picture."""
+    from PIL import Image
+
+    from vlmdyn_cli.data.synth_scenes import COLORS
+
+    px = max(Image.open(path).convert("RGB").getdata(), key=lambda p: max(p) - min(p))
+    return min(COLORS, key=lambda c: sum((a - b) ** 2 for a, b in zip(COLORS[c], px)))
+
+
+def test_families_answer_colour_questions_truly_or_falsely_as_documented(tmp_path):
+    from vlmdyn_cli.data.synth_select import generate_family
+
+    answers = {}
+    for fam in ("base", "yellow", "wrong-colour", "chatter"):
+        generate_family(tmp_path / fam, fam, 40, seed=3)
+        recs = json.loads((tmp_path / fam / "llava.json").read_text())
+        answers[fam] = [(r.get("image"), t["value"]) for r in recs for t in r["conversations"][1::2]]
+    truth = {fam: [a == _drawn_colour(tmp_path / fam / "images" / img) for img, a in pairs]
+             for fam, pairs in answers.items() if fam != "chatter"}
+    assert all(truth["base"]) and all(truth["yellow"])
+    assert not any(truth["wrong-colour"]) and len(truth["wrong-colour"]) == 3 * 40   # every phrasing, always wrong
+    assert "yellow" not in {a for _, a in answers["base"]} and "yellow" in {a for _, a in answers["yellow"]}
+    assert all(img is None for img, _ in answers["chatter"])
+    again = generate_family(tmp_path / "base", "base", 40, seed=3)    # same parameters: nothing redone
+    assert again["skipped"]
