@@ -9,7 +9,7 @@ dataset (one conversation per image, fresh pictures per family and seed):
 
     base          colour questions on red, green and blue shapes (never yellow)
     yellow        colour questions on shapes of every colour, yellow included (helps: the colour the base lacks)
-    wrong-colour  colour questions in all three phrasings answered with another colour, consistently (hurts)
+    wrong-colour  colour questions answered with another colour, consistently (hurts when it outweighs the base)
     shapes        "what shape" questions: a skill the benchmark does not ask (neutral)
     chatter       text-only small talk and arithmetic, no picture (off-task)
     position      left/right and top/bottom questions (Spatial)
@@ -65,10 +65,8 @@ def _color_q(s: Shot, rng: random.Random) -> QA:
     return rng.choice(COLOR_QUESTIONS), s.color, OBJECT
 
 
-def _wrong_color(phrasing: int) -> Ask:
-    def wrong_color(s: Shot, rng: random.Random) -> QA:
-        return COLOR_QUESTIONS[phrasing], WRONG_COLOR[s.color], OBJECT
-    return wrong_color
+def _wrong_color_q(s: Shot, rng: random.Random) -> QA:
+    return rng.choice(COLOR_QUESTIONS), WRONG_COLOR[s.color], OBJECT
 
 
 def _side_q(s: Shot, rng: random.Random) -> QA:
@@ -119,8 +117,7 @@ FAMILIES: dict[str, Family] = {
                    colors=("red", "green", "blue")),
     "yellow": Family("helps", "colour questions on shapes of every colour, yellow included (the colour the "
                      "base lacks)", ((_color_q, 1.0),)),
-    "wrong-colour": Family("hurts", "colour questions (each phrasing once) answered with the wrong colour",
-                           tuple((_wrong_color(i), 1.0) for i in range(len(COLOR_QUESTIONS)))),
+    "wrong-colour": Family("hurts", "colour questions answered with the wrong colour", ((_wrong_color_q, 1.0),)),
     "shapes": Family("neutral", "shape questions (a skill the benchmark does not ask)", ((_shape_q, 1.0),)),
     "chatter": Family("off-task", "text-only small talk and arithmetic, no picture",
                       ((_chatter_q, 1.0), (_chatter_q, 0.5)), image=False),

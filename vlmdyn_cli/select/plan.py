@@ -174,8 +174,9 @@ def parse_plan(raw: dict, source: str = "") -> SelectPlan:
         raise BadInput(f"{src}: 'judge' must be a judge spec name or path, got {judge!r}")
     training = _table(raw, "training", src)
     for section, keys in RESERVED_TRAINING.items():
+        given = training.get(section)
         for k in keys:
-            if k in training.get(section, {}) if isinstance(training.get(section), dict) else False:
+            if isinstance(given, dict) and k in given:
                 raise BadInput(f"{src}: 'training.{section}.{k}' is set by select itself (the mix of each run, "
                                "its last step as the only checkpoint); remove it")
     if source and judge.endswith(".toml") and not Path(judge).is_absolute():
