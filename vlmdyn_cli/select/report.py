@@ -146,7 +146,8 @@ def draw_figure(rep: dict, path) -> str:
         m = a["mean"] or 0.0
         ax.bar(i, m, yerr=a["sd"] or 0, color="#888888" if keep is None else ("#2a7" if keep else "#c44"),
                hatch=None if keep in (None, True) else "//", edgecolor="black", capsize=3)
-    ax.set_xticks(range(len(arms)), [x[0] for x in arms], rotation=30, ha="right")
+    ax.set_xticks(range(len(arms)), [x[0] + (" (pending)" if x[1]["mean"] is None else "") for x in arms],
+                  rotation=30, ha="right")
     ax.set_ylabel("benchmark accuracy (%)")
     ax.set_title(f"Individual Select: {rep['plan']} (green kept, red rejected)")
     fig.tight_layout()
