@@ -15,7 +15,7 @@ synth() {   # family, images
 }
 synth base 1200
 synth yellow 600
-synth wrong-colour 1500
+synth wrong-colour 1000
 synth shapes 600
 synth chatter 600
 synth bench 300

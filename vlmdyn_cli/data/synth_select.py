@@ -9,7 +9,7 @@ dataset (one conversation per image, fresh pictures per family and seed):
 
     base          colour questions on red, green and blue shapes (never yellow)
     yellow        colour questions on shapes of every colour, yellow included (helps: the colour the base lacks)
-    wrong-colour  colour questions answered with another colour, consistently (hurts when it outweighs the base)
+    wrong-colour  colour questions on blue shapes answered "green" (hurts where it outweighs the base's blue)
     shapes        "what shape" questions: a skill the benchmark does not ask (neutral)
     chatter       text-only small talk and arithmetic, no picture (off-task)
     position      left/right and top/bottom questions (Spatial)
@@ -38,8 +38,9 @@ from vlmdyn_cli.progress import NullReporter, Reporter
 
 FAMILY_VERSION = 1
 _COLOR_NAMES = ("red", "green", "blue", "yellow")   # the four most distinct of the benchmark's colours
-# the consistent lie of `wrong-colour`: every colour answered as the next one
-WRONG_COLOR = {c: _COLOR_NAMES[(i + 1) % len(_COLOR_NAMES)] for i, c in enumerate(_COLOR_NAMES)}
+# the consistent lie of `wrong-colour`: each colour called the next of this cycle (blue is called green)
+_CYCLE = ("red", "yellow", "blue", "green")
+WRONG_COLOR = {c: _CYCLE[(i + 1) % len(_CYCLE)] for i, c in enumerate(_CYCLE)}
 FLIP = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 
 
@@ -117,7 +118,8 @@ FAMILIES: dict[str, Family] = {
                    colors=("red", "green", "blue")),
     "yellow": Family("helps", "colour questions on shapes of every colour, yellow included (the colour the "
                      "base lacks)", ((_color_q, 1.0),)),
-    "wrong-colour": Family("hurts", "colour questions answered with the wrong colour", ((_wrong_color_q, 1.0),)),
+    "wrong-colour": Family("hurts", "colour questions on blue shapes answered 'green' (a labeller confusing the "
+                           "two)", ((_wrong_color_q, 1.0),), colors=("blue",)),
     "shapes": Family("neutral", "shape questions (a skill the benchmark does not ask)", ((_shape_q, 1.0),)),
     "chatter": Family("off-task", "text-only small talk and arithmetic, no picture",
                       ((_chatter_q, 1.0), (_chatter_q, 0.5)), image=False),
