@@ -25,8 +25,9 @@ TRAINING = ('[training]\nmodel = { image_size = 16, patch_size = 4, text_hidden 
 
 
 def plan_text(name="t", base='["base"]', rounds=(("spatial", '["position"]'),), bench='["bench"]',
-              accept="tolerance = 2.0", seeds="[0]", extra="", training=TRAINING) -> str:
-    body = f'name = "{name}"\nbase = {base}\nseeds = {seeds}\njudge = "rules"\n{extra}\n'
+              accept="tolerance = 2.0", seeds="[0]", extra="", training=TRAINING, judge="lexical") -> str:
+    # lexical (the offline fitted judge) decides every item; rules leaves a tiny model's odd answers unscored
+    body = f'name = "{name}"\nbase = {base}\nseeds = {seeds}\njudge = "{judge}"\n{extra}\n'
     for cat, cands in rounds:
         body += f'[[round]]\ncategory = "{cat}"\ncandidates = {cands}\n'
     return body + f"[benchmark]\ndatasets = {bench}\n[accept]\n{accept}\n{training}"
@@ -284,3 +285,14 @@ def test_families_answer_colour_questions_truly_or_falsely_as_documented(tmp_pat
     assert all(img is None for img, _ in answers["chatter"])
     again = generate_family(tmp_path / "base", "base", 40, seed=3)    # same parameters: nothing redone
     assert again["skipped"]
+
+
+def test_a_judge_that_decides_nothing_stops_select_with_a_clear_failure(db, db_path, tmp_path, cli):
+    # a real rules judge that demands more confidence than any rule has: it decides nothing
+    spec = tmp_path / "undecided.toml"
+    spec.write_text('name = "undecided"\nbackend = "rules"\noutput = "verdict-dict"\n'
+                    '[decoding]\nmin_confidence = 1.01\n')
+    import_families(db, tmp_path, {"base": 16, "shapes": 12, "bench": 10})
+    r = cli("select", write_plan(tmp_path, rounds=(("other", '["shapes"]'),), judge=str(spec)), "--db", db_path)
+    assert r.code == 1, r.err
+    assert "decided none of the 10 benchmark items" in r.err and "t-r1-base-s0" in r.err

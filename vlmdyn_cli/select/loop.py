@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.errors import BadInput, Failure
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.select.decision import Decision, decide, mean_sd
 from vlmdyn_cli.select.plan import SelectPlan
@@ -40,7 +40,7 @@ class RunScore:
     name: str
     mix: tuple[str, ...]
     seed: int
-    status: str                       # missing | created | running | interrupted | failed | done
+    status: str                       # missing | created | running | interrupted | failed | done | unscored
     accuracy: float | None = None     # points: yes / scored
     scored: int = 0
     unscored: int = 0
@@ -148,7 +148,13 @@ class _Runner:
             run = find_run(self.db, name)
         if run is None:
             return RunScore(name, mix, seed, "missing", unjudged=len(self.bench))
-        return read_score(self.db, run, mix, self.spec.hash, len(self.bench))
+        score = read_score(self.db, run, mix, self.spec.hash, len(self.bench))
+        if self.mode == "run" and score.status == "unscored":
+            raise Failure(f"run {name}: judge {self.spec.name} decided none of the {score.unscored} benchmark "
+                          "items (all unscored), so there is no accuracy to compare; see them with `vlmdyn "
+                          f"judgements list --judge {self.spec.name} --status unscored` and use a judge that "
+                          "decides them (e.g. cascade or lexical)")
+        return score
 
     def config(self, mix):
         from vlmdyn_cli.select.plan import training_config
@@ -217,6 +223,8 @@ def read_score(db, run, mix, spec_hash: str, n_bench: int) -> RunScore:
     score.by_category = {r[0]: (r[1] or 0, r[2] or 0) for r in rows}
     if scored:
         score.accuracy = 100 * yes / scored
+    elif not score.unjudged:
+        score.status = "unscored"      # judged, but the judge decided none of the items
     return score
 
 
