@@ -296,3 +296,15 @@ def test_a_judge_that_decides_nothing_stops_select_with_a_clear_failure(db, db_p
     r = cli("select", write_plan(tmp_path, rounds=(("other", '["shapes"]'),), judge=str(spec)), "--db", db_path)
     assert r.code == 1, r.err
     assert "decided none of the 10 benchmark items" in r.err and "t-r1-base-s0" in r.err
+
+
+def test_a_training_mix_names_every_dataset_once(db, tmp_path):
+    from vlmdyn_cli.training.dataset import load_mix, resolve_datasets
+
+    import_families(db, tmp_path, {"base": 12, "shapes": 10})
+    mix = resolve_datasets(db, ("base", "shapes"))
+    assert [d["name"] for d in mix] == ["base", "shapes"] and len(load_mix(db, mix)) == 22
+    for bad, message in ((("base", "base"), "more than once"), (("base", "shape"), "did you mean 'shapes'"),
+                         ((), "empty list"), (("base", ""), "must name every dataset")):
+        with pytest.raises(BadInput, match=message):
+            resolve_datasets(db, bad)
