@@ -379,13 +379,11 @@ def _ranked_at_last(st: Study, f: Finding, cat: str, lowest: bool) -> Finding:
 
 
 def bounding_lowest(st: Study) -> Finding:
-    f = _new("4b")
-    return _ranked_at_last(st, f, "Bounding", lowest=True)
+    return _ranked_at_last(st, _new("4b"), "Bounding", lowest=True)
 
 
 def ocr_best(st: Study) -> Finding:
-    f = _new("4d")
-    return _ranked_at_last(st, f, "OCR", lowest=False)
+    return _ranked_at_last(st, _new("4d"), "OCR", lowest=False)
 
 
 def complex_plateaus(st: Study) -> Finding:
@@ -509,13 +507,11 @@ def _recency(st: Study, f: Finding, cat: str, rising: bool) -> Finding:
 
 
 def ocr_by_recency(st: Study) -> Finding:
-    f = _new("6a")
-    return _recency(st, f, "OCR", rising=True)
+    return _recency(st, _new("6a"), "OCR", rising=True)
 
 
 def complex_later_worse(st: Study) -> Finding:
-    f = _new("6b")
-    return _recency(st, f, "Complex", rising=False)
+    return _recency(st, _new("6b"), "Complex", rising=False)
 
 
 def describe_vs_bbox(st: Study) -> Finding:
