@@ -149,7 +149,7 @@ def test_cli_prints_summary_and_rejects_bad_flags(cli, small_demo, tmp_path):
             "--seen-size", "40", "--unseen-size", "40")
     assert r.code == 0, r.err
     for text in ("Database:", "Accuracy by evaluation set", "Findings of the paper", "Two frontiers",
-                 "Bounding is the lowest", "vlmdyn findings --db", "vlmdyn tui --db"):
+                 "Numbers behind each verdict", "vlmdyn findings --db", "vlmdyn tui --db"):
         assert text in r.out
     r = cli("demo", "--out", out, "--seeds", "1", "--images", "120", "--judge", "rules",
             "--seen-size", "40", "--unseen-size", "40", "--json")
