@@ -287,17 +287,6 @@ def test_families_answer_colour_questions_truly_or_falsely_as_documented(tmp_pat
     assert again["skipped"]
 
 
-def test_a_judge_that_decides_nothing_stops_select_with_a_clear_failure(db, db_path, tmp_path, cli):
-    # a real rules judge that demands more confidence than any rule has: it decides nothing
-    spec = tmp_path / "undecided.toml"
-    spec.write_text('name = "undecided"\nbackend = "rules"\noutput = "verdict-dict"\n'
-                    '[decoding]\nmin_confidence = 1.01\n')
-    import_families(db, tmp_path, {"base": 16, "shapes": 12, "bench": 10})
-    r = cli("select", write_plan(tmp_path, rounds=(("other", '["shapes"]'),), judge=str(spec)), "--db", db_path)
-    assert r.code == 1, r.err
-    assert "decided none of the 10 benchmark items" in r.err and "t-r1-base-s0" in r.err
-
-
 def test_a_training_mix_names_every_dataset_once(db, tmp_path):
     from vlmdyn_cli.training.dataset import load_mix, resolve_datasets
 
