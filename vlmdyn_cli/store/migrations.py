@@ -446,7 +446,8 @@ def m200_tui_browse_rows(db: Database) -> None:
         INSERT INTO browse_counts(bucket, run_id, step, n)
             SELECT bucket, run_id, step, count(*) FROM browse_rows GROUP BY bucket, run_id, step;
         DELETE FROM browse_buckets WHERE id NOT IN (SELECT bucket FROM browse_counts);
-        CREATE INDEX idx_browse_rows_bucket ON browse_rows(bucket, run_id, step, qa_id, judgement_id)
+        CREATE INDEX idx_browse_rows_bucket ON browse_rows(bucket, run_id, step, qa_id, judgement_id);
+        CREATE INDEX idx_browse_rows_triple ON browse_rows(triple_id, bucket)
         """,
     )
     # browse_counts follows browse_rows; every statement is conflict-free (no OR IGNORE/upsert, whose

@@ -13,16 +13,17 @@ row is read (``plan``):
   costs no query at all;
 * pages are keyset pages after the last row shown, in at most three segments
   (the rest of that row's cell, the rest of its run, the later runs), each one
-  statement: when a segment holds at most ``COLLECT_MAX`` matching rows they are
-  read from the bucket index and sorted ("collect"); otherwise the segment is
-  walked in page order with the bucket tested in the row, which then finds a page
-  within ``PAGE_SIZE x cells / COLLECT_MAX`` rows ("walk");
+  statement that either reads the segment's matching rows from the bucket index
+  and keeps the first page of them ("collect": cost ~ matching rows), or walks the
+  segment in page order testing the bucket in the row ("walk": cost ~ a page /
+  density); the cheaper by the counts, so a segment of N rows never costs much
+  more than sqrt(PAGE_SIZE x N) rows (~20k at paper scale);
 * set membership, "judges disagree" and text search are tested per row on the
-  rows those steps produce (after the sort, so a collect stops at a page too);
-  a rare text instead drives the page from the full-text index ("text").
+  rows those steps produce; a rare text instead drives the page from the
+  full-text index ("text").
 
-So no page reads more than a few tens of thousands of narrow index entries,
-whatever the combination; ``tests/test_tui_queries.py`` checks every combination's
+So no page reads more than a few tens of thousands of narrow index entries
+(plus the per-row filters' lookups), whatever the combination; ``tests/test_tui_queries.py`` checks every combination's
 query plans, ``benchmarks/bench_tui_filter.py`` times them at paper scale.
 The row count is exact from ``browse_counts`` unless a per-row filter is on
 (then it is counted up to ``COUNT_CAP`` within ``COUNT_BUDGET_S``).
@@ -38,11 +39,12 @@ from dataclasses import dataclass, field, fields
 from vlmdyn_cli.store.search import fts_query
 
 PAGE_SIZE = 100
-COLLECT_MAX = 20_000         # matching rows a segment collects and sorts instead of walking
+COLLECT_COST = 2.0           # cost of a collected row (index read, top-N sort) in walked rows
+DRIVE_MAX = 30_000           # rows a page may read from its cheapest filter and sort, whatever walking would cost
+WALK_SAFETY = 10.0           # estimated walks count this many times more (filters can be correlated)
 COUNT_CAP = 10_000           # rows counted when a per-row filter is on
 COUNT_BUDGET_S = 3.0
 COUNT_CHECK_EVERY = 10_000   # SQLite VM steps between two looks at the clock
-TEXT_DRIVE_MAX = 5_000       # matching generations up to which text search drives the page
 TEXT_FILTER_MAX = 200_000    # matching triples up to which they are collected once per query (else probed per row)
 
 Key = tuple[int, int, int, int]  # (run_id, step, qa_id, judgement id)
@@ -74,14 +76,27 @@ BUCKET_FILTERS = {"judge": "judge_name", "status": "status", "verdict": "verdict
 
 
 @dataclass
+class PerRow:
+    """A filter tested per row (set, disagree, text): SQL over the alias ``{b}``, and how many rows a
+    page would read if it started from this filter instead ("driver"), None when it cannot."""
+
+    name: str
+    sql: str
+    params: list
+    candidates: int | None = None
+
+
+@dataclass
 class Plan:
     """Where the rows of a filter combination are, from the small tables only."""
 
     cells: dict[tuple[int, int], int]    # (run_id, step) -> rows matching the bucket filters
     buckets: list[int] | None            # None: any bucket
-    per_row_sql: str = "1"               # per-row filters (set, disagree, text) over the alias "{b}"
-    params: list = field(default_factory=list)
-    text_drive: str | None = None        # FTS query that drives the page (rare text)
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # (run_id, step) -> all rows
+    per_row: list[PerRow] = field(default_factory=list)
+    set_name: str | None = None
+    rare_judge: list[int] = field(default_factory=list)  # scored buckets of the rarer disagreeing judge
+    text: str | None = None              # the FTS query
 
     @property
     def total(self) -> int:
@@ -89,11 +104,21 @@ class Plan:
         return sum(self.cells.values())
 
     @property
-    def per_row(self) -> bool:
-        return self.per_row_sql != "1" or self.text_drive is not None
+    def size(self) -> int:
+        return sum(self.sizes.get(c, 0) for c in self.grid())
 
-    def residual(self, alias: str = "b") -> str:
-        return self.per_row_sql.format(b=alias)
+    def grid(self) -> list[tuple[int, int]]:
+        runs, steps = sorted({r for r, _ in self.cells}), sorted({s for _, s in self.cells})
+        return [(r, s) for r in runs for s in steps]
+
+    def residual(self, alias: str = "b", skip: str | None = None) -> tuple[str, list]:
+        """The per-row filters (but ``skip``, the driver's own) as SQL over ``alias``, and their parameters."""
+        used = [x for x in self.per_row if x.name != skip]
+        return (" AND ".join(x.sql.format(b=alias) for x in used) or "1"), [v for x in used for v in x.params]
+
+    def bucket_test(self, alias: str = "b") -> str:
+        """The bucket filter tested in the row (never through the bucket index: ``+``)."""
+        return "1" if self.buckets is None else f"+{alias}.bucket IN ({_ids(self.buckets)})"
 
 
 def _ids(values) -> str:
@@ -113,76 +138,75 @@ def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
             list(wanted.values())).fetchall()]
     if not runs or buckets == []:
         return Plan({}, buckets)
-    sql = f"SELECT run_id, step, sum(n) FROM browse_counts WHERE n > 0 AND run_id IN ({_ids(runs)})"
-    if buckets is not None:
-        sql += f" AND bucket IN ({_ids(buckets)})"
-    if f.step is not None:
-        sql += f" AND step = {int(f.step)}"
-    cells = {(r, s): n for r, s, n in conn.execute(sql + " GROUP BY run_id, step").fetchall() if n}
-    p = Plan(cells, buckets)
-    conds: list[str] = []
+    sizes = _cells(conn, runs, f.step, None)
+    p = Plan(sizes if buckets is None else _cells(conn, runs, f.step, buckets), buckets, sizes)
+    if not p.cells:
+        return p
+    judges = conn.execute("SELECT count(DISTINCT judge_name) FROM browse_buckets").fetchone()[0] or 1
+    steps_of = {}
+    for r, s in p.cells:
+        steps_of.setdefault(r, set()).add(s)
     if f.set_name is not None:
-        conds.append("EXISTS (SELECT 1 FROM eval_sets s JOIN eval_set_members m ON m.set_id = s.id "
-                     "WHERE s.run_id = {b}.run_id AND s.name = ? AND m.qa_id = {b}.qa_id)")
-        p.params.append(f.set_name)
+        p.set_name = f.set_name
+        members = sum(n * len(steps_of.get(r, ())) for r, n in conn.execute(
+            f"SELECT run_id, size FROM eval_sets WHERE name = ? AND run_id IN ({_ids(steps_of)})", (f.set_name,)))
+        p.per_row.append(PerRow("set", "EXISTS (SELECT 1 FROM eval_sets s JOIN eval_set_members m ON m.set_id = s.id "
+                                "WHERE s.run_id = {b}.run_id AND s.name = ? AND m.qa_id = {b}.qa_id)",
+                                [f.set_name], members * judges))
     if f.disagree is not None:
-        conds.append(_disagree(conn, *f.disagree))
+        sql, p.rare_judge = _disagree(conn, *f.disagree)
+        if sql is None:  # judges that never both scored an item cannot disagree
+            p.cells = {}
+            return p
+        rare = sum(n for (r, s), n in _cells(conn, list(steps_of), f.step, p.rare_judge).items() if (r, s) in p.cells)
+        p.per_row.append(PerRow("disagree", sql, [], rare * (1 + judges)))
     q = fts_query(f.text or "")
     if q is not None:
-        mode = text_mode(conn, q)
-        if mode == "drive":
-            p.text_drive = q
-        elif mode == "filter":  # the matches collected once per statement, looked up per row
-            conds.append("{b}.triple_id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)")
-            p.params.append(q)
-        else:  # so many matches that a page finds its rows after a few probes of the index
-            conds.append("EXISTS (SELECT 1 FROM triples_fts WHERE triples_fts MATCH ? AND rowid = {b}.triple_id)")
-            p.params.append(q)
-    if "0" in conds:  # judges that never both scored an item cannot disagree
-        p.cells = {}
-    elif conds:
-        p.per_row_sql = " AND ".join(conds)
+        p.text = q
+        n_triples = conn.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
+            (q, TEXT_FILTER_MAX + 1)).fetchone()[0]
+        rows = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM triples_fts CROSS JOIN browse_rows b INDEXED BY "
+            "idx_browse_rows_triple ON b.triple_id = triples_fts.rowid WHERE triples_fts MATCH ? LIMIT ?)",
+            (q, DRIVE_MAX + 1)).fetchone()[0]
+        if n_triples <= TEXT_FILTER_MAX:  # the matches collected once per statement, looked up per row
+            sql = "+{b}.triple_id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)"
+        else:  # so many match that a page finds its rows after a few probes (each ~40 us)
+            sql = "EXISTS (SELECT 1 FROM triples_fts WHERE triples_fts MATCH ? AND rowid = {b}.triple_id)"
+        p.per_row.append(PerRow("text", sql, [q], rows if rows <= DRIVE_MAX else 2 * n_triples * judges))
     return p
 
 
-def _disagree(conn: sqlite3.Connection, a: str, b: str) -> str:
-    """Rows whose generation judges ``a`` and ``b`` both scored, with different verdicts."""
-    def ids(judge, verdict):
-        return _ids(r[0] for r in conn.execute(
-            "SELECT id FROM browse_buckets WHERE judge_name = ? AND status = 'scored' AND verdict = ?",
-            (judge, verdict)).fetchall())
+def _cells(conn, runs: list[int], step: int | None, buckets: list[int] | None) -> dict[tuple[int, int], int]:
+    """Rows per (run, checkpoint) from browse_counts (any bucket when ``buckets`` is None)."""
+    sql = f"SELECT run_id, step, sum(n) FROM browse_counts WHERE n > 0 AND run_id IN ({_ids(runs)})"
+    if step is not None:
+        sql += f" AND step = {int(step)}"
+    if buckets is not None:
+        sql += f" AND bucket IN ({_ids(buckets)})"
+    return {(r, s): n for r, s, n in conn.execute(sql + " GROUP BY run_id, step").fetchall() if n}
+
+
+def _disagree(conn: sqlite3.Connection, a: str, b: str) -> tuple[str | None, list[int]]:
+    """SQL for "judges ``a`` and ``b`` both scored the row's generation, with different verdicts"
+    (None when they cannot), and the scored buckets of the judge with fewer of them."""
+    def ids(judge, verdict=None):
+        return [r[0] for r in conn.execute(
+            "SELECT id FROM browse_buckets WHERE judge_name = ? AND status = 'scored' AND (? IS NULL OR verdict = ?)",
+            (judge, verdict, verdict)).fetchall()]
 
     def has(bucket_ids):
         return ("EXISTS (SELECT 1 FROM browse_rows x WHERE x.run_id = {b}.run_id AND x.step = {b}.step "
-                f"AND x.qa_id = {{b}}.qa_id AND x.bucket IN ({bucket_ids}))")
+                f"AND x.qa_id = {{b}}.qa_id AND +x.bucket IN ({_ids(bucket_ids)}))")
 
     pairs = [(ids(a, "yes"), ids(b, "no")), (ids(a, "no"), ids(b, "yes"))]
     either = [f"({has(x)} AND {has(y)})" for x, y in pairs if x and y]
-    return f"({' OR '.join(either)})" if either else "0"
-
-
-def text_mode(conn: sqlite3.Connection, q: str) -> str:
-    """How to apply a text search, from capped counts of what matches.
-
-    drive  (at most TEXT_DRIVE_MAX matching generations): start from the matches and sort them;
-    filter (at most TEXT_FILTER_MAX matching triples): collect the matches once per statement;
-    probe  (more): ask the full-text index per row, which finds a page after a few rows
-           exactly because so much matches (each probe costs ~40 us, too much for rare words).
-    Generations are counted, not just triples: one triple ("Is this a children's book?" /
-    "No" / "No") can stand for thousands of generations.
-    """
-    n_triples = conn.execute(
-        "SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
-        (q, TEXT_FILTER_MAX + 1)).fetchone()[0]
-    if n_triples > TEXT_FILTER_MAX:
-        return "probe"
-    if n_triples > 20 * TEXT_DRIVE_MAX:
-        return "filter"
-    n_gens = conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM generations WHERE triple_hash IN (SELECT t.hash FROM triples t "
-        "WHERE t.id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)) LIMIT ?)",
-        (q, TEXT_DRIVE_MAX + 1)).fetchone()[0]
-    return "drive" if n_gens <= TEXT_DRIVE_MAX else "filter"
+    if not either:
+        return None, []
+    counts = {j: conn.execute(f"SELECT coalesce(sum(n), 0) FROM browse_counts WHERE bucket IN ({_ids(ids(j))})")
+              .fetchone()[0] for j in (a, b)}
+    return f"({' OR '.join(either)})", ids(min((a, b), key=lambda j: counts[j]))
 
 
 # ---------------------------------------------------------------- pages
@@ -221,48 +245,101 @@ def segments(p: Plan, after: Key | None) -> list[Segment]:
     return out
 
 
-def statement(p: Plan, seg: Segment, collect: bool) -> str:
-    """One segment's keys in page order (parameters: ``p.params`` and the limit).
+COLS = ", ".join(f"b.{c}" for c in KEY)
+
+
+def segment_statement(p: Plan, seg: Segment, collect: bool, ordered: bool = True) -> tuple[str, list]:
+    """One segment's keys in page order (then the limit parameter).
 
     walk     the primary key in page order, the bucket tested in the row;
-    collect  the bucket index, sorted; per-row filters are applied after the sort, to the
-             sorted rows in order (a materialized CTE is read in the order it was written;
-             tests/test_tui_queries.py checks the order), so they stop when the page is full.
+    collect  the bucket index, the first page kept (SQLite's top-N sort). Per-row filters are
+             tested before the sort, except a text probe (~40 us a row): that one runs on the
+             sorted rows in order until the page is full (a materialized CTE is read in the
+             order it was written; tests/test_tui_queries.py checks the order).
     """
-    cols = ", ".join(f"b.{c}" for c in KEY)
+    order = f" ORDER BY {COLS}" if ordered else ""
+    residual, params = p.residual()
     if not collect:
-        bucket = "" if p.buckets is None else f" AND +b.bucket IN ({_ids(p.buckets)})"
-        return (f"SELECT {cols} FROM browse_rows b WHERE {seg.where()}{bucket} AND {p.residual()} "
-                f"ORDER BY {cols} LIMIT ?")
-    inner = (f"FROM browse_rows b INDEXED BY idx_browse_rows_bucket "
-             f"WHERE b.bucket IN ({_ids(p.buckets)}) AND {seg.where()} ORDER BY {cols}")
-    if p.per_row_sql == "1":
-        return f"SELECT {cols} {inner} LIMIT ?"
-    inner = f"SELECT {cols}, b.triple_id {inner}"
-    return (f"WITH collected AS MATERIALIZED ({inner}) SELECT {', '.join(KEY)} FROM collected "
-            f"WHERE {p.residual('collected')} LIMIT ?")
+        return (f"SELECT {COLS} FROM browse_rows b WHERE {seg.where()} AND {p.bucket_test()} AND {residual}"
+                f"{order} LIMIT ?", params)
+    index = f"FROM browse_rows b INDEXED BY idx_browse_rows_bucket WHERE b.bucket IN ({_ids(p.buckets)}) AND {seg.where()}"
+    if not any(x.sql.startswith("EXISTS (SELECT 1 FROM triples_fts") for x in p.per_row):
+        return f"SELECT {COLS} {index} AND {residual}{order} LIMIT ?", params
+    residual, params = p.residual("collected")
+    return (f"WITH collected AS MATERIALIZED (SELECT {COLS}, b.triple_id {index} ORDER BY {COLS}) "
+            f"SELECT {', '.join(KEY)} FROM collected WHERE {residual} LIMIT ?", params)
 
 
-def segment_total(p: Plan, seg: Segment) -> int:
-    return sum(p.cells.get((r, s), 0) for r in seg.runs for s in seg.steps)
-
-
-def text_statement(p: Plan, after: Key | None) -> tuple[str, list]:
-    """Keys of a rare text's rows: matching triples -> their generations -> their browse rows."""
-    cols = ", ".join(f"b.{c}" for c in KEY)
-    cells = " OR ".join(f"(b.run_id = {int(r)} AND b.step = {int(s)})" for r, s in sorted(p.cells))
-    where = [f"({cells})", p.residual()]
-    if p.buckets is not None:
-        where.append(f"+b.bucket IN ({_ids(p.buckets)})")  # b is reached by its key from g, never by bucket
-    params = [p.text_drive, *p.params]
+def driver_statement(p: Plan, driver: str, after: Key | None, ordered: bool = True) -> tuple[str, list]:
+    """All rows reached from a per-row filter (set members, the rarer judge's groups, text matches),
+    the other filters tested per row, the first page kept (then the limit parameter)."""
+    runs, steps = sorted({r for r, _ in p.cells}), sorted({s for _, s in p.cells})
+    where = [f"b.run_id IN ({_ids(runs)})", f"b.step IN ({_ids(steps)})", p.bucket_test()]
+    residual, params = p.residual(skip=driver)
+    where.append(residual)
+    if driver == "set":
+        source = ("eval_sets s CROSS JOIN eval_set_members m ON m.set_id = s.id "
+                  "CROSS JOIN browse_rows b ON b.run_id = s.run_id AND b.qa_id = m.qa_id")
+        where.insert(0, f"s.name = ? AND s.run_id IN ({_ids(runs)})")
+        params = [p.set_name, *params]
+    elif driver == "disagree":
+        source = ("browse_rows r INDEXED BY idx_browse_rows_bucket CROSS JOIN browse_rows b "
+                  "ON b.run_id = r.run_id AND b.step = r.step AND b.qa_id = r.qa_id")
+        where.insert(0, f"r.bucket IN ({_ids(p.rare_judge)}) AND r.run_id IN ({_ids(runs)}) "
+                        f"AND r.step IN ({_ids(steps)})")
+        residual, params = p.residual()  # the driver only finds the groups: disagreement is tested per row
+        where[-1] = residual
+    else:  # text
+        source = ("triples_fts CROSS JOIN browse_rows b INDEXED BY idx_browse_rows_triple "
+                  "ON b.triple_id = triples_fts.rowid")
+        where.insert(0, "triples_fts MATCH ?")
+        params = [p.text, *params]
     if after is not None:
-        where.append(f"({cols}) > (?, ?, ?, ?)")
+        where.append(f"({COLS}) > (?, ?, ?, ?)")
         params += list(after)
-    sql = (f"SELECT {cols} FROM triples_fts CROSS JOIN triples t ON t.id = triples_fts.rowid "
-           "CROSS JOIN generations g INDEXED BY idx_generations_triple ON g.triple_hash = t.hash "
-           "CROSS JOIN browse_rows b ON b.run_id = g.run_id AND b.step = g.step AND b.qa_id = g.qa_id "
-           f"WHERE triples_fts MATCH ? AND {' AND '.join(where)} ORDER BY {cols} LIMIT ?")
-    return sql, params
+    distinct = "DISTINCT " if driver == "disagree" else ""
+    order = f" ORDER BY {COLS}" if ordered else ""
+    return f"SELECT {distinct}{COLS} FROM {source} WHERE {' AND '.join(where)}{order} LIMIT ?", params
+
+
+def choose(p: Plan) -> str | None:
+    """The driver a page starts from (a per-row filter), or None: walk or collect by buckets.
+
+    Without per-row filters the counts are exact and segments decide alone. With them, the
+    cheapest driver is taken when it reads at most DRIVE_MAX rows, or when walking in page order
+    (estimated from the densities, times WALK_SAFETY since filters can be correlated) costs more.
+    """
+    if not p.per_row:
+        return None
+    options = {x.name: x.candidates for x in p.per_row if x.candidates is not None}
+    if p.buckets is not None:
+        options["buckets"] = p.total
+    best = min(options, key=options.get)
+    density = p.total / max(p.size, 1)
+    for x in p.per_row:
+        if x.candidates is not None:
+            density *= min(1.0, x.candidates / max(p.size, 1))
+    walk = min(p.size, PAGE_SIZE / max(density, 1e-12))
+    if options[best] <= DRIVE_MAX or options[best] <= WALK_SAFETY * walk:
+        return best
+    return None
+
+
+def collects(p: Plan, seg: Segment, driver: str | None) -> bool:
+    """Collect a segment's rows from the bucket index (rather than walk): when buckets are the chosen
+    driver, or (no per-row filters) when reading every matching row costs less than walking to a page."""
+    if p.buckets is None:
+        return False
+    if driver == "buckets":
+        return True
+    matching = segment_total(p.cells, seg)
+    size = segment_total(p.sizes, seg)
+    walk = min(size, PAGE_SIZE * size / max(matching, 1))
+    return driver is None and not p.per_row and COLLECT_COST * matching <= walk
+
+
+def segment_total(cells: dict[tuple[int, int], int], seg: Segment) -> int:
+    return sum(cells.get((r, s), 0) for r in seg.runs for s in seg.steps)
 
 
 def page_keys(conn: sqlite3.Connection, f: Filters, after: Key | None = None,
@@ -272,14 +349,14 @@ def page_keys(conn: sqlite3.Connection, f: Filters, after: Key | None = None,
     p = plan(conn, f)
     if not p.cells:
         return []
-    if p.text_drive is not None:
-        sql, params = text_statement(p, after)
+    driver = choose(p)
+    if driver not in (None, "buckets"):
+        sql, params = driver_statement(p, driver, after)
         return [tuple(r) for r in conn.execute(sql, params + [limit]).fetchall()]
     keys: list[Key] = []
     for seg in segments(p, after):
-        collect = p.buckets is not None and segment_total(p, seg) <= COLLECT_MAX
-        rows = conn.execute(statement(p, seg, collect), p.params + [limit - len(keys)]).fetchall()
-        keys += [tuple(r) for r in rows]
+        sql, params = segment_statement(p, seg, collects(p, seg, driver))
+        keys += [tuple(r) for r in conn.execute(sql, params + [limit - len(keys)]).fetchall()]
         if len(keys) >= limit:
             break
     return keys
@@ -328,16 +405,17 @@ class Count:
 
 def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP, budget_s: float = COUNT_BUDGET_S) -> Count:
     """The number of rows: exact from ``browse_counts`` unless a per-row filter (set, disagree,
-    text) is on; then counted up to ``cap`` rows within ``budget_s`` seconds (else unknown, with
-    the bucket count as an upper bound)."""
+    text) is on; then counted up to ``cap`` rows within ``budget_s`` seconds, the way the page
+    reads them (else unknown, with the count without the per-row filters as an upper bound)."""
     p = plan(conn, f)
     if not p.per_row or not p.cells:
         return Count(p.total)
-    if p.text_drive is not None:
-        sql, params = text_statement(p, None)
+    driver = choose(p)
+    if driver not in (None, "buckets"):
+        sql, params = driver_statement(p, driver, None, ordered=False)
     else:
         seg = segments(p, None)[0]
-        sql, params = statement(p, seg, p.buckets is not None and p.total <= COLLECT_MAX), list(p.params)
+        sql, params = segment_statement(p, seg, collects(p, seg, driver), ordered=False)
     n = _timed_scalar(conn, f"SELECT count(*) FROM ({sql})", params + [cap + 1], budget_s)
     if n is None:
         return Count(None, at_most=p.total)
