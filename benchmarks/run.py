@@ -50,7 +50,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
 # Delete an entry when the work it names lands; run.py reports entries whose target passes.
 EXPECTED_TO_FAIL: dict[tuple[str, str], str] = {
     ("train", "training: vlmdyn vs transformers.Trainer"): "issue 19 part 2 (training >= 1.5x) in progress",
-    ("judge_local", "local judging: batched"): "issue 19 part 4 (batched local judging) in progress",
+    ("judge_local", "local judging: batched vs one item per call"): "issue 19 part 4 (batched local judging) in progress",
 }
 
 

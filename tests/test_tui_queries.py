@@ -37,6 +37,14 @@ def browse_state(conn) -> int:
     counts = conn.execute("SELECT bucket, run_id, step, n FROM browse_counts WHERE n <> 0 ORDER BY 1, 2, 3").fetchall()
     assert counts == conn.execute(
         "SELECT bucket, run_id, step, count(*) FROM browse_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
+    # peers: every judge's scored verdicts on the row's generation, as bits
+    judge_id = dict(conn.execute("SELECT name, id FROM browse_judges").fetchall())
+    want_peers: dict = {}
+    for run, step, qa, _, judge, status, verdict, *_ in want:
+        bit = 1 << (2 * (judge_id[judge] - 1) + (verdict == "no")) if status == "scored" else 0
+        want_peers[run, step, qa] = want_peers.get((run, step, qa), 0) | bit
+    peers = conn.execute("SELECT run_id, step, qa_id, peers FROM browse_rows").fetchall()
+    assert all(p == want_peers[r, s, q] for r, s, q, p in peers)
     return len(rows)
 
 

@@ -40,8 +40,9 @@ from vlmdyn_cli.store.search import fts_query
 
 PAGE_SIZE = 100
 COLLECT_COST = 2.0           # cost of a collected row (index read, top-N sort) in walked rows
-DRIVE_MAX = 30_000           # rows a page may read from its cheapest filter and sort, whatever walking would cost
+RANDOM_COST = 10.0           # cost of a row reached by an index lookup, in rows read in order
 WALK_SAFETY = 10.0           # estimated walks count this many times more (filters can be correlated)
+TEXT_EXACT_MAX = 2_000       # matching triples up to which their rows are counted exactly
 COUNT_CAP = 10_000           # rows counted when a per-row filter is on
 COUNT_BUDGET_S = 3.0
 COUNT_CHECK_EVERY = 10_000   # SQLite VM steps between two looks at the clock
@@ -84,6 +85,7 @@ class PerRow:
     sql: str
     params: list
     candidates: int | None = None
+    seeks: int = 0      # index lookups the test costs a row
 
 
 @dataclass
@@ -148,33 +150,39 @@ def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
         steps_of.setdefault(r, set()).add(s)
     if f.set_name is not None:
         p.set_name = f.set_name
-        members = sum(n * len(steps_of.get(r, ())) for r, n in conn.execute(
-            f"SELECT run_id, size FROM eval_sets WHERE name = ? AND run_id IN ({_ids(steps_of)})", (f.set_name,)))
-        p.per_row.append(PerRow("set", "EXISTS (SELECT 1 FROM eval_sets s JOIN eval_set_members m ON m.set_id = s.id "
-                                "WHERE s.run_id = {b}.run_id AND s.name = ? AND m.qa_id = {b}.qa_id)",
-                                [f.set_name], members * judges))
+        sets = conn.execute(f"SELECT run_id, id, size FROM eval_sets WHERE name = ? AND run_id IN ({_ids(steps_of)})",
+                            (f.set_name,)).fetchall()
+        members = sum(n * len(steps_of[r]) for r, _, n in sets)
+        set_of = " ".join(f"WHEN {int(r)} THEN {int(i)}" for r, i, _ in sets)  # one lookup a row: (set, QA pair)
+        p.per_row.append(PerRow("set", "EXISTS (SELECT 1 FROM eval_set_members m WHERE m.set_id = "
+                                f"CASE {{b}}.run_id {set_of} END AND m.qa_id = {{b}}.qa_id)", [], members * judges,
+                                seeks=1))
     if f.disagree is not None:
         sql, p.rare_judge = _disagree(conn, *f.disagree)
         if sql is None:  # judges that never both scored an item cannot disagree
             p.cells = {}
             return p
         rare = sum(n for (r, s), n in _cells(conn, list(steps_of), f.step, p.rare_judge).items() if (r, s) in p.cells)
-        p.per_row.append(PerRow("disagree", sql, [], rare * (1 + judges)))
+        p.per_row.append(PerRow("disagree", sql, [], rare * (1 + judges), seeks=0 if "peers" in sql else 4))
     q = fts_query(f.text or "")
     if q is not None:
         p.text = q
         n_triples = conn.execute(
             "SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
             (q, TEXT_FILTER_MAX + 1)).fetchone()[0]
-        rows = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM triples_fts CROSS JOIN browse_rows b INDEXED BY "
-            "idx_browse_rows_triple ON b.triple_id = triples_fts.rowid WHERE triples_fts MATCH ? LIMIT ?)",
-            (q, DRIVE_MAX + 1)).fetchone()[0]
+        if n_triples <= TEXT_EXACT_MAX:  # few triples: their rows counted (one of them can have thousands)
+            rows = conn.execute(
+                "SELECT count(*) FROM triples_fts CROSS JOIN browse_rows b INDEXED BY idx_browse_rows_triple "
+                "ON b.triple_id = triples_fts.rowid WHERE triples_fts MATCH ?", (q,)).fetchone()[0]
+        else:  # estimated from the average rows per triple
+            per_triple = sum(sizes.values()) / max(1, conn.execute("SELECT max(id) FROM triples").fetchone()[0] or 1)
+            rows = int(n_triples * per_triple)
         if n_triples <= TEXT_FILTER_MAX:  # the matches collected once per statement, looked up per row
-            sql = "+{b}.triple_id IN (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?)"
+            p.per_row.append(PerRow("text", "+{b}.triple_id IN (SELECT rowid FROM triples_fts WHERE triples_fts "
+                                    "MATCH ?)", [q], rows))
         else:  # so many match that a page finds its rows after a few probes (each ~40 us)
-            sql = "EXISTS (SELECT 1 FROM triples_fts WHERE triples_fts MATCH ? AND rowid = {b}.triple_id)"
-        p.per_row.append(PerRow("text", sql, [q], rows if rows <= DRIVE_MAX else 2 * n_triples * judges))
+            p.per_row.append(PerRow("text", "EXISTS (SELECT 1 FROM triples_fts WHERE triples_fts MATCH ? AND "
+                                    "rowid = {b}.triple_id)", [q], rows, seeks=20))
     return p
 
 
@@ -190,11 +198,24 @@ def _cells(conn, runs: list[int], step: int | None, buckets: list[int] | None) -
 
 def _disagree(conn: sqlite3.Connection, a: str, b: str) -> tuple[str | None, list[int]]:
     """SQL for "judges ``a`` and ``b`` both scored the row's generation, with different verdicts"
-    (None when they cannot), and the scored buckets of the judge with fewer of them."""
+    (None when they cannot), and the scored buckets of the judge with fewer of them.
+
+    A test of the row's ``peers`` bits; judges past the 31st have none, their rows are looked up.
+    """
     def ids(judge, verdict=None):
         return [r[0] for r in conn.execute(
             "SELECT id FROM browse_buckets WHERE judge_name = ? AND status = 'scored' AND (? IS NULL OR verdict = ?)",
             (judge, verdict, verdict)).fetchall()]
+
+    if not (ids(a) and ids(b)):
+        return None, []
+    counts = {j: conn.execute(f"SELECT coalesce(sum(n), 0) FROM browse_counts WHERE bucket IN ({_ids(ids(j))})")
+              .fetchone()[0] for j in (a, b)}
+    rare = ids(min((a, b), key=lambda j: counts[j]))
+    bits = dict(conn.execute("SELECT name, id FROM browse_judges WHERE name IN (?, ?) AND id <= 31", (a, b)))
+    if a in bits and b in bits:
+        ya, yb = 1 << 2 * (bits[a] - 1), 1 << 2 * (bits[b] - 1)   # "yes" bits; "no" is the next bit up
+        return f"(({{b}}.peers & {ya | yb << 1}) = {ya | yb << 1} OR ({{b}}.peers & {ya << 1 | yb}) = {ya << 1 | yb})", rare
 
     def has(bucket_ids):
         return ("EXISTS (SELECT 1 FROM browse_rows x WHERE x.run_id = {b}.run_id AND x.step = {b}.step "
@@ -202,11 +223,7 @@ def _disagree(conn: sqlite3.Connection, a: str, b: str) -> tuple[str | None, lis
 
     pairs = [(ids(a, "yes"), ids(b, "no")), (ids(a, "no"), ids(b, "yes"))]
     either = [f"({has(x)} AND {has(y)})" for x, y in pairs if x and y]
-    if not either:
-        return None, []
-    counts = {j: conn.execute(f"SELECT coalesce(sum(n), 0) FROM browse_counts WHERE bucket IN ({_ids(ids(j))})")
-              .fetchone()[0] for j in (a, b)}
-    return f"({' OR '.join(either)})", ids(min((a, b), key=lambda j: counts[j]))
+    return (f"({' OR '.join(either)})" if either else None), rare
 
 
 # ---------------------------------------------------------------- pages
@@ -266,7 +283,7 @@ def segment_statement(p: Plan, seg: Segment, collect: bool, ordered: bool = True
     if not any(x.sql.startswith("EXISTS (SELECT 1 FROM triples_fts") for x in p.per_row):
         return f"SELECT {COLS} {index} AND {residual}{order} LIMIT ?", params
     residual, params = p.residual("collected")
-    return (f"WITH collected AS MATERIALIZED (SELECT {COLS}, b.triple_id {index} ORDER BY {COLS}) "
+    return (f"WITH collected AS MATERIALIZED (SELECT {COLS}, b.triple_id, b.peers {index} ORDER BY {COLS}) "
             f"SELECT {', '.join(KEY)} FROM collected WHERE {residual} LIMIT ?", params)
 
 
@@ -303,26 +320,26 @@ def driver_statement(p: Plan, driver: str, after: Key | None, ordered: bool = Tr
 
 
 def choose(p: Plan) -> str | None:
-    """The driver a page starts from (a per-row filter), or None: walk or collect by buckets.
+    """The driver a page starts from, or None: walk (or collect by buckets) segment by segment.
 
-    Without per-row filters the counts are exact and segments decide alone. With them, the
-    cheapest driver is taken when it reads at most DRIVE_MAX rows, or when walking in page order
-    (estimated from the densities, times WALK_SAFETY since filters can be correlated) costs more.
+    Without per-row filters the counts are exact and the segments decide alone. With them, each
+    way is costed in rows read: collecting by buckets (its rows, plus the per-row tests' lookups),
+    starting from a per-row filter (its rows, each reached by a lookup: RANDOM_COST), or walking
+    in page order (a page over the estimated density, times WALK_SAFETY: filters can be
+    correlated, and a walk that finds nothing reads the whole range); the cheapest is taken.
     """
     if not p.per_row:
         return None
-    options = {x.name: x.candidates for x in p.per_row if x.candidates is not None}
+    seeks = sum(x.seeks for x in p.per_row)
+    options = {x.name: x.candidates * (RANDOM_COST + seeks - x.seeks) for x in p.per_row if x.candidates is not None}
     if p.buckets is not None:
-        options["buckets"] = p.total
-    best = min(options, key=options.get)
+        options["buckets"] = p.total * (1 + seeks)
     density = p.total / max(p.size, 1)
     for x in p.per_row:
-        if x.candidates is not None:
-            density *= min(1.0, x.candidates / max(p.size, 1))
-    walk = min(p.size, PAGE_SIZE / max(density, 1e-12))
-    if options[best] <= DRIVE_MAX or options[best] <= WALK_SAFETY * walk:
-        return best
-    return None
+        density *= min(1.0, (x.candidates or p.size) / max(p.size, 1))
+    walk = min(p.size, PAGE_SIZE / max(density, 1e-12)) * WALK_SAFETY
+    best = min(options, key=options.get, default=None)
+    return best if best is not None and options[best] <= walk else None
 
 
 def collects(p: Plan, seg: Segment, driver: str | None) -> bool:
