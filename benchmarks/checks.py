@@ -24,7 +24,9 @@ class Ratio:
     """``ours`` against ``baseline`` (same unit, same run); met when the ratio reaches ``target``.
 
     For times and sizes lower is better (ratio = baseline / ours); for rates
-    (``higher_is_better``) the ratio is ours / baseline.
+    (``higher_is_better``) the ratio is ours / baseline. ``robust_ratio`` replaces that quotient
+    when the benchmark measured a sturdier one (the median of per-repeat ratios);
+    ``ours``/``baseline`` then show the best runs.
     """
 
     stage: str
@@ -34,9 +36,12 @@ class Ratio:
     target: float
     higher_is_better: bool = False
     note: str = ""
+    robust_ratio: float | None = None   # e.g. the median of per-repeat ratios, when the benchmark has one
 
     @property
     def ratio(self) -> float:
+        if self.robust_ratio is not None:
+            return self.robust_ratio
         num, den = (self.ours, self.baseline) if self.higher_is_better else (self.baseline, self.ours)
         return num / den if den > 0 else float("inf")
 

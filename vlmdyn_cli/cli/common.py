@@ -21,7 +21,6 @@ DbOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 RunOpt = Annotated[str, typer.Option("--run", help="Run name (see `vlmdyn runs list`).")]
 
 
