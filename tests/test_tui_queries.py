@@ -208,6 +208,39 @@ def test_count_is_capped_or_gives_up_when_a_per_row_filter_is_on(fixture_db, mon
     conn.close()
 
 
+def test_disagree_keeps_unscored_rows_of_a_judge_with_a_second_spec(tmp_path):
+    """"Disagree" leaves out the rows a judge of the pair did not score (they carry none of its
+    verdicts), unless that judge's name has several specs: then another spec of it may have scored
+    the same triple, and those rows stay. Checked against the plain join for every combination."""
+    path = build_db(tmp_path / "exp.db")
+    conn = connect(path)
+    conn.row_factory = sqlite3.Row
+    f = B.Filters(status="unscored", disagree=("rules", "local"))
+    assert reference(conn, f) == [] and B.page_keys(conn, f) == [] and B.count(conn, f) == B.Count(0)
+    # a second spec named "local" scores the triples the first left unscored, against the rules judge
+    conn.execute("INSERT INTO judge_specs(hash,name,spec_json,created_at) VALUES ('spec-local-2','local','{}','t')")
+    conn.execute(
+        "INSERT INTO judgements(spec_hash,triple_hash,judge_name,status,verdict,created_at) "
+        "SELECT 'spec-local-2', u.triple_hash, 'local', 'scored', CASE r.verdict WHEN 'yes' THEN 'no' ELSE 'yes' END, "
+        "'t' FROM judgements u JOIN judgements r ON r.triple_hash = u.triple_hash AND r.judge_name = 'rules' "
+        "WHERE u.judge_name = 'local' AND u.status = 'unscored'")
+    values = dict(VALUES[0], status="unscored", verdict="yes", text="not")
+    checked = 0
+    for name, f in combinations(values):
+        if f.disagree is None:
+            continue
+        want = reference(conn, f)
+        got, after = [], None
+        while keys := B.page_keys(conn, f, after=after, limit=7):
+            got += keys
+            after = keys[-1]
+        assert got == want, name
+        assert B.count(conn, f) == B.Count(len(want)), name
+        checked += bool(want) and f.status == "unscored"
+    assert checked  # unscored rows of "local" do show up among the disagreements now
+    conn.close()
+
+
 # ---------------------------------------------------------------- query plans
 
 # How a statement may reach each big table: a key lookup, one (run, checkpoint) cell of browse_rows

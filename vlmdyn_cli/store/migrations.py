@@ -404,7 +404,9 @@ def m210_tui_browse_rows(db: Database) -> None:
     combination of those filters is a short list of bucket ids; ``peers`` holds every judge's verdict
     on the row's generation, so "judges A and B disagree" is a test of two bits; ``browse_counts``
     holds the exact number of rows per (bucket, run, checkpoint), so a page knows where its rows are
-    before it reads any, and the row count is exact. ``browse_source`` (a view) defines the rows; the triggers
+    before it reads any, and the row count is exact. Both indexes carry ``peers`` (and the bucket index
+    ``triple_id``), so the per-row tests of "disagree" and text search read no table row.
+    ``browse_source`` (a view) defines the rows; the triggers
     keep the tables equal to it on every insert, update and delete of generations, judgements and
     QA-pair categories (``INSERT OR REPLACE`` on those tables is not covered: nothing in vlmdyn
     uses it). Filling the table here takes about a minute per million judgements.
@@ -470,8 +472,8 @@ def m210_tui_browse_rows(db: Database) -> None:
         UPDATE browse_rows SET peers = f.peers FROM browse_peers_fill f
             WHERE browse_rows.run_id = f.run_id AND browse_rows.step = f.step AND browse_rows.qa_id = f.qa_id;
         DROP TABLE browse_peers_fill;
-        CREATE INDEX idx_browse_rows_bucket ON browse_rows(bucket, run_id, step, qa_id, judgement_id);
-        CREATE INDEX idx_browse_rows_triple ON browse_rows(triple_id, bucket)
+        CREATE INDEX idx_browse_rows_bucket ON browse_rows(bucket, run_id, step, qa_id, judgement_id, peers, triple_id);
+        CREATE INDEX idx_browse_rows_triple ON browse_rows(triple_id, bucket, peers)
         """,
     )
     # browse_counts and the generation's peers follow browse_rows; every statement is conflict-free

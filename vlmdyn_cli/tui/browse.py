@@ -86,6 +86,7 @@ class PerRow:
     params: list
     candidates: int | None = None
     seeks: int = 0      # index lookups the test costs a row
+    entries: int = 0    # index lookups a page starting from this filter makes to reach its candidates
 
 
 @dataclass
@@ -138,6 +139,8 @@ def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
         buckets = [r[0] for r in conn.execute(
             "SELECT id FROM browse_buckets WHERE " + " AND ".join(f"{c} = ?" for c in wanted),
             list(wanted.values())).fetchall()]
+    if f.disagree is not None:
+        buckets = _can_disagree(conn, f.disagree, buckets)
     if not runs or buckets == []:
         return Plan({}, buckets)
     sizes = _cells(conn, runs, f.step, None)
@@ -156,14 +159,15 @@ def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
         set_of = " ".join(f"WHEN {int(r)} THEN {int(i)}" for r, i, _ in sets)  # one lookup a row: (set, QA pair)
         p.per_row.append(PerRow("set", "EXISTS (SELECT 1 FROM eval_set_members m WHERE m.set_id = "
                                 f"CASE {{b}}.run_id {set_of} END AND m.qa_id = {{b}}.qa_id)", [], members * judges,
-                                seeks=1))
+                                seeks=1, entries=members))
     if f.disagree is not None:
         sql, p.rare_judge = _disagree(conn, *f.disagree)
         if sql is None:  # judges that never both scored an item cannot disagree
             p.cells = {}
             return p
         rare = sum(n for (r, s), n in _cells(conn, list(steps_of), f.step, p.rare_judge).items() if (r, s) in p.cells)
-        p.per_row.append(PerRow("disagree", sql, [], rare * (1 + judges), seeks=0 if "peers" in sql else 4))
+        p.per_row.append(PerRow("disagree", sql, [], rare * (1 + judges), seeks=0 if "peers" in sql else 4,
+                                entries=rare))
     q = fts_query(f.text or "")
     if q is not None:
         p.text = q
@@ -179,10 +183,10 @@ def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
             rows = int(n_triples * per_triple)
         if n_triples <= TEXT_FILTER_MAX:  # the matches collected once per statement, looked up per row
             p.per_row.append(PerRow("text", "+{b}.triple_id IN (SELECT rowid FROM triples_fts WHERE triples_fts "
-                                    "MATCH ?)", [q], rows))
+                                    "MATCH ?)", [q], rows, entries=n_triples))
         else:  # so many match that a page finds its rows after a few probes (each ~40 us)
             p.per_row.append(PerRow("text", "EXISTS (SELECT 1 FROM triples_fts WHERE triples_fts MATCH ? AND "
-                                    "rowid = {b}.triple_id)", [q], rows, seeks=20))
+                                    "rowid = {b}.triple_id)", [q], rows, seeks=20, entries=n_triples))
     return p
 
 
@@ -194,6 +198,24 @@ def _cells(conn, runs: list[int], step: int | None, buckets: list[int] | None) -
     if buckets is not None:
         sql += f" AND bucket IN ({_ids(buckets)})"
     return {(r, s): n for r, s, n in conn.execute(sql + " GROUP BY run_id, step").fetchall() if n}
+
+
+def _can_disagree(conn: sqlite3.Connection, pair: tuple[str, str], buckets: list[int] | None) -> list[int] | None:
+    """``buckets`` without those whose rows cannot be in a disagreement of ``pair``: a row of judge A
+    that A did not score carries no verdict of A, unless A (the name) has judged with several
+    specs, whose judgements of one triple could then differ. None stays None when nothing goes."""
+    single = [j for j in set(pair) if conn.execute("SELECT count(*) FROM judge_specs WHERE name = ?", (j,))
+              .fetchone()[0] <= 1]
+    if not single:
+        return buckets
+    out = conn.execute(f"SELECT id FROM browse_buckets WHERE status <> 'scored' AND judge_name IN "
+                       f"({', '.join('?' * len(single))})", single).fetchall()
+    if not out:
+        return buckets
+    drop = {r[0] for r in out}
+    if buckets is None:
+        return [r[0] for r in conn.execute("SELECT id FROM browse_buckets ORDER BY id") if r[0] not in drop]
+    return [b for b in buckets if b not in drop]
 
 
 def _disagree(conn: sqlite3.Connection, a: str, b: str) -> tuple[str | None, list[int]]:
@@ -323,15 +345,18 @@ def choose(p: Plan) -> str | None:
     """The driver a page starts from, or None: walk (or collect by buckets) segment by segment.
 
     Without per-row filters the counts are exact and the segments decide alone. With them, each
-    way is costed in rows read: collecting by buckets (its rows, plus the per-row tests' lookups),
-    starting from a per-row filter (its rows, each reached by a lookup: RANDOM_COST), or walking
-    in page order (a page over the estimated density, times WALK_SAFETY: filters can be
-    correlated, and a walk that finds nothing reads the whole range); the cheapest is taken.
+    way is costed in index entries read: collecting by buckets (its rows, plus the per-row tests'
+    lookups), starting from a per-row filter (an index lookup per entry point, RANDOM_COST each:
+    set member, row of the rarer judge, matching triple; then its candidate rows, read in index
+    order, plus the other tests' lookups), or walking in page order (a page over the estimated
+    density, times WALK_SAFETY: filters can be correlated, and a walk that finds nothing reads
+    the whole range); the cheapest is taken.
     """
     if not p.per_row:
         return None
     seeks = sum(x.seeks for x in p.per_row)
-    options = {x.name: x.candidates * (RANDOM_COST + seeks - x.seeks) for x in p.per_row if x.candidates is not None}
+    options = {x.name: x.entries * RANDOM_COST + x.candidates * (1 + seeks - x.seeks)
+               for x in p.per_row if x.candidates is not None}
     if p.buckets is not None:
         options["buckets"] = p.total * (1 + seeks)
     density = p.total / max(p.size, 1)
