@@ -36,13 +36,13 @@ OUT = HERE / "out"
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "tui_filter": (["--quick"], []),
     "judge_store": (["--cache-items", "2000", "--rows", "100000"], []),
-    "judge_api": (["--items", "40", "--rpm", "3000"], []),
-    "judge_local": (["--items", "4"], []),
+    "judge_api": (["--items", "80", "--rpm", "3000"], []),
+    "judge_local": (["--items", "4", "--batch-items", "4"], []),
     "generate": (["--items", "32"], []),
     "import": (["--sizes", "10000,20000"], []),
     "categorize_rules": (["--quick"], []),
     "plots": (["--quick"], []),
-    "synth": (["--images", "400", "--repeats", "2"], []),
+    "synth": (["--images", "5000", "--repeats", "1"], []),
     "train": (["--images", "100", "--reps", "2", "--target", "1.5"], ["--target", "1.5"]),
 }
 

@@ -38,7 +38,7 @@ SHIPPED_MIGRATIONS = {
     "m181_plots_judgement_cover": "0c376c9db2c7ad73",
     "m190_tui_drop_superseded_indexes": "f4ec4c6f5932f346",
     "m200_judging_rubric_score": "dfe9b0f03141770a",
-    "m210_tui_browse_rows": "d8f138624449ed02",
+    "m210_tui_browse_rows": "4bf24c46d5e43f30",
 }
 
 
