@@ -103,28 +103,16 @@ def combinations(vals: dict, quick: bool):
         yield f"text={word}+status", Filters(text=word, status=vals["status"] if word != "book" else "scored")
 
 
-def budgeted(conn: sqlite3.Connection, fn, budget_s: float):
-    """fn(), or None when SQLite was stopped after budget_s seconds."""
-    deadline = time.monotonic() + budget_s
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    try:
-        return fn()
-    except sqlite3.OperationalError as exc:
-        if "interrupt" not in str(exc):
-            raise
-        return None
-    finally:
-        conn.set_progress_handler(None, 0)
-
-
 def time_pages(ours, base, f, reps: int, budget: float) -> dict:
     """First and next page of both query sets, interleaved, best of reps (baseline: once when slow)."""
     import tui_baseline as OLD
 
     from vlmdyn_cli.tui import browse as B
+    from vlmdyn_cli.tui.browse import budgeted
 
     out: dict = {}
-    best = {k: float("inf") for k in ("ours_first", "ours_next", "base_first", "base_next")}
+    best = {k: float("inf") for k in ("ours_first", "ours_next", "base_first", "base_next",
+                                      "ours_first_cpu", "ours_next_cpu")}
     rows = {}
     for rep in range(reps):
         for who, conn, page in (("ours", ours, B.page), ("base", base, OLD.page)):
@@ -137,10 +125,13 @@ def time_pages(ours, base, f, reps: int, budget: float) -> dict:
                     after = rows[who][-1]["key"]
                 else:
                     after = None
-                t0 = time.perf_counter()
+                    B._plans.clear()  # a first page plans afresh (the next page reuses its plan, as in the TUI)
+                t0, c0 = time.perf_counter(), time.process_time()
                 got = budgeted(conn, lambda: page(conn, f, after), budget) if who == "base" else page(conn, f, after)
                 dt = time.perf_counter() - t0 if got is not None else budget
                 best[f"{who}_{which}"] = min(best[f"{who}_{which}"], dt)
+                if who == "ours":  # CPU time: what the page costs on an idle core (the DB in the page cache)
+                    best[f"ours_{which}_cpu"] = min(best[f"ours_{which}_cpu"], time.process_time() - c0)
                 if which == "first":
                     rows[who] = got
     for k, v in best.items():
@@ -196,12 +187,12 @@ def main(argv=None) -> int:
                   file=sys.stderr)
     load_after = load_average()
 
-    def slowest(who):
-        pages = [(v[f"{who}_{w}"] if v[f"{who}_{w}"] is not None else None, k, w)
-                 for k, v in results.items() for w in ("first", "next")]
+    def slowest(who, suffix=""):
+        pages = [(v[f"{who}_{w}{suffix}"], k, w) for k, v in results.items() for w in ("first", "next")]
         return max((p for p in pages if p[0] is not None), key=lambda p: p[0])
 
     o_ms, o_name, o_which = slowest("ours")
+    cpu_ms, cpu_name, cpu_which = slowest("ours", "_cpu")
     b_ms, b_name, b_which = slowest("base")
     gave_up = [k for k, v in results.items() if v["base_gave_up"]]
     c_ms, c_name = max(((v[0], k) for k, v in counts.items()))
@@ -210,15 +201,18 @@ def main(argv=None) -> int:
           f"{len(cases)} combinations", file=sys.stderr)
     print(f"slowest count, ours: {c_ms:.1f} ms ({c_name}: {counts[c_name][1]})", file=sys.stderr)
     goal = o_ms < GOAL_MS
-    print(f"every first and next page under {GOAL_MS} ms: {'yes' if goal else 'NO'} (slowest {o_ms:.1f} ms; "
-          f"load average {load_before} -> {load_after} on {os.cpu_count()} cores)", file=sys.stderr)
+    over = sum(v[f"ours_{w}"] is not None and v[f"ours_{w}"] >= GOAL_MS for v in results.values() for w in ("first", "next"))
+    print(f"every first and next page under {GOAL_MS} ms: {'yes' if goal else 'NO'} (slowest {o_ms:.1f} ms, "
+          f"{over} pages at or over; load average {load_before} -> {load_after} on {os.cpu_count()} cores); "
+          f"slowest in CPU time {cpu_ms:.1f} ms ({cpu_which} page of {cpu_name})", file=sys.stderr)
 
     overview = judge_summary(path, args.reps)
     checks = [
         Ratio(f"TUI filters: slowest page of {len(cases)} combinations", o_ms, b_ms, "ms", SLOWEST_TARGET,
               note=f"ours: {o_which} page of {o_name}; baseline: {b_which} page of {b_name}"
                    + (f" (gave up after {args.budget:g} s)" if results[b_name]["base_gave_up"] else "")
-                   + f"; under {GOAL_MS} ms: {'yes' if goal else 'NO'} at load {load_after}"),
+                   + f"; under {GOAL_MS} ms: {'yes' if goal else f'NO ({over} pages)'} at load {load_after}; "
+                   f"slowest CPU {cpu_ms:.0f} ms"),
         Ratio("TUI overview: judge summary, with vs without its index", overview["with_index_ms"],
               overview["without_index_ms"], "ms", INDEX_TARGET),
     ]
@@ -226,7 +220,8 @@ def main(argv=None) -> int:
               "load_average": [load_before, load_after], "cpu_count": os.cpu_count(),
               "slowest": {"ours_ms": o_ms, "ours_case": f"{o_which} page of {o_name}", "baseline_ms": b_ms,
                           "baseline_case": f"{b_which} page of {b_name}", "count_ms": c_ms, "count_case": c_name,
-                          f"under_{GOAL_MS}_ms": goal},
+                          f"under_{GOAL_MS}_ms": goal, f"pages_over_{GOAL_MS}_ms": over, "ours_cpu_ms": cpu_ms,
+                          "ours_cpu_case": f"{cpu_which} page of {cpu_name}"},
               "baseline_gave_up": gave_up, "results": results, "counts": counts, "overview": overview,
               "checks": [c.row() for c in checks]}
     OUT.mkdir(parents=True, exist_ok=True)

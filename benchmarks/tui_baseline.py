@@ -8,9 +8,8 @@ with every filter tested per generation.
 from __future__ import annotations
 
 import sqlite3
-import time
 from vlmdyn_cli.store.search import fts_query
-from vlmdyn_cli.tui.browse import Filters
+from vlmdyn_cli.tui.browse import Filters, budgeted
 
 PAGE_SIZE = 100
 COUNT_CAP = 10_000
@@ -194,14 +193,5 @@ def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP,
 
 def _timed_scalar(conn: sqlite3.Connection, sql: str, params: list, budget_s: float):
     """The first column of the first row, or None when SQLite took longer than budget_s."""
-    deadline = time.monotonic() + budget_s
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), COUNT_CHECK_EVERY)
-    try:
-        return conn.execute(sql, params).fetchone()[0]
-    except sqlite3.OperationalError as exc:
-        if "interrupt" not in str(exc):
-            raise
-        return None
-    finally:
-        conn.set_progress_handler(None, 0)
+    return budgeted(conn, lambda: conn.execute(sql, params).fetchone()[0], budget_s, COUNT_CHECK_EVERY)
 

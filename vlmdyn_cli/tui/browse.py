@@ -128,7 +128,27 @@ def _ids(values) -> str:
     return ", ".join(str(int(v)) for v in values)
 
 
+PLAN_CACHE_SIZE = 32
+_plans: dict[tuple, tuple[sqlite3.Connection, Plan]] = {}
+
+
 def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
+    """The plan of ``f``, remembered per connection until the database changes (another connection
+    commits: ``data_version``; this one writes: ``total_changes``): the next page and the count of a
+    filter reuse the first page's (a text filter's plan runs the full-text query). An entry holds
+    its connection, so no other connection can take its id while it is cached."""
+    key = (id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes, f)
+    hit = _plans.get(key)
+    if hit is not None and hit[0] is conn:
+        return hit[1]
+    p = _plan(conn, f)
+    if len(_plans) >= PLAN_CACHE_SIZE:
+        _plans.pop(next(iter(_plans)), None)
+    _plans[key] = (conn, p)
+    return p
+
+
+def _plan(conn: sqlite3.Connection, f: Filters) -> Plan:
     runs = [r[0] for r in conn.execute(
         "SELECT id FROM runs WHERE (? IS NULL OR name = ?) AND (? IS NULL OR seed = ?) AND (? IS NULL OR id IN "
         "(SELECT run_id FROM eval_sets WHERE name = ?)) ORDER BY id",
@@ -466,10 +486,16 @@ def count(conn: sqlite3.Connection, f: Filters, cap: int = COUNT_CAP, budget_s: 
 
 def _timed_scalar(conn: sqlite3.Connection, sql: str, params: list, budget_s: float):
     """The first column of the first row, or None when SQLite took longer than budget_s."""
+    return budgeted(conn, lambda: conn.execute(sql, params).fetchone()[0], budget_s)
+
+
+def budgeted(conn: sqlite3.Connection, fn, budget_s: float, every: int | None = None):
+    """fn() (SQL on ``conn``), or None when SQLite was stopped after budget_s seconds; the clock is
+    looked at every ``every`` VM steps (default COUNT_CHECK_EVERY)."""
     deadline = time.monotonic() + budget_s
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), COUNT_CHECK_EVERY)
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), every or COUNT_CHECK_EVERY)
     try:
-        return conn.execute(sql, params).fetchone()[0]
+        return fn()
     except sqlite3.OperationalError as exc:
         if "interrupt" not in str(exc):
             raise
