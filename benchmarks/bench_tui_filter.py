@@ -20,14 +20,18 @@ with status unscored matches nothing), as a user's would; the single text filter
 also timed with a rare, a shared and a very common word. The overview's judge summary
 is timed with and without its index (m170).
 
-Targets (ratios in this run; exits 1 when one is missed): the baseline's slowest page
-at least SLOWEST_TARGET x ours (a page that gave up counts as the budget), and the judge
-summary at least INDEX_TARGET x faster with its index. Reported besides: our slowest
-page and count with their combinations, and whether the slowest page stayed under
-150 ms, next to the load average (absolute times depend on the machine's load).
+Pages are compared in process CPU time (the database in the page cache, a read-only
+connection: what a page costs on an idle core; wall time on a machine shared by a dozen
+processes measures the queue for a core). Targets (exits 1 when one is missed): the
+baseline's slowest page at least SLOWEST_TARGET x ours (a baseline page is stopped after
+``--budget`` CPU seconds and counts as the budget); every first and next page of ours
+under 150 ms of CPU time (issue 19); the judge summary at least INDEX_TARGET x faster
+with its index. Reported besides: the wall times (slowest page, pages over 150 ms) with
+the load average, and the slowest count.
 
     .venv/bin/python benchmarks/bench_tui_filter.py            # paper scale, every combination
     .venv/bin/python benchmarks/bench_tui_filter.py --quick    # small database, 134 combinations (+ 6 texts)
+    .venv/bin/python benchmarks/bench_tui_filter.py --quick --seeds 8 --set-size 5000   # paper scale, 140 combinations
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from checks import Ratio, finish, load_average
+from checks import Must, Ratio, finish, load_average
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -111,12 +115,12 @@ def time_pages(ours, base, f, reps: int, budget: float) -> dict:
     from vlmdyn_cli.tui.browse import budgeted
 
     out: dict = {}
-    best = {k: float("inf") for k in ("ours_first", "ours_next", "base_first", "base_next",
-                                      "ours_first_cpu", "ours_next_cpu")}
+    best = {f"{who}_{which}{clock}": float("inf") for who in ("ours", "base") for which in ("first", "next")
+            for clock in ("", "_cpu")}
     rows = {}
     for rep in range(reps):
         for who, conn, page in (("ours", ours, B.page), ("base", base, OLD.page)):
-            if who == "base" and rep and best["base_first"] > 0.5:
+            if who == "base" and rep and best["base_first_cpu"] > 0.5:
                 continue  # a slow baseline is timed once
             for which in ("first", "next"):
                 if which == "next":
@@ -127,11 +131,13 @@ def time_pages(ours, base, f, reps: int, budget: float) -> dict:
                     after = None
                     B._plans.clear()  # a first page plans afresh (the next page reuses its plan, as in the TUI)
                 t0, c0 = time.perf_counter(), time.process_time()
-                got = budgeted(conn, lambda: page(conn, f, after), budget) if who == "base" else page(conn, f, after)
-                dt = time.perf_counter() - t0 if got is not None else budget
+                if who == "base":  # stopped after `budget` CPU seconds
+                    got = budgeted(conn, lambda: page(conn, f, after), budget, clock=time.process_time)
+                else:
+                    got = page(conn, f, after)
+                dt, cpu = (time.perf_counter() - t0, time.process_time() - c0) if got is not None else (budget, budget)
                 best[f"{who}_{which}"] = min(best[f"{who}_{which}"], dt)
-                if who == "ours":  # CPU time: what the page costs on an idle core (the DB in the page cache)
-                    best[f"ours_{which}_cpu"] = min(best[f"ours_{which}_cpu"], time.process_time() - c0)
+                best[f"{who}_{which}_cpu"] = min(best[f"{who}_{which}_cpu"], cpu)
                 if which == "first":
                     rows[who] = got
     for k, v in best.items():
@@ -193,26 +199,29 @@ def main(argv=None) -> int:
 
     o_ms, o_name, o_which = slowest("ours")
     cpu_ms, cpu_name, cpu_which = slowest("ours", "_cpu")
-    b_ms, b_name, b_which = slowest("base")
+    b_ms, b_name, b_which = slowest("base", "_cpu")
     gave_up = [k for k, v in results.items() if v["base_gave_up"]]
     c_ms, c_name = max(((v[0], k) for k, v in counts.items()))
-    print(f"slowest page, ours: {o_ms:.1f} ms ({o_which} page of {o_name}); baseline: {b_ms:.0f} ms "
-          f"({b_which} page of {b_name}); baseline gave up after {args.budget:g} s on {len(gave_up)} of "
+    print(f"slowest page in CPU time, ours: {cpu_ms:.1f} ms ({cpu_which} page of {cpu_name}); baseline: {b_ms:.0f} ms "
+          f"({b_which} page of {b_name}); baseline gave up after {args.budget:g} CPU s on {len(gave_up)} of "
           f"{len(cases)} combinations", file=sys.stderr)
     print(f"slowest count, ours: {c_ms:.1f} ms ({c_name}: {counts[c_name][1]})", file=sys.stderr)
     goal = o_ms < GOAL_MS
     over = sum(v[f"ours_{w}"] is not None and v[f"ours_{w}"] >= GOAL_MS for v in results.values() for w in ("first", "next"))
-    print(f"every first and next page under {GOAL_MS} ms: {'yes' if goal else 'NO'} (slowest {o_ms:.1f} ms, "
-          f"{over} pages at or over; load average {load_before} -> {load_after} on {os.cpu_count()} cores); "
-          f"slowest in CPU time {cpu_ms:.1f} ms ({cpu_which} page of {cpu_name})", file=sys.stderr)
+    print(f"every first and next page under {GOAL_MS} ms of wall time: {'yes' if goal else 'NO'} (slowest "
+          f"{o_ms:.1f} ms, {o_which} page of {o_name}; {over} pages at or over; load average {load_before} -> "
+          f"{load_after} on {os.cpu_count()} cores); of CPU time: {'yes' if cpu_ms < GOAL_MS else 'NO'}",
+          file=sys.stderr)
 
     overview = judge_summary(path, args.reps)
     checks = [
-        Ratio(f"TUI filters: slowest page of {len(cases)} combinations", o_ms, b_ms, "ms", SLOWEST_TARGET,
-              note=f"ours: {o_which} page of {o_name}; baseline: {b_which} page of {b_name}"
-                   + (f" (gave up after {args.budget:g} s)" if results[b_name]["base_gave_up"] else "")
-                   + f"; under {GOAL_MS} ms: {'yes' if goal else f'NO ({over} pages)'} at load {load_after}; "
-                   f"slowest CPU {cpu_ms:.0f} ms"),
+        Ratio(f"TUI filters: slowest page of {len(cases)} combinations, CPU ms", cpu_ms, b_ms, "ms", SLOWEST_TARGET,
+              note=f"ours: {cpu_which} page of {cpu_name}; baseline: {b_which} page of {b_name}"
+                   + (f" (gave up after {args.budget:g} CPU s)" if results[b_name]["base_gave_up"] else "")),
+        Must(f"TUI filters: every first and next page under {GOAL_MS} ms of CPU time", cpu_ms < GOAL_MS,
+             f"slowest {cpu_ms:.0f} ms", f"< {GOAL_MS} ms",
+             note=f"wall time at load {load_before}-{load_after} on {os.cpu_count()} cores: slowest {o_ms:.0f} ms "
+                  f"({o_which} page of {o_name}), {over} pages at or over {GOAL_MS} ms"),
         Ratio("TUI overview: judge summary, with vs without its index", overview["with_index_ms"],
               overview["without_index_ms"], "ms", INDEX_TARGET),
     ]

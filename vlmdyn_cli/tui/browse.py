@@ -489,11 +489,11 @@ def _timed_scalar(conn: sqlite3.Connection, sql: str, params: list, budget_s: fl
     return budgeted(conn, lambda: conn.execute(sql, params).fetchone()[0], budget_s)
 
 
-def budgeted(conn: sqlite3.Connection, fn, budget_s: float, every: int | None = None):
-    """fn() (SQL on ``conn``), or None when SQLite was stopped after budget_s seconds; the clock is
-    looked at every ``every`` VM steps (default COUNT_CHECK_EVERY)."""
-    deadline = time.monotonic() + budget_s
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), every or COUNT_CHECK_EVERY)
+def budgeted(conn: sqlite3.Connection, fn, budget_s: float, every: int | None = None, clock=time.monotonic):
+    """fn() (SQL on ``conn``), or None when SQLite was stopped after budget_s seconds of ``clock``;
+    the clock is looked at every ``every`` VM steps (default COUNT_CHECK_EVERY)."""
+    deadline = clock() + budget_s
+    conn.set_progress_handler(lambda: int(clock() > deadline), every or COUNT_CHECK_EVERY)
     try:
         return fn()
     except sqlite3.OperationalError as exc:
