@@ -234,7 +234,7 @@ def main(argv=None) -> int:
               "baseline_gave_up": gave_up, "results": results, "counts": counts, "overview": overview,
               "checks": [c.row() for c in checks]}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"bench_tui_filter{'_quick' if args.quick else ''}.json").write_text(json.dumps(report, indent=2))
+    (OUT / f"bench_tui_filter_{path.stem}{'_quick' if args.quick else ''}.json").write_text(json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
     return finish("bench_tui_filter", checks, {"slowest": report["slowest"], "combinations": len(cases),

@@ -241,6 +241,28 @@ def test_disagree_keeps_unscored_rows_of_a_judge_with_a_second_spec(tmp_path):
     conn.close()
 
 
+def test_a_remembered_plan_is_dropped_when_the_database_changes(tmp_path):
+    """Plans are reused per connection (next page, count) only while the database is unchanged:
+    a commit by another connection, or a write on this one, makes the next call plan again."""
+    path = build_db(tmp_path / "exp.db")
+    reader, writer = connect(path, readonly=True), connect(path)
+    reader.row_factory = sqlite3.Row
+    f = B.Filters(judge="fresh")
+    assert B.page_keys(reader, f) == [] and B.plan(reader, f) is B.plan(reader, f)
+    writer.execute("INSERT INTO judge_specs(hash,name,spec_json,created_at) VALUES ('spec-fresh','fresh','{}','t')")
+    writer.execute("INSERT INTO judgements(spec_hash,triple_hash,judge_name,status,verdict,created_at) "
+                   "SELECT 'spec-fresh', hash, 'fresh', 'scored', 'yes', 't' FROM triples LIMIT 3")
+    assert B.page_keys(reader, f) == reference(reader, f) != []
+    writer.close()
+    own = connect(path)
+    own.row_factory = sqlite3.Row
+    assert len(B.page_keys(own, f)) == len(reference(own, f))
+    own.execute("DELETE FROM judgements WHERE judge_name = 'fresh'")
+    assert B.page_keys(own, f) == [] and B.count(own, f) == B.Count(0)
+    reader.close()
+    own.close()
+
+
 # ---------------------------------------------------------------- query plans
 
 # How a statement may reach each big table: a key lookup, one (run, checkpoint) cell of browse_rows

@@ -33,6 +33,7 @@ Connections must use ``row_factory = sqlite3.Row`` (``tui.store.Store`` does).
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field, fields
 
@@ -130,6 +131,7 @@ def _ids(values) -> str:
 
 PLAN_CACHE_SIZE = 32
 _plans: dict[tuple, tuple[sqlite3.Connection, Plan]] = {}
+_plans_lock = threading.Lock()
 
 
 def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
@@ -138,13 +140,15 @@ def plan(conn: sqlite3.Connection, f: Filters) -> Plan:
     filter reuse the first page's (a text filter's plan runs the full-text query). An entry holds
     its connection, so no other connection can take its id while it is cached."""
     key = (id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes, f)
-    hit = _plans.get(key)
+    with _plans_lock:  # the TUI plans in worker threads (a page and its count at once)
+        hit = _plans.get(key)
     if hit is not None and hit[0] is conn:
         return hit[1]
     p = _plan(conn, f)
-    if len(_plans) >= PLAN_CACHE_SIZE:
-        _plans.pop(next(iter(_plans)), None)
-    _plans[key] = (conn, p)
+    with _plans_lock:
+        while len(_plans) >= PLAN_CACHE_SIZE:
+            del _plans[next(iter(_plans))]
+        _plans[key] = (conn, p)
     return p
 
 
