@@ -19,8 +19,13 @@ row is read (``plan``):
   density); the cheaper by the counts, so a segment of N rows never costs much
   more than sqrt(PAGE_SIZE x N) rows (~20k at paper scale);
 * set membership, "judges disagree" and text search are tested per row on the
-  rows those steps produce; a rare text instead drives the page from the
-  full-text index ("text").
+  rows those steps produce (disagree and text from the index entry itself: both
+  indexes carry ``peers``, the bucket index ``triple_id``); a page may instead
+  start from one of them (set members, the rarer judge's rows, the text
+  matches), costed in index lookups and entries read;
+* "disagree: A vs B" drops the buckets A or B left unscored before any of that;
+* a plan is reused by the next page and the count on the same connection until
+  the database changes.
 
 So no page reads more than a few tens of thousands of narrow index entries
 (plus the per-row filters' lookups), whatever the combination; ``tests/test_tui_queries.py`` checks every combination's
