@@ -144,7 +144,8 @@ def write_readme(path: Path, report: dict) -> None:
     if README_START not in text or README_END not in text:
         raise SystemExit(f"{path} has no {README_START} ... {README_END} section")
     m = report["machine"]
-    body = (f"{README_START}\nLast full run: `python benchmarks/run.py` on {report['finished'][:10]}, "
+    run = "python benchmarks/run.py --quick" if report["quick"] else "python benchmarks/run.py"
+    body = (f"{README_START}\nLast run: `{run}` on {report['finished'][:10]}, "
             f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, load average {report['load_average'][0]} "
             f"at the start and {report['load_average'][1]} at the end (a shared machine), "
             f"{report['seconds'] / 60:.0f} minutes.\n\n" + render(report["rows"], markdown=True) + f"\n{README_END}")
