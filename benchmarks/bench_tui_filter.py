@@ -62,7 +62,7 @@ def build(path: Path, seeds: int, set_size: int, judges: tuple[str, ...]) -> dic
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         t0 = time.perf_counter()
-        open_db(path).close()  # pending migrations (m210 fills browse_rows once)
+        open_db(path).close()  # pending migrations (m230 fills browse_rows once)
         summary = json.loads(meta_path.read_text())
         summary["migrated_seconds"] = round(time.perf_counter() - t0, 1)
         return summary

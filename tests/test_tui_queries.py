@@ -1,4 +1,4 @@
-"""The judgements browser's SQL (tui/browse.py) and the browse_rows it reads (migration m210).
+"""The judgements browser's SQL (tui/browse.py) and the browse_rows it reads (migration m230).
 
 * browse_rows / browse_counts equal what their definition (the browse_source view) says after
   every kind of write, and after the migration fills them on an existing database;
@@ -79,12 +79,12 @@ def test_the_migration_fills_browse_rows_of_an_existing_database(tmp_path):
     path = build_db(tmp_path / "exp.db")
     conn = connect(path)
     want = browse_state(conn)
-    # back to the schema before m210, data kept
+    # back to the schema before m230, data kept
     conn.execute("BEGIN")
     for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE name LIKE 'browse%' "
                                    "AND type IN ('trigger', 'view', 'table') ORDER BY type = 'table'").fetchall():
         conn.execute(f"DROP {kind.upper()} {name}")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm210_tui_browse_rows'")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm230_tui_browse_rows'")
     conn.execute("COMMIT")
     conn.close()
     open_db(path).close()

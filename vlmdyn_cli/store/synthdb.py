@@ -175,7 +175,7 @@ def _hash_json(obj) -> str:
 class _TriggerPause:
     """Drop the triggers of the bulk-loaded tables; afterwards rebuild FTS indexes, restore the
     triggers exactly and bump the plots' change counter once (instead of once per row).
-    The TUI's browse_rows triggers (migration m210) stay: they add each row as it is loaded."""
+    The TUI's browse_rows triggers (migration m230) stay: they add each row as it is loaded."""
 
     def __init__(self, db, tables):
         self.db, self.tables = db, tables

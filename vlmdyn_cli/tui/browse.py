@@ -1,7 +1,7 @@
 """The judgements browser's SQL: filters, keyset pages and row counts over ``browse_rows``.
 
 One browser row is one judgement of one generation. ``browse_rows`` (migration
-m210) holds every such row in page order, ``(run_id, step, qa_id,
+m230) holds every such row in page order, ``(run_id, step, qa_id,
 judgement_id)``, with ``bucket`` standing for its (judge, status, verdict,
 category, subcategory); ``browse_counts`` holds the exact number of rows per
 (bucket, run, checkpoint) cell. A page is planned from those counts before any
