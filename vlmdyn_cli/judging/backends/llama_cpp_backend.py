@@ -60,7 +60,8 @@ SLOTS = {
 _YES = {"dict": ("yes",), "plain": (" yes", " Yes", "yes", "Yes")}
 _NO = {"dict": ("no",), "plain": (" no", " No", "no", "No")}
 
-PARALLEL = 1              # default items per batch (benchmarks/bench_judge_batch.py measures 8)
+PARALLEL = 1              # default items per llama.cpp batch: batching was not faster per token on the
+                          # CPU here (benchmarks/bench_judge_batch.py); on other builds it may be
 REPLY_ROOM = 48           # KV cells kept per batched item for its forced reply
 
 _MODELS: dict[tuple, "object"] = {}     # one Llama per (file, n_ctx, threads) per process
