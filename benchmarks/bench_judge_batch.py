@@ -19,6 +19,13 @@ same verdicts, scores and text on every item, P(yes) within 0.05 (the KV cache i
 differently, so float sums run in another order: measured up to ~0.015 on the 4-bit SmolLM2). Exits 1 when one is missed.
 
     .venv/bin/python benchmarks/bench_judge_batch.py [--items 48] [--parallel 8] [--threads 2] [--repeats 3]
+
+Measured 2026-12-01 (load average ~14 on 2 cores, --items 8 --threads 1 --repeats 1): the target is
+MISSED, batched 0.51x in full mode and 0.40x in score mode, verdicts and texts identical, P(yes) within
+0.027. A profile of the same 8 items (score mode, 1 thread): one at a time decoded 158 tokens at
+13.7 ms per token (consecutive NQ items share their question, so the KV cache keeps it); batched
+decoded 450 (only the prefix all 8 share is shared) at 16.6 ms per token. So on this CPU build a
+bigger llama.cpp batch is not cheaper per token for a 135M Q4_1 model, and `parallel` stays 1.
 """
 
 from __future__ import annotations
