@@ -390,3 +390,30 @@ def m200_judging_rubric_score(db: Database) -> None:
     filters on it and `calibrate report` gives the human agreement per score band."""
     db.execute("ALTER TABLE judgements ADD COLUMN rubric_score REAL "
                "GENERATED ALWAYS AS ((ms + md + h) / 3.0) VIRTUAL")
+
+
+@migrations(name="m220_runs_owner")
+def m220_runs_owner(db: Database) -> None:
+    """The process training a run (issue 17 item 7): its pid and host, recorded when the run starts or
+    resumes, so a run left `running` by a killed process is shown as interrupted (`runs list`, TUI)
+    and a second trainer of the same run is refused while the first is alive."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
+@migrations(name="m230_select_plans")
+def m230_select_plans(db: Database) -> None:
+    """`vlmdyn select` (issue 18): each selection plan as first run, so a rerun under the same name with a
+    changed plan is refused. The plan's runs are ordinary runs (named <plan>-r<round>-<candidate>-s<seed>);
+    its benchmark is an eval set of kind 'benchmark' on each of them."""
+    _run(
+        db,
+        """
+        CREATE TABLE select_plans (
+            name TEXT PRIMARY KEY,           -- the plan's name (its runs are named after it)
+            plan_hash TEXT NOT NULL,         -- content hash of plan_json
+            plan_json TEXT NOT NULL,         -- the canonical plan, with each dataset's content hash
+            created_at TEXT NOT NULL         -- when it first ran
+        )
+        """,
+    )
