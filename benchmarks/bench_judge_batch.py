@@ -38,6 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from checks import Must, Ratio, finish  # noqa: E402  (benchmarks/ is the script's folder)
 TARGET = 2.0
 P_TOL = 0.05     # P(yes) batched vs one at a time: float sums in another order over a differently laid-out KV cache
 
@@ -77,7 +79,7 @@ def main() -> None:
     items = load_items(args.items)
     report = {"model": one.resolved, "threads": args.threads, "parallel": args.parallel, "items": len(items),
               "repeats": args.repeats}
-    misses = []
+    checks = []
     for mode in ("full", "score"):
         reqs = [replace(spec.render(it), score_only=mode == "score") for it in items]
         best = {"one": float("inf"), "batch": float("inf")}
@@ -101,20 +103,19 @@ def main() -> None:
         print(f"{mode:5s} mode: one at a time {len(reqs) / best['one']:.2f} items/s, batched "
               f"{len(reqs) / best['batch']:.2f} items/s -> {ratio:.2f}x; {len(differ)} of {len(reqs)} items "
               f"differ (max |p_yes diff| {p_diff:.2e}); {len(errors)} errors")
-        if errors:
-            misses.append(f"{mode} mode: {len(errors)} errors, e.g. {errors[0]}")
-        if differ:
-            misses.append(f"{mode} mode: {len(differ)} items judged differently batched, e.g. {differ[0]}")
-        if mode == "full" and ratio < TARGET:
-            misses.append(f"full mode batched {ratio:.2f}x one-at-a-time (target >= {TARGET}x)")
+        checks.append(Must(f"batched local judging ({mode} mode): the same verdicts and text as one at a time",
+                           not errors and not differ, f"{len(differ)} differ, {len(errors)} errors",
+                           f"0 differ, P(yes) within {P_TOL}"))
+        if mode == "full":
+            checks.append(Ratio(f"batched local judging vs one item at a time (full mode, {args.threads} threads)",
+                                len(reqs) / best["batch"], len(reqs) / best["one"], "items/s", TARGET,
+                                higher_is_better=True))
     report["load_average_1min"] = os.getloadavg()[0]
     print(f"(target: full mode >= {TARGET}x at {args.threads} threads; 1-min load average "
           f"{report['load_average_1min']:.1f} on {os.cpu_count()} cores)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
-    for m in misses:
-        print(f"MISSED: {m}")
-    raise SystemExit(1 if misses else 0)
+    raise SystemExit(finish("bench_judge_batch", checks, report))
 
 
 if __name__ == "__main__":
