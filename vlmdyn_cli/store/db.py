@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from sqlite_utils import Database
 
@@ -62,6 +64,45 @@ def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False) 
     db = Database(connect(p))
     migrate(db)
     return db
+
+
+class Busy(BadInput):
+    """Another connection held the write lock for longer than the caller was willing to wait."""
+
+
+@contextmanager
+def immediate(db: Database | sqlite3.Connection, wait_s: float | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes the write lock when it starts (``BEGIN IMMEDIATE``).
+
+    A deferred transaction that reads first and writes later cannot wait for
+    another writer in WAL mode: it fails at once with "database is locked".
+    Taken up front, the lock is waited for on the busy timeout, so concurrent
+    writers (several ``infer --shard`` processes on one file) queue instead of
+    failing. Keep the body short: every other writer waits for it. Rolled back
+    on any exception (Ctrl-C included); yields the connection.
+
+    ``wait_s`` waits that long instead of the busy timeout and raises ``Busy``
+    when the lock is not free by then (for work that must not queue behind a
+    long writer).
+    """
+    conn = db.conn if isinstance(db, Database) else db
+    if wait_s is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Busy(str(exc)) from exc
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def migrate(db: Database) -> list[str]:
