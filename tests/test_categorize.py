@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from vlmdyn_cli.data import categories as cats
-from vlmdyn_cli.data.categories import CATEGORIES, Label, get_categorizer
+from vlmdyn_cli.data.categories import CATEGORIES, Label, get_categorizer, ocr_source
+from vlmdyn_cli.data.categorize import label_pairs
 from vlmdyn_cli.data.rules import RULES, RuleCategorizer, classify, classify_reference
 from vlmdyn_cli.errors import BadInput
 
@@ -33,13 +34,19 @@ def _synth_turns(res):
             yield r["conversations"][2 * i]["value"], r["conversations"][2 * i + 1]["value"], t
 
 
+def _rules_label(item: dict) -> Label:
+    """The rules method with the dataset-source rule in front, as `data categorize` runs it."""
+    return label_pairs(RuleCategorizer(), [item["question"]], [item.get("answer")],
+                       [ocr_source(item.get("source"), item.get("image"))])[0]
+
+
 # ------------------------------------------------------------------ the rules on real-style questions
 @pytest.mark.parametrize("item", HAND, ids=[f"{h['source']}:{h['question'][:40]}" for h in HAND])
 def test_llava_style_question(item):
-    label, rule = classify(item["question"], item.get("answer"))
+    label = _rules_label(item)
     assert (label.category, label.subcategory) == (item["expected_category"], item["expected_subcategory"]), \
         label.reason
-    assert label.rule == rule and label.reason.startswith(rule + ":")
+    assert label.rule and label.reason.startswith(label.rule + ":")
 
 
 def test_hand_written_list_covers_every_source_and_category():
@@ -315,3 +322,176 @@ def test_long_free_form_prompts_are_complex():
     lab = classify(prompt)[0]
     assert lab.category == "Complex" and lab.rule == "complex.long_request"
     assert classify("Sort this list by aisle: apples, bread.")[0].category == "Object"  # short: no cue
+
+
+# ------------------------------------------------------------------ the paper's instrument (METHOD.md section 2)
+FIG6 = [json.loads(line) for line in (DATA / "paper_figure6_questions.jsonl").read_text().splitlines() if line.strip()]
+# four sets written one after another, each measured blind before the rules were fixed on it
+# (notes/data-synth-categorize.md has the first-run figures)
+EVAL_FILES = ("eval_benchmark_questions.jsonl", "eval_benchmark_questions_blind2.jsonl",
+              "eval_benchmark_questions_blind3.jsonl", "eval_benchmark_questions_blind4.jsonl")
+EVAL = [json.loads(line) for f in EVAL_FILES for line in (DATA / f).read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("item", FIG6, ids=[f"{h['paper_category']}:{h['question'][:40]}" for h in FIG6])
+def test_paper_figure6_examples_get_the_paper_labels(item):
+    """The paper's example questions: its label, except the two OCR-VQA book questions, OCR by the source rule."""
+    lab = _rules_label(item)
+    assert (lab.category, lab.subcategory) == (item["expected_category"], item["expected_subcategory"]), lab.reason
+    if item["image"].startswith("ocr_vqa/"):
+        assert lab.rule == "source.ocr" and item["paper_category"] in ("Object", "Complex")
+    else:
+        assert lab.category == item["paper_category"]
+
+
+def test_llm_method_builds_the_paper_prompt_for_the_figure6_questions():
+    """What gpt-4o-mini would be asked (no key needed to build the requests, none is sent)."""
+    from vlmdyn_cli.data.llm_categorize import PaperLlmCategorizer
+    from vlmdyn_cli.judging.spec import builtin_dir
+
+    prompt = (builtin_dir() / "prompts" / "category.txt").read_text(encoding="utf-8").strip()
+    for phrase in ("Object Analysis", "Spatial Analysis", "Bounding Box", "Complex Reasoning",
+                   "Focus on the goal of the question", "Reply with a single letter, O, S, B or C, and nothing else."):
+        assert phrase in prompt, phrase
+    for item in FIG6:   # every example question of the paper is in the prompt, under the paper's letter
+        if item["paper_category"] != "Bounding":
+            first_line = item["question"].split("\n")[0]
+            block = prompt.split("\n\n")[["Object", "Spatial", "Bounding", "Complex"].index(item["paper_category"]) + 1]
+            assert first_line in block, first_line
+    cat = PaperLlmCategorizer(judge="gpt-4o-mini")
+    asked = [h for h in FIG6 if not ocr_source(None, h["image"])]
+    reqs = cat.requests([h["question"] for h in asked])
+    assert len(asked) == 13
+    for item, req in zip(asked, reqs):
+        assert req is not None, item["question"]
+        assert req.messages == [{"role": "system", "content": prompt},
+                                {"role": "user", "content": "Question: " + item["question"].strip()}]
+        assert req.grammar == "root ::= [OSBC]\n"
+    # the two book questions never reach the LLM: the OCR-VQA source decides
+    books = label_pairs(cat, [h["question"] for h in FIG6 if ocr_source(None, h["image"])], None, ["OCR-VQA"] * 2)
+    assert [(b.category, b.subcategory, b.rule) for b in books] == [("OCR", "semantic", "source.ocr")] * 2
+
+
+def test_llm_letters_become_categories_with_the_paper_sub_categories():
+    """The combination step after the LLM's letter (gpt-4o-mini cannot run here): a stand-in returns the
+    letters its parser would give; what is tested is what the paper's labeller makes of them."""
+    from vlmdyn_cli.data.llm_categorize import PaperLlmCategorizer
+
+    class LetterB:
+        method = "llm:test"
+
+        def categorize(self, questions, answers=None):
+            assert answers is None   # the paper's prompt sees the question only
+            return [Label("Bounding", None, "llm:test: 'B'"), None, Label("Bounding", None, "llm:test: 'B'")]
+
+    cat = PaperLlmCategorizer(judge="gpt-4o-mini")
+    cat.llm = LetterB()
+    qs = ["Please provide a short description for this region: [0.1, 0.2, 0.3, 0.4]", "Who wrote this book?",
+          "What is it?", "Please provide the bounding box coordinate of the region this sentence describes: a cat."]
+    got = cat.categorize(qs, ["a cat", "Jane Austen", "a cup", "[0.1, 0.2, 0.3, 0.4]"])
+    assert (got[0].category, got[0].subcategory) == ("Bounding", "describe")
+    assert (got[1].category, got[1].rule) == ("OCR", "ocr.author")   # an OCR cue: not sent to the LLM
+    assert got[2] is None                      # an unparsed reply stays unlabelled (retried next run)
+    assert (got[3].category, got[3].subcategory) == ("Bounding", "bbox")
+
+
+def test_realistic_benchmark_questions_reach_90_percent_macro_accuracy(capsys):
+    """Eval-benchmark-style questions with their image paths (TextVQA, MME, POPE, LLaVA-Bench, GQA, VQAv2,
+    ScienceQA, RefCOCO), labelled by the paper's category definitions (see notes/data-synth-categorize.md)."""
+    labels = label_pairs(RuleCategorizer(), [h["question"] for h in EVAL], None,
+                         [ocr_source(h.get("source"), h["image"]) for h in EVAL])
+    per_cat: dict[str, list[int]] = {}
+    per_bench: dict[str, list[int]] = {}
+    for h, lab in zip(EVAL, labels):
+        ok = lab.category == h["expected_category"]
+        for table, key in ((per_cat, h["expected_category"]), (per_bench, h["benchmark"])):
+            table.setdefault(key, [0, 0])
+            table[key][0] += ok
+            table[key][1] += 1
+    macro = sum(a / n for a, n in per_cat.values()) / len(per_cat)
+    with capsys.disabled():
+        print(f"\nmacro accuracy {macro:.3f} on {len(EVAL)} questions; per category "
+              + ", ".join(f"{c} {a}/{n}" for c, (a, n) in sorted(per_cat.items()))
+              + "; per benchmark " + ", ".join(f"{b} {a}/{n}" for b, (a, n) in sorted(per_bench.items())))
+    assert set(per_cat) == set(CATEGORIES) and len(per_bench) == 8
+    assert macro >= 0.90
+    assert all(a / n >= 0.85 for a, n in per_bench.values())
+
+
+def test_ocr_source_reads_the_source_name_or_any_image_folder():
+    assert ocr_source(None, "textvqa/train_images/0054c91397f2fe05.jpg") == "TextVQA"
+    assert ocr_source(None, "/data/eval/TextVQA/val/x.jpg") == "TextVQA"
+    assert ocr_source(None, "ocr_vqa/images/1563926830.jpg") == "OCR-VQA"
+    assert ocr_source(None, "MME_Benchmark_release_version/OCR/0001.jpg") == "an OCR subtask"
+    assert ocr_source("OCR-VQA") == "OCR-VQA" and ocr_source("textcaps", "coco/x.jpg") == "TextCaps"
+    for path in ("coco/train2017/ocr_vqa.jpg", "gqa/images/textvqa", "textvqa.jpg", None, ""):
+        assert ocr_source(None, path) is None, path   # only folders count, never the file name
+    assert ocr_source("gqa", "coco/train2017/1.jpg") is None
+
+
+def test_reading_text_in_a_logo_is_ocr_and_a_drawn_box_is_not_bounding():
+    lab = classify('Is the word in the logo "starbucks coffee"? Please answer yes or no.')[0]
+    assert (lab.category, lab.subcategory) == ("OCR", "recognition")
+    assert classify('Is the phrase "bring the sun" in the image?')[0].category == "OCR"
+    lab = classify("Is the actor inside the red bounding box named Tom Hanks? Please answer yes or no.")[0]
+    assert lab.category == "Object" and lab.rule == "object.marked"
+    assert classify("Is the cat inside the box?")[0].category == "Spatial"   # a real box is a place
+    assert classify("What kind of device is to the left of the computer monitor?")[0].category == "Spatial"
+    assert classify("Which kind of appliance is it?")[0].category == "Object"
+    assert classify("What color is the car on the right?")[0].category == "Object"    # attribute of a named object
+    assert classify("Are there either any doors or windows that are made of metal?")[0].category == "Object"
+    assert classify("Are there more cats than dogs?")[0].category == "Complex"
+
+
+def test_cli_input_honours_image_and_source_fields(cli, tmp_path):
+    f = tmp_path / "q.jsonl"
+    rows = [{"question": "what team is this?", "image": "textvqa/train_images/a1.jpg"},
+            {"question": "what team is this?", "image": "coco/val2014/a1.jpg"},
+            {"question": "Is this a transportation engineering book?", "source": "ocr_vqa"},
+            {"question": "What is the genre of this book?", "image": "ocr_vqa/images/1.jpg", "source": "ocr_vqa"}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = cli("data", "categorize", "--input", f, "--json")
+    assert r.code == 0, r.err
+    got = [json.loads(line) for line in r.out.splitlines()]
+    assert [(g["category"], g["subcategory"], g["rule"]) for g in got] == [
+        ("OCR", "recognition", "source.ocr"), ("Object", None, "object.identify"),
+        ("OCR", "semantic", "source.ocr"), ("OCR", "semantic", "source.ocr")]
+    assert "TextVQA" in got[0]["reason"] and got[0]["image"] == rows[0]["image"]
+
+
+@pytest.mark.parametrize("field,value", [("image", 3), ("source", ""), ("image", ["a.jpg"])])
+def test_cli_input_bad_image_or_source_field_exits_2(cli, tmp_path, field, value):
+    f = tmp_path / "q.jsonl"
+    f.write_text(json.dumps({"question": "ok?"}) + "\n" + json.dumps({"question": "x?", field: value}) + "\n")
+    r = cli("data", "categorize", "--input", f, "--json")
+    assert r.code == 2 and f'line 2: "{field}" must be a non-empty string' in r.err and r.out == ""
+
+
+def test_db_mode_uses_the_conversation_source(db, tmp_path):
+    """Imported LLaVA records: image folders ocr_vqa/ and textvqa/, or a `source` field, make OCR."""
+    from PIL import Image
+
+    from vlmdyn_cli.data.categorize import categorize_dataset
+    from vlmdyn_cli.data.importer import import_dataset
+
+    recs = []
+    for i, (folder, q, src) in enumerate([("textvqa/train_images", "what team is this?", None),
+                                          ("coco/train2017", "what team is this?", None),
+                                          ("ocr_vqa/images", "Is this a transportation engineering book?", None),
+                                          ("coco/train2017", "What is written here?", None),
+                                          ("mine", "Which player is it?", "TextVQA")]):
+        (tmp_path / "img" / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "img" / folder / f"{i}.png")
+        rec = {"id": str(i), "image": f"{folder}/{i}.png",
+               "conversations": [{"from": "human", "value": "<image>\n" + q}, {"from": "gpt", "value": "x"}]}
+        if src:
+            rec["source"] = src
+        recs.append(rec)
+    (tmp_path / "d.json").write_text(json.dumps(recs))
+    import_dataset(db, tmp_path / "d.json", tmp_path / "img", name="mix")
+    categorize_dataset(db, "rules")
+    rows = db.execute("SELECT q.category, q.subcategory, q.category_reason FROM qa_pairs q "
+                      "JOIN conversations c ON c.id = q.conversation_id ORDER BY c.idx").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("OCR", "recognition"), ("Object", None), ("OCR", "semantic"),
+                                            ("OCR", "recognition"), ("OCR", "recognition")]
+    assert rows[0][2].startswith("source.ocr: from TextVQA") and rows[3][2].startswith("ocr.read_text")

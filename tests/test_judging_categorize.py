@@ -7,10 +7,10 @@ from vlmdyn_cli.judging.categorize import LETTERS, category_prompt, parse_letter
 
 
 def test_parse_letter_is_strict():
-    assert parse_letter("B") == ("Bounding", "bbox")
-    assert parse_letter(" g.\n") == ("OCR", "semantic")
-    assert parse_letter("```\nD\n```") == ("Bounding", "describe")
-    for bad in ("", None, "OCR", "B, D", "X", "The answer is O"):
+    assert parse_letter("B") == ("Bounding", None)
+    assert parse_letter(" s.\n") == ("Spatial", None)
+    assert parse_letter("```\nC\n```") == ("Complex", None)
+    for bad in ("", None, "OCR", "B, C", "X", "D", "R", "The answer is O"):
         assert parse_letter(bad) is None
 
 
@@ -18,7 +18,7 @@ def test_prompt_lists_every_letter_with_examples():
     text = category_prompt()
     for letter in LETTERS:
         assert f"\n{letter}  " in "\n" + text
-    assert "single letter" in text
+    assert "single letter" in text and set(LETTERS) == {"O", "S", "B", "C"}
 
 
 def test_rules_spec_is_refused():
@@ -37,5 +37,6 @@ def test_local_model_returns_valid_labels():
     assert c.method == "llm:local"
     labels = c.categorize(["What colour is the car?", "Who wrote this book?"], ["red", "Jane Austen"])
     assert len(labels) == 2
-    for lab in labels:   # the grammar allows only the letters, so every reply parses
-        assert lab is not None and lab.category in CATEGORIES and lab.reason.startswith("llm:local:")
+    car, book = labels   # the grammar allows only the letters, so every reply parses
+    assert car is not None and car.category in CATEGORIES and car.reason.startswith("llm:local:")
+    assert book.category == "OCR" and book.rule == "ocr.author"   # an OCR cue: the LLM is not asked

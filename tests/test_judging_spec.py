@@ -29,7 +29,7 @@ def test_rubric_prompt_puts_fixed_text_first_and_item_last():
     b = render_request(spec, "k2", "How many {answer}?", "3", "three {question}")
     assert a.messages[0] == b.messages[0]            # identical system prompt: the reusable prefix
     assert "MS" in a.messages[0]["content"] and "{'p': 'yes', 'MS': 5, 'MD': 4, 'H': 3}" in a.messages[0]["content"]
-    assert a.messages[-1]["content"].endswith("Model answer: blue")
+    assert a.messages[-1]["content"].endswith("Prediction: blue")
     # placeholders inside the item stay literal (one-pass substitution)
     assert "How many {answer}?" in b.messages[-1]["content"] and "three {question}" in b.messages[-1]["content"]
     assert a.item == {"question": "What colour?", "answer": "red", "prediction": "blue"}

@@ -18,7 +18,7 @@ def add_commands(data_app: typer.Typer) -> None:
         judge: Annotated[Optional[str], typer.Option("--judge", help="Judge spec for --method llm (e.g. local, gpt-4o-mini).")] = None,
         dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only this imported dataset (default: all).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Relabel QA pairs that already have a category.")] = False,
-        input_file: Annotated[Optional[Path], typer.Option("--input", help="Label questions from a JSONL file ('-' for stdin) instead of the database: one {\"question\": ..., \"answer\": ...} per line.")] = None,
+        input_file: Annotated[Optional[Path], typer.Option("--input", help="Label questions from a JSONL file ('-' for stdin) instead of the database: one {\"question\": ..., \"answer\": ..., \"image\": ..., \"source\": ...} per line (only question is required).")] = None,
         batch_size: Annotated[int, typer.Option("--batch-size", help="QA pairs per transaction.")] = 2000,
         db: DbOpt = None,
         json_out: JsonOpt = False,
@@ -26,9 +26,15 @@ def add_commands(data_app: typer.Typer) -> None:
     ):
         """Label QA pairs with Bounding, Complex, Object, OCR or Spatial (and bbox/describe, recognition/semantic).
 
-        With --input, reads one JSON object per line with a "question" (and optional
-        "answer", used as extra evidence), and prints each object back with
-        "category", "subcategory", "reason" (and "rule" for --method rules) added.
+        A pair from an OCR dataset (image folder ocr_vqa/ or textvqa/, or such a
+        source name) is OCR whatever the method, as in the paper; --method llm asks
+        the paper's four-way prompt (Object / Spatial / Bounding / Complex) for the
+        questions without an OCR source or OCR cue.
+
+        With --input, reads one JSON object per line with a "question" (optional:
+        "answer", extra evidence for the rules; "image", the image path; "source",
+        the source dataset), and prints each object back with "category",
+        "subcategory", "reason" (and "rule" where a rule decided) added.
         Otherwise labels the database's QA pairs in batched transactions; a rerun
         skips labelled pairs (use --force to relabel).
 
@@ -109,11 +115,17 @@ def _parse(lineno: int, line: str, where: str) -> dict | None:
     a = obj.get("answer")
     if a is not None and not isinstance(a, str):
         raise BadInput(f"{where} line {lineno}: \"answer\" must be a string when given")
+    for key in ("image", "source"):
+        v = obj.get(key)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise BadInput(f"{where} line {lineno}: \"{key}\" must be a non-empty string when given")
     return obj
 
 
 def _categorize_file(cat, path: Path, json_out: bool, batch_size: int) -> None:
     """Validate every line first (nothing printed on bad input), then label in batches."""
+    from vlmdyn_cli.data.categories import ocr_source
+    from vlmdyn_cli.data.categorize import label_pairs
     from vlmdyn_cli.errors import BadInput
 
     where = "stdin" if str(path) == "-" else str(path)
@@ -128,7 +140,8 @@ def _categorize_file(cat, path: Path, json_out: bool, batch_size: int) -> None:
         batches = _file_batches(path, where, batch_size)
     table = []
     for batch in batches:
-        labels = cat.categorize([r["question"] for r in batch], [r.get("answer") or "" for r in batch])
+        labels = label_pairs(cat, [r["question"] for r in batch], [r.get("answer") or "" for r in batch],
+                             [ocr_source(r.get("source"), r.get("image")) for r in batch])
         for rec, lab in zip(batch, labels):
             out = dict(rec)
             out["category"] = lab.category if lab else None

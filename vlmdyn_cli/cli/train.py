@@ -90,10 +90,12 @@ def register(app: typer.Typer) -> None:
         from vlmdyn_cli.progress import cli_reporter
         from vlmdyn_cli.store import open_db
         from vlmdyn_cli.training.config import load_config
+        from vlmdyn_cli.training.known_data import warn_if_trained_on
         from vlmdyn_cli.training.trainer import train as run_training
 
         cfg = load_config(config, _overrides(loss, checkpoints, out_dir, report_to, dataset, set_ or []))
         database = open_db(db, must_exist=True)
+        warn_if_trained_on(database, cfg)
         summary = run_training(database, cfg, seed=seed, run_name=run, resume=resume, init_from=init_from,
                                reporter=cli_reporter(quiet or json_out))
         if os.environ.get("RANK", "0") != "0":   # under torchrun/accelerate launch only rank 0 reports

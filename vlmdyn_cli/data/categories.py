@@ -10,13 +10,21 @@ Five categories, two of them with sub-categories::
 
 A categoriser turns questions (and optionally their reference answers) into
 ``Label`` objects. Categorisers live in a registry keyed by method name:
-``rules`` (built in, ``vlmdyn_cli.data.rules``) and ``llm`` (the judge backends,
-``vlmdyn_cli.judging.categorize:LlmCategorizer``, imported only when asked for).
+``rules`` (built in, ``vlmdyn_cli.data.rules``) and ``llm`` (the paper's 4-way
+prompt through a judge backend, ``vlmdyn_cli.data.llm_categorize``, imported
+only when asked for).
+
+The OCR category also comes from where a pair comes from (METHOD.md section 2):
+a QA pair of an OCR dataset (``OCR_SOURCES``: OCR-VQA, TextVQA, ...) is OCR
+whatever its wording; ``ocr_source`` finds that dataset from an explicit source
+name or the folders of the image path, and ``categorize.label_pairs`` applies
+the rule in front of every method.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -34,6 +42,34 @@ SUBCATEGORIES: dict[str, tuple[str, ...]] = {
     OBJECT: (),
     SPATIAL: (),
 }
+
+# Source datasets whose QA pairs are OCR by construction, keyed by the source / folder name with
+# everything but letters and digits dropped ("ocr_vqa", "OCR-VQA" -> "ocrvqa"). LLaVA-665k's image
+# folders are ocr_vqa/ and textvqa/; "ocr" is an OCR subtask folder (e.g. MME's OCR/).
+OCR_SOURCES: dict[str, str] = {
+    "ocrvqa": "OCR-VQA", "textvqa": "TextVQA", "textcaps": "TextCaps", "stvqa": "ST-VQA",
+    "docvqa": "DocVQA", "infographicvqa": "InfographicVQA", "ocrbench": "OCRBench", "ocr": "an OCR subtask",
+}
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def ocr_source(source: str | None = None, image_path: str | None = None) -> str | None:
+    """The OCR dataset a QA pair comes from, or None.
+
+    ``source`` is an explicit source name (a LLaVA record's ``source`` field,
+    or ``conversations.source``); ``image_path`` is checked folder by folder,
+    so ``textvqa/train_images/x.jpg`` and ``/data/eval/TextVQA/val/x.jpg`` both
+    name TextVQA. The file name itself is never read.
+    """
+    names = source.replace("\\", "/").split("/") if source else []
+    if image_path:
+        names += image_path.replace("\\", "/").split("/")[:-1]
+    for name in names:
+        key = _NOT_ALNUM.sub("", name.lower())
+        if key in OCR_SOURCES:
+            return OCR_SOURCES[key]
+    return None
+
 
 # Share of QA pairs per category in LLaVA-665k (Table 1 of the paper), in percent.
 PAPER_MIX: dict[str, float] = {BOUNDING: 34.5, COMPLEX: 13.8, OBJECT: 19.8, OCR: 14.2, SPATIAL: 17.7}
@@ -79,7 +115,7 @@ class Categorizer(Protocol):
 # so optional parts are imported only when somebody asks for them.
 _REGISTRY: dict[str, Callable[..., Categorizer] | str] = {
     "rules": "vlmdyn_cli.data.rules:RuleCategorizer",
-    "llm": "vlmdyn_cli.judging.categorize:LlmCategorizer",
+    "llm": "vlmdyn_cli.data.llm_categorize:PaperLlmCategorizer",
 }
 
 
@@ -98,18 +134,22 @@ def get_categorizer(method: str, **opts) -> Categorizer:
                        f"valid methods: {', '.join(methods())}")
     factory = _REGISTRY[method]
     if isinstance(factory, str):
-        module_name, _, attr = factory.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or "?"
-            if module_name == missing or module_name.startswith(missing + "."):
-                raise BadInput(f"categorisation method {method!r} is not available: its module "
-                               f"{module_name} is missing from this installation") from exc
-            raise BadInput(f"categorisation method {method!r} needs the Python package {missing!r}, "
-                           f"which is not installed (pip install {missing.split('.')[0]})") from exc
-        if not hasattr(module, attr):
-            raise BadInput(f"categorisation method {method!r} is not available: {module_name} "
-                           f"has no {attr}")
-        factory = getattr(module, attr)
+        factory = load_ref(factory, f"categorisation method {method!r}")
     return factory(**opts)
+
+
+def load_ref(ref: str, what: str):
+    """The object a ``"module:Attr"`` reference names, imported now; BadInput saying what is missing."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "?"
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise BadInput(f"{what} is not available: its module {module_name} is missing from this installation") \
+                from exc
+        raise BadInput(f"{what} needs the Python package {missing!r}, which is not installed "
+                       f"(pip install {missing.split('.')[0]})") from exc
+    if not hasattr(module, attr):
+        raise BadInput(f"{what} is not available: {module_name} has no {attr}")
+    return getattr(module, attr)

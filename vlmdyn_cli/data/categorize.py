@@ -8,6 +8,11 @@ where it stopped; ``force=True`` relabels everything. A categoriser may return
 None for a question (an LLM reply that did not parse): that row stays
 unlabelled, is counted, and is retried by the next run.
 
+Every method gets the dataset-source rule in front (``label_pairs``): a pair
+whose conversation comes from an OCR dataset (``categories.ocr_source``: the
+image folder ocr_vqa/ or textvqa/, or the record's ``source`` field) is OCR,
+as in the paper; only the other pairs go to the method.
+
 When the data carries ground truth (``true_category``, the synthetic
 benchmark), the result also reports agreement and the confusion matrix.
 """
@@ -18,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from vlmdyn_cli.data.categories import CATEGORIES, Categorizer, get_categorizer
+from vlmdyn_cli.data.categories import CATEGORIES, OCR, RECOGNITION, Categorizer, Label, get_categorizer, ocr_source
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
 
@@ -57,6 +62,38 @@ class CategorizeResult:
         return d
 
 
+def source_label(question: str, dataset: str) -> Label:
+    """The label of a pair from an OCR dataset: OCR, sub-category from the rules' OCR cues (default recognition)."""
+    from vlmdyn_cli.data.rules import classify
+
+    cue, rule = classify(question)
+    sub = cue.subcategory if cue.category == OCR else RECOGNITION
+    why = f"the rules' cue {rule}" if cue.category == OCR else "no semantic cue"
+    return Label(OCR, sub, f"source.ocr: from {dataset}, an OCR dataset, so OCR whatever the wording ({sub}: {why})",
+                 "source.ocr")
+
+
+def label_pairs(cat: Categorizer, questions: list[str], answers: list[str] | None = None,
+                sources: list[str | None] | None = None) -> list[Label | None]:
+    """Labels for QA pairs: OCR for pairs from an OCR dataset (``sources[i]``, from ``ocr_source``), ``cat`` for the rest."""
+    if not sources or not any(sources):
+        return cat.categorize(questions, answers)
+    out: list[Label | None] = [None] * len(questions)
+    rest = []
+    for i, (q, src) in enumerate(zip(questions, sources)):
+        if src:
+            out[i] = source_label(q, src)
+        else:
+            rest.append(i)
+    if rest:
+        got = cat.categorize([questions[i] for i in rest], [answers[i] for i in rest] if answers is not None else None)
+        if len(got) != len(rest):
+            raise RuntimeError(f"categoriser {cat.method} returned {len(got)} labels for {len(rest)} questions")
+        for i, lab in zip(rest, got):
+            out[i] = lab
+    return out
+
+
 def resolve_datasets(db, dataset: str | None) -> list[tuple[int, str]]:
     rows = db.execute("SELECT id, name FROM datasets ORDER BY id").fetchall()
     if not rows:
@@ -86,8 +123,8 @@ def categorize_dataset(db, method: str = "rules", dataset: str | None = None,
     ids = [d[0] for d in datasets]
     marks = ",".join("?" * len(ids))
     n_total = db.execute(f"SELECT COUNT(*) FROM qa_pairs WHERE dataset_id IN ({marks})", ids).fetchone()[0]
-    pending_sql = f"dataset_id IN ({marks})" + ("" if force else " AND category IS NULL")
-    n_pending = db.execute(f"SELECT COUNT(*) FROM qa_pairs WHERE {pending_sql}", ids).fetchone()[0]
+    pending = f"q.dataset_id IN ({marks})" + ("" if force else " AND q.category IS NULL")
+    n_pending = db.execute(f"SELECT COUNT(*) FROM qa_pairs q WHERE {pending}", ids).fetchone()[0]
     n_skipped = n_total - n_pending
 
     t0 = time.monotonic()
@@ -96,12 +133,14 @@ def categorize_dataset(db, method: str = "rules", dataset: str | None = None,
     with reporter.task(f"categorising ({cat.method})", total=n_pending, unit="QA") as task:
         while True:
             rows = db.execute(
-                f"SELECT id, question, answer FROM qa_pairs WHERE {pending_sql} AND id > ? ORDER BY id LIMIT ?",
-                [*ids, last_id, batch_size]).fetchall()
+                f"SELECT q.id, q.question, q.answer, c.source, c.image_path FROM qa_pairs q "
+                f"JOIN conversations c ON c.id = q.conversation_id "
+                f"WHERE {pending} AND q.id > ? ORDER BY q.id LIMIT ?", [*ids, last_id, batch_size]).fetchall()
             if not rows:
                 break
             last_id = rows[-1][0]
-            labels = cat.categorize([r[1] for r in rows], [r[2] for r in rows])
+            labels = label_pairs(cat, [r[1] for r in rows], [r[2] for r in rows],
+                                 [ocr_source(r[3], r[4]) for r in rows])
             if len(labels) != len(rows):
                 raise RuntimeError(f"categoriser {cat.method} returned {len(labels)} labels for {len(rows)} questions")
             updates = [(lab.category, lab.subcategory, cat.method, lab.reason, r[0])

@@ -6,25 +6,34 @@ rules below are tried in order; the first one that matches decides, and its id
 and a sentence saying why become the label's ``rule`` and ``reason``. If none
 matches, the question is an Object question (recognising, counting, attributes).
 
-Order, and the policy behind it:
+The policy is the paper's (METHOD.md section 2, its Figure 6 examples): label a
+question by its goal, what it asks to find out. The dataset-source rule (a pair
+from OCR-VQA or TextVQA is OCR) is applied in front of these rules by
+``categorize.label_pairs``. Order:
 
 1. Bounding: box coordinates in the question (describe) or the answer (bbox),
-   or an explicit request for a box (bbox). Coordinates are unmistakable.
-2. OCR: OCR-VQA's book templates and TextVQA-style reading requests.
-   Recognition = transcribe text (title, author, a sign, a number on a shirt);
-   semantic = knowledge about the text's object (genre, "is this a X book").
-3. Complex, strong cues: why / might / could / would / if, inference words,
-   description and writing requests, prompts of 30 words or more. These decide even when
-   the question also mentions a place ("why is the bus next to the tree?").
-4. Complex, comparison cues: "more X than Y", "the same colour", "both",
-   "excluding", "among the": two or more steps before the answer.
-5. Object, attribute heads: "what colour / material / kind of ... / how many"
-   stay Object even with a locator ("what colour is the car on the right?"):
-   the location only picks the object whose attribute is asked.
-6. Object, place of the photo: "where was this taken" is scene recognition.
-7. Spatial: relation and position words (left of, behind, above, next to,
-   where is, which side, sitting on, is the X on the Y).
-8. Object: everything else.
+   or an explicit request for box coordinates (bbox). A box merely drawn in the
+   image ("the person inside the red box") is not a Bounding question.
+2. OCR: reading text. Recognition = transcribe text (title, author, a sign, a
+   number on a shirt, 'is the word in the logo "x"?'); semantic = knowledge
+   about the text's object (genre, "is this a X book").
+3. Complex, strong cues: why / might / could / would / if, inference, advice,
+   calculation and code, science and world knowledge (ScienceQA style),
+   description and writing requests, prompts of 30 words or more. These decide
+   even when the question also mentions a place ("why is the bus next to the tree?").
+4. Complex, comparison: "more X than Y", "the same colour", "in common",
+   "excluding": two things compared, several steps. Not "either/or" or "both"
+   over existence: "Are there either any doors or windows made of metal?" is
+   Object in the paper.
+5. Object before Spatial where the location only picks the object: a visual
+   attribute or a count ("what colour is the car on the right?", "how many
+   cups are on the table?"), an activity ("what is the man on the left
+   doing?"), the object a drawn box marks, the place a photo shows.
+6. Spatial: where things are, and things identified by where they are (the
+   paper: "What kind of device is to the left of the computer monitor?", "What
+   is near the bottle of alcohol?", "Who is in the water on the beach?").
+7. Object: what kind of thing it is ("which kind of appliance is it?"), and
+   everything else (recognition, existence, yes/no about what is shown).
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ _INSTRUCTIONS = re.compile(
     r"reference ocr tokens?:.*$",
     re.M)
 _OPTION_LINE = re.compile(r"^\s*\(?[a-h][.)]\s+.*$", re.M)
+# a "Context: ..." line (ScienceQA style) describes the item; the question is the line that asks
+_CONTEXT_LINE = re.compile(r"^\s*context:.*$", re.M)
 
 
 def normalise(question: str) -> str:
@@ -59,6 +70,8 @@ def normalise(question: str) -> str:
         q = _INSTRUCTIONS.sub(" ", q)
     if "\n" in q:
         q = _OPTION_LINE.sub(" ", q)
+        if "context:" in q:
+            q = _CONTEXT_LINE.sub(" ", q)
     q = " ".join(q.split())
     if q.startswith("please "):
         q = q[7:]
@@ -128,7 +141,7 @@ def _gate(alt: str) -> frozenset[str] | None:
             break
         words = m.group(1).split("|") if m.group(1) is not None else [m.group(2)]
         # the word ends here if a space, \\b, \\s or punctuation follows (at the pattern's end: a stem)
-        whole = rest.startswith((" ", "\\b", "\\s", ",", "\\.", "\\?"))
+        whole = rest.startswith((" ", "\\b", "\\s", "\\W", ",", "\\.", "\\?", "'", "$"))
         if whole:
             common = frozenset(["*common*"]) if _COMMON.issuperset(words) else frozenset()
             tokens.append(frozenset(w[:KEY] for w in words) | common)
@@ -149,19 +162,26 @@ _PIC = r"(?:image|picture|photo|photograph|pic|scene|frame|shot|snapshot|video|d
 _DET = r"(?:the|a|an|this|that|these|those|his|her|its|their|my|your)"
 # "what is the man wearing on his head?" asks about clothing, not a relation
 _NOT_ACTION = r"(?!(?:wearing|holding|carrying|eating|drinking|doing|playing|riding|using|reading|watching)\b)"
+# things that carry text
+_TEXT_THING = (r"(?:logo|sign|signs|image|picture|photo|poster|banner|cover|label|screen|shirt|board|wall|building|book|"
+               r"page|box|bottle|can|package|menu|paper|card|billboard|plate|jersey|bus|train|truck|door|window|mug|cup)")
 
 RULES: tuple[Rule, ...] = (
-    # 1. Bounding ------------------------------------------------------------
+    # 1. Bounding: the answer is a box, or the question gives one -----------------------------
     Rule("bounding.coords_in_question", BOUNDING, DESCRIBE,
          "the question gives box coordinates, so the answer describes a region", (COORDS.pattern,)),
     Rule("bounding.box_request", BOUNDING, BBOX, "the question asks for box coordinates",
-         _r(r"\bbounding box", r"\bbox coordinates?\b", r"\bbbox\b", r"\bx1, ?y1, ?x2, ?y2\b",
-            r"\bregion this sentence describes\b", r"\bcoordinates? of (?:the|this|each) (?:region|object|box)\b",
-            r"\b(?:output|give|return|provide) (?:its|the|their) (?:box|coordinates)\b")),
+         _r(r"\bbounding box coordinates?\b", r"\bbounding box (?:of|for|around)\b", r"\bbox coordinates?\b", r"\bbbox\b",
+            r"\bx1, ?y1, ?x2, ?y2\b", r"\bregion this sentence describes\b",
+            r"\bcoordinates? of (?:the|this|that|each|a|an)\b",
+            r"\b(?:output|give|return|provide|predict|draw|generate|find|detect) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:give|show|tell) (?:me|us) (?:the |a |its |their )?(?:bounding )?box(?:es)?\b",
+            r"\b(?:output|give|return|provide|predict|find) (?:its|the|their) (?:box|coordinates|location as)\b",
+            r"\b(?:with|as|using) (?:a |the )?bounding box(?:es)?\b")),
     Rule("bounding.region_description", BOUNDING, DESCRIBE, "the question asks to describe a given region",
          _r(r"\bdescription for this region\b", r"\bdescribe (?:this|the given) region\b")),
     Rule("bounding.coords_in_answer", BOUNDING, BBOX, "the answer is box coordinates", (COORDS.pattern,), on="answer"),
-    # 2. OCR ---------------------------------------------------------------------
+    # 2. OCR: reading text -------------------------------------------------------------------
     Rule("ocr.author", OCR, RECOGNITION, "asks who wrote the text (author on a cover)",
          _r(r"\bwho (?:wrote|is the author|are the authors|is the writer|authored|penned)\b",
             r"\bauthors? of (?:this|the) (?:book|novel|cover|text|article)\b", r"\bname of the author\b",
@@ -186,7 +206,16 @@ RULES: tuple[Rule, ...] = (
             r"product|station|app|game|movie|film|show|book|sign)\b",
             r"\b(?:year|date|price) (?:is|are|was) (?:on|written|printed|shown|displayed)\b",
             r"\bnumber on (?:the|his|her|this|that)\b", r"\bjersey number\b", r"\blicen[sc]e plate\b",
-            r"\bwebsite\b", r"\burl\b", r"\bphone number\b")),
+            r"\bwebsite\b", r"\burl\b", r"\bphone number\b", r"\bspeed limit\b",
+            r"\bwhat is the (?:score|price|date)\b", r"\bwhat's the (?:score|price|date)\b",
+            r"\b(?:number|numbers|digits|text|word|words|letter|letters|time|score|price) (?:is |are )?(?:displayed|shown) on\b", r"\bthe logo\b(?<=what is the logo)", r"\bthe logo\b(?<=what's the logo)", r"\b(?:what|whose) logo\b",
+            # the text itself is the subject: 'is the word in the logo "x"?', 'is the phrase "x" in the image?'
+            rf"\b(?:word|words|phrase|phrases|text|texts|letters|slogan|slogans|sentence|sentences) (?:in|on|of) (?:the|this|that) "
+            rf"{_TEXT_THING}\b",
+            r"\b(?:word|words|phrase|phrases|text|texts|sentence|sentences|slogan|slogans) [\"“']",
+            rf"\btranslat(?:e|ion|ing)\b[^?]{{0,40}}\b(?:in|on) the {_TEXT_THING}\b",
+            r"\baccording to the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|receipt|ticket|book|cover)\b",
+            r"\bbased on the (?:menu|sign|label|text|writing|caption|poster|screen|note|document|receipt|ticket|book|cover)\b")),
     Rule("ocr.book_semantic", OCR, SEMANTIC, "asks about the kind of book (genre, topic, edition)",
          _r(r"\bgenre\b", r"\bwhat (?:type|kind|sort|category) of book\b",
             r"^is this (?:a|an) [\w'&,.-]+(?: [\w'&,.-]+){0,5} book\b", r"\bis this book\b",
@@ -211,56 +240,101 @@ RULES: tuple[Rule, ...] = (
     Rule("complex.inference", COMPLEX, None, "asks for an inference or knowledge beyond what is shown",
          _r(r"\binfer", r"\bsuggest", r"\b(?:imply|implies|implication|implications)\b", r"\bpurpose\b", r"\breasons?\b", r"\bsignifican",
             r"\bimportan", r"\bpotential", r"\blikely\b", r"\bprobabl", r"\bpossibl", r"\bpredict", r"\bexpect",
-            r"\bchallenge", r"\bbenefit", r"\badvantage", r"\bconsequence", r"\baffect", r"\binfluenc",
+            r"\bchallenge", r"\bbenefit", r"\badvantage", r"\bconsequence", r"\baffect", r"\beffects?\b", r"\binfluenc",
             r"\bunusual\b", r"\bstrange\b", r"\bfunny\b", r"\b(?:humor|humour|humorous)\b", r"\binteresting\b", r"\bemotion",
             r"\bmood\b", r"\b(?:feel|feels|feeling|feelings)\b", r"\batmosphere\b", r"\bopinion\b", r"\bthink\b", r"\bbelieve\b",
             r"\bguess\b", r"\bused for\b", r"\bcommonly\b", r"\btypically\b", r"\busually\b", r"\borigin\b",
             r"\binvent", r"\bnative to\b", r"\bfamous\b", r"\b(?:safe|safety|safely)\b", r"\bdanger", r"\b(?:risk|risks|risky)\b",
             r"\bprecaution", r"\btip\b", r"\btips\b", r"\badvice\b", r"\brecommend", r"\bfactors?\b", r"\bconsider",
             r"\bcontext\b", r"\boccasion\b", r"\bpopular\b", r"\b(?:come|comes) from\b",
-            r"\b(?:what|which) (?:country|city|state|continent|era|century|decade)\b")),
+            r"\b(?:what|which) (?:country|city|state|continent|era|century|decade)\b(?! (?:is|are) (?:highlighted|shown|marked|outlined)\b)",
+            # judgement or advice: "is it a good idea", "is this a healthy meal"
+            r"\b(?:good|bad) idea\b", r"\bnecessary\b", r"\bneed to\b", r"\b(?:good|bad|safe|right) (?:place|time|spot|day|choice) (?:to|for)\b", r"\b(?:wise|advisable|appropriate|suitable)\b", r"\b(?:healthy|unhealthy|nutritious)\b",
+            # calculation and code: several steps before the answer
+            r"\barithmetic\b", r"\bequations?\b", r"\bcalculat", r"\bcompute\b", r"\bsolve\b", r"\bresult of\b",
+            r"\bvalue of the (?:expression|formula|sum|product)\b", r"\btotal (?:price|cost|amount|value)\b",
+            # a person's state of mind, preferences or status: inferred, not seen
+            r"\b(?:fun|enjoy|enjoying|enjoys|happy|sad|angry|bored|excited|scared|afraid|nervous|professional|amateur)\b",
+            r"\b(?:like|likes|enjoy|enjoys|love|loves|prefer|prefers|want|wants) to\b",
+            r"\bof the (?:code|program)\b", r"\b(?:python|java|javascript|sql) (?:code|program)\b",
+            # science and world knowledge (ScienceQA style): the image alone does not answer these
+            r"\badapt", r"\bpropert(?:y|ies)\b", r"\bexperiment", r"\bmagnet", r"\bforces?\b", r"\bconcentration\b",
+            r"\bparticles?\b", r"\boffspring\b", r"\bgenotype", r"\bphenotype", r"\binherit", r"\bpersuasive\b",
+            r"\bstatements? (?:is|are) true\b", r"\bcapital of\b", r"\baverage\b", r"\borganisms?\b", r"\bgenus\b",
+            r"\becosystem", r"\bfood (?:web|chain)\b", r"\b(?:producer|consumer)s?\b", r"\btimeline\b", r"\bkinetic\b",
+            r"\btemperature\b", r"\bclimate\b", r"\bweather (?:pattern|condition)s\b", r"\benergy\b",
+            r"\bsolid,? (?:or )?(?:a )?liquid\b", r"\bliquid,? (?:or )?(?:a )?(?:solid|gas)\b",
+            # language arts (ScienceQA style): about the words, not the image
+            r"\b(?:rhyme|rhymes|rhyming)\b", r"\btense\b", r"\b(?:compound|complex|simple|declarative|interrogative|exclamatory) sentence\b",
+            r"\b(?:syllable|syllables|alliteration|simile|metaphor|idiom|grammar|punctuation|hyperbole|personification)\b",
+            r"\bfigures? of speech\b", r"\b(?:allusion|irony|euphemism|oxymoron|paradox|onomatopoeia)\b")),
     Rule("complex.request", COMPLEX, None, "an open-ended writing or planning request",
          _r(r"^(?:can you |could you )?(?:write|compose|create|generate|draft|list|give me|suggest|plan|design|"
             r"translate|rewrite|summarize|summarise|help)\b")),
     Rule("complex.long_request", COMPLEX, None, "a long free-form prompt (30 words or more), e.g. text-only chat",
          _r(r"^(?:\S+\s+){29}\S")),
-    # 4. Complex: comparison and filtering ----------------------------------------------
+    # 4. Complex: comparing two things before answering ------------------------------------------
     Rule("complex.compare", COMPLEX, None, "compares or filters objects before answering (several steps)",
          _r(r"\b(?:more|fewer|less|bigger|smaller|larger|taller|shorter|longer|older|younger|heavier|lighter|faster|"
             r"slower|wider|narrower|thicker|thinner|darker|brighter|cheaper|better|worse|greater)\s+(?:[\w-]+\s+){0,3}than\b",
             r"\bmore of\b", r"\bthe same\b", r"\bsame (?:[\w-]+ )?as\b", r"\bdifferen(?:t|ce)\b", r"\bcompar",
-            r"\bboth\b", r"\beither\b", r"\bneither\b", r"\bcombined\b", r"\baltogether\b",
+            r"\bin common\b", r"\bcombined\b", r"\baltogether\b",
+            r"^(?:who|which|what) is (?:taller|shorter|bigger|smaller|larger|older|younger|heavier|lighter|faster|"
+            r"slower|longer|wider)\b",
+            r"^(?:who|which|what) one is (?:taller|shorter|bigger|smaller|larger|older|younger|heavier|lighter|faster|"
+            r"slower|longer|wider)\b",
             r"\btotal number of [\w ]+ and\b", r"\bsum of\b", r"\bexcluding\b", r"\bnot counting\b",
             r"\bapart from\b", r"\bother than\b", r"\bexcept\b", r"^among\b", r"\bhow many other\b")),
-    # 5-6. Object before Spatial ----------------------------------------------------------
-    Rule("object.attribute", OBJECT, None, "asks an attribute or count of an object (a location only picks it)",
-         _r(r"^(?:what|which) (?:colou?rs?|material|shape|pattern|size|type|kind|sort|breed|species|flavou?r)\b",
+    # 5-6. Object questions that a location does not turn into Spatial ----------------------------
+    Rule("object.attribute", OBJECT, None, "asks a visual attribute or a count of a named object (a location only picks it)",
+         _r(r"^(?:what|which) (?:colou?rs?|material|shape|pattern|size|flavou?r)\b",
             r"^what is the (?:colou?r|material|shape|pattern|size)\b", r"^how many\b", r"\bmade (?:of|from|out of)\b")),
+    Rule("object.marked", OBJECT, None, "asks about the object a box drawn in the image marks (no coordinates)",
+         _r(r"\b(?:in|inside|within) the (?:red|green|blue|yellow|white|black|orange) (?:bounding )?box\b",
+            r"\b(?:in|inside|within) the bounding box\b")),
+    Rule("object.highlighted", OBJECT, None, "asks which thing is highlighted or marked (recognition)",
+         _r(r"\b(?:is|are) (?:highlighted|marked|outlined|circled|shaded)\b", r"\bshown\W*$")),
+    Rule("object.activity", OBJECT, None, "asks what a person or animal is doing, wearing or holding (a location only picks them)",
+         _r(r"\bdoing\b", r"\b(?:wearing|holding|carrying|eating|drinking|playing|riding|using|reading|watching)\W*$")),
     Rule("object.scene_place", OBJECT, None, "asks what kind of place the photo shows",
          _r(rf"\bwhere (?:is|was|are|were) (?:this|these|the {_PIC})\b(?: {_PIC})?(?: (?:taken|shot|located))?\W*$",
-            r"\bwhere (?:was|is) (?:this|the) \w+ taken\b")),
-    # 7. Spatial -------------------------------------------------------------------------
+            r"\bwhere (?:was|is) (?:this|the) \w+ taken\b",
+            rf"\b{_PIC} (?:taken|captured|shot|photographed) (?:in|at) (?:a|an|the) (?:place|location|setting)\b")),
+    # 7. Spatial: where things are, or a thing identified by where it is ----------------------------
     Rule("spatial.relation", SPATIAL, None, "asks about relative position",
-         _r(r"\b(?:to|on|at) the (?:left|right)\b", r"\b(?:left|right) (?:of|side|hand|corner|edge|half)\b", r"\b(?:left|right)\b-hand\b",
+         _r(r"\b(?:to|on|at) the (?:left|right)\b", r"\b(?:left|right) (?:of|side|hand|corner|edge|half|part)\b", r"\b(?:left|right)\b-hand\b",
             r"\b(?:leftmost|rightmost|topmost|bottommost|uppermost|lowermost)\b", r"\bleft or (?:to the )?right\b",
-            r"\bright or (?:to the )?left\b", r"\b(?:which|what) side\b", r"\babove\b", r"\bbelow\b",
+            r"\bright or (?:to the )?left\b", r"\b(?:which|what) side\b", r"\bwhich (?:hand|arm|leg|foot|direction|way)\b",
+            r"\babove\b", r"\bbelow\b",
             r"\bunder(?:neath)?\b", r"\bbeneath\b", r"\bbehind\b", r"\bin front\b", r"\bnext to\b", r"\bbeside\b",
-            r"\b(?:near|nearby|nearest|nearer)\b", r"\bclose (?:to|by)\b", r"\b(?:closest|closer)\b", r"\bfar from\b", r"\bfarthest from\b", r"\bfarther from\b",
+            r"\b(?:near|nearby|nearest|nearer)\b", r"\bclose (?:to|by)\b", r"\b(?:closest|closer)\b", r"\bfar from\b", r"\bfarthest\b", r"\bfarther from\b",
             r"\bfurthest\b", r"\bfurther (?:left|right|up|down|away)\b", r"\bbetween\b", r"\bacross from\b",
             r"\bopposite\b", r"\bon top\b", r"\batop\b", r"\bsurround", r"\badjacent\b", r"\balongside\b",
-            r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b",
+            r"\bfacing\b", r"\b(?:higher|highest|lower|lowest)\b", r"\b(?:north|south|east|west|northern|southern|eastern|western|"
+            r"northernmost|southernmost|easternmost|westernmost|northward|southward|eastward|westward)\b",
             r"\b(?:at|in|on) the (?:top|bottom|center|centre|middle|corner|edge|side|back|front|foreground|background)\b",
-            r"\b(?:top|bottom) (?:of|left|right|half|part)\b", r"\bin which part\b", r"\bwhat part of\b",
+            r"\b(?:top|bottom) (?:of|left|right|half|part)\b", r"\bin which part\b", r"\b(?:what|which) part of\b",
             r"\bposition", r"\blocat(?:ed|ion)\b", r"\borientation\b", r"\bdirection\b", r"\binside\b",
             r"\boutside of\b")),
     Rule("spatial.where", SPATIAL, None, "asks where something is", _r(r"^where\b", r"\bwhere (?:is|are|was|were|do|does|did|can)\b")),
     Rule("spatial.placement", SPATIAL, None, "asks what something rests on or is placed in",
          _r(r"\b(?:sitting|standing|lying|laying|resting|perched|mounted|hanging|leaning|parked|placed|sits|stands|"
-            r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|attached) (?:on|in|at|against|from|"
-            r"atop|inside|by|over|onto|upon)\b")),
+            r"rests|lies|hangs|leans|kept|stored|stacked|piled|seated|floating|swimming|attached) "
+            rf"(?:on|in|at|against|from|atop|inside|by|over|onto|upon)\b(?! (?:the|this|a) {_PIC}\b)")),
     Rule("spatial.on_in", SPATIAL, None, "asks whether or what is on or in another object",
-         _r(rf"^(?:is|are) {_DET} (?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
-            rf"^what(?: is|'s| are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)")),
+         _r(rf"^(?:is|are) {_DET} (?!{_PIC}\b)(?:{_NOT_ACTION}[\w'-]+ ){{1,3}}?(?:on|in|at|over|onto|off) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|who) (?:is|are) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|who)'s (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|which|who) (?:kind of |type of |sort of )?[\w-]+(?: is| are|'s) (?:on|in|atop|over|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^what (?:is|are) the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^what's the (?:name of the )?[\w-]+ (?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|which|who) (?:is|are) (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
+            rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)",
+            rf"^(?:what|which|who)'s (?:the )?(?:name of the )?[\w -]{{1,30}}? (?:that|which|who) (?:is|are) "
+            rf"(?:on|in|atop|inside) {_DET}\b(?! {_PIC}\b)")),
+    # 8. Object: what kind of thing it is (after Spatial: "what kind of device is left of the monitor" is Spatial)
+    Rule("object.kind", OBJECT, None, "asks what kind or type of thing an object is",
+         _r(r"^(?:what|which) (?:type|kind|sort|breed|species)\b", r"^what is the (?:type|kind|breed|species)\b")),
 )
 
 _DEFAULT_OBJECT = tuple(
@@ -310,7 +384,7 @@ def classify(question: str, answer: str | None = None) -> tuple[Label, str]:
     """
     found = _CACHE.get(question)
     if found is None:
-        found = _classify_question(normalise(question))
+        found = _exam_override(question, _classify_question(normalise(question)))
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
         _CACHE[question] = found
@@ -345,14 +419,37 @@ def classify_reference(question: str, answer: str | None = None) -> tuple[Label,
     """The same decision without the word gates: slow, for tests of the fast path."""
     q = normalise(question)
     for rule in RULES:
-        text = q if rule.on == "question" else answer
-        m = rule.search(text) if text else None
+        if rule.on == "answer":
+            continue
+        m = rule.search(q)
         if m:
-            return _label(rule, m), rule.id
+            return _with_answer(_exam_override(question, (_label(rule, m), rule.id)), answer)
     for rule_id, pat, label in _DEFAULT_OBJECT:
         if pat.search(q):
-            return label, rule_id
+            return _with_answer(_exam_override(question, (label, rule_id)), answer)
     raise AssertionError("unreachable")
+
+
+def _with_answer(found: tuple[Label, str], answer: str | None) -> tuple[Label, str]:
+    if answer and found[0].category != BOUNDING:
+        return _answer_rule(answer) or found
+    return found
+
+
+# A science-exam item (ScienceQA's format: a "Context:" line and lettered options) asks for knowledge
+# the image alone does not give: when only Object's weak defaults matched, it is Complex. Attributes,
+# things marked on a map ("which country is highlighted?") and positions keep their own rules.
+_EXAM_WEAK = frozenset({"object.kind", "object.identify", "object.yes_no"})
+_EXAM = Label(COMPLEX, None, "complex.exam: a science-exam item (a Context: line and lettered options) "
+                             "that no Object or Spatial cue claims: it needs knowledge beyond the image", "complex.exam")
+
+
+def _exam_override(question: str, found: tuple[Label, str]) -> tuple[Label, str]:
+    if found[1] in _EXAM_WEAK and "ontext:" in question:
+        low = question.lower()
+        if _CONTEXT_LINE.search(low) and _OPTION_LINE.search(low):
+            return _EXAM, _EXAM.rule
+    return found
 
 
 def _answer_rule(answer: str):

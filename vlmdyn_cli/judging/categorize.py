@@ -1,10 +1,12 @@
 """Categorising questions with an LLM judge backend (``vlmdyn data categorize --method llm --judge SPEC``).
 
-The spec gives the backend, model and options; the prompt is always our
-category prompt (``judges/prompts/category.txt``): the seven options with
-example questions, answered by one letter. Under llama-cpp a grammar allows
-only those letters. A reply that is not exactly one of the letters gives
-``None`` for that question (never a guessed category).
+The spec gives the backend, model and options; the prompt is always the
+paper's four-way category prompt (``judges/prompts/category.txt``: Object,
+Spatial, Bounding, Complex with example questions), answered by one letter.
+Under llama-cpp a grammar allows only those letters. A reply that is not
+exactly one of the letters gives ``None`` for that question (never a guessed
+category). OCR and the sub-categories are added by the data side
+(``vlmdyn_cli.data.llm_categorize``), as in the paper.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from vlmdyn_cli.judging.parse import strip_wrapping
 from vlmdyn_cli.judging.spec import builtin_dir, load_spec
 
 LETTERS: dict[str, tuple[str, str | None]] = {
-    "O": (OBJECT, None), "S": (SPATIAL, None), "B": (BOUNDING, "bbox"), "D": (BOUNDING, "describe"),
-    "R": (OCR, "recognition"), "G": (OCR, "semantic"), "C": (COMPLEX, None),
+    "O": (OBJECT, None), "S": (SPATIAL, None), "B": (BOUNDING, None), "C": (COMPLEX, None),
 }
 LETTER_GRAMMAR = "root ::= [" + "".join(LETTERS) + "]\n"
 

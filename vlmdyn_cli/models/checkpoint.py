@@ -78,6 +78,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", dtype=None):
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    import vlmdyn_cli.models.fused  # noqa: F401 - registers the fused vision tower (composed: DINOv2 + SigLIP)
+
     meta = read_meta(path)
     quiet_transformers()
     try:

@@ -9,6 +9,7 @@ def load_hf_llava(name: str, cfg: dict):
     """Load (model, processor) with transformers' Llava classes from a folder or a hub id."""
     from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
 
+    import vlmdyn_cli.models.fused  # noqa: F401 - registers the fused vision tower of composed: checkpoints
     from vlmdyn_cli.models.special import ensure_chat_tokens
 
     try:

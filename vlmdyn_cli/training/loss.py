@@ -2,7 +2,8 @@
 
 ``LossModule`` wraps a ``LlavaForConditionalGeneration`` so DDP/DeepSpeed see
 one module whose forward returns the loss. The LM head runs only on the
-positions that carry a label (answers, plus questions under L2T), not on
+positions that carry a label (answers, plus questions minus their fixed template
+text under L2T: ``models/chat.py:split_fixed_text``, ``models/l2t_fixed_text.toml``), not on
 every position as ``model(..., labels=...)`` would: on the tiny model that
 is a sizeable part of the step. The sum (not the mean) is returned; the
 trainer divides by the target-token count of the whole global batch.
