@@ -396,31 +396,39 @@ def test_merge_killed_mid_transaction_leaves_the_target_as_before(target, tmp_pa
 
 
 @pytest.mark.slow
-def test_three_node_databases_merged_back_equal_a_single_process(tmp_path_factory, cli):
-    """Export 3 node databases, run `infer --shard i/3` and the rules judge on each (3 processes at
-    once), merge them back: generations, then judgements, equal a single process's, row by row."""
-    root = tmp_path_factory.mktemp("e2e")
-    base = build_infer_template(root)
+def test_cluster_recipe_three_nodes_merged_back_equal_a_single_process(tmp_path_factory, cli):
+    """examples/cluster.sh as a user runs it, 3 "nodes" at once on this machine (CPU, hf backend):
+    export 3 node databases, `infer --shard k/3` and the rules judge on each, merge them back.
+    Generations, then judgements, equal a single process's, row by row."""
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("cluster")
+    target = build_infer_template(root)
     single = root / "single.db"
-    shutil.copy(base, single)
-    gen = ["--max-new-tokens", "4", "--device", "cpu", "-q"]
-    assert cli("infer", "--db", single, "--run", "r1", *gen).code == 0
+    shutil.copy(target, single)
+    gen = ["--max-new-tokens", "4"]
+    assert cli("infer", "--db", single, "--run", "r1", "--device", "cpu", "-q", *gen).code == 0
     assert cli("judge", "--db", single, "--run", "r1", "--judge", "rules", "-q").code == 0
-    target = root / "exp.db"
-    ns = [root / f"node{i}.db" for i in range(3)]
-    for n in ns:
-        assert cli("db", "export", "--run", "r1", "--out", n, "--db", target, "-q").code == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    script = ("vlmdyn infer --db {n} --run r1 --shard {i}/3 " + " ".join(gen)
-              + " && vlmdyn judge --db {n} --run r1 --judge rules -q")
-    bindir = os.path.dirname(sys.executable)
-    procs = [subprocess.Popen(["bash", "-c", script.format(n=n, i=i)], env={**env, "PATH": f"{bindir}:{env['PATH']}"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i, n in enumerate(ns)]
+    script = str(Path(__file__).resolve().parents[1] / "examples" / "cluster.sh")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BACKEND": "hf", "DEVICE": "cpu", "JUDGE": "rules -q",
+           "LOGS": str(root / "logs"), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+
+    def sh(*args, **kw):
+        return subprocess.Popen(["bash", script, *map(str, args)], env=env, cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kw)
+
+    p = sh("export", target, 3, "r1", root / "nodes")
+    assert p.wait(300) == 0, p.stderr.read()
+    nodes = [root / "nodes" / f"node{k}.db" for k in range(3)]
+    procs = [sh("node", nodes[k], k, 3, "r1", 1, "--", *gen) for k in range(3)]
     for p in procs:
-        assert p.wait(600) == 0, p.stderr.read().decode()
-    r = cli("db", "merge", *ns, "--into", target)
-    assert r.code == 0, r.err
+        assert p.wait(900) == 0, p.stderr.read() + "".join(f.read_text() for f in (root / "logs").glob("*.log"))
+    p = sh("merge", target, "r1", *nodes)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
     assert generations(target) == generations(single)
     assert judgements(target) == judgements(single)
-    r = cli("infer", "--db", target, "--run", "r1", "--dry-run", "--json", "--max-new-tokens", "4")
-    assert r.code == 0 and json.loads(r.out)["pending"] == 0
+    total = len(generations(single))
+    assert f"r1: 0 of {total} (checkpoint, QA pair) units left" in out
+    logs = sorted(f.name for f in (root / "logs").glob("*.log"))
+    assert logs == [f"infer-shard-{k}-of-3.log" for k in range(3)]

@@ -134,12 +134,12 @@ def _print_dry_run(plan: dict, json_out: bool) -> None:
         return
     for note in plan["notes"]:
         hint(note)
-    print_table(plan["checkpoints"], ["step", "items", "done", "pending", "other_config"],
-                title=f"run {plan['run']}: {plan['pending']} of {plan['total']} (checkpoint, QA pair) units left, "
-                      f"sets {', '.join(plan['sets'])}")
+    typer.echo(f"run {plan['run']}: {plan['pending']} of {plan['total']} (checkpoint, QA pair) units left; "
+               f"sets {', '.join(plan['sets'])}")
+    print_table(plan["checkpoints"], ["step", "items", "done", "pending", "other_config"])
     rows = [{**r, "time": format_seconds(r["est_seconds"])} for r in plan["per_shard"]]
     print_table(rows, ["shard", "items", "loads", "time"],
-                title=f"split {plan['shards']} way{'s' if plan['shards'] > 1 else ''} (loads: checkpoints to load)")
+                title=f"split {plan['shards']} way{'s' if plan['shards'] > 1 else ''} (loads: checkpoints loaded)")
     speed = plan["speed"]
     if speed is None:
         typer.echo("time: unknown, no batch has been measured for this run or model with this backend yet; "

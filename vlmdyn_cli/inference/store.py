@@ -8,6 +8,8 @@ is skipped next time.
 
 from __future__ import annotations
 
+import time
+
 from sqlite_utils import Database
 
 from vlmdyn_cli.inference.config import GenConfig
@@ -35,6 +37,7 @@ def write_batch(db: Database, run_id: int, step: int, items: list[GenItem], pred
     if len(items) != len(predictions):
         raise ValueError(f"{len(items)} items but {len(predictions)} predictions")
     ts = now()
+    t0 = time.monotonic()
     with immediate(db):
         rows = list(zip(items, predictions))
         if not replace:
@@ -50,6 +53,6 @@ def write_batch(db: Database, run_id: int, step: int, items: list[GenItem], pred
             "gen_config_hash = excluded.gen_config_hash, backend = excluded.backend, "
             "created_at = excluded.created_at",
             [(run_id, step, it.qa_id, p, h, config_hash, backend, ts) for (it, p), h in zip(rows, hashes)])
-        if timer is not None:
-            timer.write(db.conn, step, "batch", len(items), seconds)
+        if timer is not None:    # db_seconds: the wait for the write lock (other shards) and the inserts
+            timer.write(db.conn, step, "batch", len(items), seconds, time.monotonic() - t0)
     return len(rows)

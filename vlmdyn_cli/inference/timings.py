@@ -31,12 +31,13 @@ class Timer:
     max_new_tokens: int
     shard: str | None
 
-    def write(self, conn: sqlite3.Connection, step: int, kind: str, n_items: int, seconds: float) -> None:
+    def write(self, conn: sqlite3.Connection, step: int, kind: str, n_items: int, seconds: float,
+              db_seconds: float | None = None) -> None:
         """Insert one row; the caller owns the transaction."""
-        conn.execute("INSERT INTO infer_timings(run_id, step, kind, n_items, seconds, backend, device, batch_size, "
-                     "max_new_tokens, shard, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                     [self.run_id, step, kind, n_items, seconds, self.backend, self.device, self.batch_size,
-                      self.max_new_tokens, self.shard, now()])
+        conn.execute("INSERT INTO infer_timings(run_id, step, kind, n_items, seconds, db_seconds, backend, device, "
+                     "batch_size, max_new_tokens, shard, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                     [self.run_id, step, kind, n_items, seconds, db_seconds, self.backend, self.device,
+                      self.batch_size, self.max_new_tokens, self.shard, now()])
 
 
 @dataclass(frozen=True)

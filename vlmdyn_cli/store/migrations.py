@@ -406,6 +406,7 @@ def m210_shards(db: Database) -> None:
             kind TEXT NOT NULL,              -- load (a checkpoint loaded) or batch (a batch generated)
             n_items INTEGER NOT NULL,        -- answers generated (0 for a load)
             seconds REAL NOT NULL,           -- wall time of the load or of the generation (not the write)
+            db_seconds REAL,                 -- batch: waiting for the write lock and inserting (before commit)
             backend TEXT NOT NULL,           -- hf or vllm
             device TEXT,                     -- the device the backend used (cpu, cuda:0...)
             batch_size INTEGER,
