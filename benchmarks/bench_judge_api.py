@@ -15,8 +15,11 @@ Reported per configuration: items, wall seconds, items/s, 429 answers received,
 items lost (no scored row: must be 0), the most requests the server saw in flight.
 Printed as a table and written to benchmarks/out/bench_judge_api.json.
 
-    /work/venv/bin/python benchmarks/bench_judge_api.py                  # 80 items, 300 ms, 1200 rpm
-    /work/venv/bin/python benchmarks/bench_judge_api.py --items 40 --rpm 1500 --burst 8
+Target: concurrency 8 at least 6x the items/s of concurrency 1, and no item lost; exits 1
+when missed.
+
+    .venv/bin/python benchmarks/bench_judge_api.py                  # 80 items, 300 ms, 1200 rpm
+    .venv/bin/python benchmarks/bench_judge_api.py --items 40 --rpm 1500 --burst 8
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def run_one(concurrency: int, n_items: int, latency: float, rpm: float, burst: f
     from servers.fake_openai import FakeOpenAI
     from servers.openai_specs import write_spec
 
-    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.judging.run import judge_triples
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.db import upsert_triples
@@ -90,6 +93,12 @@ def main() -> None:
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (OUT / "bench_judge_api.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {OUT / 'bench_judge_api.json'}")
+    misses = [m for m, bad in ((f"speed-up {speedup:.2f}x (target >= 6x)", speedup < 6),
+                               (f"{base['lost'] + new['lost']} items lost (target 0)", base["lost"] + new["lost"]))
+              if bad]
+    for m in misses:
+        print(f"MISSED: {m}")
+    sys.exit(1 if misses else 0)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ rubric dict by slot filling, the spec's default), plus warm full mode with
 grammar sampling (``fill = "sample"``) for comparison. save_state/load_state
 calls are counted (must be 0 per item).
 
-    /work/venv/bin/python benchmarks/bench_judge_local.py [--items 12] [--threads 1] [--model PATH|pkg:...]
+Targets (ratios in this one run, by process CPU time: steadier than wall time on a shared
+machine): score mode warm at least 8x cheaper than cold, full mode at least 4x; 0 state
+copies. Exits 1 when one is missed.
+
+    .venv/bin/python benchmarks/bench_judge_local.py [--items 12] [--threads 1] [--model PATH|pkg:...]
 """
 
 from __future__ import annotations
@@ -47,12 +51,12 @@ CPU: list[float] = []     # process CPU seconds of the last measure() call, per 
 
 def measure(backend, spec, items, *, cold: bool, score_only: bool) -> list[float]:
     """Wall seconds per item (CPU seconds per item left in CPU: less sensitive to a busy machine)."""
-    from vlmdyn_cli.judging.prompts import render_request
+    from vlmdyn_cli.judging.backends.base import Item
 
     out = []
     CPU.clear()
     for i, (q, a, p) in enumerate(items):
-        req = render_request(spec, f"k{i}", q, a, p)
+        req = spec.render(Item(f"k{i}", q, a, p))
         req.score_only = score_only
         if cold:
             backend.reset_context()
@@ -91,9 +95,9 @@ def main() -> None:
     b = create_backend(spec, {"n_threads": args.threads})
     load_s = time.perf_counter() - t0
     items = (ITEMS * (args.items // len(ITEMS) + 1))[:args.items]
-    from vlmdyn_cli.judging.prompts import render_request
+    from vlmdyn_cli.judging.backends.base import Item
 
-    prompt_tokens = len(b.tokens_for(render_request(spec, "x", *items[0])))
+    prompt_tokens = len(b.tokens_for(spec.render(Item("x", *items[0]))))
     measure(b, spec, items[:1], cold=False, score_only=True)      # warm the prefix once
 
     res = {}
@@ -139,6 +143,13 @@ def main() -> None:
     print(f"full mode with grammar sampling instead of slot filling: warm "
           f"{res['full_grammar_sampling_warm_median_s']:.3f} s/item")
     print(f"state copies: {copies['n']} (aim 0)")
+    misses = [m for m, bad in (
+        (f"score mode warm vs cold {s['speedup_cpu']:.1f}x CPU (target >= 8x)", s["speedup_cpu"] < 8),
+        (f"full mode warm vs cold {f['speedup_cpu']:.1f}x CPU (target >= 4x)", f["speedup_cpu"] < 4),
+        (f"{copies['n']} state copies (target 0)", copies["n"] != 0)) if bad]
+    for m in misses:
+        print(f"MISSED: {m}")
+    raise SystemExit(1 if misses else 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import json
 import threading
 import time
 
-from vlmdyn_cli.judging.backends.base import JudgeResponse
+from vlmdyn_cli.judging.backends.base import ModelBackend
+from vlmdyn_cli.judging.verdict import Completion, from_completion
 from vlmdyn_cli.store.db import triple_hash
 
 # (question, reference, prediction at step 10, prediction at step 20, eval set)
@@ -56,36 +57,28 @@ def make_run(db, run_name="r1") -> dict:
     return {"run_id": run, "hashes": hashes}
 
 
-class ScriptedBackend:
-    """Answers from a fixed function of the item; counts calls (class-wide) and can sleep or charge."""
+class ScriptedBackend(ModelBackend):
+    """A model backend whose answer is a fixed function of the item, parsed like any model's text;
+    counts items (class-wide) and can sleep or charge."""
 
-    id = "scripted"
     calls = 0
     lock = threading.Lock()
     answer = staticmethod(lambda item: "{'p': 'yes', 'MS': 5, 'MD': 5, 'H': 5}")
+    error = staticmethod(lambda item: None)
     cost_per_item = 0.0
     delay_s = 0.0
 
-    def __init__(self, spec, **options):
-        self.options = options
-
-    def run(self, requests, on_result):
-        for req in requests:
+    def run(self, items, on_verdict):
+        for it in items:
             with ScriptedBackend.lock:
                 ScriptedBackend.calls += 1
             if self.delay_s:
                 time.sleep(self.delay_s)
-            text = type(self).answer(req.item)
-            on_result(JudgeResponse(key=req.key, text=text, resolved_model="scripted-1",
-                                    prompt_tokens=100, completion_tokens=10, cost_usd=self.cost_per_item,
-                                    latency_s=0.001))
-
-    def close(self):
-        pass
-
-
-def scripted_factory(spec, **options):
-    return ScriptedBackend(spec, **options)
+            error = type(self).error(it)
+            c = Completion(it.key, text=None if error else type(self).answer(it), resolved_model="scripted-1",
+                           prompt_tokens=100, completion_tokens=10, cost_usd=self.cost_per_item, latency_s=0.001,
+                           error=error)
+            on_verdict(from_completion(self.spec, c))
 
 
 def write_spec(tmp_path, name="scripted", backend="scripted", output="rubric-dict", extra="") -> str:

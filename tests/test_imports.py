@@ -29,18 +29,6 @@ from pathlib import Path
 PACKAGE = "vlmdyn_cli"
 ROOT = Path(__file__).resolve().parents[1]
 
-# Cycles that still exist, each removed by another piece of issue 13's work. The judge-path
-# refactor (items 1 and 2) deletes both: the OpenAI backend is split into wire/live/batch
-# modules (openai_batch no longer imports openai_backend back), and the fitted backend stops
-# reaching into calibration/. LEAD: delete these two entries (and the whole allow-list) once
-# that work is merged; the test fails on an entry that no longer matches a cycle, to say so.
-ALLOWED = {
-    ("module", frozenset({"vlmdyn_cli.judging.backends.openai_backend",
-                          "vlmdyn_cli.judging.backends.openai_batch"})),
-    ("package", frozenset({"vlmdyn_cli.judging", "vlmdyn_cli.calibration"})),
-}
-
-
 def module_files(root: Path, package: str) -> dict[str, Path]:
     """Dotted module name -> file, for every .py file of the package."""
     out = {}
@@ -171,10 +159,8 @@ def check(root: Path, package: str, allowed=frozenset()) -> tuple[list[str], lis
 
 
 def test_the_package_has_no_import_cycle():
-    problems, stale = check(ROOT, PACKAGE, ALLOWED)
+    problems, _ = check(ROOT, PACKAGE)
     assert not problems, "import cycles:\n" + "\n".join(problems)
-    assert not stale, "these allowed cycles are gone: delete them from ALLOWED in tests/test_imports.py:\n" \
-                      + "\n".join(stale)
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 
 import pytest
 
@@ -19,11 +20,13 @@ from servers.fake_openai import FakeOpenAI  # noqa: E402
 from servers.openai_specs import FAKE_KEY, rows_by_question, write_spec, write_triples  # noqa: E402
 
 from vlmdyn_cli.judging import prices  # noqa: E402
-from vlmdyn_cli.judging.backends.base import JudgeRequest  # noqa: E402
-from vlmdyn_cli.judging.backends.openai_backend import make_backend, retry_after_s, scrub  # noqa: E402
+from vlmdyn_cli.judging.backends import create_backend  # noqa: E402
+from vlmdyn_cli.judging.backends.base import Prompt  # noqa: E402
+from vlmdyn_cli.judging.backends.openai_wire import retry_after_s, scrub  # noqa: E402
 from vlmdyn_cli.judging.backends.verdict_probs import p_yes_at, verdict_word  # noqa: E402
+from vlmdyn_cli.judging.spec import load_spec  # noqa: E402
 
-FAST = {"timeout": 0.5, "backoff_base": 0.02, "backoff_max": 0.2, "max_retries": 3}
+FAST = {"timeout": 0.5, "max_retries": 3}
 PRICED = {"price_in": 0.15, "price_out": 0.60}
 
 
@@ -38,13 +41,19 @@ def key_env(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
 
 
-def _req(key: str, text: str, **kw) -> JudgeRequest:
-    return JudgeRequest(key=key, messages=[{"role": "user", "content": text}], **kw)
+def _req(key: str, text: str, **kw) -> Prompt:
+    return Prompt(key=key, messages=[{"role": "user", "content": text}], **kw)
+
+
+def _backend(tmp_path, options=None, *, base_url=None, score_mode="with-verdict", **runtime):
+    """The openai backend of a user spec (its [options] = ``options``), as the runner builds it."""
+    spec = load_spec(str(write_spec(tmp_path, options=options or {}, score_mode=score_mode)))
+    return create_backend(spec.with_overrides(options={"base_url": base_url} if base_url else None), runtime)
 
 
 def _run(backend, reqs):
     out = []
-    backend.run(reqs, out.append)
+    backend.complete(reqs, out.append)
     return {r.key: r for r in out}
 
 
@@ -93,8 +102,8 @@ def test_scrub_removes_key_but_not_ordinary_words():
 # ------------------------------------------------------------------ the backend on its own
 
 
-def test_every_fault_ends_judged_or_with_a_reason(srv, key_env):
-    be = make_backend({"model": "gpt-4o-mini", "options": FAST | PRICED}, base_url=srv.base_url, concurrency=4)
+def test_every_fault_ends_judged_or_with_a_reason(srv, key_env, tmp_path):
+    be = _backend(tmp_path, FAST | PRICED, base_url=srv.base_url, concurrency=4)
     faults = ["429", "500", "503", "timeout", "truncated", "drop", "nonjson", "nondict", "nochoices",
               "429,500,truncated"]
     reqs = [_req(f, f"item FAULTS={f}") for f in faults] + [_req("never", "item FAULTS=500*"),
@@ -107,47 +116,67 @@ def test_every_fault_ends_judged_or_with_a_reason(srv, key_env):
         assert r.resolved_model == "gpt-4o-mini-2024-07-18"
         assert r.prompt_tokens > 0 and r.completion_tokens == 3
         assert r.cost_usd == pytest.approx((r.prompt_tokens * 0.15 + 3 * 0.60) / 1e6)
-    assert res["429,500,truncated"].extra["attempts"] == 4
+    assert srv.attempts["item FAULTS=429,500,truncated"] == 4   # three faults, three retries, then the answer
     assert res["never"].text is None and "HTTP 500" in res["never"].error and "gave up after 4" in res["never"].error
     assert res["bad"].text is None and res["bad"].error.startswith("HTTP 400")
-    assert srv.attempts["item FAULTS=500*"] == 4             # our retries only: the SDK's are off
+    assert srv.attempts["item FAULTS=500*"] == 4             # max_retries = 3: four attempts in all
     assert srv.attempts["item FAULTS=400"] == 1              # a 4xx is not retried
 
 
-def test_retry_after_seconds_is_honoured(srv, key_env):
-    be = make_backend({"model": "gpt-4o-mini", "options": FAST}, base_url=srv.base_url, concurrency=1)
+def test_retry_after_seconds_is_honoured(srv, key_env, tmp_path):
+    import time
+
+    be = _backend(tmp_path, FAST, base_url=srv.base_url, concurrency=1)
+    t0 = time.monotonic()
     r = _run(be, [_req("a", "FAULTS=429s")])["a"]
-    assert r.error is None and r.extra["throttled"] == 1
-    assert r.extra["total_s"] >= 0.95                        # the server said "Retry-After: 1"
+    assert r.error is None and srv.attempts["FAULTS=429s"] == 2
+    assert time.monotonic() - t0 >= 0.95                     # the server said "Retry-After: 1"
 
 
-def test_concurrency_limit_is_respected(key_env):
+def test_a_429_pauses_every_worker(key_env, tmp_path):
+    """After a 429 with Retry-After: 1, no worker sends anything new until that second is over."""
+    import time
+
+    with FakeOpenAI(latency_s=0.05) as srv:
+        be = _backend(tmp_path, FAST, base_url=srv.base_url, concurrency=4)
+        t0 = time.monotonic()
+        arrived = {}
+        be.complete([_req("slow", "FAULTS=429s")] + [_req(str(i), f"item {i}") for i in range(12)],
+                    lambda c: arrived.setdefault(c.key, (time.monotonic() - t0, c.error)))
+    assert len(arrived) == 13 and all(err is None for _, err in arrived.values())
+    # without the pause the 12 quick items are done in ~0.2 s; with it, only those already in flight
+    # when the 429 came back get through before the server's second is over
+    early = [k for k, (t, _) in arrived.items() if t < 0.9]
+    assert len(early) <= 7, sorted(arrived.items(), key=lambda kv: kv[1][0])
+
+
+def test_concurrency_limit_is_respected(key_env, tmp_path):
     with FakeOpenAI(latency_s=0.15) as srv:
-        be = make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url, concurrency=3)
+        be = _backend(tmp_path, base_url=srv.base_url, concurrency=3)
         res = _run(be, [_req(str(i), f"item {i}") for i in range(12)])
     assert len(res) == 12 and all(r.error is None for r in res.values())
     assert 2 <= srv.max_in_flight <= 3
 
 
-def test_score_only_returns_p_yes_without_text(srv, key_env):
-    be = make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url)
+def test_score_only_reads_p_yes_at_the_verdict_token(srv, key_env, tmp_path):
+    be = _backend(tmp_path, base_url=srv.base_url, score_mode="only")
     res = _run(be, [_req("a", "PYES=0.35", score_only=True, verdict_prefix="{'p': '"),
                     _req("b", "PYES=0.8", score_only=True, verdict_prefix="")])
-    assert res["a"].text is None and res["a"].p_yes == pytest.approx(0.35)
-    assert res["b"].text is None and res["b"].p_yes == pytest.approx(0.8)
-    assert res["b"].completion_tokens == 1                   # verdict-first: one token asked for
+    assert res["a"].error is None and res["a"].p_yes == pytest.approx(0.35)
+    assert res["b"].error is None and res["b"].p_yes == pytest.approx(0.8)
+    assert res["b"].completion_tokens == 1 and res["b"].text == "yes"   # verdict-first: one token asked for
 
 
-def test_key_required_for_openai_but_not_for_a_local_server(monkeypatch, srv):
+def test_key_required_for_openai_but_not_for_a_local_server(monkeypatch, srv, tmp_path):
     from vlmdyn_cli.errors import BadInput
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(BadInput, match="OPENAI_API_KEY"):
-        make_backend({"model": "gpt-4o-mini"})
-    res = _run(make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url), [_req("a", "hi")])
+        create_backend(load_spec("gpt-4o-mini"))
+    res = _run(_backend(tmp_path, base_url=srv.base_url), [_req("a", "hi")])
     assert res["a"].error is None
     with pytest.raises(BadInput, match="MY_GATEWAY_KEY"):   # a spec-named variable must be set
-        make_backend({"model": "gpt-4o-mini", "options": {"api_key_env": "MY_GATEWAY_KEY"}}, base_url=srv.base_url)
+        _backend(tmp_path, {"api_key_env": "MY_GATEWAY_KEY"}, base_url=srv.base_url)
 
 
 # ------------------------------------------------------------------ through the CLI and the runner
@@ -186,30 +215,52 @@ def test_faults_through_the_runner_none_lost_none_counted_as_no(srv, key_env, tm
     assert len(again) == 4 and all(any(m in p for m in ("prose", "refusal", "=400", "500*")) for p in again)
 
 
-def test_api_key_never_stored_printed_or_logged(srv, key_env, tmp_path, cli, db_path):
-    questions = ["q FAULTS=401echo*", "q FAULTS=500*", "q FAULTS=400*", "q plain"]
-    triples = write_triples(tmp_path / "t.jsonl", questions)
-    spec = write_spec(tmp_path, options=FAST)
+def test_api_key_sent_echoed_back_and_never_stored_printed_or_logged(key_env, tmp_path, cli, db_path):
+    """The key goes to a leaky server that echoes it back in every field it can (live answers, errors,
+    refusals, Batch API results); it must be in no output, no row, and not in the DB, WAL or SHM bytes."""
+    import sqlite3
+
+    live = ["q FAULTS=401echo*", "q FAULTS=echo*", "q FAULTS=refusalecho*", "q FAULTS=500*", "q plain"]
+    batch = ["b ECHOKEY", "b ECHOKEY BATCHFAIL", "b plain"]
+    live_file, batch_file = write_triples(tmp_path / "t.jsonl", live), write_triples(tmp_path / "b.jsonl", batch)
+    spec = write_spec(tmp_path, options=FAST | PRICED | {"batch_poll": 0.02})
+    from vlmdyn_cli.store import open_db
+
+    open_db(db_path).close()
+    keep_wal = sqlite3.connect(db_path)   # a reader holding the WAL open: it is not checkpointed away at exit
+    keep_wal.execute("SELECT COUNT(*) FROM judgements").fetchone()
     outs = []
-    for args in (["--json"], []):
-        r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url,
-                "--rejudge", *args)
-        assert r.code == 0, r.err
-        outs += [r.out, r.err]
-    for sub in (["judgements", "list", "-n", "0", "--json"], ["judgements", "status", "--json"]):
+    with FakeOpenAI(timeout_sleep_s=1.5, batch_polls=2) as srv:
+        for args in (["--input", live_file, "--json"], ["--input", live_file, "--rejudge"],
+                     ["--input", live_file, "--dry-run", "--json"],
+                     ["--input", batch_file, "--batch", "--batch-wait", "0", "--json"],
+                     ["--input", batch_file, "--batch", "--json"]):
+            r = cli("judge", "--db", db_path, "--judge", spec, "--base-url", srv.base_url, *args)
+            assert r.code == 0, r.err
+            outs += [r.out, r.err]
+        assert f"Bearer {FAKE_KEY}" in srv.auth_headers           # the key WAS sent...
+        assert any(FAKE_KEY.encode() in data for data in srv.batches.contents.values())   # ...and echoed
+    export = tmp_path / "export.jsonl"
+    for sub in (["judgements", "list", "-n", "0", "--json"], ["judgements", "status", "--json"],
+                ["judgements", "export", "--out", export]):
         r = cli(*sub, "--db", db_path)
         assert r.code == 0, r.err
         outs += [r.out, r.err]
-    assert f"Bearer {FAKE_KEY}" in srv.auth_headers          # the key WAS sent to the server...
     rows = rows_by_question(db_path)
-    assert "redacted" in rows["q FAULTS=401echo*"]["reason"]   # ...which echoed it back in its error
+    assert "[redacted]" in rows["q FAULTS=401echo*"]["reason"]
+    assert rows["q FAULTS=echo*"]["resolved_model"] == "Bearer [redacted]"       # the model name came back too
+    assert "[redacted]" in rows["q FAULTS=echo*"]["raw"] and "[redacted]" in rows["q FAULTS=refusalecho*"]["reason"]
+    assert rows["b ECHOKEY"]["resolved_model"] == "Bearer [redacted]"
+    assert "[redacted]" in rows["b ECHOKEY BATCHFAIL"]["reason"]
     secret_part = FAKE_KEY.split("-", 1)[1]
-    for text in outs:
+    for text in outs + [export.read_text()]:
         assert secret_part not in text
-    files = list(db_path.parent.glob(db_path.name + "*"))
-    assert files
-    for f in files:                                          # the DB, its WAL and shm, as bytes
-        assert secret_part.encode() not in f.read_bytes(), f
+    files = {f.name: f.read_bytes() for f in db_path.parent.glob(db_path.name + "*")}
+    keep_wal.close()
+    assert set(files) == {db_path.name, db_path.name + "-wal", db_path.name + "-shm"}
+    assert b"[redacted]" in files[db_path.name + "-wal"]        # the rows went through the WAL ...
+    for name, data in files.items():                           # ... and no byte of any file holds the key
+        assert secret_part.encode() not in data, name
 
 
 def test_missing_key_is_exit_2_naming_the_variable(monkeypatch, tmp_path, cli, db_path):
@@ -217,6 +268,9 @@ def test_missing_key_is_exit_2_naming_the_variable(monkeypatch, tmp_path, cli, d
     triples = write_triples(tmp_path / "t.jsonl", ["q"])
     r = cli("judge", "--db", db_path, "--input", triples, "--judge", "gpt-4o-mini")
     assert r.code == 2 and "OPENAI_API_KEY" in r.err
+    con = sqlite3.connect(db_path)
+    assert con.execute("SELECT COUNT(*) FROM judge_specs").fetchone()[0] == 0   # the judge was not registered
+    con.close()
 
 
 def test_max_cost_stops_early_and_stores_no_fake_rows(srv, key_env, tmp_path, cli, db_path):
@@ -253,19 +307,6 @@ def test_builtin_norubric_spec_through_base_url(srv, key_env, tmp_path, cli, db_
     assert all(row["judge_name"] == "gpt-4o-mini-norubric" and row["p_yes"] == pytest.approx(0.9)
                for row in rows.values())
     assert all(row["cost_usd"] is None for row in rows.values())   # a non-OpenAI server: no price known
-
-
-def test_run_inside_a_running_event_loop(srv, key_env):
-    """The TUI calls backends from code that may already run an asyncio loop."""
-    import asyncio
-
-    be = make_backend({"model": "gpt-4o-mini"}, base_url=srv.base_url)
-
-    async def caller():
-        return _run(be, [_req("a", "hello"), _req("b", "VERDICT=no")])
-
-    res = asyncio.run(caller())
-    assert res["a"].text.startswith("{'p': 'yes'") and res["b"].text.startswith("{'p': 'no'")
 
 
 def test_kill_9_mid_run_then_rerun_completes_without_duplicates(key_env, tmp_path, db_path):

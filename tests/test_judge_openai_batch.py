@@ -38,6 +38,21 @@ def _batches(db_path):
         con.close()
 
 
+def _backend_and_prompts(db, spec_path, base_url):
+    """The batch backend as the runner builds it (job ids kept in the db) and the first three prompts."""
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Context, Item
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.store.batch_jobs import BatchJobs
+    from vlmdyn_cli.store.db import upsert_triples
+
+    spec = load_spec(str(spec_path)).with_overrides(options={"base_url": base_url})
+    with db.atomic():
+        hashes = upsert_triples(db, [(q, "red", "red") for q in QUESTIONS[:3]])
+    be = create_backend(spec, {"batch": True}, Context(jobs=BatchJobs(db, spec.hash)))
+    return be, [spec.render(Item(h, q, "red", "red")) for h, q in zip(hashes, QUESTIONS)]
+
+
 def _judge(cli, db_path, triples, spec, url, *extra):
     r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", url, "--batch", *extra)
     assert r.code == 0, r.err
@@ -104,21 +119,12 @@ def test_expired_batch_keeps_what_finished(tmp_path, cli, db_path):
 
 def test_crash_after_collecting_loses_nothing_and_submits_nothing(tmp_path, cli, db, db_path):
     """Results collected but never stored (the process died): the next run reads them again."""
-    from vlmdyn_cli.judging.prompts import render_request
-    from vlmdyn_cli.judging.spec import load_spec
-    from vlmdyn_cli.store.db import upsert_triples
-
     triples = write_triples(tmp_path / "t.jsonl", QUESTIONS[:3])
     spec_path = write_spec(tmp_path, options=OPTS)
     with FakeOpenAI(batch_polls=2) as srv:
-        spec = load_spec(str(spec_path)).with_overrides(options={"base_url": srv.base_url})
-        with db.atomic():
-            hashes = upsert_triples(db, [(q, "red", "red") for q in QUESTIONS[:3]])
-        from vlmdyn_cli.judging.backends import create_backend
-
-        be = create_backend(spec, {"batch": True, "db": db, "spec_hash": spec.hash})
+        be, prompts = _backend_and_prompts(db, spec_path, srv.base_url)
         lost = []
-        be.run([render_request(spec, h, q, "red", "red") for h, q in zip(hashes, QUESTIONS)], lost.append)
+        be.complete(prompts, lost.append)
         assert len(lost) == 3 and _batches(db_path)[0][1] == "completed"   # collected, then "crash"
         assert rows_by_question(db_path) == {}
         _judge(cli, db_path, triples, spec_path, srv.base_url)
@@ -163,20 +169,12 @@ def test_max_cost_limits_what_is_submitted(tmp_path, cli, db_path):
 def test_crash_between_upload_and_create_is_recovered(tmp_path, cli, db, db_path, job_was_created,
                                                       monkeypatch):
     """The row is written after the upload: a rerun adopts the job made from that file, or makes it."""
-    from vlmdyn_cli.judging.backends import create_backend
     from vlmdyn_cli.judging.backends import openai_batch as ob
-    from vlmdyn_cli.judging.prompts import render_request
-    from vlmdyn_cli.judging.spec import load_spec
-    from vlmdyn_cli.store.db import upsert_triples
 
     triples = write_triples(tmp_path / "t.jsonl", QUESTIONS[:3])
     spec_path = write_spec(tmp_path, options=OPTS)
     with FakeOpenAI(batch_polls=2) as srv:
-        spec = load_spec(str(spec_path)).with_overrides(options={"base_url": srv.base_url})
-        with db.atomic():
-            hashes = upsert_triples(db, [(q, "red", "red") for q in QUESTIONS[:3]])
-        be = create_backend(spec, {"batch": True, "db": db, "spec_hash": spec.hash})
-        reqs = [render_request(spec, h, q, "red", "red") for h, q in zip(hashes, QUESTIONS)]
+        be, reqs = _backend_and_prompts(db, spec_path, srv.base_url)
 
         real_create = ob._BatchRun._create
 
@@ -187,7 +185,7 @@ def test_crash_between_upload_and_create_is_recovered(tmp_path, cli, db, db_path
 
         monkeypatch.setattr(ob._BatchRun, "_create", dies)
         with pytest.raises(KeyboardInterrupt):
-            be.run(reqs, lambda r: None)
+            be.complete(reqs, lambda r: None)
         monkeypatch.setattr(ob._BatchRun, "_create", real_create)
         (bid, status, n, _), = _batches(db_path)
         assert bid.startswith("pending:file-") and status == "submitting"

@@ -65,19 +65,21 @@ def test_builtin_rubric_spec_against_llama_server(llama_url, no_key, tmp_path, c
 
 def test_score_mode_logprobs_from_a_real_server(llama_url, no_key, tmp_path):
     """Verdict-first prompt, one token: p_yes from top_logprobs; different prompts, different p_yes."""
-    from vlmdyn_cli.judging.backends.base import JudgeRequest
-    from vlmdyn_cli.judging.backends.openai_backend import make_backend
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Prompt
+    from vlmdyn_cli.judging.spec import load_spec
 
-    be = make_backend({"model": "smollm2", "decoding": {"score_mode": "only"}}, base_url=llama_url,
-                      concurrency=1)
-    reqs = [JudgeRequest(key=str(i), messages=[{"role": "user", "content": q + " Answer with yes or no only."}],
-                         score_only=True, verdict_prefix="")
+    spec = load_spec(str(write_spec(tmp_path, "smol", output="yesno", score_mode="only", max_tokens=1,
+                                    text_template="plain_yesno.txt", options={"base_url": llama_url})))
+    be = create_backend(spec, {"concurrency": 1})
+    reqs = [Prompt(key=str(i), messages=[{"role": "user", "content": q + " Answer with yes or no only."}],
+                   score_only=True, verdict_prefix="")
             for i, q in enumerate(["Is the sky blue on a clear day?", "Is fire cold?", "Do fish live in water?"])]
     out = []
-    be.run(reqs, out.append)
+    be.complete(reqs, out.append)
     assert len(out) == 3
     ps = [r.p_yes for r in out]
-    assert all(r.error is None and r.text is None for r in out), [r.error for r in out]
+    assert all(r.error is None and r.text for r in out), [r.error for r in out]
     assert all(0.0 < p < 1.0 for p in ps)
     assert len({round(p, 6) for p in ps}) == 3, ps
     assert all(r.completion_tokens == 1 and r.prompt_tokens > 5 for r in out)
@@ -93,7 +95,7 @@ def test_user_spec_score_only_through_cli(llama_url, no_key, tmp_path, cli, db_p
     assert {row["status"] for row in rows.values()} == {"scored"}
     for row in rows.values():
         assert 0 < row["p_yes"] < 1 and row["verdict"] == ("yes" if row["p_yes"] >= 0.5 else "no")
-        assert row["raw"].startswith("p_yes=")
+        assert row["raw"] and row["completion_tokens"] == 1     # the one token the server generated
 
 
 @pytest.mark.slow
@@ -102,7 +104,7 @@ def test_fault_proxy_in_front_of_the_real_server(llama_url, no_key, tmp_path, cl
         qs = ["Colour? FAULTS=429,500", "Count? FAULTS=truncated,drop", "Shape? FAULTS=nondict",
               "Size? FAULTS=500*"]
         spec = write_spec(tmp_path, "proxied", output="verdict-dict", max_tokens=12,
-                          options={"timeout": 60, "backoff_base": 0.02, "max_retries": 3, "concurrency": 2})
+                          options={"timeout": 60, "max_retries": 3, "concurrency": 2})
         triples = write_triples(tmp_path / "t.jsonl", qs, answer="red", prediction="red")
         r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", proxy.base_url,
                 "--json")

@@ -92,7 +92,7 @@ def _triples(db, n: int = 3) -> list[str]:
 
 
 def test_full_mode_every_item_stored_parsed_or_unscored(db, tiny_chat, tmp_path):
-    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.judging.run import judge_triples
     from vlmdyn_cli.judging.spec import load_spec
 
     spec = load_spec(str(_spec_file(tmp_path, tiny_chat, score_mode="with-verdict")))
@@ -115,7 +115,7 @@ def test_full_mode_every_item_stored_parsed_or_unscored(db, tiny_chat, tmp_path)
 
 @pytest.mark.parametrize("chat", [True, False])
 def test_score_mode_p_yes_differs_between_prompts(db, tiny_chat, tiny_plain, tmp_path, chat):
-    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.judging.run import judge_triples
     from vlmdyn_cli.judging.spec import load_spec
 
     model = tiny_chat if chat else tiny_plain
@@ -131,16 +131,17 @@ def test_score_mode_p_yes_differs_between_prompts(db, tiny_chat, tiny_plain, tmp
     assert all(verdicts[h] == ("yes" if rows[h] >= 0.5 else "no") for h in hashes)
 
 
-def test_p_yes_matches_logits_computed_by_hand(tiny_plain):
+def test_p_yes_matches_logits_computed_by_hand(tiny_plain, tmp_path):
     """score mode = softmax restricted to the yes/no variants at the next token, checked independently."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from vlmdyn_cli.judging.backends.base import JudgeRequest
-    from vlmdyn_cli.judging.backends.transformers_backend import TransformersBackend
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Prompt
+    from vlmdyn_cli.judging.spec import load_spec
 
-    be = TransformersBackend({"model": str(tiny_plain)}, n_threads=1)
+    be = create_backend(load_spec(str(_spec_file(tmp_path, tiny_plain, score_mode="only", text=True))))
     prompt = "Question : What colour is the bus ? Reference answer : red Model answer : blue Reply yes or no ."
-    resp = be.respond(JudgeRequest(key="k", messages=[], prompt=prompt, score_only=True, verdict_prefix=""))
+    resp = be.respond(Prompt(key="k", messages=[], text=prompt, score_only=True, verdict_prefix=""))
     tok = AutoTokenizer.from_pretrained(tiny_plain)
     model = AutoModelForCausalLM.from_pretrained(tiny_plain, dtype=torch.float32)
     with torch.inference_mode():
@@ -153,12 +154,16 @@ def test_p_yes_matches_logits_computed_by_hand(tiny_plain):
     assert resp.text is None and resp.error is None and resp.completion_tokens == 0
 
 
-def test_4bit_on_cpu_loads_plain_with_a_note(tiny_plain, capsys):
-    from vlmdyn_cli.judging.backends.transformers_backend import TransformersBackend
+def test_4bit_on_cpu_loads_plain_with_a_note(tiny_plain, tmp_path):
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Context
+    from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.progress import RecordingReporter
 
     rep = RecordingReporter()
-    be = TransformersBackend({"model": str(tiny_plain)}, load_in_4bit=True, device="cpu", reporter=rep)
+    spec = load_spec(str(_spec_file(tmp_path, tiny_plain, score_mode="off",
+                                    extra_options='load_in_4bit = true\ndevice = "cpu"')))
+    be = create_backend(spec, None, Context(reporter=rep))
     assert next(be.model.parameters()).dtype == torch.float32
     assert any("plain" in m and "CUDA" in m for kind, m in rep.events if kind == "info")
 

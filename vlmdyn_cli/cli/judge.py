@@ -82,7 +82,7 @@ def judge_cmd(
     d = open_db(db, must_exist=run is not None)
     try:
         if run is not None:
-            from vlmdyn_cli.judging.runner import judge_run
+            from vlmdyn_cli.judging.run import judge_run
 
             summary = judge_run(d, run, spec, sets=_split(sets), checkpoints=steps, reporter=reporter, **kw)
             results = None

@@ -169,7 +169,7 @@ def _infer(db, cfg: DemoConfig, name: str, r: Reporter) -> None:
 
 
 def _judge(db, spec, name: str, r: Reporter) -> None:
-    from vlmdyn_cli.judging.runner import judge_run
+    from vlmdyn_cli.judging.run import judge_run
 
     s = judge_run(db, name, spec, reporter=r)
     r.info(f"{name}: {s.cached} judgements cached, {s.new} new")

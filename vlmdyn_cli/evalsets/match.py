@@ -20,7 +20,7 @@ Three levels, each implied by the one before:
 from __future__ import annotations
 
 # One normaliser for the whole project: the rules judge and string match agree.
-from vlmdyn_cli.judging.normalize import normalize  # noqa: E402
+from vlmdyn_cli.judging.normalize import normalize, one_contains_other  # noqa: E402
 
 
 def exact(prediction: str, reference: str) -> bool:
@@ -32,12 +32,7 @@ def normalised(prediction: str, reference: str) -> bool:
 
 
 def contains(prediction: str, reference: str) -> bool:
-    p, r = normalize(prediction).split(), normalize(reference).split()
-    if not p or not r:
-        return False
-    short, long_ = (p, r) if len(p) <= len(r) else (r, p)
-    n = len(short)
-    return any(long_[i:i + n] == short for i in range(len(long_) - n + 1))
+    return one_contains_other(prediction, reference)
 
 
 def score(prediction: str, reference: str) -> dict[str, bool]:

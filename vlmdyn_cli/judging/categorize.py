@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 
 from vlmdyn_cli.data.categories import BOUNDING, COMPLEX, OBJECT, OCR, SPATIAL, Label
-from vlmdyn_cli.judging.backends import create_backend
-from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
-from vlmdyn_cli.judging.parse import strip_wrapping
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.judging.backends import backend_class, create_backend
+from vlmdyn_cli.judging.backends.base import ModelBackend, Prompt
 from vlmdyn_cli.judging.spec import builtin_dir, load_spec
+from vlmdyn_cli.judging.verdict import Completion, strip_wrapping
 
 LETTERS: dict[str, tuple[str, str | None]] = {
     "O": (OBJECT, None), "S": (SPATIAL, None), "B": (BOUNDING, None), "C": (COMPLEX, None),
@@ -43,10 +44,8 @@ class LlmCategorizer:
         spec = load_spec(judge)
         if spec.stages:             # a cascade: categorise with its LLM stage
             spec = spec.stages[-1]
-        if spec.backend == "rules":
-            from vlmdyn_cli.errors import BadInput
-
-            raise BadInput("--method llm needs an LLM judge spec (e.g. local, gpt-4o-mini), not rules; "
+        if not issubclass(backend_class(spec.backend), ModelBackend):
+            raise BadInput(f"--method llm needs an LLM judge spec (e.g. local, gpt-4o-mini), not {spec.backend}; "
                            "use --method rules for the rule categoriser")
         self.spec = dataclasses.replace(spec, decoding=spec.decoding | {"score_mode": "off", "max_tokens": 4})
         self.method = f"llm:{spec.name}"
@@ -54,16 +53,16 @@ class LlmCategorizer:
         self._backend = None
         self.prompt = category_prompt()
 
-    def _request(self, i: int, question: str, answer: str | None) -> JudgeRequest:
+    def _prompt(self, i: int, question: str, answer: str | None) -> Prompt:
         item = f"Question: {question.strip()}"
         if answer:
             item += f"\nReference answer: {answer.strip()}"
         if "text_template" in self.spec.templates:   # a base model: plain text, letter after "Letter:"
-            return JudgeRequest(key=str(i), messages=[], prompt=f"{self.prompt}\n\n{item}\nLetter:",
-                                grammar="root ::= \" \"? [" + "".join(LETTERS) + "]\n", verdict_prefix="")
-        return JudgeRequest(key=str(i), messages=[{"role": "system", "content": self.prompt},
-                                                  {"role": "user", "content": item}],
-                            grammar=LETTER_GRAMMAR, verdict_prefix="")
+            return Prompt(key=str(i), messages=[], text=f"{self.prompt}\n\n{item}\nLetter:",
+                          grammar="root ::= \" \"? [" + "".join(LETTERS) + "]\n", verdict_prefix="")
+        return Prompt(key=str(i), messages=[{"role": "system", "content": self.prompt},
+                                            {"role": "user", "content": item}],
+                      grammar=LETTER_GRAMMAR, verdict_prefix="")
 
     def categorize(self, questions: list[str], answers: list[str] | None = None) -> list[Label | None]:
         if answers is not None and len(answers) != len(questions):
@@ -72,12 +71,12 @@ class LlmCategorizer:
             self._backend = create_backend(self.spec, self.backend_options)
         out: list[Label | None] = [None] * len(questions)
 
-        def on_result(r: JudgeResponse) -> None:
-            got = parse_letter(r.text) if not r.error else None
+        def on_completion(c: Completion) -> None:
+            got = parse_letter(c.text) if not c.error else None
             if got is not None:
                 cat, sub = got
-                out[int(r.key)] = Label(cat, sub, f"{self.method}: {r.text.strip()!r}")
+                out[int(c.key)] = Label(cat, sub, f"{self.method}: {c.text.strip()!r}")
 
-        reqs = (self._request(i, q, answers[i] if answers else None) for i, q in enumerate(questions))
-        self._backend.run(reqs, on_result)
+        prompts = (self._prompt(i, q, answers[i] if answers else None) for i, q in enumerate(questions))
+        self._backend.complete(prompts, on_completion)
         return out

@@ -1,4 +1,4 @@
-"""Answer normalisation shared by the rules judge (and anything comparing short answers).
+"""Answer normalisation shared by the rules judge, string match and the fitted judge's features.
 
 lowercase -> thousands separators dropped (1,000 -> 1000) -> number words to digits -> punctuation removed (decimal points kept)
 -> articles dropped -> British spellings to American (grey -> gray) -> whitespace collapsed.  "The Two red cars." -> "2 red cars".
@@ -62,3 +62,15 @@ def as_number(text: str) -> float | None:
 
 def numbers_in(text: str) -> list[float]:
     return [float(w) for w in tokens(text) if _NUMBER.match(w)]
+
+
+def contains(hay: list[str], needle: list[str]) -> bool:
+    """``needle`` occurs in ``hay`` as a run of whole tokens (an empty needle never does)."""
+    n = len(needle)
+    return n > 0 and any(hay[i:i + n] == needle for i in range(len(hay) - n + 1))
+
+
+def one_contains_other(a: str, b: str) -> bool:
+    """After normalisation, one answer occurs in the other as whole words (neither empty)."""
+    ta, tb = tokens(a), tokens(b)
+    return bool(ta and tb) and (contains(ta, tb) or contains(tb, ta))

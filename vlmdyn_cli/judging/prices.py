@@ -5,10 +5,10 @@ Prices are USD per 1M tokens (OpenAI's public list prices, standard tier, as of
 API bills half of every price. A spec may override the table with ``price_in`` /
 ``price_out`` (for a provider behind ``base_url`` or a price change); a model the
 table does not know (a local server) costs ``None``, not zero, so a total never
-pretends to be complete.
+pretends to be complete. Which price applies to a judge: openai_wire.price.
 
-Costs are computed from the usage the API reports for each call, never from an
-estimate; ``estimate_cost`` is only for ``--dry-run``.
+Stored costs come from the usage the API reports for each call; only --dry-run
+and --max-cost with --batch use estimated token counts.
 """
 
 from __future__ import annotations
@@ -82,23 +82,3 @@ def cost_usd(
         + completion_tokens * price.output
     )
     return usd / 1_000_000
-
-
-def estimate_cost(
-    price: Price | None, n_items: int, prompt_tokens_each: float, completion_tokens_each: float,
-    *, batch: bool = False,
-) -> float | None:
-    """A --dry-run estimate (no caching discount assumed)."""
-    if price is None:
-        return None
-    return cost_usd(price, round(n_items * prompt_tokens_each), round(n_items * completion_tokens_each),
-                    batch=batch)
-
-
-def price_from_spec(model: str | None, price_in: float | None = None, price_out: float | None = None,
-                    price_cached_in: float | None = None) -> Price | None:
-    """The spec's own price when it gives one (both ``price_in`` and ``price_out``), else the table's."""
-    if price_in is not None and price_out is not None:
-        return Price(float(price_in), float(price_out),
-                     None if price_cached_in is None else float(price_cached_in))
-    return price_for(model)

@@ -28,7 +28,7 @@ disjoint  one- or two-word reference and prediction with no word in common -> no
 Anything else -> "cannot decide": unscored, never "no".
 
 Each decision carries an explicit confidence; the rules spec leaves decisions under
-``min_confidence`` unscored, and the cascade hands them to its LLM stage.
+``min_confidence`` unscored ("cannot decide"), and the cascade hands them to its LLM stage.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
-from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
-from vlmdyn_cli.judging.normalize import as_number, normalize, numbers_in
+from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, Options
+from vlmdyn_cli.judging.normalize import as_number, contains, normalize, numbers_in
+from vlmdyn_cli.judging.verdict import Verdict, decided, unscored
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _BOX = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
@@ -133,11 +133,6 @@ def _items(text: str) -> list[str] | None:
     return parts
 
 
-def _contains(hay: list[str], needle: list[str]) -> bool:
-    n = len(needle)
-    return n > 0 and any(hay[i:i + n] == needle for i in range(len(hay) - n + 1))
-
-
 def decide(question: str, answer: str, prediction: str, *, iou_threshold: float = 0.5,
            max_reference_words: int = 5) -> RuleDecision:
     ref_n, pred_n = normalize(answer), normalize(prediction)
@@ -201,7 +196,7 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
 
     if ref_n == pred_n:
         return RuleDecision("yes", 1.0, "exact", "normalised exact match")
-    contained = _contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6   # ref inside a short prediction
+    contained = contains(pred_t, ref_t) and len(pred_t) <= 2 * len(ref_t) + 6   # ref inside a short prediction
     ref_items = None if _EXPLAIN.search(question) and not _ORDERED.search(question) else _items(answer)
     if ref_items is not None:
         longest = max(len(i.split()) for i in ref_items)
@@ -231,7 +226,7 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     conflict = _conflict(ref_t, pred_t)
     if conflict:
         return RuleDecision("no", 0.9, "conflict", conflict)
-    if _contains(ref_t, pred_t):
+    if contains(ref_t, pred_t):
         return RuleDecision("yes", 0.7, "contain-reverse", "the prediction is part of the reference")
     if _LITERAL.search(question) and len(pred_t) <= max(4, 2 * len(ref_t)):
         return RuleDecision("no", 0.85, "literal", "the question asks to read text; the prediction is not that text")
@@ -241,43 +236,36 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     return RuleDecision(None, 0.0, "undecided", "no rule is confident for this pair")
 
 
-def verdict_text(verdict: str) -> str:
-    return "{'p': '%s'}" % verdict
+def rule_verdict(key: str, d: RuleDecision, bar: float, latency_s: float) -> Verdict:
+    """A rule's decision as a verdict: scored when it leans with confidence >= ``bar``, else
+    "cannot decide" (unscored, with the lean in the reason)."""
+    usage = dict(resolved_model="rules", prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_s=latency_s)
+    if d.verdict is not None and d.confidence >= bar:
+        return decided(key, d.verdict, reason=f"{d.rule}: {d.reason}", **usage)
+    why = f"cannot decide ({d.rule}): {d.reason}"
+    if d.verdict is not None:
+        why += f" [leaning {d.verdict}, confidence {d.confidence:.2f} < {bar}]"
+    return unscored(key, why, **usage)
 
 
-class RulesBackend:
-    """The rules judge behind the backend contract: no model, no network, no cost."""
+@dataclass(frozen=True)
+class RulesOptions(Options):
+    iou_threshold: float = 0.5         # a predicted box is right from this IoU with the reference
+    max_reference_words: int = 5       # longer references are open-ended: cannot decide
 
-    id = "rules"
 
-    def __init__(self, spec, **options):
-        opts = dict(spec.options) | options
-        self.iou_threshold = float(opts.get("iou_threshold", 0.5))
-        self.max_reference_words = int(opts.get("max_reference_words", 5))
-        self.min_confidence = float(spec.decoding.get("min_confidence", 0.8))
+class RulesBackend(JudgeBackend):
+    """The rules judge: no model, no network, no cost."""
 
-    def decide(self, item: dict) -> RuleDecision:
-        return decide(item["question"], item["answer"], item["prediction"],
-                      iou_threshold=self.iou_threshold, max_reference_words=self.max_reference_words)
+    Options = RulesOptions
 
-    def respond(self, req: JudgeRequest) -> JudgeResponse:
+    def verdict(self, item: Item, bar: float) -> Verdict:
         t0 = time.perf_counter()
-        d = self.decide(req.item)
-        resp = JudgeResponse(key=req.key, resolved_model="rules", prompt_tokens=0, completion_tokens=0,
-                             cost_usd=0.0, extra={"rule": d.rule, "confidence": d.confidence,
-                                                  "reason": f"{d.rule}: {d.reason}", "format": "verdict-dict"})
-        if d.verdict is not None and d.confidence >= self.min_confidence:
-            resp.text = verdict_text(d.verdict)
-        else:
-            resp.error = f"cannot decide ({d.rule}): {d.reason}"
-            if d.verdict is not None:
-                resp.error += f" [leaning {d.verdict}, confidence {d.confidence:.2f} < {self.min_confidence}]"
-        resp.latency_s = time.perf_counter() - t0
-        return resp
+        d = decide(item.question, item.answer, item.prediction, iou_threshold=self.options.iou_threshold,
+                   max_reference_words=self.options.max_reference_words)
+        return rule_verdict(item.key, d, bar, time.perf_counter() - t0)
 
-    def run(self, requests: Iterable[JudgeRequest], on_result: Callable[[JudgeResponse], None]) -> None:
-        for req in requests:
-            on_result(self.respond(req))
-
-    def close(self) -> None:
-        pass
+    def run(self, items, on_verdict) -> None:
+        bar = float(self.spec.decoding.get("min_confidence", 0.8))
+        for item in items:
+            on_verdict(self.verdict(item, bar))

@@ -7,12 +7,20 @@ a built-in name (``--judge rules``) or a path to their own file.
 
 The spec hash covers the spec's fields, the texts of its templates and the
 hashes of its cascade stages, so changing a prompt makes a new judge.
+
+``spec.render(item)`` is the prompt for one item: the fixed text (rubric,
+instructions, few-shot examples) first and the item last, so local backends
+reuse the KV cache of the shared prefix. Placeholders are ``{question}``,
+``{answer}`` and ``{prediction}``, substituted in one pass (a prediction
+containing "{answer}" stays literal; other braces, such as the dict example in
+the rubric, are untouched).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -20,7 +28,8 @@ from importlib import resources
 from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
-from vlmdyn_cli.judging.parse import FORMATS
+from vlmdyn_cli.judging.backends.base import Prompt
+from vlmdyn_cli.judging.verdict import FORMATS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +45,10 @@ DEFAULT_DECODING = {"temperature": 0.0, "max_tokens": 64, "grammar": True, "scor
                     "threshold": 0.5}
 # option names that may only ever name an environment variable, never hold a secret
 _SECRET_WORDS = ("key", "secret", "password", "token", "authorization", "bearer")
-_SAFE_OPTION_NAMES = {"api_key_env", "max_tokens", "n_tokens"}
+_SAFE_OPTION_NAMES = {"api_key_env", "max_tokens", "score_max_tokens", "n_tokens"}
+_PLACEHOLDER = re.compile(r"\{(question|answer|prediction)\}")
+# what a reply of each output format says before its yes/no token (the verdict position)
+VERDICT_PREFIX = {"rubric-dict": "{'p': '", "verdict-dict": "{'p': '", "yesno": ""}
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class JudgeSpec:
     description: str = ""
     source: str = ""                     # builtin:<name> or the file path
     raw: dict = field(default_factory=dict, repr=False)
+    overridden: frozenset = frozenset()  # option names set from the command line (--base-url)
 
     @cached_property
     def hash(self) -> str:
@@ -69,6 +82,16 @@ class JudgeSpec:
     @property
     def score_mode(self) -> str:
         return self.decoding.get("score_mode", "off")
+
+    def render(self, item) -> Prompt:
+        """The prompt for one item (``item``: key, question, answer, prediction)."""
+        values = {"question": item.question, "answer": item.answer, "prediction": item.prediction}
+        t = self.templates
+        messages = [{"role": role, "content": fill(t[f], values).strip()}
+                    for role, f in (("system", "system_template"), ("user", "user_template")) if f in t]
+        text = fill(t["text_template"], values).rstrip("\n") if "text_template" in t else None
+        return Prompt(key=item.key, messages=messages, text=text, score_only=self.score_mode == "only",
+                      verdict_prefix=VERDICT_PREFIX.get(self.output))
 
     def with_overrides(self, *, model: str | None = None, options: dict | None = None) -> "JudgeSpec":
         """A derived spec (new hash) with the model and/or backend options replaced.
@@ -88,7 +111,12 @@ class JudgeSpec:
             raw["options"] = new_options
         if model:
             raw["model"] = model
-        return replace(self, model=model or self.model, options=new_options, raw=raw)
+        return replace(self, model=model or self.model, options=new_options, raw=raw,
+                       overridden=self.overridden | {k for k, v in (options or {}).items() if v is not None})
+
+
+def fill(template: str, values: dict) -> str:
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), template)
 
 
 def builtin_dir():

@@ -49,10 +49,12 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
 
     The triples are stored (one transaction) so the cache and ``judgements list`` see them.
     """
-    from vlmdyn_cli.judging.runner import judge_triples
+    from vlmdyn_cli.judging.run import checked_options, judge_triples
+    from vlmdyn_cli.store import judgements as store
     from vlmdyn_cli.store.db import upsert_triples
 
     rows = read_triples_file(path)
+    checked_options(spec, kw.get("backend_options"))   # bad options: nothing is stored
     triples = [(r["question"], r["answer"], r["prediction"]) for r in rows]
     if kw.get("dry_run"):   # estimate inside a transaction that is rolled back: a dry run writes nothing
         db.conn.execute("BEGIN")
@@ -65,16 +67,10 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
     with db.atomic():
         hashes = upsert_triples(db, triples)
     summary = judge_triples(db, spec, hashes, reporter, **kw)
-    found: dict[str, dict] = {}
-    uniq = list(dict.fromkeys(hashes))
-    for i in range(0, len(uniq), 500):
-        chunk = uniq[i:i + 500]
-        sql = (f"SELECT triple_hash, {', '.join(RESULT_FIELDS)} FROM judgements WHERE spec_hash = ? "
-               f"AND triple_hash IN ({','.join('?' * len(chunk))})")
-        for r in db.conn.execute(sql, [spec.hash, *chunk]):
-            found[r[0]] = dict(zip(RESULT_FIELDS, r[1:]))
+    found = store.rows_of(db, spec.hash, list(dict.fromkeys(hashes)))
     results = []
     for row, h in zip(rows, hashes):
-        res = found.get(h) or {"status": "pending", "reason": "not judged in this invocation"}
+        res = ({f: getattr(found[h], f) for f in RESULT_FIELDS} if h in found
+               else {"status": "pending", "reason": "not judged in this invocation"})
         results.append(row | {"judge": spec.name} | res)
     return summary, results

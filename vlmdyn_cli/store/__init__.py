@@ -5,6 +5,9 @@ migrations.py        the named, ordered schema migrations
 runs.py              Run, get_run()/find_run() (the one lookup by name), list_runs(), checkpoints()
 search.py            fts_query(): user text -> a safe FTS5 query
 judgement_queries.py iter_judgements() (list, search, export), judge_status()
+judgements.py        the judge runner's writes: JudgementRow, upsert(), register_spec(), scored_hashes(),
+                     the triples of a run or a list of hashes
+batch_jobs.py        BatchJobs: a judge's Batch API job ids (openai_batches), lent to the backend
 generations.py       list_generations()
 labels.py            save_label() (CLI import and TUI rater), samples()
 schema_doc.py        the schema as Markdown (README section, `vlmdyn db schema --markdown`)

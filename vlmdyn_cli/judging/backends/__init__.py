@@ -2,10 +2,9 @@
 
 Backends are registered by id as "module:Class" strings and imported only when
 used, so a missing optional dependency fails with an install hint instead of
-breaking unrelated commands. ``factory(spec, **options)`` builds the backend;
-``options`` are the spec's ``[options]`` overlaid with the CLI's runtime flags
-(base_url, concurrency, batch, max_cost, n_threads...) plus ``db``, ``spec_hash``
-and ``reporter`` from the runner. Backends ignore options they do not use.
+breaking unrelated commands. Every class follows backends/base.py:
+``Class.options_for(spec, runtime)`` checks the spec's [options] overlaid with
+command-line values, ``Class(spec, options, context)`` builds it.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ import importlib
 from vlmdyn_cli.errors import BadInput, MissingDependency, did_you_mean
 
 BACKENDS: dict[str, str] = {
-    "openai": "vlmdyn_cli.judging.backends.openai_backend:make_backend",
+    "openai": "vlmdyn_cli.judging.backends.openai_backend:OpenAIBackend",
     "llama-cpp": "vlmdyn_cli.judging.backends.llama_cpp_backend:LlamaCppBackend",
-    "transformers": "vlmdyn_cli.judging.backends.transformers_backend:make_backend",
+    "transformers": "vlmdyn_cli.judging.backends.transformers_backend:TransformersBackend",
     "rules": "vlmdyn_cli.judging.rules:RulesBackend",
-    "cascade": "vlmdyn_cli.judging.cascade:CascadeBackend",
+    "cascade": "vlmdyn_cli.judging.backends.cascade:CascadeBackend",
     "fitted": "vlmdyn_cli.judging.backends.fitted_backend:FittedBackend",
 }
 
@@ -51,7 +50,7 @@ def backend_class(backend_id: str):
     return getattr(mod, cls)
 
 
-def create_backend(spec, options: dict | None = None):
-    """Build the backend a spec names, with runtime options overlaid on the spec's options."""
-    merged = dict(spec.options) | {k: v for k, v in (options or {}).items() if v is not None}
-    return backend_class(spec.backend)(spec, **merged)
+def create_backend(spec, runtime: dict | None = None, context=None):
+    """The backend a spec names, its options checked (``runtime``: command-line values over the spec's)."""
+    cls = backend_class(spec.backend)
+    return cls(spec, cls.options_for(spec, runtime), context)

@@ -1,90 +1,121 @@
-"""The `fitted` backend: a logistic regression over cheap signals (from `vlmdyn calibrate fit`).
+"""The `fitted` backend: a logistic regression over cheap signals (written by `vlmdyn calibrate fit`).
 
-The spec's [options] hold the feature names, the standardisation and the
-weights. Text features are computed on the spot; ``local-p_yes`` runs the
-local GGUF judge in score mode (one forward pass per item) first.
+The spec's [options] hold the feature names, the standardisation and the weights.
+Text features are computed on the spot; ``local-p_yes`` first runs the local GGUF
+judge in score mode (one forward pass per item).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Iterable
 
-from vlmdyn_cli.calibration.features import MODEL_FEATURES, TEXT_FEATURES, check_features
-from vlmdyn_cli.calibration.logreg import LogReg
-from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
-from vlmdyn_cli.judging.rules import verdict_text
+from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.judging.backends import create_backend
+from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, OnVerdict, Options
+from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features
+from vlmdyn_cli.judging.spec import load_spec
+from vlmdyn_cli.judging.verdict import Completion, decided, unscored
+
+BATCH = 64   # items per round of model features
 
 
-class FittedBackend:
-    id = "fitted"
+@dataclass
+class LogReg:
+    weights: list[float]          # one per feature
+    bias: float
+    mean: list[float]             # feature standardisation
+    scale: list[float]
 
-    def __init__(self, spec, **options):
-        opts = dict(spec.options) | options
-        self.features = check_features(list(opts["features"]))
-        self.model = LogReg.from_dict(opts)
-        self.threshold = float(opts.get("threshold", 0.5))
-        self.spec = spec
+    def prob(self, x: list[float]) -> float:
+        z = self.bias + sum(w * (v - m) / s for w, v, m, s in zip(self.weights, x, self.mean, self.scale))
+        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights, "bias": self.bias, "mean": self.mean, "scale": self.scale}
+
+
+@dataclass(frozen=True)
+class FittedOptions(Options):
+    features: list = field(default_factory=list)
+    threshold: float = 0.5
+    weights: list = field(default_factory=list)
+    bias: float = 0.0
+    mean: list = field(default_factory=list)
+    scale: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.features:
+            raise BadInput("a fitted judge spec needs [options] features, weights, bias, mean and scale "
+                           "(`vlmdyn calibrate fit` writes them)")
+        check_features(self.features)
+        n = len(self.features)
+        if not len(self.weights) == len(self.mean) == len(self.scale) == n:
+            raise BadInput(f"a fitted judge needs one weight, mean and scale per feature ({n} features); "
+                           "refit it with `vlmdyn calibrate fit`")
+
+    @property
+    def model(self) -> LogReg:
+        return LogReg([float(v) for v in self.weights], float(self.bias), [float(v) for v in self.mean],
+                      [float(v) for v in self.scale])
+
+
+class FittedBackend(JudgeBackend):
+    Options = FittedOptions
+
+    def __init__(self, spec, options: FittedOptions, context=None):
+        super().__init__(spec, options, context)
+        self.model = options.model
         self._score_backends: dict[str, object] = {}
 
-    def _model_scores(self, feature: str, reqs: list[JudgeRequest]) -> dict[str, float]:
-        from vlmdyn_cli.judging.backends import create_backend
-        from vlmdyn_cli.judging.prompts import render_request
-        from vlmdyn_cli.judging.spec import load_spec
-
+    def _model_scores(self, feature: str, items: list[Item]) -> dict[str, float]:
+        """P(yes) of the feature's judge in score mode, by item key (missing when it gave none)."""
         sub = load_spec(MODEL_FEATURES[feature])
         if feature not in self._score_backends:
-            self._score_backends[feature] = create_backend(sub, {})
-        backend = self._score_backends[feature]
-        sub_reqs = []
-        for r in reqs:
-            q = render_request(sub, r.key, r.item["question"], r.item["answer"], r.item["prediction"])
-            q.score_only = True
-            sub_reqs.append(q)
+            self._score_backends[feature] = create_backend(sub)
         out: dict[str, float] = {}
 
-        def keep(resp: JudgeResponse) -> None:
-            if resp.p_yes is not None:
-                out[resp.key] = float(resp.p_yes)
+        def keep(c: Completion) -> None:
+            if c.p_yes is not None:
+                out[c.key] = float(c.p_yes)
 
-        backend.run(iter(sub_reqs), keep)
+        self._score_backends[feature].complete((replace(sub.render(it), score_only=True) for it in items), keep)
         return out
 
-    def run(self, requests: Iterable[JudgeRequest], on_result: Callable[[JudgeResponse], None]) -> None:
-        batch: list[JudgeRequest] = []
-        for req in requests:
-            batch.append(req)
-            if len(batch) >= 64:
-                self._run_batch(batch, on_result)
+    def run(self, items: Iterable[Item], on_verdict: OnVerdict) -> None:
+        batch: list[Item] = []
+        for it in items:
+            batch.append(it)
+            if len(batch) >= BATCH:
+                self._judge(batch, on_verdict)
                 batch = []
         if batch:
-            self._run_batch(batch, on_result)
+            self._judge(batch, on_verdict)
 
-    def _run_batch(self, reqs: list[JudgeRequest], on_result) -> None:
+    def _judge(self, items: list[Item], on_verdict: OnVerdict) -> None:
         t0 = time.perf_counter()
-        scores = {f: self._model_scores(f, reqs) for f in self.features if f in MODEL_FEATURES}
-        per_item = (time.perf_counter() - t0) / max(len(reqs), 1)
-        for r in reqs:
+        scores = {f: self._model_scores(f, items) for f in self.options.features if f in MODEL_FEATURES}
+        per_item = (time.perf_counter() - t0) / max(len(items), 1)
+        for it in items:
             t1 = time.perf_counter()
-            x = []
-            missing = None
-            for f in self.features:
+            x, missing = [], None
+            for f in self.options.features:
                 if f in TEXT_FEATURES:
-                    x.append(TEXT_FEATURES[f](r.item))
-                elif r.key in scores[f]:
-                    x.append(scores[f][r.key])
+                    x.append(TEXT_FEATURES[f](it))
+                elif it.key in scores[f]:
+                    x.append(scores[f][it.key])
                 else:
                     missing = f
-            resp = JudgeResponse(key=r.key, resolved_model=self.spec.model, prompt_tokens=0,
-                                 completion_tokens=0, cost_usd=0.0)
+            usage = dict(resolved_model=self.spec.model, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
             if missing:
-                resp.error = f"feature {missing} could not be computed for this item"
+                v = unscored(it.key, f"feature {missing} could not be computed for this item", **usage)
             else:
                 p = self.model.prob(x)
-                resp.p_yes = p
-                resp.text = verdict_text("yes" if p >= self.threshold else "no")
-            resp.latency_s = per_item + (time.perf_counter() - t1)
-            on_result(resp)
+                v = decided(it.key, "yes" if p >= self.options.threshold else "no", p_yes=p, **usage)
+            v.latency_s = per_item + (time.perf_counter() - t1)
+            on_verdict(v)
 
     def close(self) -> None:
         for b in self._score_backends.values():

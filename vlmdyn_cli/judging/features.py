@@ -3,6 +3,7 @@
 Each feature maps a (question, reference, prediction) item to one float.
 Text features are pure functions; ``local-p_yes`` asks a local GGUF judge in
 score mode (one forward pass per item) through the normal judge backend.
+The fitted backend computes them when judging; calibration/fit.py when fitting.
 """
 
 from __future__ import annotations
@@ -11,28 +12,21 @@ import math
 from typing import Callable
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
-from vlmdyn_cli.judging.normalize import normalize, numbers_in
-
-Item = dict  # {"question", "answer", "prediction"}
-
-
-def _tok(s: str) -> list[str]:
-    return normalize(s).split()
+from vlmdyn_cli.judging.backends.base import Item
+from vlmdyn_cli.judging.normalize import normalize, numbers_in, one_contains_other, tokens
+from vlmdyn_cli.judging.rules import decide
 
 
 def f_exact(it: Item) -> float:
-    return float(normalize(it["answer"]) == normalize(it["prediction"]))
+    return float(normalize(it.answer) == normalize(it.prediction))
 
 
 def f_contains(it: Item) -> float:
-    a, p = normalize(it["answer"]), normalize(it["prediction"])
-    if not a or not p:
-        return 0.0
-    return float(f" {a} " in f" {p} " or f" {p} " in f" {a} ")
+    return float(one_contains_other(it.answer, it.prediction))
 
 
 def f_token_f1(it: Item) -> float:
-    a, p = _tok(it["answer"]), _tok(it["prediction"])
+    a, p = tokens(it.answer), tokens(it.prediction)
     if not a or not p:
         return 0.0
     common = 0
@@ -48,27 +42,25 @@ def f_token_f1(it: Item) -> float:
 
 
 def f_len_ratio(it: Item) -> float:
-    return math.log((len(_tok(it["prediction"])) + 1) / (len(_tok(it["answer"])) + 1))
+    return math.log((len(tokens(it.prediction)) + 1) / (len(tokens(it.answer)) + 1))
 
 
 def f_ref_len(it: Item) -> float:
-    return math.log(len(_tok(it["answer"])) + 1)
+    return math.log(len(tokens(it.answer)) + 1)
 
 
 def f_numbers(it: Item) -> float:
     """+1 all reference numbers appear in the prediction, -1 some missing, 0 no numbers."""
-    ref = numbers_in(it["answer"])
+    ref = numbers_in(it.answer)
     if not ref:
         return 0.0
-    pred = numbers_in(it["prediction"])
+    pred = numbers_in(it.prediction)
     return 1.0 if all(any(abs(r - q) < 1e-6 for q in pred) for r in ref) else -1.0
 
 
 def f_rules(it: Item) -> float:
     """The rules judge: +confidence for yes, -confidence for no, 0 when it cannot decide."""
-    from vlmdyn_cli.judging.rules import decide
-
-    d = decide(it["question"], it["answer"], it["prediction"])
+    d = decide(it.question, it.answer, it.prediction)
     return {"yes": 1.0, "no": -1.0}.get(d.verdict or "", 0.0) * d.confidence
 
 
@@ -93,8 +85,3 @@ def check_features(names: list[str]) -> list[str]:
             raise BadInput(f"unknown feature {n!r}{did_you_mean(n, ALL_FEATURES)}; valid: "
                            + ", ".join(ALL_FEATURES))
     return names
-
-
-def text_feature_matrix(items: list[Item], names: list[str]) -> list[list[float]]:
-    fns = [TEXT_FEATURES[n] for n in names if n in TEXT_FEATURES]
-    return [[fn(it) for fn in fns] for it in items]

@@ -1,0 +1,111 @@
+"""Live chat completions: a pool of ``concurrency`` workers over the official async SDK.
+
+Retries are the SDK's (``max_retries``): 429, 408, 409, 5xx, timeouts and dropped
+connections, honouring ``retry-after-ms`` / ``Retry-After``. Two things it does not do
+are done here:
+
+- a 429 pauses the whole pool until the server's retry time (every request, the SDK's
+  retries included, waits for it; an httpx event hook sees each attempt), so a rate
+  limit slows the pool down instead of spending every worker's retries;
+- a 2xx answer whose body is not a chat completion (truncated, not JSON, no choices)
+  is asked again, up to ``max_retries`` times.
+
+What still fails comes back as a Completion with ``error`` set (the runner stores the
+item unscored with that reason, and the next run tries it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Callable, Iterable, Iterator
+
+from vlmdyn_cli.errors import BadInput, require
+from vlmdyn_cli.judging.backends.base import Prompt
+from vlmdyn_cli.judging.backends.openai_wire import (INSTALL_HINT, MalformedResponse, OpenAIOptions, decode,
+                                                     request_body, retry_after_s, scrub, server_message)
+from vlmdyn_cli.judging.verdict import Completion
+
+RETRY_AFTER_MAX_S = 120.0     # the SDK does not retry when a server asks to wait longer
+
+
+def run(prompts: Iterable[Prompt], emit: Callable[[Completion], None], spec, o: OpenAIOptions, key: str) -> None:
+    asyncio.run(_pool(iter(prompts), emit, spec, o, key))
+
+
+class _Pause:
+    """The pool-wide pause after a 429: every attempt waits until the server's retry time."""
+
+    def __init__(self):
+        self.until = 0.0
+
+    async def before(self, request) -> None:
+        delay = self.until - time.monotonic()
+        if delay > 0:   # (a little jitter so the paused requests do not all return at once)
+            await asyncio.sleep(delay + random.uniform(0, 0.05 + 0.1 * delay))
+
+    async def after(self, response) -> None:
+        if response.status_code == 429:
+            wait = retry_after_s(response.headers)
+            if wait is not None and wait <= RETRY_AFTER_MAX_S:
+                self.until = max(self.until, time.monotonic() + wait)
+
+
+async def _pool(prompts: Iterator[Prompt], emit, spec, o: OpenAIOptions, key: str) -> None:
+    openai = require("openai", INSTALL_HINT, "the openai judge backend")
+    pause = _Pause()
+    try:
+        client = openai.AsyncOpenAI(
+            api_key=key, base_url=o.base_url, max_retries=o.max_retries,
+            timeout=openai.Timeout(o.timeout, connect=min(10.0, o.timeout)),
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [pause.before],
+                                                                    "response": [pause.after]}))
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed base_url
+        raise BadInput(f"cannot create the OpenAI client: {scrub(str(exc), key)}") from None
+
+    async def worker() -> None:
+        for p in prompts:   # one shared iterator: each prompt is taken by exactly one worker
+            emit(await _complete(client, openai, p, spec, o))
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(o.concurrency)))
+    finally:
+        await client.close()
+
+
+async def _complete(client, openai, p: Prompt, spec, o: OpenAIOptions) -> Completion:
+    body = request_body(p, spec, o)
+    malformed = 0
+    while True:
+        t0 = time.monotonic()
+        try:
+            raw = await client.chat.completions.with_raw_response.create(**body)
+            content = raw.http_response.content
+            try:
+                data = json.loads(content)
+            except ValueError:
+                raise MalformedResponse(f"the answer is not valid JSON ({len(content)} bytes, truncated?)") from None
+            return decode(p, data, spec, o, latency_s=time.monotonic() - t0)
+        except MalformedResponse as exc:
+            malformed += 1
+            if malformed > o.max_retries:
+                return Completion(p.key, error=f"malformed answer: {exc} (gave up after {malformed} attempts)")
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** (malformed - 1)) * random.uniform(0.75, 1.0))
+        except openai.APIStatusError as exc:
+            problem = f"HTTP {exc.status_code}: {server_message(exc)}"
+            wait = retry_after_s(exc.response.headers)
+            if wait is not None and wait > RETRY_AFTER_MAX_S:
+                return Completion(p.key, error=f"{problem}; the server asks to wait {wait:.0f}s")
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+                problem += f" (gave up after {o.max_retries + 1} attempts)"
+            return Completion(p.key, error=problem)           # 400, 401, 403, 404...: retrying cannot help
+        except openai.APITimeoutError:
+            return Completion(p.key, error=f"timeout after {o.timeout:g}s (gave up after {o.max_retries + 1} "
+                                           "attempts)")
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc.__context__
+            detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+            return Completion(p.key, error=f"connection error ({detail}) (gave up after {o.max_retries + 1} "
+                                           "attempts)")
