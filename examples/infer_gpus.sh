@@ -11,7 +11,11 @@
 # skips what is stored.
 #
 # Environment: BACKEND (vllm), DEVICE (cuda:{g}; e.g. DEVICE=cpu to try the script on a CPU box),
-# LOGS (logs): one log per shard, with progress (rate, ETA) and a summary per checkpoint.
+# LOGS (logs): one log per process, with progress (rate, ETA) and a summary per checkpoint;
+# SPLIT=items (default: every run split over every process, so each process loads every checkpoint
+# of every run) or SPLIT=runs (process p takes whole runs p, p+P, p+2P, ... of the list, no --shard:
+# each checkpoint is loaded once; best when there are at least as many runs as processes, e.g.
+# 8 seeds on 8 GPUs).
 #
 # Example (8 GPUs, 8 seeds):
 #   examples/infer_gpus.sh exp.db "$(echo llava7b-s{0..7})" 8 -- --batch-size 256 --max-new-tokens 256
@@ -29,12 +33,18 @@ nodes=${pos[2]:-1}
 backend=${BACKEND:-vllm}
 device=${DEVICE:-cuda:\{g\}}
 logs=${LOGS:-logs}
+split=${SPLIT:-items}
 total=$((nodes * gpus))
+case "$split" in items|runs) ;; *) echo "SPLIT must be items or runs, not '$split'" >&2; exit 2 ;; esac
 mkdir -p "$logs"
 
 vlmdyn db migrate --db "$db" > /dev/null           # one process upgrades the schema, not N at once
 for run in $runs; do                                # what is left, split the way it will be run
-  vlmdyn infer --db "$db" --run "$run" --backend "$backend" --dry-run --shard "$((node * gpus))/$total" "$@"
+  if [ "$split" = items ]; then
+    vlmdyn infer --db "$db" --run "$run" --backend "$backend" --dry-run --shard "$((node * gpus))/$total" "$@"
+  else
+    vlmdyn infer --db "$db" --run "$run" --backend "$backend" --dry-run "$@"
+  fi
 done
 
 pids=()
@@ -42,8 +52,14 @@ for g in $(seq 0 $((gpus - 1))); do
   shard="$((node * gpus + g))/$total"
   dev=${device//\{g\}/$g}
   (
+    i=0
     for run in $runs; do
-      vlmdyn infer --db "$db" --run "$run" --shard "$shard" --device "$dev" --backend "$backend" "$@"
+      if [ "$split" = items ]; then
+        vlmdyn infer --db "$db" --run "$run" --shard "$shard" --device "$dev" --backend "$backend" "$@"
+      elif [ $((i % total)) -eq $((node * gpus + g)) ]; then
+        vlmdyn infer --db "$db" --run "$run" --device "$dev" --backend "$backend" "$@"
+      fi
+      i=$((i + 1))
     done
   ) > "$logs/infer-shard-${shard%/*}-of-$total.log" 2>&1 &
   pids+=($!)

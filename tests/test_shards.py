@@ -37,7 +37,10 @@ def single(template, tmp_path_factory):
     """The reference: the whole plan answered by one process."""
     path = tmp_path_factory.mktemp("single") / "exp.db"
     shutil.copy(template, path)
-    run_inference(open_db(path), InferRequest(run="r1", gen=GenConfig(max_new_tokens=4), device="cpu"))
+    db = open_db(path)
+    run_inference(db, InferRequest(run="r1", gen=GenConfig(max_new_tokens=4), device="cpu"))
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")      # tests copy the file
+    db.close()
     return path
 
 
@@ -274,3 +277,52 @@ def test_writers_queue_behind_a_held_write_lock(tmp_path):
             b.execute("INSERT INTO t VALUES (3)")
             1 / 0
     assert not b.in_transaction and b.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+
+
+# ------------------------------------------------------------------ judge --shard
+
+JROW = "spec_hash, triple_hash, judge_name, status, verdict, reason, decided_by, raw"
+
+
+def test_three_judge_shards_at_once_equal_one_judge(single, tmp_path, cli):
+    import json
+
+    one = tmp_path / "one.db"
+    shutil.copy(single, one)
+    assert cli("judge", "--db", one, "--run", "r1", "--judge", "rules", "-q").code == 0
+    shared = tmp_path / "shared.db"
+    shutil.copy(single, shared)
+    procs = [subprocess.Popen([sys.executable, "-m", "vlmdyn_cli", "judge", "--db", str(shared), "--run", "r1",
+                               "--judge", "rules", "--shard", f"{i}/3", "--json", "-q"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [e for _, e in outs]
+    assert rows(shared, "judgements", JROW) == rows(one, "judgements", JROW)
+    hashes = {r[0] for r in rows(single, "generations", "triple_hash")}
+    for i, (out, _) in enumerate(outs):                  # each judged exactly its own triples
+        s = json.loads(out)
+        assert s["total"] == s["new"] == sum(shard_of(h, 3) == i for h in hashes) > 0
+    assert rows(shared, "shard_plans", "stage, n_shards") == [("judge", 3)]
+
+
+def test_judge_shard_refusals_write_nothing(single, tmp_path, cli):
+    db = tmp_path / "exp.db"
+    shutil.copy(single, db)
+    assert cli("judge", "--db", db, "--run", "r1", "--judge", "rules", "--shard", "0/3", "-q").code == 0
+    before = {t: rows(db, t, "*") for t in ("judgements", "shard_plans", "judge_specs")}
+    r = cli("judge", "--db", db, "--run", "r1", "--judge", "rules", "--shard", "1/4", "-q")
+    assert r.code == 2 and "split into 3 shards" in r.err and "--shard 1/4" in r.err
+    for bad, says in (("3/3", "must be 0 to 2"), ("x", "takes i/N"), ("0/0", "at least 1")):
+        r = cli("judge", "--db", db, "--run", "r1", "--judge", "rules", "--shard", bad, "-q")
+        assert r.code == 2 and says in r.err
+    triples = tmp_path / "t.jsonl"
+    triples.write_text('{"id": "a", "question": "q", "answer": "a", "prediction": "a"}\n')
+    r = cli("judge", "--db", db, "--input", triples, "--judge", "rules", "--shard", "0/2")
+    assert r.code == 2 and "--shard splits a run's generations" in r.err
+    assert {t: rows(db, t, "*") for t in before} == before
+    # A dry run of another split says so and records nothing; the rest of the 3-way split goes through.
+    r = cli("judge", "--db", db, "--run", "r1", "--judge", "rules", "--shard", "1/4", "--dry-run")
+    assert r.code == 0 and "3-way split" in r.out
+    for i in (1, 2):
+        assert cli("judge", "--db", db, "--run", "r1", "--judge", "rules", "--shard", f"{i}/3", "-q").code == 0
+    assert len(rows(db, "judgements", "*")) == len({r[0] for r in rows(single, "generations", "triple_hash")})

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt, emit_json, hint,
+                                   print_table)
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -16,14 +17,6 @@ MetricOpt = Annotated[str, typer.Option(
                      "punctuation/articles, number words as digits) or contains.")]
 ByCategoryOpt = Annotated[bool, typer.Option(
     "--by-category", help="Also print one table per category.")]
-
-
-ShardOpt = Annotated[Optional[str], typer.Option(
-    "--shard", help="i/N: do only shard i (0..N-1) of an N-way split of the work, e.g. 3/8; the same N "
-                    "for every process of one plan.")]
-ReshardOpt = Annotated[bool, typer.Option(
-    "--reshard", help="Split a plan N ways although it was started with another N (only once no shard of "
-                      "the old split is running).")]
 
 
 def _names(text: str) -> list[str] | None:

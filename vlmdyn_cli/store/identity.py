@@ -126,8 +126,8 @@ def map_qa_pairs(src: sqlite3.Connection, tgt: sqlite3.Connection, src_run: int,
 
 def _digest(rows) -> str:
     h, n = hashlib.sha256(), 0
-    for row in rows:
-        h.update(json.dumps(row, ensure_ascii=False).encode("utf-8"))
+    for row in rows:             # repr: unambiguous for tuples of ints and strings, and fast
+        h.update(repr(row).encode("utf-8"))
         n += 1
     return f"{n} rows, sha256 {h.hexdigest()[:12]}"
 

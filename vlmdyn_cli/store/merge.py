@@ -63,8 +63,9 @@ class MergeReport:
     notes: list[str] = field(default_factory=list)
 
     def count(self, kind: str, table: str, n: int) -> None:
-        d = getattr(self, kind)
-        d[table] = d.get(table, 0) + n
+        if n:
+            d = getattr(self, kind)
+            d[table] = d.get(table, 0) + n
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -162,97 +163,164 @@ def _check_all(conn: sqlite3.Connection, sources: list[Source], target: Path) ->
 
 
 def _merge_one(conn: sqlite3.Connection, src: Source, reporter: Reporter) -> MergeReport:
+    """Stage the source's rows in temp tables (mapped to the target's ids, checked), then write each
+    table with INSERT ... SELECT in chunks: one statement per chunk, not per row, keeps the
+    full-text index and the plots' change counter from flushing on every row."""
     rep = MergeReport(str(src.path))
     s = src.conn
-    total = sum(s.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("triples", "generations", "judgements"))
-    with reporter.task(f"merge {src.path.name}", total=total, unit="rows") as task:
-        for table, key in (("gen_configs", "hash"), ("judge_specs", "hash")):
-            cols = _columns(conn, table)
-            rows = s.execute(f"SELECT {cols} FROM {table}").fetchall()
-            cur = conn.executemany(f"INSERT OR IGNORE INTO {table} ({cols}) VALUES ({_marks(cols)})", rows)
-            rep.count("added", table, cur.rowcount)
-        _merge_triples(conn, s, rep, task)
-        for name, src_run in src.runs.items():
-            _merge_generations(conn, s, name, src_run, src.qa[name], rep, task)
-        _merge_judgements(conn, s, rep, task)
-        _merge_timings(conn, s, src.runs, rep)
+    for table in ("gen_configs", "judge_specs"):
+        cols = _columns(conn, table)
+        cur = conn.executemany(f"INSERT OR IGNORE INTO {table} ({cols}) VALUES ({_marks(cols)})",
+                               s.execute(f"SELECT {cols} FROM {table}").fetchall())
+        rep.count("added", table, cur.rowcount)
+    n = sum(s.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("triples", "generations", "judgements"))
+    with reporter.task(f"check {src.path.name}", total=n, unit="rows") as task:
+        _stage_triples(conn, s, task)
+        _stage_generations(conn, s, src, task)
+        _stage_judgements(conn, s, task)
+    with reporter.task(f"merge {src.path.name}", total=n, unit="rows") as task:
+        _write_triples(conn, rep, task)
+        _write_generations(conn, rep, task)
+        _write_judgements(conn, rep, task)
+    _merge_timings(conn, s, src.runs, rep)
     rep.notes += _not_merged(s)
     return rep
 
 
-def _merge_triples(conn, s, rep: MergeReport, task) -> None:
+# ---- staging: temp tables in the target's connection, nothing written to the target yet
+
+_GEN_COLS = "run_id, step, qa_id, prediction, triple_hash, gen_config_hash, backend, created_at"
+
+
+def _stage_triples(conn, s, task) -> None:
+    conn.execute("DROP TABLE IF EXISTS temp.m_triples")
+    conn.execute("CREATE TEMP TABLE m_triples (hash TEXT PRIMARY KEY, question, answer, prediction)")
     cur = s.execute("SELECT hash, question, answer, prediction FROM triples ORDER BY id")
     while rows := cur.fetchmany(CHUNK):
         for h, q, a, p in rows:
             if triple_hash(q, a, p) != h:
                 raise BadInput(f"triple {h[:12]} of the source does not hash to its texts (a damaged or edited "
                                f"file?); nothing merged")
-        c = conn.executemany("INSERT OR IGNORE INTO triples(hash, question, answer, prediction) VALUES (?,?,?,?)",
-                             rows)
-        rep.count("added", "triples", c.rowcount)
-        rep.count("unchanged", "triples", len(rows) - c.rowcount)
+        conn.executemany("INSERT INTO temp.m_triples VALUES (?,?,?,?)", rows)
         task.advance(len(rows))
 
 
-def _merge_generations(conn, s, run_name: str, src_run: int, qa: dict[int, int], rep: MergeReport, task) -> None:
-    tgt_run = conn.execute("SELECT id FROM runs WHERE name = ?", [run_name]).fetchone()[0]
-    cur = s.execute("SELECT g.step, g.qa_id, g.prediction, g.triple_hash, g.gen_config_hash, g.backend, "
-                    "g.created_at, q.question, q.answer FROM generations g JOIN qa_pairs q ON q.id = g.qa_id "
-                    "WHERE g.run_id = ? ORDER BY g.id", [src_run])
+def _stage_generations(conn, s, src: Source, task) -> None:
+    """Generations with the target's run and QA pair ids; each must agree with its triple (or, when the
+    source has no triple for it, hash to its own texts: that triple is staged too)."""
+    conn.execute("DROP TABLE IF EXISTS temp.m_generations")
+    conn.execute(f"CREATE TEMP TABLE m_generations ({_GEN_COLS})")
+    for name, src_run in src.runs.items():
+        tgt_run = conn.execute("SELECT id FROM runs WHERE name = ?", [name]).fetchone()[0]
+        qa = src.qa[name]
+        cur = s.execute("SELECT g.step, g.qa_id, g.prediction, g.triple_hash, g.gen_config_hash, g.backend, "
+                        "g.created_at, q.question, q.answer, t.question, t.answer, t.prediction FROM generations g "
+                        "JOIN qa_pairs q ON q.id = g.qa_id LEFT JOIN triples t ON t.hash = g.triple_hash "
+                        "WHERE g.run_id = ? ORDER BY g.id", [src_run])
+        while rows := cur.fetchmany(CHUNK):
+            staged, extra = [], []
+            for step, q, pred, th, cfg, backend, created, question, answer, *triple in rows:
+                if triple[0] is None and triple_hash(question, answer, pred) == th:
+                    extra.append((th, question, answer, pred))
+                elif triple != [question, answer, pred]:
+                    raise BadInput(f"run {name} step {step}: a generation's triple hash does not match its question, "
+                                   f"answer and prediction (a damaged or edited file?); nothing merged")
+                staged.append((tgt_run, step, qa[q], pred, th, cfg, backend, created))
+            conn.executemany(f"INSERT INTO temp.m_generations VALUES ({_marks(_GEN_COLS)})", staged)
+            conn.executemany("INSERT OR IGNORE INTO temp.m_triples VALUES (?,?,?,?)", extra)
+            task.advance(len(rows))
+    missing = conn.execute("SELECT count(*) FROM temp.m_generations g WHERE NOT EXISTS (SELECT 1 FROM "
+                           "main.gen_configs c WHERE c.hash = g.gen_config_hash)").fetchone()[0]
+    if missing:
+        raise BadInput(f"{missing} generations of the source name a generation config it does not have (a damaged "
+                       f"file?); nothing merged")
+
+
+def _stage_judgements(conn, s, task) -> None:
+    cols = _judgement_columns(conn)
+    conn.execute("DROP TABLE IF EXISTS temp.m_judgements")
+    conn.execute(f"CREATE TEMP TABLE m_judgements ({cols})")
+    cur = s.execute(f"SELECT {cols} FROM judgements ORDER BY id")
     while rows := cur.fetchmany(CHUNK):
-        keys = [(step, qa[q]) for step, q, *_ in rows]
-        have = _existing(conn, "SELECT w.a, w.b, g.triple_hash, g.gen_config_hash FROM temp._want w JOIN generations g "
-                               f"ON g.run_id = {tgt_run} AND g.step = w.a AND g.qa_id = w.b", keys)
-        new = []
-        for (step, tq), (_, _, pred, th, cfg, backend, created, question, answer) in zip(keys, rows):
-            if triple_hash(question, answer, pred) != th:
-                raise BadInput(f"run {run_name} step {step}: a generation's triple hash does not match its "
-                               f"question, answer and prediction (a damaged or edited file?); nothing merged")
-            old = have.get((step, tq))
-            if old is None:
-                new.append((tgt_run, step, tq, pred, th, cfg, backend, created))
-            elif old == (th, cfg):
-                rep.count("unchanged", "generations", 1)
-            else:
-                rep.count("conflicts", "generations", 1)
-                if len(rep.examples) < 5:
-                    rep.examples.append(f"generation run {run_name} step {step} qa {tq}: the target has another "
-                                        f"answer or generation config; kept the target's")
-        conn.executemany("INSERT INTO generations(run_id, step, qa_id, prediction, triple_hash, gen_config_hash, "
-                         "backend, created_at) VALUES (?,?,?,?,?,?,?,?)", new)
-        rep.count("added", "generations", len(new))
+        conn.executemany(f"INSERT INTO temp.m_judgements VALUES ({_marks(cols)})", rows)
         task.advance(len(rows))
+    orphans = conn.execute(
+        "SELECT count(*) FROM temp.m_judgements j WHERE NOT EXISTS (SELECT 1 FROM main.judge_specs p WHERE "
+        "p.hash = j.spec_hash) OR (NOT EXISTS (SELECT 1 FROM temp.m_triples t WHERE t.hash = j.triple_hash) AND "
+        "NOT EXISTS (SELECT 1 FROM main.triples t WHERE t.hash = j.triple_hash))").fetchone()[0]
+    if orphans:
+        raise BadInput(f"{orphans} judgements of the source judge a triple, or name a judge spec, that neither it "
+                       f"nor the target has (a damaged file?); nothing merged")
 
 
-def _merge_judgements(conn, s, rep: MergeReport, task) -> None:
-    cols = [c for c in _columns(conn, "judgements").split(", ") if c != "id"]
-    i_spec, i_triple, i_status, i_verdict = (cols.index(c) for c in ("spec_hash", "triple_hash", "status", "verdict"))
-    upsert = (f"INSERT INTO judgements ({', '.join(cols)}) VALUES ({_marks(', '.join(cols))}) "
-              "ON CONFLICT(spec_hash, triple_hash) DO UPDATE SET "
-              + ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("spec_hash", "triple_hash")))
-    cur = s.execute(f"SELECT {', '.join(cols)} FROM judgements ORDER BY id")
-    while rows := cur.fetchmany(CHUNK):
-        have = _existing(conn, "SELECT w.a, w.b, j.status, j.verdict FROM temp._want w JOIN judgements j "
-                               "ON j.spec_hash = w.a AND j.triple_hash = w.b",
-                         [(r[i_spec], r[i_triple]) for r in rows])
-        write = []
-        for r in rows:
-            old = have.get((r[i_spec], r[i_triple]))
-            if old is None:
-                write.append(r)
-                rep.count("added", "judgements", 1)
-            elif old[0] == "unscored" and r[i_status] == "scored":
-                write.append(r)
-                rep.count("replaced", "judgements", 1)
-            elif old[0] == "scored" and r[i_status] == "scored" and old[1] != r[i_verdict]:
-                rep.count("conflicts", "judgements", 1)
-                if len(rep.examples) < 5:
-                    rep.examples.append(f"judgement of triple {r[i_triple][:12]} by spec {r[i_spec][:12]}: target "
-                                        f"says {old[1]}, source {r[i_verdict]}; kept the target's")
-            else:
-                rep.count("unchanged", "judgements", 1)
-        conn.executemany(upsert, write)
-        task.advance(len(rows))
+# ---- writing: INSERT ... SELECT from the staged rows, WRITE_CHUNK rows per statement
+
+WRITE_CHUNK = 20_000
+
+
+def _chunks(conn, table: str):
+    lo, hi = conn.execute(f"SELECT min(rowid), max(rowid) FROM temp.{table}").fetchone()
+    for start in range(lo or 1, (hi or 0) + 1, WRITE_CHUNK):
+        yield start, start + WRITE_CHUNK - 1
+
+
+def _write_triples(conn, rep: MergeReport, task) -> None:
+    staged = conn.execute("SELECT count(*) FROM temp.m_triples").fetchone()[0]
+    added = 0
+    for lo, hi in _chunks(conn, "m_triples"):
+        added += conn.execute("INSERT OR IGNORE INTO main.triples(hash, question, answer, prediction) SELECT hash, "
+                              "question, answer, prediction FROM temp.m_triples WHERE rowid BETWEEN ? AND ?",
+                              [lo, hi]).rowcount
+        task.advance(min(hi, staged) - lo + 1)
+    rep.count("added", "triples", added)
+    rep.count("unchanged", "triples", staged - added)
+
+
+def _write_generations(conn, rep: MergeReport, task) -> None:
+    staged = conn.execute("SELECT count(*) FROM temp.m_generations").fetchone()[0]
+    same = ("g.run_id = t.run_id AND g.step = t.step AND g.qa_id = t.qa_id")
+    differ = conn.execute(f"SELECT r.name, t.step, t.qa_id FROM temp.m_generations t JOIN main.generations g ON {same} "
+                          "JOIN main.runs r ON r.id = t.run_id WHERE g.triple_hash != t.triple_hash OR "
+                          "g.gen_config_hash != t.gen_config_hash").fetchall()
+    added = 0
+    for lo, hi in _chunks(conn, "m_generations"):
+        added += conn.execute(f"INSERT OR IGNORE INTO main.generations({_GEN_COLS}) SELECT {_GEN_COLS} FROM "
+                              "temp.m_generations WHERE rowid BETWEEN ? AND ?", [lo, hi]).rowcount
+        task.advance(max(0, min(hi, staged) - lo + 1))
+    rep.count("added", "generations", added)
+    rep.count("conflicts", "generations", len(differ))
+    rep.count("unchanged", "generations", staged - added - len(differ))
+    for run, step, qa in differ[:5 - min(5, len(rep.examples))]:
+        rep.examples.append(f"generation run {run} step {step} qa {qa}: the target has another answer or generation "
+                            f"config; kept the target's")
+
+
+def _write_judgements(conn, rep: MergeReport, task) -> None:
+    cols = _judgement_columns(conn)
+    staged = conn.execute("SELECT count(*) FROM temp.m_judgements").fetchone()[0]
+    pairs = "FROM temp.m_judgements t JOIN main.judgements j ON j.spec_hash = t.spec_hash AND j.triple_hash = t.triple_hash"
+    replaced = conn.execute(f"SELECT count(*) {pairs} WHERE j.status = 'unscored' AND t.status = 'scored'").fetchone()[0]
+    differ = conn.execute(f"SELECT t.triple_hash, t.spec_hash, j.verdict, t.verdict {pairs} WHERE j.status = 'scored' "
+                          "AND t.status = 'scored' AND j.verdict IS NOT t.verdict").fetchall()
+    update = ", ".join(f"{c} = excluded.{c}" for c in cols.split(", ") if c not in ("spec_hash", "triple_hash"))
+    written = 0
+    for lo, hi in _chunks(conn, "m_judgements"):
+        written += conn.execute(
+            f"INSERT INTO main.judgements({cols}) SELECT {cols} FROM temp.m_judgements WHERE rowid BETWEEN ? AND ? "
+            f"ON CONFLICT(spec_hash, triple_hash) DO UPDATE SET {update} "
+            "WHERE judgements.status = 'unscored' AND excluded.status = 'scored'", [lo, hi]).rowcount
+        task.advance(max(0, min(hi, staged) - lo + 1))
+    rep.count("added", "judgements", written - replaced)
+    rep.count("replaced", "judgements", replaced)
+    rep.count("conflicts", "judgements", len(differ))
+    rep.count("unchanged", "judgements", staged - written - len(differ))
+    for th, spec, mine, theirs in differ[:5 - min(5, len(rep.examples))]:
+        rep.examples.append(f"judgement of triple {th[:12]} by spec {spec[:12]}: target says {mine}, source "
+                            f"{theirs}; kept the target's")
+
+
+def _judgement_columns(conn) -> str:
+    return ", ".join(c for c in _columns(conn, "judgements").split(", ") if c != "id")
 
 
 def _merge_timings(conn, s, runs: dict[str, int], rep: MergeReport) -> None:
@@ -267,14 +335,6 @@ def _merge_timings(conn, s, runs: dict[str, int], rep: MergeReport) -> None:
         conn.executemany(f"INSERT INTO infer_timings (run_id, {', '.join(cols)}) VALUES (?, {_marks(', '.join(cols))})",
                          [(tgt_run, *r) for r in new])
         rep.count("added", "infer_timings", len(new))
-
-
-def _existing(conn, sql: str, keys: list[tuple]) -> dict[tuple, tuple]:
-    """{(a, b): rest} of the target rows matching ``keys`` (a temp table joined on an index)."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _want (a, b)")
-    conn.execute("DELETE FROM temp._want")
-    conn.executemany("INSERT INTO temp._want VALUES (?, ?)", keys)
-    return {(r[0], r[1]): tuple(r[2:]) for r in conn.execute(sql)}
 
 
 def _not_merged(s) -> list[str]:
