@@ -25,13 +25,11 @@ import shutil
 import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_RATIO = 1.5
-ROW = ("SELECT r.name, g.step, d.source_sha256, c.idx, q.turn, g.triple_hash, g.gen_config_hash "
-       "FROM generations g JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id "
-       "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = c.dataset_id")
 
 
 def node_db(root: Path) -> Path:
@@ -54,11 +52,10 @@ def node_db(root: Path) -> Path:
 
 
 def rows(path: Path) -> list[tuple]:
-    con = sqlite3.connect(path)
-    try:
-        return sorted(con.execute(ROW).fetchall())
-    finally:
-        con.close()
+    from vlmdyn_cli.store.identity import generations_by_content
+
+    with closing(sqlite3.connect(path)) as con:
+        return generations_by_content(con)
 
 
 def raw_copy(node: Path, target: Path) -> None:

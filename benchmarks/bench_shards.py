@@ -41,13 +41,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
 BIN = Path(sys.executable).parent / "vlmdyn"
-ROW = ("SELECT r.name, g.step, d.source_sha256, c.idx, q.turn, g.prediction, g.triple_hash, g.gen_config_hash "
-       "FROM generations g JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id "
-       "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = c.dataset_id")
 
 
 def vlmdyn(*args, wait=True):
@@ -89,11 +87,10 @@ def setup(root: Path, images: int, set_size: int) -> tuple[Path, str]:
 
 
 def rows(path: Path) -> list[tuple]:
-    con = sqlite3.connect(path)
-    try:
-        return sorted(con.execute(ROW).fetchall())
-    finally:
-        con.close()
+    from vlmdyn_cli.store.identity import generations_by_content
+
+    with closing(sqlite3.connect(path)) as con:
+        return generations_by_content(con)
 
 
 def db_share(path: Path) -> float:

@@ -15,10 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 
 import pytest
 
 from helpers_evalsets import add_run, build_infer_template, make_experiment
+from helpers_procs import reaped
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import build
 from vlmdyn_cli.inference.config import GenConfig
@@ -29,11 +31,9 @@ from vlmdyn_cli.store import open_db
 from vlmdyn_cli.store import merge as merge_mod
 from vlmdyn_cli.store.db import schema_sql
 from vlmdyn_cli.store.export import export
+from vlmdyn_cli.store.identity import generations_by_content
 from vlmdyn_cli.store.runs import get_run
 
-GEN_ROW = "r.name, g.step, d.source_sha256, c.idx, q.turn, g.prediction, g.triple_hash, g.gen_config_hash, g.backend"
-GEN_SQL = (f"SELECT {GEN_ROW} FROM generations g JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id "
-           "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = c.dataset_id")
 JUDGE_ROW = "spec_hash, triple_hash, judge_name, status, verdict, reason, decided_by, raw, ms, md, h, p_yes"
 
 
@@ -47,7 +47,8 @@ def query(path, sql, args=()) -> list[tuple]:
 
 def generations(path) -> list[tuple]:
     """Every generation by content (run name, step, QA pair key, answer, hashes): comparable across files."""
-    return query(path, GEN_SQL)
+    with closing(sqlite3.connect(path)) as con:
+        return generations_by_content(con)
 
 
 def judgements(path) -> list[tuple]:
@@ -364,7 +365,7 @@ def test_merge_killed_mid_transaction_leaves_the_target_as_before(target, tmp_pa
                              "-q"], env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wal = target.with_name(target.name + "-wal")
     locked_at = None
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if locked_at is None:
@@ -382,10 +383,6 @@ def test_merge_killed_mid_transaction_leaves_the_target_as_before(target, tmp_pa
         assert proc.poll() is None, "the merge ended before it could be killed: " + proc.stderr.read().decode()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
     assert locked_at is not None
     assert dump(target) == before
     assert cli("db", "merge", node, "--into", target, "-q").code == 0

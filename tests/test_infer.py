@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from helpers_evalsets import add_run, build_infer_template
+from helpers_procs import reaped
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import build
 from vlmdyn_cli.inference import backends
@@ -153,7 +154,7 @@ def test_resume_after_kill_9(exp_db, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "vlmdyn_cli", "infer", "--db", str(exp_db), *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 120
         n = 0
         while time.monotonic() < deadline and proc.poll() is None:
@@ -166,10 +167,6 @@ def test_resume_after_kill_9(exp_db, tmp_path):
         assert proc.poll() is None, proc.stderr.read().decode()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
     partial = all_generations(exp_db)
     assert 3 <= len(partial) < len(expected)
     assert all(expected[k] == v for k, v in partial.items())

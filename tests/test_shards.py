@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 from helpers_evalsets import build_infer_template
+from helpers_procs import reaped
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.inference.items import load_items
@@ -126,7 +127,7 @@ def test_three_shards_at_once_on_one_database_equal_a_single_process(exp_db, sin
     """3 `vlmdyn infer --shard i/3` processes at once on one file, one of them killed with SIGKILL
     mid-run and rerun: the rows are exactly those of one process answering everything."""
     procs = {i: spawn(exp_db, "--shard", f"{i}/3", "--batch-size", "2", *GEN) for i in range(3)}
-    try:
+    with reaped(*procs.values()):
         deadline = time.monotonic() + 300
         killed = False
         while time.monotonic() < deadline and procs[1].poll() is None:
@@ -139,11 +140,6 @@ def test_three_shards_at_once_on_one_database_equal_a_single_process(exp_db, sin
                 break
             time.sleep(0.05)
         codes = {i: p.wait(300) for i, p in procs.items()}
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait(30)
     assert killed and codes[1] == -signal.SIGKILL
     assert codes[0] == codes[2] == 0, [p.stderr.read().decode() for p in procs.values()]
     partial = rows(exp_db)

@@ -37,7 +37,7 @@ def migrate_cmd(db: DbOpt = None, json_out: JsonOpt = False):
 
     Example: vlmdyn db migrate --db exp.db
     """
-    from vlmdyn_cli.store.db import migrate, open_db
+    from vlmdyn_cli.store.db import open_db
     from vlmdyn_cli.store.migrations import migrations
 
     d = open_db(db)

@@ -124,6 +124,19 @@ def map_qa_pairs(src: sqlite3.Connection, tgt: sqlite3.Connection, src_run: int,
     return out
 
 
+GENERATION_KEY = ("run", "step", "dataset", "conversation", "turn", "prediction", "triple_hash", "gen_config_hash")
+
+
+def generations_by_content(conn: sqlite3.Connection) -> list[tuple]:
+    """Every generation as (run name, step, dataset hash, conversation index, turn, prediction, triple hash,
+    generation config hash), sorted: rows of two databases compare equal when their generations are
+    the same, whatever their row ids."""
+    return sorted(conn.execute(
+        "SELECT r.name, g.step, d.source_sha256, c.idx, q.turn, g.prediction, g.triple_hash, g.gen_config_hash "
+        "FROM generations g JOIN runs r ON r.id = g.run_id JOIN qa_pairs q ON q.id = g.qa_id "
+        "JOIN conversations c ON c.id = q.conversation_id JOIN datasets d ON d.id = c.dataset_id").fetchall())
+
+
 def _digest(rows) -> str:
     h, n = hashlib.sha256(), 0
     for row in rows:             # repr: unambiguous for tuples of ints and strings, and fast
