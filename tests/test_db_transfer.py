@@ -314,6 +314,16 @@ def test_merge_refuses_a_bad_source_and_leaves_the_target_unchanged(case, target
 
 def test_merge_usage_errors(target, tmp_path, cli):
     node = nodes(target, tmp_path, 1)[0]
+    foreign = tmp_path / "foreign.db"
+    _edit(foreign, "CREATE TABLE notes (x)")
+    before = dump(foreign)
+    r = cli("db", "merge", node, "--into", foreign)
+    assert r.code == 2 and "foreign.db is not a vlmdyn experiment database" in r.err and dump(foreign) == before
+    _edit(target, "INSERT INTO _sqlite_migrations(migration_set, name, applied_at) VALUES ('vlmdyn', 'm999_x', 't')")
+    before = dump(target)
+    r = cli("db", "merge", node, "--into", target)
+    assert r.code == 2 and "exp.db has a newer schema" in r.err and dump(target) == before
+    _edit(target, "DELETE FROM _sqlite_migrations WHERE name = 'm999_x'")
     r = cli("db", "merge", node, "--into", tmp_path / "missing.db")
     assert r.code == 2 and "does not exist" in r.err and not (tmp_path / "missing.db").exists()
     r = cli("db", "merge", target, "--into", target)

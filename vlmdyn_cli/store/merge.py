@@ -85,6 +85,7 @@ def merge(target: str | os.PathLike, sources: list[str | os.PathLike], *, report
     try:
         for p in paths:
             opened.append(open_source(p))
+        _check_target(target)
         db = open_db(target)
         try:
             with immediate(db, wait_s=lock_wait) as conn:
@@ -117,21 +118,9 @@ def _distinct(sources, target: Path) -> list[Path]:
 
 def open_source(path: Path) -> Source:
     """A read-only connection to a node database of this version's schema (BadInput otherwise)."""
-    from vlmdyn_cli.store.migrations import migrations
-
     conn = connect(path, readonly=True)
     try:
-        has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_sqlite_migrations'").fetchone()
-        applied = [r[0] for r in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [migrations.name])] if has else []
-        if not applied:
-            raise BadInput(f"{path} is not a vlmdyn experiment database (no vlmdyn schema migrations recorded)")
-        known = [m.name for m in migrations.pending(Database(memory=True))]
-        newer = [n for n in applied if n not in known]
-        if newer:
-            raise BadInput(f"{path} has a newer schema than this vlmdyn knows (migrations {', '.join(newer)}): "
-                           f"it was written by a newer vlmdyn; upgrade vlmdyn here before merging it")
-        older = [n for n in known if n not in applied]
+        older = _older_schema(conn, path)
         if older:
             raise BadInput(f"{path} has an older schema (missing migrations {', '.join(older)}); upgrade it "
                            f"with `vlmdyn db migrate --db {path}` and merge again")
@@ -143,6 +132,33 @@ def open_source(path: Path) -> Source:
         conn.close()
         raise
     return Source(path, conn, runs)
+
+
+def _check_target(path: Path) -> None:
+    """The target must be a vlmdyn database this version knows (an older one is migrated as usual)."""
+    conn = connect(path, readonly=True)
+    try:
+        _older_schema(conn, path)
+    finally:
+        conn.close()
+
+
+def _older_schema(conn: sqlite3.Connection, path: Path) -> list[str]:
+    """The migrations this vlmdyn has that the file lacks. BadInput for a file that is not ours, or
+    that has migrations this vlmdyn does not know (written by a newer version)."""
+    from vlmdyn_cli.store.migrations import migrations
+
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_sqlite_migrations'").fetchone()
+    applied = [r[0] for r in conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [migrations.name])] if has else []
+    if not applied:
+        raise BadInput(f"{path} is not a vlmdyn experiment database (no vlmdyn schema migrations recorded)")
+    known = [m.name for m in migrations.pending(Database(memory=True))]
+    newer = [n for n in applied if n not in known]
+    if newer:
+        raise BadInput(f"{path} has a newer schema than this vlmdyn knows (migrations {', '.join(newer)}): "
+                       f"it was written by a newer vlmdyn; upgrade vlmdyn here before merging")
+    return [n for n in known if n not in applied]
 
 
 def _check_all(conn: sqlite3.Connection, sources: list[Source], target: Path) -> None:
