@@ -18,7 +18,14 @@ Targets (ratios in this one run, by process CPU time: steadier than wall time on
 machine): score mode warm at least 8x cheaper than cold, full mode at least 4x; 0 state
 copies. Exits 1 when one is missed.
 
-    .venv/bin/python benchmarks/bench_judge_local.py [--items 12] [--threads 1] [--model PATH|pkg:...]
+Part ``4bit``: the `transformers` judge backend on a random-init Llama saved to disk (4 layers
+x 512, 13M linear weights), fp32 vs ``load_in_4bit`` (bitsandbytes NF4 on the CPU), score mode
+over the same items side by side: items/s of each, the bytes of the linear layers' weights,
+and the largest |p_yes(4-bit) - p_yes(fp32)|. Targets: linear weights at most 0.2x the fp32
+bytes and p_yes within 0.05; items/s is reported (on the CPU, without bitsandbytes' optional
+``kernels`` package, NF4 dequantizes per matmul: it saves memory, not time).
+
+    .venv/bin/python benchmarks/bench_judge_local.py [--part all|gguf|4bit] [--items 12] [--threads 1]
 """
 
 from __future__ import annotations
@@ -68,13 +75,82 @@ def measure(backend, spec, items, *, cold: bool, score_only: bool) -> list[float
     return out
 
 
+def bench_4bit(items, threads: int) -> tuple[dict, list[str]]:
+    """fp32 vs NF4 4-bit, the transformers backend, score mode, same items (see the module doc)."""
+    import tempfile
+
+    import bitsandbytes as bnb
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Item
+    from vlmdyn_cli.judging.spec import load_spec
+    from vlmdyn_cli.models.tokenizer import build_word_tokenizer
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "llama"
+        tok = build_word_tokenizer([" ".join(" ".join(x) for x in items) + " yes no Yes No"] * 3, vocab_size=400)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                          num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=512,
+                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        LlamaForCausalLM(cfg).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        (Path(tmp) / "p.txt").write_text("Question : {question} Reference : {answer} Answer : {prediction} yes or no ?")
+        out, p_yes = {}, {}
+        for name, extra in (("fp32", ""), ("nf4", 'load_in_4bit = true\ndevice = "cpu"')):
+            sp = Path(tmp) / f"{name}.toml"
+            sp.write_text(f'name = "bench-{name}"\nbackend = "transformers"\nmodel = "{folder}"\n'
+                          f'output = "yesno"\ntext_template = "p.txt"\n[decoding]\nscore_mode = "only"\n'
+                          f'[options]\nn_threads = {threads}\n{extra}\n')
+            spec = load_spec(str(sp))
+            be = create_backend(spec)
+            linear = [m for m in be.model.modules() if isinstance(m, (torch.nn.Linear, bnb.nn.Linear4bit))
+                      and m is not be.model.get_output_embeddings()]
+            wbytes = sum(m.weight.numel() * m.weight.element_size() for m in linear)
+            reqs = [spec.render(Item(f"k{i}", *it)) for i, it in enumerate(items)]
+            for r in reqs[:2]:
+                be.respond(r)                                   # warm-up
+            t0 = time.process_time()
+            p_yes[name] = [be.respond(r).p_yes for r in reqs]
+            cpu = time.process_time() - t0
+            out[name] = {"items_per_cpu_s": len(reqs) / cpu, "linear_weight_bytes": wbytes,
+                         "linear_layers_4bit": sum(isinstance(m, bnb.nn.Linear4bit) for m in linear)}
+            be.close()
+    diff = max(abs(a - b) for a, b in zip(p_yes["fp32"], p_yes["nf4"]))
+    res = {**out, "speed_ratio_nf4_vs_fp32": out["nf4"]["items_per_cpu_s"] / out["fp32"]["items_per_cpu_s"],
+           "weight_bytes_ratio_nf4_vs_fp32": out["nf4"]["linear_weight_bytes"] / out["fp32"]["linear_weight_bytes"],
+           "p_yes_max_abs_diff": diff}
+    print(f"4-bit NF4 vs fp32 (transformers backend, CPU, score mode, {len(items)} items): "
+          f"{out['nf4']['items_per_cpu_s']:.1f} vs {out['fp32']['items_per_cpu_s']:.1f} items per CPU second "
+          f"({res['speed_ratio_nf4_vs_fp32']:.2f}x); linear weights {res['weight_bytes_ratio_nf4_vs_fp32']:.3f}x "
+          f"the bytes ({out['nf4']['linear_layers_4bit']} Linear4bit layers); max |p_yes diff| {diff:.4f}")
+    misses = [m for m, bad in (
+        (f"4-bit weights {res['weight_bytes_ratio_nf4_vs_fp32']:.3f}x fp32 (target <= 0.2x)",
+         res["weight_bytes_ratio_nf4_vs_fp32"] > 0.2),
+        (f"4-bit p_yes differs by {diff:.4f} (target <= 0.05)", diff > 0.05)) if bad]
+    return res, misses
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("all", "gguf", "4bit"), default="all")
     ap.add_argument("--items", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default=None, help="GGUF path or pkg:<package> (default: the local spec's)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_judge_local.json"))
     args = ap.parse_args()
+    items = (ITEMS * (args.items // len(ITEMS) + 1))[:args.items]
+    quant_misses: list[str] = []
+    if args.part in ("all", "4bit"):
+        quant, quant_misses = bench_4bit(items, args.threads)
+        if args.part == "4bit":
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).with_name("bench_judge_local_4bit.json").write_text(json.dumps(quant, indent=2))
+            for m in quant_misses:
+                print(f"MISSED: {m}")
+            raise SystemExit(1 if quant_misses else 0)
 
     import llama_cpp
 
@@ -94,7 +170,6 @@ def main() -> None:
     t0 = time.perf_counter()
     b = create_backend(spec, {"n_threads": args.threads})
     load_s = time.perf_counter() - t0
-    items = (ITEMS * (args.items // len(ITEMS) + 1))[:args.items]
     from vlmdyn_cli.judging.backends.base import Item
 
     prompt_tokens = len(b.tokens_for(spec.render(Item("x", *items[0]))))
@@ -146,7 +221,7 @@ def main() -> None:
     misses = [m for m, bad in (
         (f"score mode warm vs cold {s['speedup_cpu']:.1f}x CPU (target >= 8x)", s["speedup_cpu"] < 8),
         (f"full mode warm vs cold {f['speedup_cpu']:.1f}x CPU (target >= 4x)", f["speedup_cpu"] < 4),
-        (f"{copies['n']} state copies (target 0)", copies["n"] != 0)) if bad]
+        (f"{copies['n']} state copies (target 0)", copies["n"] != 0)) if bad] + quant_misses
     for m in misses:
         print(f"MISSED: {m}")
     raise SystemExit(1 if misses else 0)

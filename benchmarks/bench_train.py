@@ -10,15 +10,18 @@ machine is shared:
             same tokenised sequences, same pre-processed pixels, same batch size,
             AdamW + cosine), labels in the usual HF layout, nothing saved or logged
 
-Reported: samples/s, tokens/s, achieved GFLOP/s and the fraction of the roof.
+Reported: samples/s, tokens/s, achieved GFLOP/s and the fraction of the roof. The target is a
+ratio measured side by side: vlmdyn's loop at least ``--target`` times as fast as the plain
+Trainer (default 1.0: the custom loop must not be slower than the stock one); the script
+exits 1 when the best run misses it.
 FLOPs per step are counted from the shapes: 6 x (LM weights incl. lm_head) x
 sequence tokens + 6 x (vision tower + projector weights) x image patches +
 attention (12 x layers x hidden x seq per token), i.e. "6 N T" split by where
 each weight actually applies.
 
-    /work/venv/bin/python benchmarks/bench_train.py                  # 400 images (~1,200 conversations)
-    /work/venv/bin/python benchmarks/bench_train.py --images 2000    # the demo's full epoch
-    /work/venv/bin/python benchmarks/bench_train.py --threads 2 --batch 16
+    .venv/bin/python benchmarks/bench_train.py                  # 400 images (~1,200 conversations)
+    .venv/bin/python benchmarks/bench_train.py --images 2000    # the demo's full epoch
+    .venv/bin/python benchmarks/bench_train.py --threads 2 --batch 16
 Writes benchmarks/out/bench_train.json.
 """
 
@@ -30,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -94,10 +98,9 @@ def run_trainer(db, cfg, threads: int) -> dict:
 
     ds = D.resolve_dataset(db, "")
     convs = D.load_conversations(db, ds)
-    model, proc = build_model("tiny", {**cfg["model"], "seed": 0},
+    model, proc = build_model("tiny", {**asdict(cfg.model), "seed": 0},
                               texts=(D.conversation_text(c)[0] for c in convs))
-    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, cfg["train"]["loss"],
-                       cfg["data"]["max_length"])
+    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, cfg.train.loss, cfg.data.max_length)
     cache = ImageCache(proc.image_processor, len(convs))
     items = []
     for i, c in enumerate(convs):
@@ -120,12 +123,12 @@ def run_trainer(db, cfg, threads: int) -> dict:
             out["pixel_values"] = torch.stack(pix)
         return out
 
-    t_cfg = cfg["train"]
+    t_cfg = cfg.train
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=t_cfg["per_device_batch"],
-        gradient_accumulation_steps=t_cfg["grad_accum"], num_train_epochs=1, learning_rate=t_cfg["lr"],
-        lr_scheduler_type="cosine", warmup_steps=round(t_cfg["warmup"] * len(items) / t_cfg["per_device_batch"]),
-        weight_decay=0.0, max_grad_norm=t_cfg["max_grad_norm"], logging_strategy="no", save_strategy="no",
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=t_cfg.per_device_batch,
+        gradient_accumulation_steps=t_cfg.grad_accum, num_train_epochs=1, learning_rate=t_cfg.lr,
+        lr_scheduler_type="cosine", warmup_steps=round(t_cfg.warmup * len(items) / t_cfg.per_device_batch),
+        weight_decay=0.0, max_grad_norm=t_cfg.max_grad_norm, logging_strategy="no", save_strategy="no",
         report_to="none", dataloader_num_workers=0, use_cpu=True, remove_unused_columns=False, seed=0,
         disable_tqdm=True)
     torch.set_num_threads(threads)
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=0, help="per-device batch (default: the tiny config's)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions; the best of each is reported")
+    ap.add_argument("--target", type=float, default=1.0,
+                    help="required speed-up over transformers.Trainer (best of --reps each); exit 1 below it")
     ap.add_argument("--out", type=Path, default=OUT / "bench_train.json")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -162,8 +167,8 @@ def main() -> None:
     # the work, counted once from the shapes (identical for both loops)
     ds = D.resolve_dataset(db, "")
     convs = D.load_conversations(db, ds)
-    model, proc = build_model("tiny", {**cfg["model"], "seed": 0}, texts=(D.conversation_text(c)[0] for c in convs))
-    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, "answer", cfg["data"]["max_length"])
+    model, proc = build_model("tiny", {**asdict(cfg.model), "seed": 0}, texts=(D.conversation_text(c)[0] for c in convs))
+    enc = D.encode_all(convs, proc.tokenizer, model.config.image_seq_length, "answer", cfg.data.max_length)
     n_img = model.config.image_seq_length
     flops = sum(flops_per_sequence(model, len(x), n_img, c.image is not None) for x, c in zip(enc.ids, convs))
     tokens = sum(len(x) for x in enc.ids)
@@ -190,7 +195,7 @@ def main() -> None:
     rows = [row("vlmdyn", ours["loop_seconds"]), row("transformers.Trainer", base["loop_seconds"])]
     result = {
         "images": args.images, "conversations": n, "tokens": tokens, "params": n_params,
-        "threads": args.threads, "global_batch": cfg["train"]["per_device_batch"],
+        "threads": args.threads, "global_batch": cfg.train.per_device_batch,
         "flops_epoch": flops, "matmul_roof_gflops": round(roof, 1),
         "matmul_roof_before_after": [round(roof_before, 1), round(roof_after, 1)],
         "rows": rows, "speedup_vs_trainer": round(base["loop_seconds"] / ours["loop_seconds"], 2),
@@ -199,7 +204,9 @@ def main() -> None:
         "all_seconds": {"vlmdyn": [round(r["loop_seconds"], 2) for r in ours_runs],
                         "trainer": [round(r["loop_seconds"], 2) for r in base_runs]},
         "load_average": os.getloadavg(),
+        "target_speedup": args.target,
     }
+    result["target_met"] = result["speedup_vs_trainer"] >= args.target
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"{n} conversations, {tokens} tokens, {n_params / 1e6:.2f}M params, {args.threads} thread(s), "
@@ -209,6 +216,9 @@ def main() -> None:
               f"{r['tokens_per_s']:8d} tok/s {r['gflop_per_s']:6.2f} GFLOP/s ({100 * r['roof_fraction']:.0f}% of roof)")
     print(f"  speed-up vs Trainer (best of {args.reps} each): {result['speedup_vs_trainer']}x   "
           f"all runs (s): {result['all_seconds']}   -> {args.out}")
+    print(f"  target >= {args.target}x: {'met' if result['target_met'] else 'MISSED'}")
+    if not result["target_met"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

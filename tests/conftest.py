@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh experiment database, an in-process CLI runner."""
+"""Shared fixtures: a fresh experiment database, an in-process CLI runner, a fast training config."""
 
 from __future__ import annotations
 
@@ -57,3 +57,24 @@ def db(db_path):
     d = open_db(db_path)
     yield d
     d.close()
+
+
+# A tiny model small enough for a training test to take seconds: 16 px images in 4 px patches
+# (16 image tokens), narrow towers; the default tiny model's layer counts.
+SMALL_TRAINING = {"model": {"image_size": 16, "patch_size": 4, "text_hidden": 64, "vision_hidden": 32},
+                  "train": {"per_device_batch": 4, "lr": 3e-3, "warmup": 0.1}}
+
+
+@pytest.fixture
+def small_training(tmp_path):
+    """``small_training(**sections)``: config overrides for a fast tiny run with checkpoints under tmp_path;
+    each keyword is a section whose keys replace the defaults'."""
+
+    def make(**sections) -> dict:
+        ov = {name: dict(body) for name, body in SMALL_TRAINING.items()}
+        ov["train"]["out_dir"] = str(tmp_path / "runs")
+        for name, body in sections.items():
+            ov.setdefault(name, {}).update(body)
+        return ov
+
+    return make

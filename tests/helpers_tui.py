@@ -155,6 +155,20 @@ async def settle(pilot, rounds: int = 3) -> None:
         await pilot.pause()
 
 
+async def settle_screen(pilot, limit: int = 40) -> None:
+    """Settle, then wait until two screenshots in a row are the same (a loaded machine
+    can still be laying out or animating after the workers are done)."""
+    await settle(pilot)
+    last = pilot.app.export_screenshot()
+    for _ in range(limit):
+        await pilot.pause(0.05)
+        await pilot.app.workers.wait_for_complete()
+        now = pilot.app.export_screenshot()
+        if now == last:
+            return
+        last = now
+
+
 def screen_text(app) -> str:
     """What the terminal shows, as plain text lines (from the SVG screenshot, so it is
     exactly what a user sees: markup that had been interpreted would be missing here)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vlmdyn_cli.data import categories as cats
-from vlmdyn_cli.data.categories import CATEGORIES, Label, get_categorizer, ocr_source
+from vlmdyn_cli.data.categories import CATEGORIES, Label, Source, get_categorizer, ocr_source, pair_source
 from vlmdyn_cli.data.categorize import label_pairs
 from vlmdyn_cli.data.rules import RULES, RuleCategorizer, classify, classify_reference
 from vlmdyn_cli.errors import BadInput
@@ -37,7 +37,7 @@ def _synth_turns(res):
 def _rules_label(item: dict) -> Label:
     """The rules method with the dataset-source rule in front, as `data categorize` runs it."""
     return label_pairs(RuleCategorizer(), [item["question"]], [item.get("answer")],
-                       [ocr_source(item.get("source"), item.get("image"))])[0]
+                       [pair_source(item.get("source"), item.get("image"), item["question"])])[0]
 
 
 # ------------------------------------------------------------------ the rules on real-style questions
@@ -85,12 +85,17 @@ ODD = [
     "Output x1,y1,x2,y2 for the cat.", "Is the imagined dog near?", "What is risky here?", "Why's that?",
     "Is the man's hat nearer than the cup?", "What numbers are shown?", "what digits are on the clock",
     "What is written?!", "Is the text written in red", "Closest object to the lamp?", "Describe it in more detail.",
+    "Is 3+4=7 shown?", "What is 12 × 3?", "Is x = 5 here?", "Is 6 ÷ 2 on the board?", "Is a c++ code shown?",
+    " ".join(["word"] * 29), " ".join(["word"] * 30), "Please " + " ".join(["word"] * 29), "Give his box.",
+    "Is this movie titled why would you (2016)?", "Are the lights on in here?", "What's the word on the left?",
 ]
 
 
 def test_word_gates_never_change_a_decision(synth):
     """The fast gated search decides exactly like walking every rule in order."""
-    questions = [q for q, _, _ in _synth_turns(synth)][:3000] + [h["question"] for h in HAND] + ODD
+    evalq = [json.loads(line)["question"] for f in sorted(DATA.glob("eval_*.jsonl"))
+             for line in f.read_text().splitlines() if line.strip()]
+    questions = [q for q, _, _ in _synth_turns(synth)][:3000] + [h["question"] for h in HAND] + ODD + evalq
     answers = [None, "[0.1, 0.2, 0.3, 0.4]", "red"]
     for i, q in enumerate(questions):
         a = answers[i % 3]
@@ -399,7 +404,7 @@ def test_realistic_benchmark_questions_reach_90_percent_macro_accuracy(capsys):
     """Eval-benchmark-style questions with their image paths (TextVQA, MME, POPE, LLaVA-Bench, GQA, VQAv2,
     ScienceQA, RefCOCO), labelled by the paper's category definitions (see notes/data-synth-categorize.md)."""
     labels = label_pairs(RuleCategorizer(), [h["question"] for h in EVAL], None,
-                         [ocr_source(h.get("source"), h["image"]) for h in EVAL])
+                         [pair_source(h.get("source"), h["image"], h["question"]) for h in EVAL])
     per_cat: dict[str, list[int]] = {}
     per_bench: dict[str, list[int]] = {}
     for h, lab in zip(EVAL, labels):
@@ -434,6 +439,8 @@ def test_reading_text_in_a_logo_is_ocr_and_a_drawn_box_is_not_bounding():
     assert (lab.category, lab.subcategory) == ("OCR", "recognition")
     assert classify('Is the phrase "bring the sun" in the image?')[0].category == "OCR"
     lab = classify("Is the actor inside the red bounding box named Tom Hanks? Please answer yes or no.")[0]
+    assert lab.category == "Object" and lab.rule == "object.named"      # recognition of a proposed name
+    lab = classify("Who is the person inside the red bounding box?")[0]
     assert lab.category == "Object" and lab.rule == "object.marked"
     assert classify("Is the cat inside the box?")[0].category == "Spatial"   # a real box is a place
     assert classify("What kind of device is to the left of the computer monitor?")[0].category == "Spatial"
@@ -495,3 +502,182 @@ def test_db_mode_uses_the_conversation_source(db, tmp_path):
     assert [(r[0], r[1]) for r in rows] == [("OCR", "recognition"), ("Object", None), ("OCR", "semantic"),
                                             ("OCR", "recognition"), ("OCR", "recognition")]
     assert rows[0][2].startswith("source.ocr: from TextVQA") and rows[3][2].startswith("ocr.read_text")
+
+
+# ------------------------------------------------------------------ issue 15 item 3 follow-up: questions nobody tuned on
+# Blind sets written from the real benchmarks' public question styles and evaluation layouts, each labelled by the
+# policy in notes/data-synth-categorize.md before it was first run (first-run figures there): a = dev set, b = second
+# dev set, sealed = opened once at the end, c and d = written after the last fixes before them.
+BLIND_FILES = ("eval_blind_cats_a.jsonl", "eval_blind_cats_b.jsonl", "eval_blind_cats_sealed.jsonl",
+               "eval_blind_cats_c.jsonl", "eval_blind_cats_d.jsonl")
+HIDDEN_KIND = ("textvqa", "mme", "pope", "llava")   # the benchmarks the issue's hidden set draws from
+
+
+def _scores(items: list[dict]) -> tuple[float, dict, dict]:
+    labels = label_pairs(RuleCategorizer(), [h["question"] for h in items], None,
+                         [pair_source(h.get("source"), h.get("image"), h["question"]) for h in items])
+    conf: Counter = Counter()
+    bench: dict[str, list[int]] = {}
+    for h, lab in zip(items, labels):
+        conf[(h["expected"], lab.category)] += 1
+        b = bench.setdefault(h["benchmark"].split("/")[0], [0, 0])
+        b[0] += lab.category == h["expected"]
+        b[1] += 1
+    recall = {t: conf[(t, t)] / n for t in CATEGORIES if (n := sum(conf[(t, p)] for p in CATEGORIES))}
+    return sum(recall.values()) / len(recall), recall, bench
+
+
+@pytest.mark.parametrize("name", BLIND_FILES)
+def test_blind_benchmark_sets_reach_the_target_macro_accuracy(name, capsys):
+    items = [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
+    macro, recall, bench = _scores(items)
+    hidden_macro, _, _ = _scores([h for h in items if h["benchmark"].startswith(HIDDEN_KIND)])
+    with capsys.disabled():
+        print(f"\n{name}: macro {macro:.3f} (TextVQA/MME/POPE/LLaVA-Bench only {hidden_macro:.3f}); recall "
+              + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()) + "; per benchmark "
+              + ", ".join(f"{b} {a}/{n}" for b, (a, n) in sorted(bench.items())))
+    assert len(items) >= 90 and set(recall) == set(CATEGORIES)
+    assert macro >= 0.95 and hidden_macro >= 0.95
+    for b, (a, n) in bench.items():
+        if b.startswith(HIDDEN_KIND):
+            assert a / n >= 0.9, (b, a, n)
+
+
+def test_blind_sets_are_separate_and_cover_mme_subtasks_and_path_layouts():
+    sets = {f: [json.loads(line) for line in (DATA / f).read_text().splitlines() if line.strip()] for f in BLIND_FILES}
+    assert sum(map(len, sets.values())) >= 400
+    seen: dict[str, str] = {}
+    for f, items in sets.items():
+        for h in items:   # the same question text with the same image never appears in two sets
+            key = h["question"] + "|" + h["image"]
+            assert seen.setdefault(key, f) == f, key
+    mme = {h["benchmark"].split("/")[1] for h in sets["eval_blind_cats_sealed.jsonl"] if h["benchmark"].startswith("mme/")}
+    assert mme == {"existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
+                   "OCR", "commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"}
+    images = [h["image"] for items in sets.values() for h in items if h["benchmark"].startswith("mme/")]
+    assert any(i.startswith("MME_Benchmark_release_version/") for i in images)
+    assert any(i.split("/")[0] in ("existence", "count", "color", "position") for i in images)  # LLaVA's relative layout
+
+
+def test_pair_source_reads_mme_subtask_folders_and_the_ocr_token_prompt():
+    cases = {
+        "MME_Benchmark_release_version/position/000000001000.jpg": ("MME position", "Spatial"),
+        "eval/MME/MME_Benchmark_release_version/artwork/images/10002.jpg": ("MME artwork", "Object"),
+        "mme_benchmark/count/1.jpg": ("MME count", "Object"),
+        "code_reasoning/0020.png": ("MME code_reasoning", "Complex"),          # a name only MME uses
+        "text_translation/0001.png": ("MME text_translation", "Complex"),
+        "celebrity/images/tt0032138_shot_0395_img_0.jpg": ("MME celebrity", "Object"),   # MME's <subtask>/images/
+        "MME_Benchmark_release_version/OCR/0001.jpg": ("an OCR subtask", "OCR"),
+        "TextVQA_0.5.1/train_images/0054c91397f2fe05.jpg": ("TextVQA", "OCR"),     # a dataset folder with a suffix
+        "ocr_vqa_images/1.jpg": ("OCR-VQA", "OCR"),
+    }
+    for path, (name, cat) in cases.items():
+        assert pair_source(None, path) == Source(name, cat), path
+    # generic subtask names need MME in the path or the source; never the file name; "ocr" only whole
+    for path in ("count/1.jpg", "color/x.png", "position/2.jpg", "scene/x.jpg", "coco/val2014/code_reasoning.jpg",
+                 "data/ocrx/1.jpg", "gqa/images/textvqa"):
+        assert pair_source(None, path) is None, path
+    assert pair_source("MME", "color/1.jpg") == Source("MME color", "Object")
+    assert pair_source("mme/position") == Source("MME position", "Spatial")
+    q = "what is the brand?\nReference OCR token: Canon, EOS\nAnswer the question using a single word or phrase."
+    assert pair_source(None, "003a8ae2ef43b901.jpg", q).category == "OCR"
+    assert pair_source(None, "x.jpg", "what tokens are there?") is None
+    assert ocr_source(None, "MME_Benchmark_release_version/position/1.jpg") is None   # only OCR sources
+
+
+def test_a_subtask_source_decides_whatever_the_wording_and_says_so():
+    qs = ["Is the answer to the arithmetic question in the image 65?", "Is there a dog on the left?"]
+    labs = label_pairs(RuleCategorizer(), qs, None, [Source("MME numerical_calculation", "Complex"), None])
+    assert (labs[0].category, labs[0].rule) == ("Complex", "source.subtask")
+    assert labs[0].reason.startswith("source.subtask: from MME numerical_calculation")
+    assert labs[1].rule == "spatial.relation"
+    # a plain string still names an OCR dataset (callers of the first version)
+    lab = label_pairs(RuleCategorizer(), ["What is the genre of this book?"], None, ["OCR-VQA"])[0]
+    assert (lab.category, lab.subcategory, lab.rule) == ("OCR", "semantic", "source.ocr")
+
+
+COCO_CLASSES = ("person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+                "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag "
+                "tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+                "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+                "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
+                "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier "
+                "toothbrush").split()
+COCO_CLASSES = [c.replace("_", " ") for c in COCO_CLASSES]   # the 80 COCO categories POPE and MME ask about
+
+
+@pytest.mark.parametrize("template,category", [
+    ("Is there a {} in the image?", "Object"),                                     # POPE, every item
+    ("Is there a {} in the image?\nAnswer the question using a single word or phrase.", "Object"),
+    ("Is there a {} in this image? Please answer yes or no.", "Object"),           # MME existence
+    ("Are there two {}s in the image? Please answer yes or no.", "Object"),        # MME count
+    ("Is the {} in the image white? Please answer yes or no.", "Object"),          # MME color
+    ("Is the {} on the left of the person? Please answer yes or no.", "Spatial"),  # MME position
+    ("Is the {} under the tree in the image? Please answer yes or no.", "Spatial"),
+])
+def test_benchmark_templates_hold_for_every_coco_object_without_a_path(template, category):
+    wrong = [(n, classify(template.format(n))[1]) for n in COCO_CLASSES
+             if classify(template.format(n))[0].category != category]
+    assert len(COCO_CLASSES) == 80 and not wrong
+
+
+PROPOSED_NAMES = ("the left hand of darkness", "why him? (2016)", "what would you do", "the book thief (2013)",
+                  "if beale street could talk (2018)", "the man behind the curtain", "the written world",
+                  "above the clouds", "how to train your dragon (2010)", "the sign of four", "read my lips",
+                  "describe me", "more than a feeling", "the same river twice", "the translator")
+
+
+@pytest.mark.parametrize("template", [
+    "Is this movie titled {}? Please answer yes or no.", "Is this artwork titled {}? Please answer yes or no.",
+    "Is this artwork created by {}? Please answer yes or no.", "Is this a photo of {}? Please answer yes or no.",
+    "Is the actor inside the red bounding box named {}? Please answer yes or no.",
+    "Is this picture captured in a place of {}? Please answer yes or no.",
+    "Does this image describe a place of {}? Please answer yes or no.",
+    "Does this artwork belong to the type of {}? Please answer yes or no.",
+])
+def test_a_proposed_name_decides_nothing_in_recognition_questions(template):
+    """MME's recognition templates end with a candidate name; words inside it ("left", "why", "written") are not cues."""
+    wrong = [(n, classify(template.format(n))[1]) for n in PROPOSED_NAMES
+             if classify(template.format(n))[0].category != "Object"]
+    assert not wrong
+
+
+def test_cli_input_uses_mme_folders_and_the_ocr_token_prompt(cli, tmp_path):
+    f = tmp_path / "q.jsonl"
+    rows = [{"question": "Is the value of x in the image 5? Please answer yes or no.",
+             "image": "MME_Benchmark_release_version/numerical_calculation/0001.png"},
+            {"question": "Is the value of x in the image 5? Please answer yes or no.", "image": "gqa/images/1.jpg"},
+            {"question": "Does this image describe a place of the left bank?", "image": "scene/images/x.jpg"},
+            {"question": "what team is this?\nReference OCR token: GIANTS, 12", "image": "003a8ae2ef43b901.jpg"}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = cli("data", "categorize", "--input", f, "--json")
+    assert r.code == 0, r.err
+    got = [json.loads(line) for line in r.out.splitlines()]
+    assert [(g["category"], g["rule"]) for g in got] == [
+        ("Complex", "source.subtask"), ("Complex", "complex.inference"), ("Object", "source.subtask"),
+        ("OCR", "source.ocr")]
+    assert "MME numerical_calculation" in got[0]["reason"] and "OCR tokens" in got[3]["reason"]
+
+
+def test_db_mode_uses_mme_subtask_folders(db, tmp_path):
+    from PIL import Image
+
+    from vlmdyn_cli.data.categorize import categorize_dataset
+    from vlmdyn_cli.data.importer import import_dataset
+
+    recs = []
+    for i, (folder, q) in enumerate([("MME_Benchmark_release_version/position", "Is the cat on the top of the car?"),
+                                     ("MME_Benchmark_release_version/code_reasoning", "Is a c++ code shown?"),
+                                     ("MME_Benchmark_release_version/posters/images", "Is this movie titled up?"),
+                                     ("coco/val2014", "Is a c++ code shown?")]):
+        (tmp_path / "img" / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "img" / folder / f"{i}.png")
+        recs.append({"id": str(i), "image": f"{folder}/{i}.png",
+                     "conversations": [{"from": "human", "value": "<image>\n" + q}, {"from": "gpt", "value": "Yes"}]})
+    (tmp_path / "d.json").write_text(json.dumps(recs))
+    import_dataset(db, tmp_path / "d.json", tmp_path / "img", name="mme")
+    categorize_dataset(db, "rules")
+    rows = db.execute("SELECT q.category, q.category_reason FROM qa_pairs q "
+                      "JOIN conversations c ON c.id = q.conversation_id ORDER BY c.idx").fetchall()
+    assert [r[0] for r in rows] == ["Spatial", "Complex", "Object", "Complex"]
+    assert rows[0][1].startswith("source.subtask: from MME position") and rows[3][1].startswith("complex.inference")

@@ -12,6 +12,8 @@ from vlmdyn_cli.demo.effects import check_effects
 from vlmdyn_cli.demo.pipeline import DemoConfig, run_demo
 from vlmdyn_cli.progress import NullReporter, Reporter
 
+pytestmark = pytest.mark.slow     # the whole pipeline, several times
+
 SMALL = dict(seeds=1, images=120, judge="rules", seen_size=40, unseen_size=40)
 TABLES = ("datasets", "qa_pairs", "runs", "checkpoints", "run_order", "eval_sets", "eval_set_members",
           "generations", "judgements")

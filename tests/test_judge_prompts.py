@@ -25,7 +25,7 @@ PINNED = {
     "local": "86f01eaa3e1a3cc2b7fd26addf66284896ce7225afeb39b07bf1f8c586830abd",
     "gemma-local": "a90e3a2b82b560ec2f418a0faa54602ffa5a6a3ca4e831074ec5d5723dfcbeab",
 }
-NO_TEMPLATES = {"rules", "cascade"}   # rules has no prompt; cascade uses its last stage's (local)
+NO_TEMPLATES = {"rules", "cascade", "lexical"}   # rules and the fitted lexical judge have no prompt; nor has the cascade of both
 
 
 def quoted(spec) -> str:

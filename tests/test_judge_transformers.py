@@ -25,7 +25,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _save_tiny(folder: Path, chat: bool) -> Path:
+def _save_tiny(folder: Path, chat: bool, hidden: int = 32) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from vlmdyn_cli.models.tokenizer import build_word_tokenizer
@@ -34,7 +34,7 @@ def _save_tiny(folder: Path, chat: bool) -> Path:
     tok = build_word_tokenizer([WORDS] * 3, vocab_size=200)
     if chat:
         tok.chat_template = CHAT_TEMPLATE
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     model = LlamaForCausalLM(cfg)
@@ -47,6 +47,13 @@ def _save_tiny(folder: Path, chat: bool) -> Path:
 def tiny_chat(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     return _save_tiny(tmp_path_factory.mktemp("tiny_chat"), chat=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_plain64(tmp_path_factory) -> Path:
+    """bitsandbytes quantizes in blocks of 64 weights: layers at least that wide."""
+    torch.set_num_threads(1)
+    return _save_tiny(tmp_path_factory.mktemp("tiny_plain64"), chat=False, hidden=64)
 
 
 @pytest.fixture(scope="module")
@@ -154,18 +161,33 @@ def test_p_yes_matches_logits_computed_by_hand(tiny_plain, tmp_path):
     assert resp.text is None and resp.error is None and resp.completion_tokens == 0
 
 
-def test_4bit_on_cpu_loads_plain_with_a_note(tiny_plain, tmp_path):
-    from vlmdyn_cli.judging.backends import create_backend
-    from vlmdyn_cli.judging.backends.base import Context
-    from vlmdyn_cli.judging.spec import load_spec
-    from vlmdyn_cli.progress import RecordingReporter
+P_YES_4BIT_TOLERANCE = 0.05   # |p_yes(NF4) - p_yes(fp32)| per item, on the tiny random Llama (measured: < 0.01)
 
-    rep = RecordingReporter()
-    spec = load_spec(str(_spec_file(tmp_path, tiny_plain, score_mode="off",
-                                    extra_options='load_in_4bit = true\ndevice = "cpu"')))
-    be = create_backend(spec, None, Context(reporter=rep))
-    assert next(be.model.parameters()).dtype == torch.float32
-    assert any("plain" in m and "CUDA" in m for kind, m in rep.events if kind == "info")
+
+def test_4bit_nf4_on_cpu_is_really_quantized_and_close_to_fp32(tiny_plain64, tmp_path):
+    """load_in_4bit on the CPU: real bitsandbytes Linear4bit layers holding NF4 weights, and p_yes
+    within P_YES_4BIT_TOLERANCE of the fp32 model on the same prompts (and not identical: quantized)."""
+    bnb = pytest.importorskip("bitsandbytes")
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.base import Prompt
+    from vlmdyn_cli.judging.spec import load_spec
+
+    fp32 = create_backend(load_spec(str(_spec_file(tmp_path, tiny_plain64, score_mode="only", text=True))))
+    q4 = create_backend(load_spec(str(_spec_file(tmp_path, tiny_plain64, score_mode="only", text=True,
+                                                  extra_options='load_in_4bit = true\ndevice = "cpu"'))))
+    layers = [m for m in q4.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(layers) == 2 * 7          # q, k, v, o, gate, up, down in each of the 2 layers
+    assert all(m.weight.quant_type == "nf4" and m.weight.dtype == torch.uint8 for m in layers)
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in fp32.model.modules())
+    diffs = []
+    for pred in ("red", "blue", "green yes", "no", "yes"):
+        text = f"Question : What colour is the bus ? Reference answer : red Model answer : {pred} Reply yes or no ."
+        a, b = (be.respond(Prompt(key="k", messages=[], text=text, score_only=True, verdict_prefix="")).p_yes
+                for be in (fp32, q4))
+        assert 0 <= b <= 1
+        diffs.append(abs(a - b))
+    assert max(diffs) < P_YES_4BIT_TOLERANCE, diffs
+    assert max(diffs) > 0                 # the weights really changed
 
 
 def test_missing_model_folder_is_bad_input(tmp_path, cli, db_path):

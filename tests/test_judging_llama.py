@@ -123,11 +123,12 @@ def test_hf_download_offline_gives_a_clear_error(tmp_path):
     assert Failure.exit_code == 1
 
 
-def test_cascade_with_the_real_local_stage(db, local):
+def test_cascade_with_the_real_local_stage(db, local, tmp_path):
+    (tmp_path / "c.toml").write_text('name = "casc-local"\nbackend = "cascade"\nstages = ["rules", "local"]\n')
     with db.atomic():
         hashes = upsert_triples(db, [("How many cats?", "3", "three"),
                                      ("Why is he smiling?", "Because he is happy about winning the prize", "He won.")])
-    s = judge_triples(db, load_spec("cascade"), hashes)
+    s = judge_triples(db, load_spec(str(tmp_path / "c.toml")), hashes)
     assert s.scored == 2
     by = dict(db.conn.execute("SELECT decided_by, verdict FROM judgements"))
     assert by["rules"] == "yes" and by["local"] in ("yes", "no")

@@ -167,7 +167,7 @@ def test_cascade_never_loads_its_llm_when_rules_decide_everything(db, scripted, 
     (tmp_path / "casc.toml").write_text('name = "casc"\nbackend = "cascade"\nstages = ["rules", "scripted.toml"]\n')
     spec = load_spec(str(tmp_path / "casc.toml"))
     built = []
-    monkeypatch.setattr(CascadeBackend, "close", lambda self: built.append(self._llm))
+    monkeypatch.setattr(CascadeBackend, "close", lambda self: built.append(self._last))
     with db.atomic():
         hashes = upsert_triples(db, [("How many?", "3", "three"), ("Colour?", "red", "blue")])
     s = judge_triples(db, spec, hashes)
@@ -231,8 +231,8 @@ def test_a_command_line_option_the_backend_does_not_take_is_exit_2(cli, tmp_path
             "--dry-run")
     assert r.code == 2 and "'n_threads'" in r.err
     r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--concurrency", "2", "--db", dbp,
-            "--dry-run")                                      # a cascade's LLM stage (llama-cpp) checks them
-    assert r.code == 2 and "judge 'local' (backend llama-cpp) has no option 'concurrency'" in r.err
+            "--dry-run")                                      # a cascade's last stage (the fitted judge) checks them
+    assert r.code == 2 and "judge 'lexical' (backend fitted) has no option 'concurrency'" in r.err
     assert _stored_counts(dbp) == (0, 0, 0)
     r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--threads", "1", "--db", dbp,
             "--dry-run", "--json")
@@ -285,5 +285,8 @@ def test_backends_never_touch_the_database():
 
 def test_base_url_for_a_judge_that_cannot_use_it_is_exit_2(cli, tmp_path):
     r = cli("judge", "--input", _lines(tmp_path), "--judge", "cascade", "--base-url", "http://127.0.0.1:9/v1",
+            "--db", tmp_path / "d.db", "--dry-run")
+    assert r.code == 2 and "ends with the fitted judge 'lexical', which has no model" in r.err
+    r = cli("judge", "--input", _lines(tmp_path), "--judge", "local", "--base-url", "http://127.0.0.1:9/v1",
             "--db", tmp_path / "d.db", "--dry-run")
     assert r.code == 2 and "has no option 'base_url' (given on the command line)" in r.err

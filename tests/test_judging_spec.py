@@ -19,7 +19,8 @@ def test_builtins_load_and_have_distinct_hashes():
     assert len({s.hash for s in specs.values()}) == len(BUILTINS)
     assert specs["gpt-4o-mini"].output == "rubric-dict" and specs["gpt-4o-mini"].backend == "openai"
     assert specs["gpt-4o-mini-norubric"].output == "verdict-dict"
-    assert [s.name for s in specs["cascade"].stages] == ["rules", "local"]
+    assert [s.name for s in specs["cascade"].stages] == ["rules", "lexical"]   # the offline default: no stage at chance
+    assert load_spec("lexical").backend == "fitted"
     assert specs["gemma-local"].score_mode == "only" and "text_template" in specs["gemma-local"].templates
 
 

@@ -10,7 +10,7 @@ import torch
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.models import chat
 from vlmdyn_cli.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
-from vlmdyn_cli.models.registry import build_model, parse_model_id
+from vlmdyn_cli.models.registry import build_model, resolve
 
 torch.set_num_threads(1)
 
@@ -27,9 +27,11 @@ def _image():
 
 def test_unknown_model_id_lists_valid_ids():
     with pytest.raises(BadInput) as e:
-        parse_model_id("tinny")
+        resolve("tinny")
     msg = str(e.value)
     assert "did you mean 'tiny'" in msg and "hf:" in msg and "composed:" in msg
+    with pytest.raises(BadInput, match="takes no argument"):
+        resolve("tiny:big")
 
 
 def test_tiny_tokenizer_round_trips_and_is_stable_under_concatenation():

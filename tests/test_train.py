@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,23 +11,18 @@ import torch
 
 from helpers_data import make_dataset
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.training.config import DEFAULTS, load_config
+from vlmdyn_cli.training.config import defaults, load_config, parse_set
 from vlmdyn_cli.training.schedule import checkpoint_steps, lr_multiplier, total_steps
-from vlmdyn_cli.training.trainer import train
+from vlmdyn_cli.training.trainer import Trainer, train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = {"model": {"image_size": 16, "patch_size": 4, "text_hidden": 64, "vision_hidden": 32},
-         "train": {"per_device_batch": 4, "lr": 3e-3, "warmup": 0.1}}
 
-
-def _cfg(tmp_path, **sections) -> dict:
-    ov = json.loads(json.dumps(SMALL))
-    ov["train"]["out_dir"] = str(tmp_path / "runs")
-    for sec, body in sections.items():
-        ov.setdefault(sec, {}).update(body)
-    return load_config(None, ov)
+@pytest.fixture
+def small_cfg(small_training):
+    """``cfg(**sections)``: the checked config of a fast tiny run (see conftest.small_training)."""
+    return lambda **sections: load_config(None, small_training(**sections))
 
 
 def _manifest(db, run: str) -> list[tuple]:
@@ -68,10 +64,10 @@ def test_bad_checkpoint_steps(spec, msg):
 def test_examples_tiny_toml_is_the_builtin_default():
     from vlmdyn_cli.training.config import read_toml
 
-    assert read_toml(ROOT / "examples" / "tiny.toml") == DEFAULTS
+    assert read_toml(ROOT / "examples" / "tiny.toml") == defaults()
     paper = load_config(ROOT / "examples" / "paper-prism-7b.toml")
-    assert paper["parts"]["lr"] == {}            # tiny's per-part LRs do not leak into real models
-    assert paper["parts"]["freeze"] == ["vision"] and paper["train"]["lr"] == 2e-5
+    assert paper.parts.lr == {}                  # tiny's per-part LRs do not leak into real models
+    assert paper.parts.freeze == ("vision",) and paper.train.lr == 2e-5
 
 
 def test_unknown_config_key_has_did_you_mean(tmp_path):
@@ -84,14 +80,56 @@ def test_unknown_config_key_has_did_you_mean(tmp_path):
         load_config(p)
 
 
+@pytest.mark.parametrize("toml,msg", [
+    ('[train]\nlr = "fast"', r"\[train\] lr must be a number, got 'fast'"),
+    ("[train]\ngrad_accum = 0", r"\[train\] grad_accum must be >= 1, got 0"),
+    ("[train]\nwarmup = 1.5", r"\[train\] warmup must be below 1"),
+    ('[train]\nreport_to = "tensorbord"', "did you mean 'tensorboard'"),
+    ('[model]\nid = "tinyy"', "unknown model id 'tinyy'.*did you mean 'tiny'"),
+    ('[parts]\nfreeze = ["visoin"]', "did you mean 'vision'"),
+    ('[checkpoints]\nsteps = "papers"', 'must be "paper" or a list'),
+    ('[model]\ngradient_checkpointing = 1', "must be true or false"),
+    ("[model]\nid = 5", r"\[model\] id must be a string, got 5"),
+    ("[train]\nlr = nan", r"\[train\] lr must be finite"),
+    ("[parts]\nlr = 0.1", r"\[parts\] lr must be a table of numbers"),
+    ('[parts]\nfreeze = "vision"', r"\[parts\] freeze must be a list of strings"),
+])
+def test_bad_config_values_name_the_file_and_key(tmp_path, toml, msg):
+    p = tmp_path / "c.toml"
+    p.write_text(toml + "\n")
+    with pytest.raises(BadInput, match=f"^{re.escape(str(p))}: .*{msg}"):
+        load_config(p)
+    # the same value from the command line names the command line
+    section, line = toml.split("\n")
+    key, value = line.split(" = ")
+    with pytest.raises(BadInput, match=f"^the command line: .*{msg}"):
+        load_config(None, parse_set([f"{section[1:-1]}.{key}={value}"]),
+                    overrides_from="the command line")
+
+
+def test_every_key_refuses_a_value_of_the_wrong_type():
+    """No key lets a wrong type through or fails with anything but a message naming it."""
+    from dataclasses import fields
+
+    from vlmdyn_cli.training.config import SECTIONS
+
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            for bad in ({"x": [1]}, ["x", {}], True if f.type != "bool" else "yes"):
+                if f.name == "lr" and section == "parts" and isinstance(bad, dict):
+                    bad = {"vision": "fast"}
+                with pytest.raises(BadInput, match=rf"^--set: \[{section}\] {f.name} must be"):
+                    load_config(None, {section: {f.name: bad}}, overrides_from="--set")
+
+
 # ---------------------------------------------------------------- the epoch
 
 
-def test_one_epoch_loss_falls_checkpoints_and_manifest_match_the_collator(db, tmp_path):
+def test_one_epoch_loss_falls_checkpoints_and_manifest_match_the_collator(db, tmp_path, small_cfg):
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     make_dataset(db, tmp_path, n_conversations=44, turns=2, n_text_only=4)
-    cfg = _cfg(tmp_path, checkpoints={"steps": [2, 0.5], "include_step_0": True})
+    cfg = small_cfg(checkpoints={"steps": [2, 0.5], "include_step_0": True})
     seen = []
     s = train(db, cfg, seed=0, run_name="r0", collate_hook=lambda b: seen.append(
         [(c, b["step"], p) for c, p in zip(b["conversation_ids"], b["positions"])]))
@@ -120,9 +158,9 @@ def test_one_epoch_loss_falls_checkpoints_and_manifest_match_the_collator(db, tm
     assert row[0] > 0 and row[1] > 0 and row[2] > row[1]
 
 
-def test_seed_sets_order_and_init(db, tmp_path):
+def test_seed_sets_order_and_init(db, tmp_path, small_cfg):
     make_dataset(db, tmp_path, n_conversations=24)
-    cfg = _cfg(tmp_path, checkpoints={"steps": [1], "include_step_0": True, "final": False})
+    cfg = small_cfg(checkpoints={"steps": [1], "include_step_0": True, "final": False})
     a = train(db, cfg, seed=1, run_name="a")
     b = train(db, cfg, seed=1, run_name="b")
     c = train(db, cfg, seed=2, run_name="c")
@@ -134,11 +172,11 @@ def test_seed_sets_order_and_init(db, tmp_path):
     assert not all(torch.equal(w["a"][k], w["c"][k]) for k in w["a"])
 
 
-def test_interrupt_then_resume_gives_the_uninterrupted_manifest_and_weights(db, tmp_path):
+def test_interrupt_then_resume_gives_the_uninterrupted_manifest_and_weights(db, tmp_path, small_cfg):
     from safetensors.torch import load_file
 
     make_dataset(db, tmp_path, n_conversations=40)
-    cfg = _cfg(tmp_path, checkpoints={"steps": [3, 6]})
+    cfg = small_cfg(checkpoints={"steps": [3, 6]})
     full = train(db, cfg, seed=5, run_name="full")
     with pytest.raises(KeyboardInterrupt):
         train(db, cfg, seed=5, run_name="cut", stop_after_step=8)   # killed between checkpoints 6 and 10
@@ -146,7 +184,7 @@ def test_interrupt_then_resume_gives_the_uninterrupted_manifest_and_weights(db, 
     with pytest.raises(BadInput, match="--resume"):
         train(db, cfg, seed=5, run_name="cut")
     with pytest.raises(BadInput, match="config differs"):
-        train(db, {**cfg, "train": {**cfg["train"], "lr": 1.0}}, seed=5, run_name="cut", resume=True)
+        train(db, small_cfg(checkpoints={"steps": [3, 6]}, train={"lr": 1.0}), seed=5, run_name="cut", resume=True)
     res = train(db, cfg, seed=5, run_name="cut", resume=True)
     assert res["status"] == "done"
     assert _manifest(db, "cut") == _manifest(db, "full")
@@ -160,13 +198,13 @@ def test_interrupt_then_resume_gives_the_uninterrupted_manifest_and_weights(db, 
     assert not (Path(res["checkpoints"]["10"]).parents[1] / "resume").exists()
 
 
-def test_init_from_another_run_starts_from_its_weights(db, tmp_path):
+def test_init_from_another_run_starts_from_its_weights(db, tmp_path, small_cfg):
     from safetensors.torch import load_file
 
     make_dataset(db, tmp_path, n_conversations=16)
-    cfg = _cfg(tmp_path, checkpoints={"steps": [2]})
+    cfg = small_cfg(checkpoints={"steps": [2]})
     first = train(db, cfg, seed=0, run_name="stage1")
-    cfg2 = _cfg(tmp_path, checkpoints={"steps": [1], "include_step_0": True}, train={"lr": 1e-4})
+    cfg2 = small_cfg(checkpoints={"steps": [1], "include_step_0": True}, train={"lr": 1e-4})
     second = train(db, cfg2, seed=0, run_name="stage2", init_from="stage1:2")
     a = load_file(Path(first["checkpoints"]["2"]) / "model.safetensors")
     b = load_file(Path(second["checkpoints"]["0"]) / "model.safetensors")
@@ -176,6 +214,20 @@ def test_init_from_another_run_starts_from_its_weights(db, tmp_path):
         train(db, cfg2, seed=0, run_name="stage3", init_from="stage1:3")
     with pytest.raises(BadInput, match="unknown run 'stag1'.*did you mean 'stage1'"):
         train(db, cfg2, seed=0, run_name="stage3", init_from="stag1")
+
+
+def test_tensorboard_tracker_logs_what_the_metrics_table_holds(db, tmp_path, small_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_dataset(db, tmp_path, n_conversations=16)
+    s = train(db, small_cfg(train={"report_to": "tensorboard"}), seed=0, run_name="tb")
+    events = EventAccumulator(str(tmp_path / "runs" / "tb" / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {"loss", "lr", "samples_per_s", "tokens_per_s"}
+    logged = [(e.step, e.value) for e in events.Scalars("loss")]
+    stored = db.execute("SELECT step, loss FROM metrics WHERE run_id = ? ORDER BY step", [s["run_id"]]).fetchall()
+    assert len(logged) == len(stored) == 4
+    assert all(a == b and x == pytest.approx(y) for (a, x), (b, y) in zip(logged, stored))
 
 
 # ---------------------------------------------------------------- loss masks
@@ -244,8 +296,6 @@ def test_cli_train_and_runs_list(cli, db, db_path, tmp_path):
     (["--dataset", "toi"], "no dataset named 'toi'.*did you mean 'toy'"),
 ])
 def test_bad_input_exits_2_before_training(cli, db, db_path, tmp_path, args, msg):
-    import re
-
     make_dataset(db, tmp_path, n_conversations=12)
     r = cli("train", "--db", db_path, "--out-dir", tmp_path / "runs", "--set", "train.per_device_batch=4", *args)
     assert r.code == 2, (r.code, r.err)
@@ -281,7 +331,7 @@ def test_composed_model_trains_with_frozen_vision_and_per_part_lr(db, tmp_path):
                              "train": {"per_device_batch": 4, "out_dir": str(tmp_path / "runs")},
                              "checkpoints": {"steps": [1], "include_step_0": True},
                              "parts": {"freeze": ["vision"], "lr": {"projector": 1e-2}}})
-    assert cfg["parts"]["lr"] == {"projector": 1e-2}
+    assert cfg.parts.lr == {"projector": 1e-2}
     s = train(db, cfg, seed=0, run_name="composed")
     assert s["status"] == "done" and s["total_steps"] == 3
     w0 = load_file(Path(s["checkpoints"]["0"]) / "model.safetensors")
@@ -293,18 +343,60 @@ def test_composed_model_trains_with_frozen_vision_and_per_part_lr(db, tmp_path):
     assert not all(torch.equal(w0[k], w3[k]) for k in proj_keys)
 
 
-def test_gradient_checkpointing_and_bf16_autocast_on_cpu(db, tmp_path):
+def _count_calls(module, into: list, what=lambda out: None):
+    """Record one entry per completed forward call of ``module``."""
+    module.register_forward_hook(lambda mod, args, out: into.append(what(out)))
+
+
+def _is_checkpointing(model) -> bool:
+    # transformers 5 renamed the flag; 4.x has only the old name
+    if hasattr(type(model), "is_activation_checkpointing"):
+        return model.is_activation_checkpointing
+    return model.is_gradient_checkpointing
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_gradient_checkpointing_recomputes_the_layers_in_backward(db, tmp_path, small_cfg, on):
+    """With checkpointing every decoder layer runs once in forward and once more in backward.
+
+    The hook is a pre-hook on the layer's first module: transformers checkpoints the layer's
+    ``forward`` (hooks on the layer itself stay outside the re-computation), and torch stops a
+    re-computation once it has the tensors backward needs (later modules may not finish)."""
+    make_dataset(db, tmp_path, n_conversations=8)          # 2 steps of 1 micro-batch
+    tr = Trainer(db, small_cfg(model={"gradient_checkpointing": on}), seed=0, run_name="gc")
+    tr.prepare()
+    assert bool(_is_checkpointing(tr.llava)) is on
+    calls: list = []
+    tr.llava.model.language_model.layers[0].input_layernorm.register_forward_pre_hook(lambda *a: calls.append(1))
+    assert tr.run()["status"] == "done"
+    assert len(calls) == (4 if on else 2)
+    losses = [r[0] for r in db.execute("SELECT loss FROM metrics ORDER BY step")]
+    assert len(losses) == 2 and all(0 < x < 100 for x in losses)
+
+
+@pytest.mark.parametrize("precision,dtype", [("no", torch.float32), ("bf16", torch.bfloat16)])
+def test_mixed_precision_runs_the_matmuls_in_bf16_on_fp32_weights(db, tmp_path, small_cfg, precision, dtype):
     make_dataset(db, tmp_path, n_conversations=8)
-    cfg = _cfg(tmp_path, model={"gradient_checkpointing": True}, train={"mixed_precision": "bf16"})
-    s = train(db, cfg, seed=0, run_name="gc")
-    losses = [r[0] for r in db.execute("SELECT loss FROM metrics")]
-    assert s["status"] == "done" and len(losses) == 2 and all(0 < x < 100 for x in losses)
+    tr = Trainer(db, small_cfg(train={"mixed_precision": precision}), seed=0, run_name="mp")
+    tr.prepare()
+    out_dtypes: list = []
+    _count_calls(tr.llava.model.language_model.layers[0].mlp.down_proj, out_dtypes, lambda out: out.dtype)
+    _count_calls(tr.llava.model.vision_tower.encoder.layers[0].mlp.fc1, out_dtypes,
+                 lambda out: out.dtype)
+    s = tr.run()
+    assert s["status"] == "done" and len(out_dtypes) == 4
+    assert set(out_dtypes) == {dtype}                       # activations of the LM and the vision tower
+    assert {p.dtype for p in tr.llava.parameters()} == {torch.float32}     # master weights stay fp32
+    from safetensors.torch import load_file
+
+    saved = load_file(Path(s["checkpoints"]["2"]) / "model.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.float32}
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_bf16_training_on_gpu(db, tmp_path):
+def test_bf16_training_on_gpu(db, tmp_path, small_cfg):
     make_dataset(db, tmp_path, n_conversations=32)
-    cfg = _cfg(tmp_path, model={"gradient_checkpointing": True}, train={"mixed_precision": "bf16"})
+    cfg = small_cfg(model={"gradient_checkpointing": True}, train={"mixed_precision": "bf16"})
     s = train(db, cfg, seed=0, run_name="gpu")
     assert s["status"] == "done" and s["total_steps"] == 8

@@ -7,27 +7,42 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from helpers_data import make_dataset
 
 WORKER = r'''
-import json, os, sys
+import hashlib, json, os, sys
 import torch
 torch.set_num_threads(1)
 from vlmdyn_cli.store import open_db
 from vlmdyn_cli.training.config import load_config
-from vlmdyn_cli.training.trainer import train
+from vlmdyn_cli.training.loss import loss_sum
+from vlmdyn_cli.training.trainer import Trainer
 
 db_path, cfg_json, out = sys.argv[1], sys.argv[2], sys.argv[3]
 rank = int(os.environ["RANK"])
-seen = []
-hook = lambda b: seen.append([b["step"], b["micro"], b["weight"], b["conversation_ids"], b["positions"]])
-summary = train(open_db(db_path), load_config(None, json.loads(cfg_json)), seed=4, run_name="ddp",
-                collate_hook=hook)
-json.dump({"seen": seen, "summary": summary}, open(f"{out}/rank{rank}.json", "w"))
+seen, real = [], []
+def hook(b):
+    seen.append([b["step"], b["micro"], b["weight"], b["conversation_ids"], b["positions"]])
+    if b["weight"] > 0:
+        real.append(b)
+tr = Trainer(open_db(db_path), load_config(None, json.loads(cfg_json)), seed=4, run_name="ddp", collate_hook=hook)
+summary = tr.run()
+
+def digest():
+    return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in tr.llava.parameters())).hexdigest()
+
+after = digest()
+# the control: one more step on this rank's own last batch with the gradient all-reduce switched off
+with tr.dist.acc.no_sync(tr.wrapped):
+    loss_sum(tr.wrapped, real[-1], tr.dist.device).backward()
+for g in tr.opt.param_groups:
+    g["lr"] = 1e-3
+tr.opt.step()
+json.dump({"seen": seen, "summary": summary, "params": after, "params_without_allreduce": digest()},
+          open(f"{out}/rank{rank}.json", "w"))
 '''
 
 
@@ -38,14 +53,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_ddp_manifest_matches_single_process(db, db_path, tmp_path):
+def test_two_process_ddp_manifest_matches_single_process(db, db_path, tmp_path, small_training):
+    """Two gloo processes on disjoint data: the manifest is what both consumed, and the weights stay
+    identical on both ranks because gradients are all-reduced (a step without it makes them differ)."""
     from vlmdyn_cli.training.config import load_config
     from vlmdyn_cli.training.trainer import train
 
     make_dataset(db, tmp_path, n_conversations=37, turns=2)   # 37 = 4 full global batches of 8 + 5 (uneven end)
-    base = {"model": {"image_size": 16, "patch_size": 4, "text_hidden": 32, "vision_hidden": 32},
-            "train": {"per_device_batch": 2, "grad_accum": 2, "out_dir": str(tmp_path / "runs"), "threads": 1},
-            "checkpoints": {"steps": [2]}}
+    base = small_training(train={"per_device_batch": 2, "grad_accum": 2, "threads": 1}, checkpoints={"steps": [2]})
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
@@ -69,10 +84,15 @@ def test_two_process_ddp_manifest_matches_single_process(db, db_path, tmp_path):
     assert manifest == seen_rows and len(manifest) == 37
     # the last step is short: one rank ran a weight-0 dummy micro-batch instead of a real one
     assert any(b[2] == 0 for rk in ranks for b in rk["seen"])
+    # different data on each rank, yet the same weights after every step: the gradients were all-reduced;
+    # the control step without the all-reduce shows that the comparison would catch it
+    assert ranks[0]["params"] == ranks[1]["params"]
+    assert ranks[0]["params_without_allreduce"] != ranks[1]["params_without_allreduce"]
 
     # same seed, same global batch, one process: the identical manifest (order is a function of seed + data)
-    single = load_config(None, {**base, "train": {**base["train"], "per_device_batch": 4, "grad_accum": 2,
-                                                  "out_dir": str(tmp_path / "single")}})
+    single = load_config(None, small_training(train={"per_device_batch": 4, "grad_accum": 2, "threads": 1,
+                                                     "out_dir": str(tmp_path / "single")},
+                                              checkpoints={"steps": [2]}))
     # the 1-process run with per-device 4 x accum 2 has B = 8 but a different micro-batch split, so compare
     # the (conversation -> step) map, which depends only on the seed and B
     train(db, single, seed=4, run_name="single")

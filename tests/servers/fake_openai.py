@@ -15,6 +15,8 @@ One server, three uses:
 * **Latency and a rate limit** (the concurrency benchmark): ``latency_s`` per request
   and a token bucket of ``rpm`` requests per minute; over the limit -> 429 with
   Retry-After / retry-after-ms.
+* **Replay.** With ``answer`` (a function of the request body) set, it gives the reply text
+  (replay_verdicts.py serves stored verdicts of a labelled dataset this way).
 * **Proxy.** With ``upstream`` set, normal requests are forwarded to a real server
   (llama.cpp) and faults are injected in front of it.
 
@@ -138,9 +140,10 @@ class FakeOpenAI:
 
     def __init__(self, *, latency_s: float = 0.0, rpm: float | None = None, burst: float = 4,
                  upstream: str | None = None, timeout_sleep_s: float = 2.0, model: str = MODEL_SNAPSHOT,
-                 batch_polls: int = 2, batch_expire: bool = False):
+                 batch_polls: int = 2, batch_expire: bool = False, answer=None):
         from .batch_api import BatchStore
 
+        self.answer = answer                      # body -> reply text (None: the canned answer)
         self.latency_s, self.upstream, self.model = latency_s, upstream, model
         self.timeout_sleep_s = min(timeout_sleep_s, MAX_SLEEP_S)
         self.bucket = TokenBucket(rpm, burst) if rpm else None
@@ -288,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: dict, raw: bytes) -> bytes | None:
         st = self.server_state
         if not st.upstream:
-            return json.dumps(canned_completion(body, model=st.model)).encode()
+            content = st.answer(body) if st.answer else None
+            return json.dumps(canned_completion(body, model=st.model, content=content)).encode()
         req = urllib.request.Request(st.upstream.rstrip("/") + "/chat/completions", data=raw,
                                      headers={"content-type": "application/json"})
         try:

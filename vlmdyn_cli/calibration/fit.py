@@ -1,82 +1,214 @@
-"""Fitting a cheap judge on human labels: logistic regression over cheap signals.
+"""Fitting a cheap judge on labels (human, or a teacher judge's): logistic regression over cheap
+signals, and optionally the calibrated cascade that escalates its unsure items to an LLM.
 
 The fitted judge is saved as an ordinary judge spec (backend ``fitted``) that
-``vlmdyn judge --judge PATH`` runs like any other. Its quality is reported
-from k-fold cross-validation only: every item is scored by a model that did
-not see its label.
+``vlmdyn judge --judge PATH`` runs like any other; a calibrated cascade as a ``cascade`` spec
+over it and the LLM (its defer band from calibration/band.py). Quality is reported from
+k-fold cross-validation only, the folds grouped by question: every item is scored by a model
+that saw neither its label nor any item of its question, and each fold's band is chosen
+without that fold.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from sqlite_utils import Database
 
 from vlmdyn_cli.calibration import metrics as M
-from vlmdyn_cli.calibration.labels import HumanVerdicts
-from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg
+from vlmdyn_cli.calibration.band import Band, choose_band
+from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg, fold_of
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends.base import Item
-from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features
+from vlmdyn_cli.judging.spec import JudgeSpec
+from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features, model_feature_values
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import judgements as store
 
 
-def labelled_items(db: Database, hv: HumanVerdicts) -> list[Item]:
-    """The triples with a human verdict, in hash order."""
-    triples = store.fetch_triples(db, sorted(hv.verdict))
+def labelled_items(db: Database, labels: dict[str, str]) -> list[Item]:
+    """The labelled triples (hash -> yes/no), in hash order."""
+    triples = store.fetch_triples(db, sorted(labels))
     return [Item(h, *triples[h]) for h in sorted(triples)]
 
 
-def model_feature_values(db: Database, feature: str, hashes: list[str], reporter: Reporter) -> dict[str, float]:
-    """p_yes from a judge in score mode, judging (cached) whatever is missing first."""
-    from vlmdyn_cli.judging.run import judge_triples
-    from vlmdyn_cli.judging.spec import load_spec
+def _cached_judge_scores(db: Database, reporter: Reporter):
+    """P(yes) of a judge in score mode over items, judging (cached) whatever is missing first."""
+    def scores(judge: str, items: list[Item]) -> dict[str, float]:
+        from vlmdyn_cli.judging.run import judge_triples
+        from vlmdyn_cli.judging.spec import load_spec
 
-    spec = load_spec(MODEL_FEATURES[feature])
-    judge_triples(db, spec, hashes, reporter=reporter)
-    return {h: float(r.p_yes) for h, r in store.rows_of(db, spec.hash, hashes).items() if r.p_yes is not None}
+        spec = load_spec(judge)
+        hashes = [it.key for it in items]
+        judge_triples(db, spec, hashes, reporter=reporter)
+        return {h: float(r.p_yes) for h, r in store.rows_of(db, spec.hash, hashes).items() if r.p_yes is not None}
+    return scores
 
 
 def feature_matrix(db: Database, items: list[Item], features: list[str],
                    reporter: Reporter = NullReporter()) -> list[list[float]]:
-    model_vals = {f: model_feature_values(db, f, [it.key for it in items], reporter)
-                  for f in features if f in MODEL_FEATURES}
-    return [[TEXT_FEATURES[f](it) if f in TEXT_FEATURES else model_vals[f].get(it.key, 0.5) for f in features]
-            for it in items]
+    """One row of feature values per item (a model feature that could not be computed: 0.5)."""
+    model_vals: dict[str, dict[str, float]] = {f: {} for f in features if f in MODEL_FEATURES}
+    if model_vals:
+        with reporter.task(f"features {', '.join(model_vals)}", total=len(items), unit="items") as task:
+            for i in range(0, len(items), 256):
+                chunk = items[i:i + 256]
+                for f, vals in model_feature_values(features, chunk, _cached_judge_scores(db, reporter)).items():
+                    model_vals[f] |= vals
+                task.advance(len(chunk))
+    rows = []
+    with reporter.task("text features", total=len(items), unit="items") as task:
+        for it in items:
+            rows.append([TEXT_FEATURES[f](it) if f in TEXT_FEATURES else model_vals[f].get(it.key, 0.5)
+                         for f in features])
+            task.advance(1)
+    return rows
 
 
-def fit_judge(db: Database, name: str, features: list[str], hv: HumanVerdicts, out_dir: Path,
-              folds: int = 5, seed: int = 0, l2: float = 1.0,
-              reporter: Reporter = NullReporter()) -> dict:
-    check_features(features)
-    items = labelled_items(db, hv)
-    truth = [hv.verdict[it.key] for it in items]
-    ys = [1 if t == "yes" else 0 for t in truth]
-    if len(items) < 10:
-        raise BadInput(f"only {len(items)} items have a human verdict; label at least 10 (100 is typical)")
+@dataclass
+class Escalation:
+    """The LLM a calibrated cascade sends its unsure items to, and how much of them."""
+
+    spec: JudgeSpec                 # (with --model / --base-url applied)
+    ref: str                        # how the cascade file names it: a built-in name or an absolute path
+    model: str | None = None        # the overrides, written into the cascade file
+    base_url: str | None = None
+    max_escalation: float | None = None
+    target_agreement: float | None = None
+
+
+def check_fit_input(n_items: int, ys: list[int], folds: int, what: str) -> None:
+    if folds < 2:
+        raise BadInput(f"--folds must be at least 2 (got {folds})")
+    if n_items < max(10, folds):
+        raise BadInput(f"only {n_items} items have {what}; a judge needs at least {max(10, folds)} "
+                       f"(and at least one per fold, --folds {folds}); 100 or more is typical")
     if len(set(ys)) < 2:
-        raise BadInput("the human verdicts contain a single class; a judge cannot be fitted on that")
-    X = feature_matrix(db, items, features, reporter)
-    held = cross_val_predict(X, ys, folds=folds, seed=seed, l2=l2)
-    pred = ["yes" if p >= 0.5 else "no" for p in held]
-    model = fit_logreg(X, ys, l2=l2)
-    spec = {
-        "name": name,
-        "backend": "fitted",
-        "model": f"logreg({','.join(features)})",
-        "output": "verdict-dict",
-        "description": f"Logistic regression over {', '.join(features)}, fitted on {len(items)} "
-                       f"human-labelled items ({folds}-fold CV).",
+        raise BadInput(f"the {what} are all '{'yes' if ys[0] else 'no'}'; a judge cannot be fitted on one class")
+
+
+def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, str], out_dir: Path,
+              folds: int = 5, seed: int = 0, l2: float = 1.0, escalation: Escalation | None = None,
+              label_source: str = "human-labelled", humans: dict[str, str] | None = None,
+              reporter: Reporter = NullReporter()) -> dict:
+    """Fit the cheap judge on ``labels`` (triple hash -> yes/no) and save it as a spec; with
+    ``escalation``, also choose its defer band and save the calibrated cascade.
+
+    Every figure returned is held out: folds group the items by question (no question on both
+    sides), and the band of each fold is chosen without that fold's items. ``humans``: human
+    verdicts to report the agreement with as well, where the labels are a teacher's.
+    """
+    check_features(features)
+    items = [it for it in labelled_items(db, labels)]
+    truth = [labels[it.key] for it in items]
+    ys = [1 if t == "yes" else 0 for t in truth]
+    check_fit_input(len(items), ys, folds, f"{label_source} verdicts")
+    groups = [it.question for it in items]
+    llm = _llm_verdicts(db, escalation.spec, items, reporter) if escalation else None
+    if llm is not None:
+        llm["ok"] = np.array([v is not None and v == t for v, t in zip(llm["verdict"], truth)])
+    X = np.asarray(feature_matrix(db, items, features, reporter), dtype=float)
+    y = np.asarray(ys)
+    fold = np.asarray(fold_of(len(items), folds, seed, groups))
+    held = np.zeros(len(items))
+    escalated = np.zeros(len(items), dtype=bool)
+    with reporter.task("cross-validation", total=len(set(fold)), unit="folds") as task:
+        for f in sorted(set(fold)):
+            tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=l2)
+            held[te] = [model.prob(x) for x in X[te].tolist()]
+            if llm is not None:
+                inner = cross_val_predict(X[tr].tolist(), y[tr].tolist(), folds=folds, seed=seed, l2=l2,
+                                          groups=[groups[i] for i in tr])
+                band = choose_band(inner, llm["ok"][tr], y[tr], max_escalation=escalation.max_escalation,
+                                   target_agreement=escalation.target_agreement)
+                escalated[te] = band.inside(held[te])
+            task.advance(1)
+    model = fit_logreg(X.tolist(), ys, l2=l2)
+    cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cheap_name = f"{name}-cheap" if escalation else name
+    cheap_path = out_dir / f"{cheap_name}.toml"
+    res = {"name": name, "n_items": len(items), "labels": label_source, "features": features, "folds": folds,
+           "held_out": M.binary_metrics(cheap_pred, truth), "auc_held_out": M.roc_auc(list(held), truth),
+           "weights": dict(zip(features, model.weights)), "bias": model.bias, "spec_path": str(cheap_path)}
+    if humans:
+        hh = [i for i, it in enumerate(items) if it.key in humans]
+        res["held_out_vs_humans"] = M.binary_metrics([cheap_pred[i] for i in hh], [humans[items[i].key] for i in hh])
+    cheap_spec = {
+        "name": cheap_name, "backend": "fitted", "model": f"logreg({','.join(features)})", "output": "verdict-dict",
+        "description": f"Logistic regression over {', '.join(features)}, fitted on {len(items)} {label_source} "
+                       f"items (l2 {l2:g}; {folds}-fold CV grouped by question: held-out accuracy "
+                       f"{100 * (res['held_out']['accuracy'] or 0):.1f}%).",
         "options": {"features": features, "threshold": 0.5, **model.to_dict()},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.toml"
-    path.write_text(_to_toml(spec), encoding="utf-8")
-    return {"spec_path": str(path), "n_items": len(items), "features": features,
-            "held_out": M.binary_metrics(pred, truth), "auc_held_out": M.roc_auc(held, truth),
-            "weights": dict(zip(features, model.weights)), "bias": model.bias}
+    files = {cheap_path: _to_toml(cheap_spec)}
+    if escalation:
+        band = choose_band(held, llm["ok"], y, max_escalation=escalation.max_escalation,
+                           target_agreement=escalation.target_agreement)
+        res["cascade"] = _cascade_report(held, escalated, llm, truth, band)
+        path = out_dir / f"{name}.toml"
+        res["spec_path"], res["cheap_spec_path"] = str(path), str(cheap_path)
+        files[path] = _to_toml(_cascade_spec(name, cheap_path.name, escalation, band, res["cascade"]))
+    for path, text in files.items():     # written last: a failure above leaves no file behind
+        path.write_text(text, encoding="utf-8")
+    return res
+
+
+def _llm_verdicts(db: Database, spec: JudgeSpec, items: list[Item], reporter: Reporter) -> dict:
+    """The escalation judge's verdicts of the labelled items (judged first, cached as always)."""
+    from vlmdyn_cli.judging.run import judge_triples
+
+    hashes = [it.key for it in items]
+    judge_triples(db, spec, hashes, reporter=reporter)
+    rows = store.rows_of(db, spec.hash, hashes)
+    verdict = [rows[h].verdict if h in rows and rows[h].status == "scored" else None for h in hashes]
+    costs = [rows[h].cost_usd for h in hashes if h in rows and rows[h].cost_usd is not None]
+    return {"verdict": verdict, "ok": None, "usd_per_item": (sum(costs) / len(costs)) if costs else None,
+            "priced": bool(costs)}
+
+
+def _cascade_report(held, escalated, llm: dict, truth: list[str], band: Band) -> dict:
+    """Held-out agreement of the cascade, the cheap judge alone and the LLM alone, with the costs."""
+    n = len(truth)
+    casc = [llm["verdict"][i] if escalated[i] else ("yes" if held[i] >= 0.5 else "no") for i in range(n)]
+    scored = [i for i in range(n) if casc[i] is not None]
+    llm_scored = [i for i in range(n) if llm["verdict"][i] is not None]
+    per_item = llm["usd_per_item"]
+    share = float(np.mean(escalated))
+    return {
+        "band": [band.lo, band.hi], "band_escalated_in_sample": band.escalated,
+        "escalated_share": share,
+        "cascade": M.binary_metrics([casc[i] for i in scored], [truth[i] for i in scored])
+        | {"n_unscored": n - len(scored)},
+        "llm": M.binary_metrics([llm["verdict"][i] for i in llm_scored], [truth[i] for i in llm_scored])
+        | {"n_unscored": n - len(llm_scored)},
+        "usd_per_1000": {"cheap": 0.0, "llm": None if per_item is None else 1000 * per_item,
+                         "cascade": None if per_item is None else 1000 * per_item * share},
+        "target_reached": band.reached,
+    }
+
+
+def _cascade_spec(name: str, cheap_file: str, esc: Escalation, band: Band, rep: dict) -> dict:
+    c, lo = rep["cascade"], rep["llm"]
+    spec = {
+        "name": name, "backend": "cascade",
+        "description": f"{name}-cheap decides where its P(yes) is outside ({band.lo:.3f}, {band.hi:.3f}), "
+                       f"{esc.spec.name} the rest; held out: {100 * (c['accuracy'] or 0):.1f}% agreement "
+                       f"escalating {100 * rep['escalated_share']:.1f}% ({esc.spec.name} alone "
+                       f"{100 * (lo['accuracy'] or 0):.1f}%)",
+        "stages": [cheap_file, esc.ref],
+        "decoding": {"defer_band": [round(band.lo, 6), round(band.hi, 6)]},
+    }
+    if esc.model:
+        spec["model"] = esc.model
+    if esc.base_url:
+        spec["options"] = {"base_url": esc.base_url}
+    return spec
 
 
 def _to_toml(spec: dict) -> str:

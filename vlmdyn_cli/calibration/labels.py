@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import parse_object
+from vlmdyn_cli.judging.references import encode
 from vlmdyn_cli.store.db import now, triple_hash, upsert_triples
 from vlmdyn_cli.store.labels import save_label
 
@@ -64,6 +65,11 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
     Each row needs a label, a rater (column/field ``rater`` or ``--rater``) and
     either an ``item_id`` (or ``id``) or the full triple (``question``,
     ``reference``/``answer``, ``prediction``). Returns (labels, empty_rows).
+
+    JSONL rows may also come in the shape of human-judgement datasets (e.g. NQ answers rated
+    by several people): ``references`` (a list of acceptable answers, kept apart) instead of
+    ``reference``, and ``votes`` (one yes/no per rater) and/or ``human`` (the majority) instead
+    of ``label``; other fields (a reference judge's stored verdict...) are ignored.
     """
     if not path.exists():
         raise BadInput(f"label file {path} does not exist")
@@ -86,22 +92,56 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
     empty = 0
     for line, r in rows:
         where = f"{path}:{line}"
-        label = normalise_label(r.get("label"), where)
-        if label is None:
+        labels = _row_labels(r, rater, where)
+        if not labels:
             empty += 1
             continue
-        who = (r.get("rater") or rater or "").strip()
-        if not who:
-            raise BadInput(f"{where}: no rater (add a 'rater' column or pass --rater NAME)")
-        item_id = (r.get("item_id") or r.get("id") or "").strip() or None
-        ref = r.get("reference", r.get("answer"))
+        item_id = str(r.get("item_id") or r.get("id") or "").strip() or None
+        ref = _reference(r, where)
         triple = None
         if r.get("question") is not None and ref is not None and r.get("prediction") is not None:
-            triple = (str(r["question"]), str(ref), str(r["prediction"]))
+            triple = (str(r["question"]), ref, str(r["prediction"]))
         if item_id is None and triple is None:
             raise BadInput(f"{where}: needs an item_id or question/reference/prediction")
-        out.append(ParsedLabel(line, item_id, triple, who, label))
+        out += [ParsedLabel(line, item_id, triple, who, label) for who, label in labels]
     return out, empty
+
+
+def _reference(r: dict, where: str) -> str | None:
+    """The row's reference answer(s): ``references`` (a list, kept apart: judging/references.py),
+    else ``reference`` or ``answer``."""
+    if "references" in r:
+        refs = r["references"]
+        if not isinstance(refs, list) or not refs or not all(isinstance(x, str) and x.strip() for x in refs):
+            raise BadInput(f"{where}: 'references' must be a non-empty list of non-empty strings")
+        return encode(refs)
+    ref = r.get("reference", r.get("answer"))
+    return None if ref is None else str(ref)
+
+
+def _row_labels(r: dict, rater: str | None, where: str) -> list[tuple[str, str]]:
+    """(rater, yes/no) pairs of one row: its ``label`` (with ``rater`` or --rater), or its ``votes``
+    (one per rater, named vote1, vote2... by position), or its ``human`` majority (rater "human")."""
+    if "votes" in r:
+        votes = r["votes"]
+        if not isinstance(votes, list):
+            raise BadInput(f"{where}: 'votes' must be a list of yes/no labels")
+        out = []
+        for i, v in enumerate(votes, start=1):
+            lab = normalise_label(v, f"{where}: vote {i}")
+            if lab is not None:
+                out.append((f"{rater or 'vote'}{i}", lab))
+        return out
+    if "label" not in r and "human" in r:
+        lab = normalise_label(r["human"], f"{where}: field 'human'")
+        return [] if lab is None else [(rater or "human", lab)]
+    label = normalise_label(r.get("label"), where)
+    if label is None:
+        return []
+    who = (r.get("rater") or rater or "").strip()
+    if not who:
+        raise BadInput(f"{where}: no rater (add a 'rater' column or pass --rater NAME)")
+    return [(who, label)]
 
 
 def import_labels(db: Database, path: Path, rater: str | None = None, sample: str | None = None) -> ImportResult:
@@ -111,6 +151,7 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
     ids = _item_ids(db, sample)
     resolved: list[tuple[str, ParsedLabel]] = []
     new_triples: dict[str, tuple[str, str, str]] = {}
+    new_ids: dict[str, str | None] = {}        # new triple -> the id its row gave (its sample item id)
     for lab in labels:
         where = f"{path}:{lab.line}"
         h = None
@@ -123,6 +164,7 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             h = triple_hash(*lab.triple)
             if not _triple_exists(db, h):
                 new_triples[h] = lab.triple
+                new_ids.setdefault(h, lab.item_id)
         else:
             raise BadInput(f"{where}: unknown item id {lab.item_id!r}"
                            + (f" in sample {sample!r}" if sample else "")
@@ -154,11 +196,10 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             save_label(db.conn, h, who, label, str(path.name), ts)
             res.imported += 1
             res.raters.add(who)
-        if sample and new_triples:
-            for h in new_triples:
-                db.conn.execute(
-                    "INSERT OR IGNORE INTO calibration_items(sample, item_id, triple_hash, source, created_at)"
-                    " VALUES (?,?,?,?,?)", (sample, "t" + h[:12], h, f"file:{path.name}", ts))
+        for h, item_id in new_ids.items():     # new items join --sample, else a sample named after the file
+            db.conn.execute(
+                "INSERT OR IGNORE INTO calibration_items(sample, item_id, triple_hash, source, created_at)"
+                " VALUES (?,?,?,?,?)", (sample or path.stem, item_id or "t" + h[:12], h, f"file:{path.name}", ts))
     return res
 
 

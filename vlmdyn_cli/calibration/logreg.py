@@ -34,18 +34,43 @@ def fit_logreg(X: list[list[float]], y: list[int], l2: float = 1.0, iters: int =
     return LogReg([float(v) for v in w[1:]], float(w[0]), [float(v) for v in mean], [float(v) for v in scale])
 
 
-def cross_val_predict(X: list[list[float]], y: list[int], folds: int = 5, seed: int = 0,
-                      l2: float = 1.0) -> list[float]:
-    """Held-out probability for every item (each item predicted by a model not trained on it)."""
-    n = len(y)
-    idx = list(range(n))
-    random.Random(seed).shuffle(idx)
+def fold_of(n: int, folds: int, seed: int = 0, groups: list | None = None) -> list[int]:
+    """The fold of each of ``n`` items. With ``groups`` (e.g. the question of each item) every
+    group falls in one fold, so no question is on both sides; folds are balanced by size."""
     k = max(2, min(folds, n))
+    if groups is None:
+        idx = list(range(n))
+        random.Random(seed).shuffle(idx)
+        out = [0] * n
+        for pos, i in enumerate(idx):
+            out[i] = pos % k
+        return out
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    order = list(members)
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda g: -len(members[g]))        # largest groups first (stable: ties stay shuffled)
+    size = [0] * k
+    out = [0] * n
+    for g in order:
+        f = min(range(k), key=lambda j: (size[j], j))
+        size[f] += len(members[g])
+        for i in members[g]:
+            out[i] = f
+    return out
+
+
+def cross_val_predict(X: list[list[float]], y: list[int], folds: int = 5, seed: int = 0,
+                      l2: float = 1.0, groups: list | None = None) -> list[float]:
+    """Held-out probability for every item (each item predicted by a model not trained on it;
+    with ``groups``, not trained on any item of its group either)."""
+    n = len(y)
+    fold = fold_of(n, folds, seed, groups)
     out = [0.5] * n
-    for f in range(k):
-        test = idx[f::k]
-        test_set = set(test)
-        tr = [i for i in idx if i not in test_set]
+    for f in sorted(set(fold)):
+        test = [i for i in range(n) if fold[i] == f]
+        tr = [i for i in range(n) if fold[i] != f]
         if len({y[i] for i in tr}) < 2:  # one class only: predict its rate
             rate = sum(y[i] for i in tr) / len(tr) if tr else 0.5
             for i in test:

@@ -41,11 +41,11 @@ def stored_judgements(db: Database, spec_hash: str, hashes: list[str]) -> dict[s
     out: dict[str, dict] = {}
     for i in range(0, len(hashes), 500):
         chunk = hashes[i:i + 500]
-        q = ("SELECT triple_hash, status, verdict, reason, p_yes, cost_usd, latency_s, decided_by "
+        q = ("SELECT triple_hash, status, verdict, reason, p_yes, cost_usd, latency_s, decided_by, rubric_score "
              f"FROM judgements WHERE spec_hash = ? AND triple_hash IN ({','.join('?' * len(chunk))})")
         for row in db.execute(q, [spec_hash, *chunk]).fetchall():
             out[row[0]] = dict(zip(("triple_hash", "status", "verdict", "reason", "p_yes", "cost_usd",
-                                    "latency_s", "decided_by"), row))
+                                    "latency_s", "decided_by", "rubric_score"), row))
     return out
 
 
@@ -102,12 +102,30 @@ def judge_report(db: Database, name: str, spec_hash: str, hv: HumanVerdicts, see
     lats = [js[h]["latency_s"] for h in hashes if h in js and js[h]["latency_s"] is not None]
     rep["usd_per_1000"] = 1000 * sum(costs) / len(costs) if costs else 0.0
     rep["seconds_per_1000"] = 1000 * sum(lats) / len(lats) if lats else None
+    rep["per_score_band"] = score_bands([(js[h]["rubric_score"], js[h]["verdict"], hv.verdict[h]) for h in scored])
     scores = [(js[h]["p_yes"], hv.verdict[h]) for h in hashes
               if h in js and js[h]["p_yes"] is not None]
     if scores:
         rep["auc_p_yes"] = M.roc_auc([s for s, _ in scores], [t for _, t in scores])
         rep["threshold"] = threshold_cv([s for s, _ in scores], [t for _, t in scores], folds=folds, seed=seed)
     return rep
+
+
+SCORE_BANDS = ((1.0, 2.0), (2.0, 3.0), (3.0, 4.0), (4.0, 5.0), (5.0, 5.0))
+
+
+def score_bands(rows: list[tuple[float | None, str, str]]) -> list[dict]:
+    """Human agreement within each band of the rubric score (mean of MS, MD, H): the paper finds it
+    roughly proportional to the score. ``rows``: (score, judge verdict, human verdict) of scored items;
+    [] when the judge gave no rubric scores."""
+    out = []
+    for lo, hi in SCORE_BANDS:
+        inb = [(v, t) for sc, v, t in rows if sc is not None and (lo <= sc < hi or lo == hi == sc)]
+        if inb:
+            agree = sum(v == t for v, t in inb) / len(inb)
+            out.append({"band": f"{lo:g}" if lo == hi else f"[{lo:g}, {hi:g})", "n": len(inb), "agreement": agree,
+                        "share_yes": sum(v == "yes" for v, _ in inb) / len(inb)})
+    return out
 
 
 def save_report(db: Database, rep: dict, agreement: float) -> None:

@@ -158,16 +158,22 @@ def report_cmd(
     sample: SampleOpt = None,
     folds: Annotated[int, typer.Option("--folds", help="Folds for the threshold cross-validation.")] = 5,
     no_run: Annotated[bool, typer.Option("--no-run", help="Do not judge missing items first.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="Override the model of the model judges "
+                     "(as on `vlmdyn judge`).")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server for the "
+                        "model judges (as on `vlmdyn judge`).")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the cost/agreement view to this PNG.")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Each judge against the human verdicts: accuracy, precision, recall, F1, kappa, CIs.
+    """Each judge against the human verdicts: accuracy, precision, recall, F1, kappa, CIs,
+    agreement per rubric-score band, and agreement vs $ per 1,000 judgements.
 
     Judges that have not judged the labelled items yet are run first (cached
     as usual). Unscored items are excluded and counted, never taken as "no".
 
-    Example: vlmdyn calibrate report --judge rules --judge cascade --judge gpt-4o-mini
+    Example: vlmdyn calibrate report --judge rules --judge cascade --judge gpt-4o-mini --png cost.png
     """
     from vlmdyn_cli.calibration.report import human_summary, judge_report, rubric_comparison, save_report
     from vlmdyn_cli.judging.spec import load_spec
@@ -176,7 +182,8 @@ def report_cmd(
 
     d = open_db(db, must_exist=True)
     hv = _verdicts(d, agreement, min_raters, sample)
-    specs = [load_spec(j) for j in judge]  # all specs valid before any work
+    overrides = dict(model=model, options={"base_url": base_url} if base_url else None)
+    specs = [_overridden(load_spec(j), overrides) for j in judge]  # all specs valid before any work
     reporter = cli_reporter(quiet or json_out)
     reports = []
     for spec in specs:
@@ -187,7 +194,15 @@ def report_cmd(
         rep = judge_report(d, spec.name, spec.hash, hv, folds=folds)
         reports.append(rep)
         save_report(d, rep, agreement)
-    out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports)}
+    from vlmdyn_cli.calibration import cost_view
+
+    curves = {s.name: _cascade_curve(d, s, hv, reporter) for s in specs if _calibrated(s) and not no_run}
+    out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports),
+           "cost_view": {"points": cost_view.points(reports), "cascade_curves": curves,
+                         "paper": cost_view.PAPER_LINES}}
+    if png is not None:
+        cost_view.render_png(out["cost_view"]["points"], curves, png)
+        hint(f"cost/agreement view -> {png}")
     fitted = [s.name for s in specs if s.backend == "fitted"]
     if fitted and not json_out:
         hint(f"{', '.join(fitted)}: a fitted judge scored on the labels it was fitted on is optimistic; "
@@ -224,20 +239,77 @@ def report_cmd(
             typer.echo(f"  p_yes threshold {th['chosen']:.3f}; held-out ({th['folds']}-fold) accuracy "
                        f"{_fmt(ho['accuracy'])}, F1 {_fmt(ho['f1'], pct=False)} on the {ho['n']} items "
                        f"with a p_yes{one}")
+        if r["per_score_band"]:
+            typer.echo("  human agreement per rubric score (mean of MS, MD, H): " + ", ".join(
+                f"{b['band']} {_fmt(b['agreement'])} (n={b['n']})" for b in r["per_score_band"]))
     if out["rubric_comparison"]:
         print_table(out["rubric_comparison"], title="With vs without rubric (ours and the paper's)")
+    typer.echo(cost_view.render_text(out["cost_view"]["points"], curves))
+
+
+def _overridden(spec, overrides: dict):
+    """--model / --base-url go to the model judges (a cascade's last stage); the others are kept as they are."""
+    last = spec.stages[-1] if spec.stages else spec
+    if last.backend in ("rules", "fitted") or not (overrides["model"] or overrides["options"]):
+        return spec
+    return spec.with_overrides(**overrides)
+
+
+def _calibrated(spec) -> bool:
+    """A calibrated cascade: a fitted stage that defers, then a model judge."""
+    return (spec.backend == "cascade" and len(spec.stages) == 2 and spec.stages[0].backend == "fitted"
+            and spec.stages[1].backend not in ("rules", "fitted"))
+
+
+def _cascade_curve(d, spec, hv, reporter) -> list[dict]:
+    """The cascade's agreement and cost as its band widens (both stages judge the labelled items; cached)."""
+    from vlmdyn_cli.calibration.cost_view import cascade_curve
+    from vlmdyn_cli.calibration.report import stored_judgements
+    from vlmdyn_cli.judging.backends.cascade import defer_band
+    from vlmdyn_cli.judging.run import judge_triples
+
+    hashes = sorted(hv.verdict)
+    cheap, llm = spec.stages
+    for s in (cheap, llm):
+        judge_triples(d, s, hashes, reporter=reporter)
+    cj, lj = stored_judgements(d, cheap.hash, hashes), stored_judgements(d, llm.hash, hashes)
+    keep = [h for h in hashes if cj.get(h, {}).get("p_yes") is not None]
+    costs = [lj[h]["cost_usd"] for h in keep if h in lj and lj[h]["cost_usd"] is not None]
+    llm_yes = [None if lj.get(h, {}).get("status") != "scored" else int(lj[h]["verdict"] == "yes") for h in keep]
+    return cascade_curve([cj[h]["p_yes"] for h in keep], llm_yes, [hv.verdict[h] for h in keep], defer_band(spec),
+                         1000 * sum(costs) / len(costs) if costs else None)
 
 
 @cal_app.command("fit")
 def fit_cmd(
     name: Annotated[str, typer.Option("--name", help="Name of the new judge spec.")],
-    features: Annotated[str, typer.Option("--features", help="Comma-separated: rules, exact, contains, "
-                                          "token-f1, len-ratio, ref-len, numbers, local-p_yes.")],
+    features: Annotated[str, typer.Option("--features", help="Comma-separated features or groups: lexical (every "
+                                          "text feature), minilm (sentence-embedding similarity, the embed extra), "
+                                          "rules, exact, contains, ref-in-pred, pred-in-ref, token-f1, "
+                                          "token-precision, token-recall, key-recall, fuzzy-recall, char-ratio, "
+                                          "len-ratio, pred-len, ref-len, hedge, numbers, novel-words, "
+                                          "question-overlap, local-p_yes, minilm-cos, minilm-qcos.")],
+    escalate_to: Annotated[Optional[str], typer.Option("--escalate-to", help="Also build a calibrated cascade: "
+                           "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of.")] = None,
+    max_escalation: Annotated[Optional[float], typer.Option("--max-escalation", help="Cascade: the largest share "
+                              "of items sent to the --escalate-to judge (0-1; default 0.25).")] = None,
+    target_agreement: Annotated[Optional[float], typer.Option("--target-agreement", help="Cascade: instead, the "
+                                "agreement to reach with the fewest escalations (0-1).")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Fit on this judge's verdicts instead of "
+                       "human labels: --n items drawn from the database are judged by it first.")] = None,
+    n: Annotated[int, typer.Option("--n", help="--teacher: items to draw.", min=1)] = 2000,
+    run: Annotated[Optional[str], typer.Option("--run", help="--teacher: draw from this run's generations "
+                   "(default: every stored triple).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Override the model of the --escalate-to / "
+                     "--teacher judge (as on `vlmdyn judge`).")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server for the "
+                        "--escalate-to / --teacher judge (as on `vlmdyn judge`).")] = None,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the spec file is written.")] = Path("judges-local"),
     agreement: AgreementOpt = 0.75,
     min_raters: MinRatersOpt = 1,
     sample: SampleOpt = None,
-    folds: Annotated[int, typer.Option("--folds")] = 5,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (grouped by question).")] = 5,
+    l2: Annotated[float, typer.Option("--l2", help="L2 penalty of the logistic regression.", min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -245,29 +317,108 @@ def fit_cmd(
 ):
     """Fit a logistic-regression judge over cheap signals; save it as a judge spec.
 
-    Quality is reported from k-fold cross-validation (held-out items only).
-    Use it afterwards like any judge: vlmdyn judge --run RUN --judge judges-local/NAME.toml
+    Labels are the human verdicts (or, with --teacher, a judge's verdicts on drawn items).
+    Quality is reported from k-fold cross-validation grouped by question (held-out items
+    only). With --escalate-to, the items the fitted judge is least sure of go to that
+    judge: the band is chosen by cross-validation and the cascade is saved as NAME.toml.
 
-    Example: vlmdyn calibrate fit --name cheap --features rules,token-f1,local-p_yes
+    Examples:
+
+      vlmdyn calibrate fit --name cheap --features lexical --agreement 0.5
+
+      vlmdyn calibrate fit --name nq --features lexical,minilm --escalate-to gpt-4o-mini --max-escalation 0.25
+
+      vlmdyn calibrate fit --name taught --features lexical --teacher gpt-4o-mini --n 2000 --run seed0
     """
-    from vlmdyn_cli.calibration.fit import fit_judge
+    from vlmdyn_cli.calibration.fit import Escalation, fit_judge
+    from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.judging.features import check_features, expand
+    from vlmdyn_cli.judging.run import preflight
+    from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
+    feats = check_features(expand([f.strip() for f in features.split(",") if f.strip()]))
+    if max_escalation is not None and not 0 <= max_escalation <= 1:
+        raise BadInput(f"--max-escalation must be between 0 and 1 (a share of the items), got {max_escalation}")
+    if target_agreement is not None and not 0 < target_agreement <= 1:
+        raise BadInput(f"--target-agreement must be between 0 and 1, got {target_agreement}")
+    if max_escalation is not None and target_agreement is not None:
+        raise BadInput("give --max-escalation or --target-agreement, not both")
+    if escalate_to is None and (max_escalation is not None or target_agreement is not None):
+        raise BadInput("--max-escalation / --target-agreement need --escalate-to SPEC")
+    if escalate_to is None and teacher is None and (model or base_url):
+        raise BadInput("--model / --base-url apply to the --escalate-to or --teacher judge: give one of them")
+    overrides = dict(model=model, options={"base_url": base_url} if base_url else None)
+    reporter = cli_reporter(quiet or json_out)
+    escalation = None
+    if escalate_to is not None:
+        spec = load_spec(escalate_to).with_overrides(**overrides)
+        preflight(spec)                   # no key, unreachable server: stop before any work
+        ref = str(Path(escalate_to).expanduser().resolve()) if spec.source != f"builtin:{escalate_to}" else escalate_to
+        escalation = Escalation(spec, ref, model, base_url,
+                                max_escalation if max_escalation is not None
+                                else (None if target_agreement is not None else 0.25), target_agreement)
+    teacher_spec = None
+    if teacher is not None:
+        teacher_spec = load_spec(teacher).with_overrides(**overrides)
+        if escalation is None or teacher_spec.hash != escalation.spec.hash:
+            preflight(teacher_spec)
     d = open_db(db, must_exist=True)
-    hv = _verdicts(d, agreement, min_raters, sample)
-    feats = [f.strip() for f in features.split(",") if f.strip()]
-    res = fit_judge(d, name, feats, hv, out_dir, folds=folds, seed=seed,
-                    reporter=cli_reporter(quiet or json_out))
+    try:
+        humans = None
+        if teacher_spec is not None:
+            from vlmdyn_cli.calibration.labels import human_verdicts
+            from vlmdyn_cli.calibration.teacher import teacher_labels
+
+            labels = teacher_labels(d, teacher_spec, n, run=run, seed=seed, reporter=reporter)
+            humans = human_verdicts(d, agreement=agreement, min_raters=min_raters, sample=sample).verdict or None
+            source = f"{teacher_spec.name}-labelled"
+        else:
+            labels = _verdicts(d, agreement, min_raters, sample).verdict
+            source = "human-labelled"
+        res = fit_judge(d, name, feats, labels, out_dir, folds=folds, seed=seed, l2=l2, escalation=escalation,
+                        label_source=source, humans=humans, reporter=reporter)
+    finally:
+        d.close()
     if json_out:
         emit_json(res)
         return
+    _print_fit(res)
+
+
+def _print_fit(res: dict) -> None:
     h = res["held_out"]
-    typer.echo(f"fitted {name} on {res['n_items']} items -> {res['spec_path']}")
-    typer.echo(f"held-out ({folds}-fold): accuracy {_fmt(h['accuracy'])}, precision {_fmt(h['precision'])}, "
-               f"recall {_fmt(h['recall'])}, F1 {_fmt(h['f1'], pct=False)}, kappa {_fmt(h['kappa'], pct=False)}, "
-               f"AUC {_fmt(res['auc_held_out'], pct=False)}")
+    typer.echo(f"fitted {res['name']} on {res['n_items']} {res['labels']} items -> {res['spec_path']}")
+    typer.echo(f"held-out ({res['folds']}-fold, grouped by question): accuracy {_fmt(h['accuracy'])}, precision "
+               f"{_fmt(h['precision'])}, recall {_fmt(h['recall'])}, F1 {_fmt(h['f1'], pct=False)}, kappa "
+               f"{_fmt(h['kappa'], pct=False)}, AUC {_fmt(res['auc_held_out'], pct=False)}")
+    if "held_out_vs_humans" in res:
+        hh = res["held_out_vs_humans"]
+        typer.echo(f"held-out agreement with the human verdicts: {_fmt(hh['accuracy'])} on {hh['n']} items")
     typer.echo("weights (standardised features): " + ", ".join(f"{k} {v:+.2f}" for k, v in res["weights"].items()))
+    c = res.get("cascade")
+    if not c:
+        return
+
+    def usd(v):
+        return "unknown (no price)" if v is None else f"${v:.4f}"
+
+    rows = [
+        {"judge": "cascade", "agreement": _fmt(c["cascade"]["accuracy"]), "kappa": _fmt(c["cascade"]["kappa"], False),
+         "escalated": _fmt(c["escalated_share"]), "unscored": c["cascade"]["n_unscored"],
+         "$/1k items": usd(c["usd_per_1000"]["cascade"])},
+        {"judge": "cheap alone", "agreement": _fmt(h["accuracy"]), "kappa": _fmt(h["kappa"], False),
+         "escalated": "0.0%", "unscored": 0, "$/1k items": usd(0.0)},
+        {"judge": "LLM alone", "agreement": _fmt(c["llm"]["accuracy"]), "kappa": _fmt(c["llm"]["kappa"], False),
+         "escalated": "100.0%", "unscored": c["llm"]["n_unscored"], "$/1k items": usd(c["usd_per_1000"]["llm"])},
+    ]
+    print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
+    typer.echo(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
+               f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
+    if not c["target_reached"]:
+        hint("no band reached --target-agreement on these items: the cascade uses the band that agrees most")
+    typer.echo(f"run it: vlmdyn judge --run RUN --judge {res['spec_path']}")
 
 
 def register(app: typer.Typer) -> None:

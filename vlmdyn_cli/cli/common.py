@@ -21,7 +21,6 @@ DbOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 RunOpt = Annotated[str, typer.Option("--run", help="Run name (see `vlmdyn runs list`).")]
 ShardOpt = Annotated[Optional[str], typer.Option(
     "--shard", help="i/N: do only shard i (0..N-1) of an N-way split of the work, e.g. 3/8; the same N "

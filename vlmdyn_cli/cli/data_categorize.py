@@ -27,7 +27,9 @@ def add_commands(data_app: typer.Typer) -> None:
         """Label QA pairs with Bounding, Complex, Object, OCR or Spatial (and bbox/describe, recognition/semantic).
 
         A pair from an OCR dataset (image folder ocr_vqa/ or textvqa/, or such a
-        source name) is OCR whatever the method, as in the paper; --method llm asks
+        source name) is OCR whatever the method, as in the paper, and a pair from an
+        MME subtask folder (MME_Benchmark_release_version/position/...) gets that
+        subtask's skill; --method llm asks
         the paper's four-way prompt (Object / Spatial / Bounding / Complex) for the
         questions without an OCR source or OCR cue.
 
@@ -124,7 +126,7 @@ def _parse(lineno: int, line: str, where: str) -> dict | None:
 
 def _categorize_file(cat, path: Path, json_out: bool, batch_size: int) -> None:
     """Validate every line first (nothing printed on bad input), then label in batches."""
-    from vlmdyn_cli.data.categories import ocr_source
+    from vlmdyn_cli.data.categories import pair_source
     from vlmdyn_cli.data.categorize import label_pairs
     from vlmdyn_cli.errors import BadInput
 
@@ -141,7 +143,7 @@ def _categorize_file(cat, path: Path, json_out: bool, batch_size: int) -> None:
     table = []
     for batch in batches:
         labels = label_pairs(cat, [r["question"] for r in batch], [r.get("answer") or "" for r in batch],
-                             [ocr_source(r.get("source"), r.get("image")) for r in batch])
+                             [pair_source(r.get("source"), r.get("image"), r["question"]) for r in batch])
         for rec, lab in zip(batch, labels):
             out = dict(rec)
             out["category"] = lab.category if lab else None

@@ -109,6 +109,10 @@ def judge_cmd(
     finally:
         d.close()
     _report(summary, results, json_out)
+    if summary.failure:
+        from vlmdyn_cli.errors import Failure
+
+        raise Failure(summary.failure)
 
 
 def _report(summary, results, json_out: bool) -> None:
@@ -144,6 +148,11 @@ def _summary_line(s: dict) -> str:
     line = (f"judge {s['judge']}: {s['total']} items, {s['cached']} cached, {s['new']} judged now "
             f"({s['scored']} scored: {s['yes']} yes / {s['no']} no, {s['unscored']} unscored), "
             f"cost ${s['cost_usd']:.4f}, {s['elapsed_s']:.1f} s")
+    if s["unscored_reasons"]:
+        line += "; unscored: " + ", ".join(f"{k} {n}" for k, n in sorted(s["unscored_reasons"].items(),
+                                                                          key=lambda kv: -kv[1]))
+    if s["retries"] or s["throttled"]:
+        line += f"; {s['retries']} retries, {s['throttled']} answers 429 (rate limited)"
     if s["stopped"]:
         line += f"; stopped: {s['stopped']}"
     return line
@@ -156,19 +165,27 @@ def list_cmd(
     verdict: Annotated[Optional[str], typer.Option("--verdict", help="yes or no.")] = None,
     status: Annotated[Optional[str], typer.Option("--status", help="scored or unscored.")] = None,
     query: Annotated[Optional[str], typer.Option("-q", "--query", help="Full-text search in question, answer, prediction.")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Only rubric scores (mean of MS, MD, H; "
+                         "1-5) at least this.")] = None,
+    max_score: Annotated[Optional[float], typer.Option("--max-score", help="Only rubric scores at most this.")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ):
     """List stored judgements, newest first.
 
-    Example: vlmdyn judgements list -n 10 --judge cascade --status unscored -q "book author"
+    Examples:
+
+      vlmdyn judgements list -n 10 --judge cascade --status unscored -q "book author"
+
+      vlmdyn judgements list --judge gpt-4o-mini --verdict yes --max-score 3
     """
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.judgement_queries import iter_judgements
 
     d = open_db(db, must_exist=True)
     try:
-        rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None))
+        rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None,
+                                    min_score=min_score, max_score=max_score))
     finally:
         d.close()
     if json_out:
@@ -179,7 +196,9 @@ def list_cmd(
 
     print_table([{"id": r["id"], "judge": r["judge_name"], "verdict": r["verdict"] or r["status"],
                   "question": short(r["question"]), "answer": short(r["answer"]),
-                  "prediction": short(r["prediction"]), "by": r["decided_by"], "reason": short(r["reason"])}
+                  "prediction": short(r["prediction"]), "by": r["decided_by"],
+                  "score": None if r["rubric_score"] is None else f"{r['rubric_score']:.2f}",
+                  "reason": short(r["reason"])}
                  for r in rows])
 
 
@@ -203,6 +222,8 @@ def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
     print_table([{"judge": r["judge"], "spec": r["spec_hash"][:12], "n": r["n"], "scored": r["scored"],
                   "unscored (excluded)": r["unscored"], "yes": r["yes"], "no": r["no"],
                   "accuracy": None if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
+                  "decided by": ", ".join(f"{k} {v}" for k, v in r["decided_by"].items()
+                                          if len(r["decided_by"]) > 1 or k != r["judge"]) or None,
                   "cost $": r["cost_usd"], "mean latency s": r["mean_latency_s"],
                   "model": _clip(r["resolved_models"], 40)} for r in rows])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,34 +14,17 @@ runs_app = typer.Typer(help="Training runs recorded in the experiment database."
 
 
 def _overrides(loss, checkpoints, out_dir, report_to, dataset, sets: list[str]) -> dict:
-    from vlmdyn_cli.errors import BadInput
-    from vlmdyn_cli.training.config import _toml
+    """--set items, then the shortcut options, as nested config overrides."""
+    from vlmdyn_cli.training.config import parse_set
     from vlmdyn_cli.training.schedule import parse_steps_option
 
-    ov: dict = {}
-
-    def put(section: str, key: str, value) -> None:
-        ov.setdefault(section, {})[key] = value
-
-    for item in sets:
-        path, eq, raw = item.partition("=")
-        if not eq or path.count(".") != 1:
-            raise BadInput(f"--set '{item}': expected SECTION.KEY=VALUE, e.g. --set train.lr=3e-4")
-        try:
-            value = _toml().loads(f"v = {raw}")["v"]
-        except Exception:
-            value = raw  # a bare word: treat as a string
-        put(*path.split("."), value)
-    if loss:
-        put("train", "loss", loss)
-    if checkpoints:
-        put("checkpoints", "steps", "paper" if checkpoints == "paper" else parse_steps_option(checkpoints))
-    if out_dir:
-        put("train", "out_dir", str(out_dir))
-    if report_to:
-        put("train", "report_to", report_to)
-    if dataset:
-        put("data", "dataset", dataset)
+    ov = parse_set(sets)
+    steps = checkpoints if checkpoints in (None, "paper") else parse_steps_option(checkpoints)
+    shortcuts = {("train", "loss"): loss, ("checkpoints", "steps"): steps, ("train", "out_dir"): out_dir,
+                 ("train", "report_to"): report_to, ("data", "dataset"): dataset}
+    for (section, key), value in shortcuts.items():
+        if value:
+            ov.setdefault(section, {})[key] = str(value) if isinstance(value, Path) else value
     return ov
 
 
@@ -93,7 +75,8 @@ def register(app: typer.Typer) -> None:
         from vlmdyn_cli.training.known_data import warn_if_trained_on
         from vlmdyn_cli.training.trainer import train as run_training
 
-        cfg = load_config(config, _overrides(loss, checkpoints, out_dir, report_to, dataset, set_ or []))
+        cfg = load_config(config, _overrides(loss, checkpoints, out_dir, report_to, dataset, set_ or []),
+                          overrides_from="the command line")
         database = open_db(db, must_exist=True)
         warn_if_trained_on(database, cfg)
         summary = run_training(database, cfg, seed=seed, run_name=run, resume=resume, init_from=init_from,
@@ -113,7 +96,7 @@ def register(app: typer.Typer) -> None:
         Example: vlmdyn runs list --db exp.db --json
         """
         from vlmdyn_cli.store import open_db
-        from vlmdyn_cli.training.runs import list_runs
+        from vlmdyn_cli.store.runs import list_runs
 
         rows = list_runs(open_db(db, must_exist=True))
         if json_out:

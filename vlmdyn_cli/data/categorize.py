@@ -9,9 +9,10 @@ None for a question (an LLM reply that did not parse): that row stays
 unlabelled, is counted, and is retried by the next run.
 
 Every method gets the dataset-source rule in front (``label_pairs``): a pair
-whose conversation comes from an OCR dataset (``categories.ocr_source``: the
+whose conversation comes from an OCR dataset (``categories.pair_source``: the
 image folder ocr_vqa/ or textvqa/, or the record's ``source`` field) is OCR,
-as in the paper; only the other pairs go to the method.
+as in the paper, and a pair from a benchmark subtask that tests one skill (MME's
+subtask folders) gets that skill; only the other pairs go to the method.
 
 When the data carries ground truth (``true_category``, the synthetic
 benchmark), the result also reports agreement and the confusion matrix.
@@ -23,7 +24,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from vlmdyn_cli.data.categories import CATEGORIES, OCR, RECOGNITION, Categorizer, Label, get_categorizer, ocr_source
+from vlmdyn_cli.data.categories import (CATEGORIES, OCR, RECOGNITION, Categorizer, Label, Source, get_categorizer,
+                                        pair_source)
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
 
@@ -73,16 +75,27 @@ def source_label(question: str, dataset: str) -> Label:
                  "source.ocr")
 
 
+def source_decided(question: str, src: Source | str) -> Label:
+    """The label a pair's source decides (``categories.pair_source``); a plain string names an OCR dataset."""
+    if isinstance(src, str):
+        return source_label(question, src)
+    if src.category == OCR and src.subcategory is None:
+        return source_label(question, src.name)
+    return Label(src.category, src.subcategory,
+                 f"source.subtask: from {src.name}, a subtask that tests one skill, so {src.category} "
+                 f"whatever the wording", "source.subtask")
+
+
 def label_pairs(cat: Categorizer, questions: list[str], answers: list[str] | None = None,
-                sources: list[str | None] | None = None) -> list[Label | None]:
-    """Labels for QA pairs: OCR for pairs from an OCR dataset (``sources[i]``, from ``ocr_source``), ``cat`` for the rest."""
+                sources: list[Source | str | None] | None = None) -> list[Label | None]:
+    """Labels for QA pairs: what ``sources[i]`` decides (``pair_source``: OCR datasets, MME subtasks), ``cat`` for the rest."""
     if not sources or not any(sources):
         return cat.categorize(questions, answers)
     out: list[Label | None] = [None] * len(questions)
     rest = []
     for i, (q, src) in enumerate(zip(questions, sources)):
         if src:
-            out[i] = source_label(q, src)
+            out[i] = source_decided(q, src)
         else:
             rest.append(i)
     if rest:
@@ -140,7 +153,7 @@ def categorize_dataset(db, method: str = "rules", dataset: str | None = None,
                 break
             last_id = rows[-1][0]
             labels = label_pairs(cat, [r[1] for r in rows], [r[2] for r in rows],
-                                 [ocr_source(r[3], r[4]) for r in rows])
+                                 [pair_source(r[3], r[4], r[1]) for r in rows])
             if len(labels) != len(rows):
                 raise RuntimeError(f"categoriser {cat.method} returned {len(labels)} labels for {len(rows)} questions")
             updates = [(lab.category, lab.subcategory, cat.method, lab.reason, r[0])

@@ -21,10 +21,8 @@ import json
 
 import numpy as np
 
+from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX
 from vlmdyn_cli.errors import BadInput, did_you_mean
-
-CATEGORY_ORDER = ("Bounding", "Complex", "Object", "OCR", "Spatial")
-PAPER_PCT = {"Bounding": 34.5, "Complex": 13.8, "Object": 19.8, "OCR": 14.2, "Spatial": 17.7}  # METHOD.md 2
 
 
 def list_datasets(db) -> list[dict]:
@@ -56,7 +54,7 @@ def _dataset_filter(db, dataset: str | None) -> tuple[str, list, list[str]]:
 
 
 def _order(cat: str) -> tuple:
-    return (CATEGORY_ORDER.index(cat), "") if cat in CATEGORY_ORDER else (len(CATEGORY_ORDER), cat)
+    return (CATEGORIES.index(cat), "") if cat in CATEGORIES else (len(CATEGORIES), cat)
 
 
 def population_counts(db, dataset: str | None = None) -> tuple[list[tuple[str, str | None]], np.ndarray]:
@@ -105,7 +103,7 @@ def category_stats(db, dataset: str | None = None, samples: int = 7, size: int =
         mean, std = _mean_std(cat_share)
         entry = {"category": cat, "mean_pct": mean, "std_pct": std,
                  "population_pct": round(100.0 * pop[cols].sum() / pop.sum(), 3),
-                 "paper_pct": PAPER_PCT.get(cat),
+                 "paper_pct": PAPER_MIX.get(cat),
                  "count": int(pop[cols].sum()), "subcategories": []}
         for i in cols:
             sub = groups[i][1]

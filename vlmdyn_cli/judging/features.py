@@ -1,66 +1,168 @@
 """Cheap signals a fitted judge combines (``vlmdyn calibrate fit --features ...``).
 
-Each feature maps a (question, reference, prediction) item to one float.
-Text features are pure functions; ``local-p_yes`` asks a local GGUF judge in
-score mode (one forward pass per item) through the normal judge backend.
-The fitted backend computes them when judging; calibration/fit.py when fitting.
+Each feature maps a (question, references, prediction) item to one float. A match
+feature is the best value over the item's references (judging/references.py), so
+"save" matches an item whose references are ["savior", "save", "rescue"].
+
+* text features are pure functions of the item (``TEXT_FEATURES``), microseconds each;
+* model features need a model over a batch of items (``MODEL_FEATURES``):
+  ``local-p_yes`` runs the local GGUF judge in score mode, ``minilm-cos`` /
+  ``minilm-qcos`` embed the texts with all-MiniLM-L6-v2 (judging/embed.py).
+
+Feature groups name the usual sets: ``lexical`` (every text feature), ``minilm``.
+The fitted backend computes features when judging; calibration/fit.py when fitting.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
+from collections import Counter
 from typing import Callable
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Item
-from vlmdyn_cli.judging.normalize import normalize, numbers_in, one_contains_other, tokens
-from vlmdyn_cli.judging.rules import decide
+from vlmdyn_cli.judging.normalize import contains, normalize, numbers_in, tokens
+from vlmdyn_cli.judging.references import decode
+from vlmdyn_cli.judging.rules import decide_any
+
+# function words that say nothing about whether two answers agree
+STOPWORDS = frozenset("of in on at to for by with from and or is are was were be been it its this that "
+                      "which who whom what when where why how as".split())
+HEDGE = re.compile(r"\b(unknown|not (?:known|sure|clear|specified|available|mentioned)|no (?:information|answer|"
+                   r"data)|i don'?t know|cannot|can'?t|unclear)\b", re.I)
+
+
+def _refs(it: Item) -> list[list[str]]:
+    """The item's references, tokenised (empty ones dropped; at least one list)."""
+    out = [tokens(r) for r in decode(it.answer)]
+    return [t for t in out if t] or [[]]
+
+
+def _content(words: list[str]) -> list[str]:
+    return [w for w in words if w not in STOPWORDS]
+
+
+def _overlap(ref: list[str], pred: list[str]) -> tuple[float, float, float]:
+    """Token F1, precision, recall of a prediction against one reference (multiset overlap)."""
+    if not ref or not pred:
+        return 0.0, 0.0, 0.0
+    common = sum((Counter(ref) & Counter(pred)).values())
+    if common == 0:
+        return 0.0, 0.0, 0.0
+    prec, rec = common / len(pred), common / len(ref)
+    return 2 * prec * rec / (prec + rec), prec, rec
+
+
+def _best(it: Item, score: Callable[[list[str], list[str], list[str]], float]) -> float:
+    """max over references of score(reference tokens, prediction tokens, question tokens)."""
+    p, q = tokens(it.prediction), tokens(it.question)
+    return max(score(r, p, q) for r in _refs(it))
+
+
+def _key_words(ref: list[str], q: list[str]) -> list[str]:
+    """The reference's content words the question does not already give away (else all of them)."""
+    return [w for w in _content(ref) if w not in q] or _content(ref) or ref
+
+
+def _similar(a: str, b: str) -> bool:
+    return a == b or (len(a) > 3 and len(b) > 3 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.8)
 
 
 def f_exact(it: Item) -> float:
-    return float(normalize(it.answer) == normalize(it.prediction))
+    return _best(it, lambda r, p, q: float(bool(r) and r == p))
 
 
 def f_contains(it: Item) -> float:
-    return float(one_contains_other(it.answer, it.prediction))
+    """One of reference and prediction occurs in the other as whole words."""
+    return _best(it, lambda r, p, q: float(contains(p, r) or contains(r, p)))
+
+
+def f_ref_in_pred(it: Item) -> float:
+    return _best(it, lambda r, p, q: float(contains(p, r)))
+
+
+def f_pred_in_ref(it: Item) -> float:
+    return _best(it, lambda r, p, q: float(contains(r, p)))
 
 
 def f_token_f1(it: Item) -> float:
-    a, p = tokens(it.answer), tokens(it.prediction)
-    if not a or not p:
-        return 0.0
-    common = 0
-    rest = list(p)
-    for w in a:
-        if w in rest:
-            rest.remove(w)
-            common += 1
-    if common == 0:
-        return 0.0
-    prec, rec = common / len(p), common / len(a)
-    return 2 * prec * rec / (prec + rec)
+    return _best(it, lambda r, p, q: _overlap(r, p)[0])
+
+
+def f_token_precision(it: Item) -> float:
+    return _best(it, lambda r, p, q: _overlap(r, p)[1])
+
+
+def f_token_recall(it: Item) -> float:
+    return _best(it, lambda r, p, q: _overlap(r, p)[2])
+
+
+def f_key_recall(it: Item) -> float:
+    """Share of the reference's key words (content words not in the question) in the prediction."""
+    def score(r, p, q):
+        key = _key_words(r, q)
+        return sum(w in p for w in key) / len(key) if key else 0.0
+    return _best(it, score)
+
+
+def f_fuzzy_recall(it: Item) -> float:
+    """As key-recall, a word also matching a close spelling (difflib ratio >= 0.8)."""
+    def score(r, p, q):
+        key = _key_words(r, q)
+        return sum(any(_similar(w, x) for x in p) for w in key) / len(key) if key else 0.0
+    return _best(it, score)
+
+
+def f_char_ratio(it: Item) -> float:
+    """Character-level similarity of the normalised texts (difflib ratio)."""
+    return _best(it, lambda r, p, q: difflib.SequenceMatcher(None, " ".join(r), " ".join(p)).ratio())
 
 
 def f_len_ratio(it: Item) -> float:
-    return math.log((len(tokens(it.prediction)) + 1) / (len(tokens(it.answer)) + 1))
+    return math.log((len(tokens(it.prediction)) + 1) / (min(len(r) for r in _refs(it)) + 1))
+
+
+def f_pred_len(it: Item) -> float:
+    return math.log(len(tokens(it.prediction)) + 1)
 
 
 def f_ref_len(it: Item) -> float:
-    return math.log(len(tokens(it.answer)) + 1)
+    return math.log(min(len(r) for r in _refs(it)) + 1)
+
+
+def f_hedge(it: Item) -> float:
+    """The prediction declines to answer ("unknown", "not sure", "cannot ...")."""
+    return float(bool(HEDGE.search(it.prediction)))
 
 
 def f_numbers(it: Item) -> float:
-    """+1 all reference numbers appear in the prediction, -1 some missing, 0 no numbers."""
-    ref = numbers_in(it.answer)
-    if not ref:
+    """+1 a reference's numbers all appear in the prediction, -1 none does, 0 the references have none."""
+    refs = [numbers_in(r) for r in decode(it.answer)]
+    if not any(refs):
         return 0.0
     pred = numbers_in(it.prediction)
-    return 1.0 if all(any(abs(r - q) < 1e-6 for q in pred) for r in ref) else -1.0
+    ok = any(nums and all(any(abs(a - b) < 1e-6 for b in pred) for a in nums) for nums in refs)
+    return 1.0 if ok else -1.0
+
+
+def f_novel_words(it: Item) -> float:
+    """log(1 + content words of the prediction that are not in the question)."""
+    q = set(tokens(it.question))
+    return math.log(len([w for w in _content(tokens(it.prediction)) if w not in q]) + 1)
+
+
+def f_question_overlap(it: Item) -> float:
+    """Share of the prediction's content words that only repeat the question."""
+    q = set(tokens(it.question))
+    words = _content(tokens(it.prediction))
+    return sum(w in q for w in words) / len(words) if words else 0.0
 
 
 def f_rules(it: Item) -> float:
-    """The rules judge: +confidence for yes, -confidence for no, 0 when it cannot decide."""
-    d = decide(it.question, it.answer, it.prediction)
+    """The rules judge, best over references: +confidence for yes, -confidence for no, 0 undecided."""
+    d = decide_any(it.question, it.answer, it.prediction)
     return {"yes": 1.0, "no": -1.0}.get(d.verdict or "", 0.0) * d.confidence
 
 
@@ -68,20 +170,66 @@ TEXT_FEATURES: dict[str, Callable[[Item], float]] = {
     "rules": f_rules,
     "exact": f_exact,
     "contains": f_contains,
+    "ref-in-pred": f_ref_in_pred,
+    "pred-in-ref": f_pred_in_ref,
     "token-f1": f_token_f1,
+    "token-precision": f_token_precision,
+    "token-recall": f_token_recall,
+    "key-recall": f_key_recall,
+    "fuzzy-recall": f_fuzzy_recall,
+    "char-ratio": f_char_ratio,
     "len-ratio": f_len_ratio,
+    "pred-len": f_pred_len,
     "ref-len": f_ref_len,
+    "hedge": f_hedge,
     "numbers": f_numbers,
+    "novel-words": f_novel_words,
+    "question-overlap": f_question_overlap,
 }
-MODEL_FEATURES = {"local-p_yes": "local"}  # feature -> judge spec run in score mode
+# feature -> what computes it over a batch: a judge spec in score mode, or the embedding model
+MODEL_FEATURES: dict[str, str] = {"local-p_yes": "judge:local", "minilm-cos": "minilm", "minilm-qcos": "minilm"}
 ALL_FEATURES = list(TEXT_FEATURES) + list(MODEL_FEATURES)
+GROUPS: dict[str, list[str]] = {
+    "lexical": [f for f in TEXT_FEATURES if f not in ("contains", "len-ratio")],   # (those two are redundant)
+    "minilm": ["minilm-cos", "minilm-qcos"],
+}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Feature names with groups (``lexical``, ``minilm``) expanded, duplicates dropped, order kept."""
+    out: list[str] = []
+    for n in names:
+        for f in GROUPS.get(n, [n]):
+            if f not in out:
+                out.append(f)
+    return out
 
 
 def check_features(names: list[str]) -> list[str]:
+    valid = ", ".join(ALL_FEATURES) + "; groups: " + ", ".join(GROUPS)
     if not names:
-        raise BadInput("--features needs at least one feature; valid: " + ", ".join(ALL_FEATURES))
+        raise BadInput("--features needs at least one feature; valid: " + valid)
     for n in names:
         if n not in TEXT_FEATURES and n not in MODEL_FEATURES:
-            raise BadInput(f"unknown feature {n!r}{did_you_mean(n, ALL_FEATURES)}; valid: "
-                           + ", ".join(ALL_FEATURES))
+            raise BadInput(f"unknown feature {n!r}{did_you_mean(n, ALL_FEATURES + list(GROUPS))}; valid: {valid}")
     return names
+
+
+def model_feature_values(features: list[str], items: list[Item], score_judge=None) -> dict[str, dict[str, float]]:
+    """The model features among ``features`` for a batch of items: {feature: {item key: value}}
+    (an item missing: it could not be computed). Each model runs once for all its features.
+
+    ``score_judge(spec_name, items)`` gives P(yes) of a judge in score mode (the caller decides
+    how: the fitted backend asks the backend directly, fitting goes through the judge cache).
+    """
+    out: dict[str, dict[str, float]] = {}
+    wanted = [f for f in features if f in MODEL_FEATURES]
+    if any(MODEL_FEATURES[f] == "minilm" for f in wanted):
+        from vlmdyn_cli.judging.embed import similarity_features
+
+        sims = similarity_features(items)
+        out |= {f: {k: v[f] for k, v in sims.items()} for f in wanted if MODEL_FEATURES[f] == "minilm"}
+    for f in wanted:
+        if MODEL_FEATURES[f].startswith("judge:"):
+            out[f] = score_judge(MODEL_FEATURES[f].split(":", 1)[1], items)
+    return out

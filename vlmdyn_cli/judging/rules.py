@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, Options
 from vlmdyn_cli.judging.normalize import as_number, contains, normalize, numbers_in
+from vlmdyn_cli.judging.references import decode
 from vlmdyn_cli.judging.verdict import Verdict, decided, unscored
 
 _NUM = r"-?\d+(?:\.\d+)?"
@@ -236,6 +237,21 @@ def decide(question: str, answer: str, prediction: str, *, iou_threshold: float 
     return RuleDecision(None, 0.0, "undecided", "no rule is confident for this pair")
 
 
+def decide_any(question: str, answer: str, prediction: str, **kw) -> RuleDecision:
+    """``decide`` over an item's references (judging/references.py): right when it matches one of
+    them (the most confident "yes"), wrong only when every one says no (the least confident "no")."""
+    refs = decode(answer)
+    if len(refs) == 1:
+        return decide(question, answer, prediction, **kw)
+    ds = [decide(question, r, prediction, **kw) for r in refs]
+    yes = [d for d in ds if d.verdict == "yes"]
+    if yes:
+        return max(yes, key=lambda d: d.confidence)
+    if all(d.verdict == "no" for d in ds):
+        return min(ds, key=lambda d: d.confidence)
+    return next(d for d in ds if d.verdict is None)
+
+
 def rule_verdict(key: str, d: RuleDecision, bar: float, latency_s: float) -> Verdict:
     """A rule's decision as a verdict: scored when it leans with confidence >= ``bar``, else
     "cannot decide" (unscored, with the lean in the reason)."""
@@ -261,7 +277,7 @@ class RulesBackend(JudgeBackend):
 
     def verdict(self, item: Item, bar: float) -> Verdict:
         t0 = time.perf_counter()
-        d = decide(item.question, item.answer, item.prediction, iou_threshold=self.options.iou_threshold,
+        d = decide_any(item.question, item.answer, item.prediction, iou_threshold=self.options.iou_threshold,
                    max_reference_words=self.options.max_reference_words)
         return rule_verdict(item.key, d, bar, time.perf_counter() - t0)
 

@@ -58,6 +58,11 @@ class JudgeSummary:
     est_completion_tokens: int | None = None
     est_cost_usd: float | None = None
     stopped: str | None = None  # why the run stopped early (max cost)
+    unscored_reasons: dict = field(default_factory=dict)   # kind of reason -> items left unscored now
+    retries: int = 0            # API attempts beyond the first of each item
+    throttled: int = 0          # API answers 429 (rate limited)
+    failure: str | None = None  # nothing could be judged because of the endpoint (the CLI exits 1)
+    first_error: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -107,6 +112,17 @@ def checked_options(spec: JudgeSpec, backend_options: dict | None = None):
     return backend_class(spec.backend).options_for(spec, backend_options)
 
 
+def preflight(spec: JudgeSpec, backend_options: dict | None = None) -> None:
+    """Stop with BadInput, before any work, when this judge cannot run: bad options, a missing
+    key or model, a server that cannot be reached."""
+    cls = backend_class(spec.backend)
+    backend = cls(spec, checked_options(spec, backend_options), Context())
+    try:
+        backend.check()
+    finally:
+        backend.close()
+
+
 def _items(db: Database, hashes: list[str], lock) -> Iterator[Item]:
     for i in range(0, len(hashes), FETCH_CHUNK):
         chunk = hashes[i:i + FETCH_CHUNK]
@@ -146,8 +162,14 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
             found = None if rejudge else store.scored_row(db, judge.hash, key)
         return None if found is None else (found[0], verdict_of(found[1]))
 
+    def tally(name: str, n: int) -> None:
+        if name == "retries":
+            summary.retries += n
+        elif name == "429s":
+            summary.throttled += n
+
     context = Context(reporter=reporter or NullReporter(), stored=stored, remember=writer.add,
-                      note=summary.notes.append, jobs=BatchJobs(db, spec.hash))
+                      note=summary.notes.append, tally=tally, jobs=BatchJobs(db, spec.hash))
     if dry_run:
         est = cls.estimate(spec, options, list(_items(db, todo, writer.lock)), context)
         summary.est_prompt_tokens, summary.est_completion_tokens = est.prompt_tokens, est.completion_tokens
@@ -165,8 +187,32 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
         if backend is not None:
             _judge(db, backend, todo, summary, writer, context.reporter,
                    lambda items: _budgeted(items, cls, spec, options, context, summary, max_cost))
+            summary.failure = endpoint_failure(spec, summary)
     summary.elapsed_s = time.perf_counter() - t0
     return summary
+
+
+ENDPOINT_ERRORS = ("HTTP ", "connection error", "timeout", "malformed answer")   # (verdict reasons)
+
+
+def reason_kind(reason: str | None) -> str:
+    """The kind of an unscored reason, for counting: "HTTP 401", "connection error", "parse", ..."""
+    r = (reason or "unknown").split(":")[0].split(" (")[0].strip()
+    return "timeout" if r.startswith("timeout") else r[:60]
+
+
+def endpoint_failure(spec: JudgeSpec, s: JudgeSummary) -> str | None:
+    """Why no item could be judged, when every item sent failed on the endpoint (else None)."""
+    if s.new == 0 or s.scored or s.unscored < s.backend_calls or not s.unscored_reasons:
+        return None
+    if not all(k.startswith(ENDPOINT_ERRORS) for k in s.unscored_reasons):
+        return None
+    last = spec.stages[-1] if spec.stages else spec
+    where = (last.options.get("base_url") or "https://api.openai.com/v1") if last.backend == "openai" \
+        else f"the {last.backend} judge {last.name} ({last.model})"
+    kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s.unscored_reasons.items(), key=lambda kv: -kv[1]))
+    return (f"no item could be judged: every call to {where} failed ({kinds}; e.g. {s.first_error}). "
+            "The items stay unscored and are judged again by the next run")
 
 
 def _judge(db: Database, backend, todo: list[str], summary: JudgeSummary, writer: _Writer, reporter: Reporter,
@@ -185,6 +231,9 @@ def _judge(db: Database, backend, todo: list[str], summary: JudgeSummary, writer
                     s.no += v.verdict == "no"
                 else:
                     s.unscored += 1
+                    kind = reason_kind(v.reason)
+                    s.unscored_reasons[kind] = s.unscored_reasons.get(kind, 0) + 1
+                    s.first_error = s.first_error or (v.reason or "")[:200]
                 s.cost_usd += v.cost_usd or 0.0
                 task.advance(1, cached=s.cached, new=s.scored + s.unscored, unscored=s.unscored,
                              cost=f"${s.cost_usd:.4f}")

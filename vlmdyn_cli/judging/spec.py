@@ -29,6 +29,7 @@ from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Prompt
+from vlmdyn_cli.judging.references import display
 from vlmdyn_cli.judging.verdict import FORMATS
 
 if sys.version_info >= (3, 11):
@@ -38,7 +39,8 @@ else:  # pragma: no cover
 
 TOP_FIELDS = {"name", "description", "backend", "model", "output", "system_template",
               "user_template", "text_template", "stages", "decoding", "options"}
-DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "fill", "score_mode", "threshold", "min_confidence"}
+DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "fill", "score_mode", "threshold", "min_confidence",
+                   "defer_band"}
 SCORE_MODES = ("off", "with-verdict", "only")
 TEMPLATE_FIELDS = ("system_template", "user_template", "text_template")
 DEFAULT_DECODING = {"temperature": 0.0, "max_tokens": 64, "grammar": True, "score_mode": "off",
@@ -85,7 +87,7 @@ class JudgeSpec:
 
     def render(self, item) -> Prompt:
         """The prompt for one item (``item``: key, question, answer, prediction)."""
-        values = {"question": item.question, "answer": item.answer, "prediction": item.prediction}
+        values = {"question": item.question, "answer": display(item.answer), "prediction": item.prediction}
         t = self.templates
         messages = [{"role": role, "content": fill(t[f], values).strip()}
                     for role, f in (("system", "system_template"), ("user", "user_template")) if f in t]
@@ -96,12 +98,16 @@ class JudgeSpec:
     def with_overrides(self, *, model: str | None = None, options: dict | None = None) -> "JudgeSpec":
         """A derived spec (new hash) with the model and/or backend options replaced.
 
-        For a cascade the overrides go to its last (LLM) stage.
+        For a cascade the overrides go to its last stage, which must be a model judge.
         """
         if not model and not options:
             return self
         if self.stages:
-            stages = self.stages[:-1] + (self.stages[-1].with_overrides(model=model, options=options),)
+            last = self.stages[-1]
+            if last.backend in ("rules", "fitted"):
+                raise BadInput(f"judge '{self.name}' ends with the {last.backend} judge '{last.name}', which has no "
+                               "model: --model/--base-url apply to a cascade whose last stage is a model judge")
+            stages = self.stages[:-1] + (last.with_overrides(model=model, options=options),)
             return replace(self, stages=stages)
         raw = dict(self.raw)
         new_options = dict(self.options)
@@ -190,6 +196,10 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
         if not isinstance(refs, list) or len(refs) < 2 or _depth > 3:
             raise BadInput(f"judge spec {source}: a cascade needs stages = [\"rules\", \"<llm spec>\"]")
         stages = tuple(_stage(r, base, source, _depth) for r in refs)
+        if raw.get("model") or options:   # a cascade's model / [options] go to its last stage (e.g. base_url)
+            last = stages[-1].with_overrides(model=raw.get("model"), options=dict(options) or None)
+            stages = stages[:-1] + (replace(last, overridden=frozenset()),)
+            options = {}
     elif raw["backend"] not in ("rules", "fitted") and not templates:
         raise BadInput(f"judge spec {source}: needs system_template/user_template or text_template")
     return JudgeSpec(name=raw["name"], backend=raw["backend"], model=raw.get("model"), output=output,

@@ -2,7 +2,8 @@
 
     {"id": "q1", "question": "...", "answer": "...", "prediction": "...", "category": "OCR"}
 
-``question``, ``answer`` and ``prediction`` are required strings; ``id`` is
+``question``, ``answer`` and ``prediction`` are required strings (instead of ``answer``,
+``references`` may list several acceptable answers: judging/references.py); ``id`` is
 optional (the line number when absent); any other field is passed through to
 the output. The whole file is validated before anything is written: a bad line
 fails with its line number.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import parse_object
+from vlmdyn_cli.judging.references import encode
 
 REQUIRED = ("question", "answer", "prediction")
 
@@ -28,6 +30,11 @@ def read_triples_file(path: str | Path) -> list[dict]:
             obj = parse_object(line, f"{p}: line {lineno}")
             if obj is None:
                 continue
+            if "answer" not in obj and "references" in obj:     # several acceptable answers, kept apart
+                refs = obj["references"]
+                if not isinstance(refs, list) or not refs or not all(isinstance(x, str) for x in refs):
+                    raise BadInput(f"{p}: line {lineno}: field 'references' must be a non-empty list of strings")
+                obj["answer"] = encode(refs)
             for k in REQUIRED:
                 if not isinstance(obj.get(k), str):
                     what = "missing" if k not in obj else f"not a string ({type(obj[k]).__name__})"

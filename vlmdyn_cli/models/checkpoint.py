@@ -20,12 +20,8 @@ from vlmdyn_cli.errors import BadInput
 META_FILE = "vlmdyn.json"
 
 
-def save_checkpoint(model, processor, path: str | os.PathLike, meta: dict, extra_files: dict | None = None) -> Path:
-    """Write model + processor + meta to ``path`` (replacing it atomically).
-
-    ``extra_files`` maps a file name to a callable ``write(path)`` (used for the
-    resume state of the trainer).
-    """
+def save_checkpoint(model, processor, path: str | os.PathLike, meta: dict) -> Path:
+    """Write model + processor + meta to ``path`` (replacing it atomically)."""
     quiet_transformers()
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
@@ -35,8 +31,6 @@ def save_checkpoint(model, processor, path: str | os.PathLike, meta: dict, extra
     model = getattr(model, "module", model)
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
-    for name, write in (extra_files or {}).items():
-        write(tmp / name)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     if path.exists():
         old = path.with_name(path.name + ".old")

@@ -14,6 +14,7 @@ renderers show percent.
 
 from __future__ import annotations
 
+from vlmdyn_cli.data.categories import CATEGORIES, SUBCATEGORIES
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.plots import aggregate as A
 
@@ -21,8 +22,6 @@ from vlmdyn_cli.plots import aggregate as A
 CATEGORY_COLORS = {"Bounding": "#E69F00", "Complex": "#CC79A7", "Object": "#0072B2", "OCR": "#D55E00",
                    "Spatial": "#009E73", None: "#999999"}
 SKY, BLACK, GREY = "#56B4E9", "#000000", "#999999"
-CATEGORY_ORDER = ("Bounding", "Complex", "Object", "OCR", "Spatial")
-SUBCATEGORIES = {"Bounding": ("bbox", "describe"), "OCR": ("recognition", "semantic")}
 FIGURES = ("frontiers", "categories", "seen-sets", "subcategories", "dedup", "loss")
 ACC_Y = "accuracy (% of scored items)"
 STEP_X = "training step (optimizer steps)"
@@ -123,7 +122,7 @@ def categories(db, sel: A.Selection) -> dict:
     spec = _base(db, sel, "categories", "Accuracy per skill category: sets already trained on vs unseen")
     seen, unseen = _category_series(db, sel)
     series, missing = [], []
-    for cat in [*CATEGORY_ORDER, None]:
+    for cat in [*CATEGORIES, None]:
         s_pts, u_pts = seen.get((cat,), []), unseen.get((cat,), [])
         if not _has_scores(s_pts) and not _has_scores(u_pts):
             if cat is not None:
@@ -150,7 +149,7 @@ def seen_sets(db, sel: A.Selection) -> dict:
     pts = _by_key(A.seed_stats(db, sel, ["c.category", "s.name"], "s.kind = 'seen'", cells_ready=True))
     unseen = _by_key(A.seed_stats(db, sel, ["c.category"], A.VALIDATION, cells_ready=True))
     colors = seen_colors(len(seen))
-    for cat in CATEGORY_ORDER:
+    for cat in CATEGORIES:
         series = []
         for s, c in zip(seen, colors):
             p = pts.get((cat, s["name"]), [])
@@ -176,6 +175,8 @@ def subcategories(db, sel: A.Selection) -> dict:
     seen, unseen = _category_series(db, sel, key="c.subcategory",
                                     where_extra="c.category IN ('Bounding', 'OCR')")
     for cat, subs in SUBCATEGORIES.items():
+        if not subs:
+            continue
         series = []
         for sub, color, marker in zip(subs, (CATEGORY_COLORS[cat], SKY), ("o", "s")):
             s_pts, u_pts = seen.get((sub,), []), unseen.get((sub,), [])

@@ -14,11 +14,11 @@ import html
 import json
 from pathlib import Path
 
+from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.plots import aggregate as A
 from vlmdyn_cli.plots import figures as F
 
-PAPER_SHARES = {"Bounding": 0.345, "Complex": 0.138, "Object": 0.198, "OCR": 0.142, "Spatial": 0.177}
 CAL_KEYS = (("n_items", "items"), ("n_scored", "scored"), ("n_unscored", "unscored"), ("accuracy", "accuracy"),
             ("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("kappa", "kappa"),
             ("auc_p_yes", "AUC of p_yes"))
@@ -44,7 +44,7 @@ def accuracy_table(db, sel: A.Selection) -> tuple[list[str], list[dict]]:
     by_cat = A.seed_stats(db, sel, ["s.name", "c.category"], cells_ready=True)
     overall = A.seed_stats(db, sel, ["s.name"], cells_ready=True)
     sets = {s["name"]: s for s in A.set_info(db, sel)}
-    cats = [c for c in F.CATEGORY_ORDER if any(p.key[1] == c for p in by_cat)]
+    cats = [c for c in CATEGORIES if any(p.key[1] == c for p in by_cat)]
     if any(p.key[1] is None for p in by_cat):
         cats.append(None)
     rows: dict[tuple, dict] = {}
@@ -126,9 +126,9 @@ def to_markdown(data: dict, fig_rel: str) -> str:
            "## Table 1: skill categories (share of QA pairs)", "", "| category | QA pairs | share | paper |",
            "|---|---:|---:|---:|"]
     for s in data["shares"]:
-        paper = PAPER_SHARES.get(s["category"])
+        paper = PAPER_MIX.get(s["category"])
         out.append(f"| {s['category'] or '(uncategorised)'} | {s['n']:,} | {_pct(s['share'])}% | "
-                   f"{_pct(paper) + '%' if paper else ''} |")
+                   f"{f'{paper:.1f}%' if paper else ''} |")
     out += ["", "## Judge calibration", ""]
     cal = data["calibration"]
     if cal:
@@ -181,9 +181,9 @@ def to_html(data: dict) -> str:
              "<h2>Table 1: skill categories</h2><table><tr><th>category</th><th>QA pairs</th><th>share</th>"
              "<th>paper</th></tr>"]
     for s in data["shares"]:
-        paper = PAPER_SHARES.get(s["category"])
+        paper = PAPER_MIX.get(s["category"])
         parts.append(f"<tr><td>{e(s['category'] or '(uncategorised)')}</td><td>{s['n']:,}</td>"
-                     f"<td>{_pct(s['share'])}%</td><td>{_pct(paper) + '%' if paper else ''}</td></tr>")
+                     f"<td>{_pct(s['share'])}%</td><td>{f'{paper:.1f}%' if paper else ''}</td></tr>")
     parts.append("</table><h2>Judge calibration</h2>")
     cal = data["calibration"]
     if cal:

@@ -11,12 +11,19 @@ from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.store.search import fts_query
 
 ROW_COLUMNS = ("id", "judge_name", "spec_hash", "resolved_model", "status", "verdict", "reason", "decided_by",
-               "ms", "md", "h", "p_yes", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
+               "ms", "md", "h", "rubric_score", "p_yes", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
                "created_at", "triple_hash", "question", "answer", "prediction", "raw")
 
 
-def _filters(judge: str | None, verdict: str | None, status: str | None, search: str | None):
+def _filters(judge: str | None, verdict: str | None, status: str | None, search: str | None,
+             min_score: float | None = None, max_score: float | None = None):
     where, args = [], []
+    for bound, op, flag in ((min_score, ">=", "--min-score"), (max_score, "<=", "--max-score")):
+        if bound is not None:
+            if not 1 <= bound <= 5:
+                raise BadInput(f"{flag} is a rubric score between 1 and 5 (the mean of MS, MD and H), got {bound}")
+            where.append(f"j.rubric_score {op} ?")
+            args.append(bound)
     if judge:
         where.append("j.judge_name = ?")
         args.append(judge)
@@ -41,9 +48,9 @@ def _filters(judge: str | None, verdict: str | None, status: str | None, search:
 
 def iter_judgements(db, *, judge: str | None = None, verdict: str | None = None,
                     status: str | None = None, search: str | None = None, limit: int | None = None,
-                    newest_first: bool = True):
+                    newest_first: bool = True, min_score: float | None = None, max_score: float | None = None):
     """Judgements with their triple's text (ROW_COLUMNS), filtered, newest (or oldest) first."""
-    where, args = _filters(judge, verdict, status, search)
+    where, args = _filters(judge, verdict, status, search, min_score, max_score)
     cols = ", ".join(f"t.{c}" if c in ("question", "answer", "prediction") else f"j.{c}" for c in ROW_COLUMNS)
     sql = (f"SELECT {cols} FROM judgements j LEFT JOIN triples t ON t.hash = j.triple_hash{where} "
            f"ORDER BY j.id {'DESC' if newest_first else 'ASC'}")
@@ -88,4 +95,11 @@ def judge_status(db, *, per_spec: bool = True) -> list[dict]:
         d["accuracy"] = d["yes"] / d["scored"] if d["scored"] else None
         d["accuracy_excludes_unscored"] = d["unscored"]
         out.append(d)
+    if per_spec:
+        by: dict[str, dict[str, int]] = {}
+        for h, who, n in db.execute("SELECT spec_hash, decided_by, COUNT(*) FROM judgements "
+                                    "WHERE status = 'scored' GROUP BY spec_hash, decided_by ORDER BY 3 DESC"):
+            by.setdefault(h, {})[who or "?"] = n
+        for d in out:   # which stage decided how many (a cascade's stages; else the judge itself)
+            d["decided_by"] = by.get(d["spec_hash"], {})
     return out

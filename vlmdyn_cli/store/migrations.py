@@ -382,6 +382,16 @@ def m190_tui_drop_superseded_indexes(db: Database) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+@migrations(name="m200_judging_rubric_score")
+def m200_judging_rubric_score(db: Database) -> None:
+    """The paper's overall rubric score with each judgement (issue 15 item 2): the mean of MS, MD and H,
+    NULL when the judge gave no rubric scores. A generated column, so it is always the mean of the
+    parsed scores, on the rows judged before this migration as well; `judgements list --min-score`
+    filters on it and `calibrate report` gives the human agreement per score band."""
+    db.execute("ALTER TABLE judgements ADD COLUMN rubric_score REAL "
+               "GENERATED ALWAYS AS ((ms + md + h) / 3.0) VIRTUAL")
+
+
 @migrations(name="m210_shards")
 def m210_shards(db: Database) -> None:
     """Sharded inference and judging (issue 21): the split each sharded plan was started with, so a

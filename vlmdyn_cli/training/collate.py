@@ -1,17 +1,21 @@
-"""Turn a micro-batch into model inputs, and say exactly which conversations went in.
+"""Turn micro-batches into model inputs, and say exactly which conversations went in.
 
 The returned batch carries ``conversation_ids``, ``positions`` and ``step``
 next to the tensors: the trainer writes the order manifest from these, i.e.
-from what was actually collated, not from a re-computation.
+from what was actually collated, not from a re-computation. ``Collator`` is
+the one piece to replace for another batching scheme (e.g. sequence packing):
+``rank_batches`` and the trainer only need a callable MicroBatch -> batch dict.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from vlmdyn_cli.training.dataset import IGNORE, Encoded
-from vlmdyn_cli.training.order import MicroBatch
+from vlmdyn_cli.training.order import EpochPlan, MicroBatch, micro_batches
 
 
 class ImageCache:
@@ -43,18 +47,19 @@ class ImageCache:
 
 
 class Collator:
-    def __init__(self, encoded: Encoded, order: np.ndarray, images: list[str | None], pad_id: int,
+    """One padded batch per micro-batch (padded to its longest sequence)."""
+
+    def __init__(self, encoded: Encoded, plan: EpochPlan, images: list[str | None], pad_id: int,
                  image_cache: ImageCache):
-        self.enc, self.order, self.images = encoded, order, images
+        self.enc, self.plan, self.images = encoded, plan, images
         self.pad_id, self.image_cache = pad_id, image_cache
-        self.index_of = None  # set by the trainer: conversation id -> row in `encoded`
 
     def __call__(self, mb: MicroBatch) -> dict:
-        conv_ids = [int(self.order[i]) for i in mb.indices]
-        rows = [self.index_of[c] for c in conv_ids]
+        conv_ids = [int(self.plan.order[i]) for i in mb.indices]
+        rows = [self.plan.row_of[c] for c in conv_ids]
         empty = not rows
         if empty:                      # a rank with nothing left in the last step: a weight-0 dummy
-            rows = [self.index_of[int(self.order[0])]]
+            rows = [self.plan.row_of[int(self.plan.order[0])]]
         n = max(len(self.enc.ids[r]) for r in rows)
         ids = np.full((len(rows), n), self.pad_id, dtype=np.int64)
         labels = np.full((len(rows), n), IGNORE, dtype=np.int64)
@@ -71,3 +76,15 @@ class Collator:
             "step": mb.step, "micro": mb.micro, "weight": 0.0 if empty else 1.0,
             "conversation_ids": conv_ids, "positions": list(mb.positions),
         }
+
+
+def rank_batches(plan: EpochPlan, collate: Callable[[MicroBatch], dict], *, per_device: int, grad_accum: int,
+                 world: int, rank: int, start_step: int, num_workers: int = 0) -> Iterator[dict]:
+    """This rank's collated micro-batches from ``start_step`` on (DataLoader workers when num_workers > 0)."""
+    mbs = list(micro_batches(len(plan.order), per_device, grad_accum, world, rank, start_step))
+    if num_workers > 0:
+        from torch.utils.data import DataLoader
+
+        return iter(DataLoader(mbs, batch_size=None, collate_fn=collate, num_workers=num_workers,
+                               persistent_workers=False))
+    return (collate(mb) for mb in mbs)

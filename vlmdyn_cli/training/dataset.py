@@ -85,8 +85,7 @@ class Encoded:
 
     ids: list[np.ndarray]
     labels: list[np.ndarray]
-    roles: list[np.ndarray]       # 0 template, 1 question, 2 answer (for tests and diagnostics)
-    n_truncated: int
+    n_truncated: int              # conversations cut to max_length
 
 
 ROLE_CODE = {"template": 0, "question": 1, "answer": 2}
@@ -96,7 +95,7 @@ def encode_all(convs: list[Conversation], tokenizer, n_image_tokens: int, loss: 
                max_length: int, chunk: int = 2048) -> Encoded:
     image_id = tokenizer.convert_tokens_to_ids(chat.IMAGE_TOKEN)
     keep = {ROLE_CODE[r] for r in LOSS_ROLES[loss]}
-    ids_out, labels_out, roles_out, n_trunc = [], [], [], 0
+    ids_out, labels_out, n_trunc = [], [], 0
     for start in range(0, len(convs), chunk):
         part = convs[start:start + chunk]
         texts, spans = zip(*(conversation_text(c) for c in part))
@@ -121,5 +120,4 @@ def encode_all(convs: list[Conversation], tokenizer, n_image_tokens: int, loss: 
             labels = np.where(np.isin(roles, list(keep)), ids, IGNORE)
             ids_out.append(ids.astype(np.int32))
             labels_out.append(labels.astype(np.int32))
-            roles_out.append(roles)
-    return Encoded(ids_out, labels_out, roles_out, n_trunc)
+    return Encoded(ids_out, labels_out, n_trunc)

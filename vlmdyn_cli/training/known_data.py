@@ -75,21 +75,17 @@ def findings(model_id: str, dataset_names: list[str], folders: set[str]) -> list
     return out
 
 
-def _value(cfg, section: str, key: str):
-    """A config value from the nested dict or the typed config (both shapes of the training config)."""
-    sec = cfg[section] if isinstance(cfg, dict) else getattr(cfg, section)
-    return sec[key] if isinstance(sec, dict) else getattr(sec, key)
-
-
 def warn_if_trained_on(db, cfg, stream=None) -> list[str]:
-    """Print a loud warning for each known match of the config's model and dataset; returns the messages."""
+    """Print a loud warning for each known match of the config's model and dataset; returns the messages.
+
+    ``cfg``: the training config (``training.config.TrainConfig``)."""
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.training.dataset import resolve_dataset
 
     if os.environ.get("RANK", "0") != "0":   # under accelerate/torchrun: once, from rank 0
         return []
     try:
-        ds = resolve_dataset(db, _value(cfg, "data", "dataset"))
+        ds = resolve_dataset(db, cfg.data.dataset)
     except BadInput:
         return []   # the trainer reports a missing or ambiguous dataset itself
     row = db.execute("SELECT source_path FROM datasets WHERE id = ?", [ds["id"]]).fetchone()
@@ -99,7 +95,7 @@ def warn_if_trained_on(db, cfg, stream=None) -> list[str]:
                 f"'{ds['name']}' is {key}: {entry.how}. Examples it has already seen are not unseen, so the "
                 f"seen/unseen comparison is not measured. For the paper's setting start from parts that have not "
                 f"seen it (examples/paper-prism-7b.toml)."
-                for part, key, entry in findings(_value(cfg, "model", "id"), names, folders)]
+                for part, key, entry in findings(cfg.model.id, names, folders)]
     for m in messages:
         print(m, file=stream or sys.stderr, flush=True)
     return messages

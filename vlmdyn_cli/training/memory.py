@@ -12,16 +12,6 @@ from __future__ import annotations
 from vlmdyn_cli.errors import BadInput
 
 
-def count_params_meta(config) -> int:
-    """Parameters of a LlavaForConditionalGeneration built on the meta device (no memory used)."""
-    import torch
-    from transformers import LlavaForConditionalGeneration
-
-    with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
-    return sum(p.numel() for p in model.parameters())
-
-
 def estimate_bytes(n_params: int, n_trainable: int, batch: int, seq_len: int, hidden: int, layers: int,
                    vocab: int, bytes_per_value: int = 4) -> int:
     states = n_params * bytes_per_value + n_trainable * (4 + 8)

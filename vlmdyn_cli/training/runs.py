@@ -13,7 +13,6 @@ import re
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.store.db import now
 from vlmdyn_cli.store.runs import Run, checkpoints, get_run
-from vlmdyn_cli.store.runs import list_runs  # noqa: F401  (cli/train.py's `runs list` imports it from here)
 
 
 def default_run_name(dataset: str, model_id: str, seed: int) -> str:

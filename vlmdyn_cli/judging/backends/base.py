@@ -78,6 +78,7 @@ class Context:
     # store a verdict under another judge as well (a cascade's LLM stage shares its cache)
     remember: Callable[[Any, Verdict], None] = lambda spec, verdict: None
     note: Callable[[str], None] = lambda text: None          # a line for the run's summary
+    tally: Callable[[str, int], None] = lambda name, n: None  # a count for the summary (retries, 429s)
     jobs: Any = None                      # store.batch_jobs.BatchJobs of this judge (Batch API ids)
 
 
@@ -142,6 +143,10 @@ class JudgeBackend:
     @classmethod
     def estimate(cls, spec, options: Options, items: list[Item], context: Context) -> Estimate:
         return Estimate()                 # no model, no tokens, no cost
+
+    def check(self) -> None:
+        """Raise BadInput when this judge cannot run at all (e.g. its server cannot be reached);
+        called before work that depends on it (``calibrate fit --escalate-to``). Free: no judging."""
 
     def run(self, items: Iterable[Item], on_verdict: OnVerdict) -> None:
         raise NotImplementedError

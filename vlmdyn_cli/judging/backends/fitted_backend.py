@@ -1,8 +1,8 @@
 """The `fitted` backend: a logistic regression over cheap signals (written by `vlmdyn calibrate fit`).
 
 The spec's [options] hold the feature names, the standardisation and the weights.
-Text features are computed on the spot; ``local-p_yes`` first runs the local GGUF
-judge in score mode (one forward pass per item).
+Text features are computed on the spot; model features a batch at a time
+(``local-p_yes``: the local GGUF judge in score mode; ``minilm-*``: sentence embeddings).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterable
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends import create_backend
 from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, OnVerdict, Options
-from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features
+from vlmdyn_cli.judging.features import TEXT_FEATURES, check_features, model_feature_values
 from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.judging.verdict import Completion, decided, unscored
 
@@ -45,6 +45,7 @@ class FittedOptions(Options):
     bias: float = 0.0
     mean: list = field(default_factory=list)
     scale: list = field(default_factory=list)
+    n_threads: int | None = None      # CPU threads for a model feature (--threads)
 
     def __post_init__(self):
         if not self.features:
@@ -68,20 +69,24 @@ class FittedBackend(JudgeBackend):
     def __init__(self, spec, options: FittedOptions, context=None):
         super().__init__(spec, options, context)
         self.model = options.model
+        if options.n_threads and any(f.startswith("minilm") for f in options.features):
+            import torch
+
+            torch.set_num_threads(options.n_threads)
         self._score_backends: dict[str, object] = {}
 
-    def _model_scores(self, feature: str, items: list[Item]) -> dict[str, float]:
-        """P(yes) of the feature's judge in score mode, by item key (missing when it gave none)."""
-        sub = load_spec(MODEL_FEATURES[feature])
-        if feature not in self._score_backends:
-            self._score_backends[feature] = create_backend(sub)
+    def _judge_scores(self, judge: str, items: list[Item]) -> dict[str, float]:
+        """P(yes) of a judge in score mode, by item key (missing when it gave none)."""
+        sub = load_spec(judge)
+        if judge not in self._score_backends:
+            self._score_backends[judge] = create_backend(sub)
         out: dict[str, float] = {}
 
         def keep(c: Completion) -> None:
             if c.p_yes is not None:
                 out[c.key] = float(c.p_yes)
 
-        self._score_backends[feature].complete((replace(sub.render(it), score_only=True) for it in items), keep)
+        self._score_backends[judge].complete((replace(sub.render(it), score_only=True) for it in items), keep)
         return out
 
     def run(self, items: Iterable[Item], on_verdict: OnVerdict) -> None:
@@ -96,7 +101,7 @@ class FittedBackend(JudgeBackend):
 
     def _judge(self, items: list[Item], on_verdict: OnVerdict) -> None:
         t0 = time.perf_counter()
-        scores = {f: self._model_scores(f, items) for f in self.options.features if f in MODEL_FEATURES}
+        scores = model_feature_values(self.options.features, items, self._judge_scores)
         per_item = (time.perf_counter() - t0) / max(len(items), 1)
         for it in items:
             t1 = time.perf_counter()

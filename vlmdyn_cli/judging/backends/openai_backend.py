@@ -48,12 +48,34 @@ class OpenAIBackend(ModelBackend):
                             "(USD per 1M tokens) to the spec's [options]")
         return est
 
+    def check(self) -> None:
+        """One free request (the server's model list, no retries): refused, unreachable, TLS trouble
+        or a rejected key is BadInput naming the endpoint; a server without that route is fine."""
+        openai = require("openai", wire.INSTALL_HINT, "the openai judge backend")
+        endpoint = wire.endpoint(self.options)
+        try:
+            client = openai.OpenAI(api_key=self.key, base_url=self.options.base_url, max_retries=0,
+                                   timeout=openai.Timeout(min(10.0, self.options.timeout)))
+            client.models.list()
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise BadInput(f"judge '{self.spec.name}': {endpoint} refused the API key from "
+                           f"${self.options.api_key_env} (HTTP {exc.status_code})") from None
+        except openai.APIConnectionError as exc:
+            raise BadInput(f"judge '{self.spec.name}' cannot reach {endpoint}: "
+                           f"{wire.scrub(wire.connection_detail(exc), self.key)}") from None
+        except openai.APIStatusError:
+            pass                          # it answers: the chat route may still work
+        except Exception as exc:  # noqa: BLE001 - e.g. a malformed base_url
+            raise BadInput(f"judge '{self.spec.name}': cannot use {endpoint}: {wire.scrub(str(exc), self.key)}") from None
+
     def complete(self, prompts: Iterable[Prompt], on_completion: OnCompletion) -> None:
         def emit(c) -> None:
             on_completion(wire.scrubbed(c, self.key))
 
         if not self.options.batch:
-            openai_live.run(prompts, emit, self.spec, self.options, self.key)
+            counts = openai_live.run(prompts, emit, self.spec, self.options, self.key)
+            self.context.tally("retries", counts["retries"])
+            self.context.tally("429s", counts["429"])
             return
         note = openai_batch.run(list(prompts), emit, self.spec, self.options, self.key, self.context.jobs,
                                 self.context.reporter)

@@ -72,6 +72,17 @@ class OpenAIOptions(Options):
         return self.batch
 
 
+def endpoint(o: OpenAIOptions) -> str:
+    """The server a judge talks to, for messages."""
+    return o.base_url or "https://api.openai.com/v1"
+
+
+def connection_detail(exc) -> str:
+    """What lies under an SDK connection error (refused, DNS, TLS, unsupported scheme...)."""
+    cause = exc.__cause__ or exc.__context__
+    return f"{type(cause).__name__}: {cause}" if cause else str(exc)
+
+
 # --------------------------------------------------------------------------- the key
 
 

@@ -1,8 +1,8 @@
 """The `transformers` judge backend: a Hugging Face causal LM as the judge.
 
 ``model`` is a local folder or a hub id (downloaded by transformers when there is
-network). ``load_in_4bit = true`` loads it 4-bit through bitsandbytes on a CUDA
-GPU; on a CPU the model loads in plain precision and a note says so.
+network). ``load_in_4bit = true`` loads its linear layers as 4-bit NF4 weights through
+bitsandbytes (the ``quant`` extra), on a CUDA GPU or on the CPU (compute in float32).
 
 The prompt is the same as for every backend: the tokenizer's chat template when
 it has one (system + user messages, generation prompt added), else the spec's
@@ -28,13 +28,13 @@ from vlmdyn_cli.judging.backends.verdict_probs import verdict_word
 from vlmdyn_cli.judging.verdict import Completion
 
 TORCH_HINT = "pip install torch transformers"
-BNB_HINT = "pip install bitsandbytes (4-bit loading needs a CUDA GPU)"
+BNB_HINT = "pip install 'vlmdyn[quant]'  (bitsandbytes; its 4-bit NF4 runs on a CUDA GPU or the CPU)"
 VARIANTS = ("yes", "Yes", "YES", "no", "No", "NO")
 
 
 @dataclass(frozen=True)
 class TransformersOptions(Options):
-    load_in_4bit: bool = False    # 4-bit through bitsandbytes (CUDA only; plain precision on a CPU)
+    load_in_4bit: bool = False    # 4-bit NF4 weights through bitsandbytes (the quant extra; CUDA or CPU)
     device: str = "auto"          # auto | cpu | cuda | cuda:N
     dtype: str = "auto"           # auto | float32 | bfloat16 | float16
     n_threads: int | None = None  # CPU threads for torch
@@ -68,15 +68,13 @@ class TransformersBackend(ModelBackend):
             load_kwargs["dtype"] = getattr(torch, dtype)
         elif device == "cpu":
             load_kwargs["dtype"] = torch.float32
-        if options.load_in_4bit:
-            if device.startswith("cuda"):
-                require("bitsandbytes", BNB_HINT, "load_in_4bit")
-                load_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-                load_kwargs.pop("dtype", None)
-            else:
-                self._note(f"load_in_4bit needs a CUDA GPU (bitsandbytes); {self.model_ref} is loaded in plain "
-                           "float32 precision on the CPU instead")
+        if options.load_in_4bit:   # NF4 weights through bitsandbytes, on a CUDA GPU or the CPU (bitsandbytes >= 0.45)
+            require("bitsandbytes", BNB_HINT, "load_in_4bit")
+            compute = torch.bfloat16 if device.startswith("cuda") else torch.float32
+            load_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+            load_kwargs["device_map"] = device if device != "cuda" else "cuda:0"
+            load_kwargs.pop("dtype", None)
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_ref)
             self.model = transformers.AutoModelForCausalLM.from_pretrained(self.model_ref, **load_kwargs)
