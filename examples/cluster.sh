@@ -10,9 +10,11 @@
 # items (no generations). Checkpoint folders and images are NOT copied: nodes must see them at the
 # paths the database records (a shared filesystem), like the head. `node` runs
 # examples/infer_gpus.sh on that node's file with shards k*GPUS ... k*GPUS+GPUS-1 of NODES*GPUS, then,
-# when JUDGE is set, judges what the node generated (a node's file holds only its own answers), e.g.
+# when JUDGE is set, judges what the node generated (a node's file holds only its own answers) with
+# JUDGE_PROCS (1) processes of examples/judge_shards.sh, e.g.
 #   JUDGE="gpt-4o-mini --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-7B-Instruct --concurrency 32"
-# for a vLLM-served judge on the node (or leave JUDGE empty and judge on the head with the Batch API).
+# for a vLLM-served judge on the node, or JUDGE=cascade (offline), or leave JUDGE empty and judge on
+# the head with the Batch API.
 # `merge` brings every node's generations and judgements back in one transaction (idempotent: merging
 # a file again adds nothing) and prints what is still missing per run.
 #
@@ -40,10 +42,8 @@ case "$cmd" in
     [ $# -gt 0 ] && shift
     bash "$here/infer_gpus.sh" "$db" "$runs" "$gpus" "$k" "$nodes" -- "$@"
     if [ -n "${JUDGE:-}" ]; then
-      for run in $runs; do
-        # shellcheck disable=SC2086  # JUDGE holds a judge name and its options
-        vlmdyn judge --db "$db" --run "$run" --judge $JUDGE
-      done
+      # shellcheck disable=SC2086  # JUDGE holds a judge name and its options
+      bash "$here/judge_shards.sh" "$db" "$runs" "${JUDGE_PROCS:-1}" -- --judge $JUDGE
     fi
     ;;
   merge)

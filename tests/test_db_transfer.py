@@ -418,6 +418,7 @@ def test_cluster_recipe_three_nodes_merged_back_equal_a_single_process(tmp_path_
     assert cli("judge", "--db", single, "--run", "r1", "--judge", "rules", "-q").code == 0
     script = str(Path(__file__).resolve().parents[1] / "examples" / "cluster.sh")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BACKEND": "hf", "DEVICE": "cpu", "JUDGE": "rules -q",
+           "JUDGE_PROCS": "2",
            "LOGS": str(root / "logs"), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
 
     def sh(*args, **kw):
@@ -438,4 +439,6 @@ def test_cluster_recipe_three_nodes_merged_back_equal_a_single_process(tmp_path_
     total = len(generations(single))
     assert f"r1: 0 of {total} (checkpoint, QA pair) units left" in out
     logs = sorted(f.name for f in (root / "logs").glob("*.log"))
-    assert logs == [f"infer-shard-{k}-of-3.log" for k in range(3)]
+    assert logs == sorted([f"infer-shard-{k}-of-3.log" for k in range(3)]
+                          + [f"judge-node{k}-shard-{p}-of-2.log" for k in range(3) for p in range(2)])
+    assert query(nodes[0], "SELECT stage, n_shards FROM shard_plans") == [("infer", 3), ("judge", 2)]

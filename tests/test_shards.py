@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -280,25 +281,104 @@ def test_writers_queue_behind_a_held_write_lock(tmp_path):
 JROW = "spec_hash, triple_hash, judge_name, status, verdict, reason, decided_by, raw"
 
 
+def judge_script(db, procs, logs, *judge_args):
+    """examples/judge_shards.sh as a user runs it (the venv's vlmdyn first on PATH)."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "judge_shards.sh"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOGS": str(logs),
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", str(script), str(db), "r1", str(procs), "--", *judge_args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
 def test_three_judge_shards_at_once_equal_one_judge(single, tmp_path, cli):
+    """The default offline cascade (rules, then the fitted lexical judge) split over 3 processes by
+    examples/judge_shards.sh: the judgements equal one process's, row by row."""
     import json
 
     one = tmp_path / "one.db"
     shutil.copy(single, one)
-    assert cli("judge", "--db", one, "--run", "r1", "--judge", "rules", "-q").code == 0
+    assert cli("judge", "--db", one, "--run", "r1", "--judge", "cascade", "-q").code == 0
+    assert {r[0] for r in rows(one, "judgements", "decided_by")} == {"rules", "lexical"}   # both stages decide
     shared = tmp_path / "shared.db"
     shutil.copy(single, shared)
-    procs = [subprocess.Popen([sys.executable, "-m", "vlmdyn_cli", "judge", "--db", str(shared), "--run", "r1",
-                               "--judge", "rules", "--shard", f"{i}/3", "--json", "-q"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [e for _, e in outs]
+    r = judge_script(shared, 3, tmp_path / "logs", "--judge", "cascade", "--json", "-q")
+    assert r.returncode == 0, r.stderr
     assert rows(shared, "judgements", JROW) == rows(one, "judgements", JROW)
     hashes = {r[0] for r in rows(single, "generations", "triple_hash")}
-    for i, (out, _) in enumerate(outs):                  # each judged exactly its own triples
-        s = json.loads(out)
+    assert f"{sum(shard_of(h, 3) == 0 for h in hashes)} new" in r.stdout          # the dry run of shard 0
+    for i in range(3):                                 # each process judged exactly its own triples
+        s = json.loads((tmp_path / "logs" / f"judge-shared-shard-{i}-of-3.log").read_text())
         assert s["total"] == s["new"] == sum(shard_of(h, 3) == i for h in hashes) > 0
     assert rows(shared, "shard_plans", "stage, n_shards") == [("judge", 3)]
+    # Again: every process finds its triples judged, nothing is added.
+    before = rows(shared, "judgements", "*")
+    assert judge_script(shared, 3, tmp_path / "logs", "--judge", "cascade", "-q").returncode == 0
+    assert rows(shared, "judgements", "*") == before
+    r = judge_script(shared, 3, tmp_path / "logs", "--model", "x")
+    assert r.returncode == 2 and "no --judge given" in r.stderr
+
+
+@pytest.mark.slow
+def test_judge_shards_escalating_to_an_api_judge_killed_and_rerun_equal_one_judge(single, tmp_path, cli,
+                                                                                   monkeypatch):
+    """A cascade that escalates to an OpenAI-compatible judge (a real HTTP server on loopback): 3
+    `judge --shard i/3` processes at once on one file, one killed with SIGKILL after its first
+    committed judgements, rerun: the judgements equal one process's, row by row, each triple once."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from servers.fake_openai import FakeOpenAI
+    from servers.openai_specs import FAKE_KEY
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    spec = tmp_path / "rules-then-llm.toml"
+    spec.write_text('name = "rules-then-llm"\nbackend = "cascade"\nstages = ["rules", "gpt-4o-mini"]\n'
+                    '[decoding]\nmin_confidence = 0.8\n')
+    one, shared = tmp_path / "one.db", tmp_path / "shared.db"
+    for p in (one, shared):
+        shutil.copy(single, p)
+    hashes = {r[0] for r in rows(single, "generations", "triple_hash")}
+    with FakeOpenAI(latency_s=0.03) as srv:
+        args = ["--run", "r1", "--judge", str(spec), "--base-url", srv.base_url, "--concurrency", "1", "-q"]
+        assert cli("judge", "--db", one, *args).code == 0
+        single_calls = srv.counts.get("requests", 0)
+        want = rows(one, "judgements", JROW)
+        assert {r[6] for r in want} == {"rules", "gpt-4o-mini"} and single_calls > 0
+        procs = [subprocess.Popen([sys.executable, "-m", "vlmdyn_cli", "judge", "--db", str(shared), *args,
+                                   "--shard", f"{i}/3"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True) for i in range(3)]
+        killed = False
+        with reaped(*procs):
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and procs[1].poll() is None:
+                con = sqlite3.connect(shared, timeout=30)
+                mine = sum(shard_of(h, 3) == 1 for (h,) in con.execute("SELECT triple_hash FROM judgements"))
+                con.close()
+                if mine:
+                    procs[1].send_signal(signal.SIGKILL)
+                    killed = True
+                    break
+                time.sleep(0.05)
+            codes = [p.wait(300) for p in procs]
+        assert killed and codes == [0, -signal.SIGKILL, 0], [p.stderr.read() for p in procs]
+        partial = rows(shared, "judgements", JROW)
+        assert set(partial) < set(want)                    # nothing wrong, shard 1 unfinished
+        assert any(shard_of(r[1], 3) == 1 for r in partial)
+        rerun = cli("judge", "--db", shared, *args, "--shard", "1/3", "--json")
+        assert rerun.code == 0, rerun.err
+    import json
+
+    s = json.loads(rerun.out)
+    # (the stages keep their own verdicts too: rows under the rules' and the API judge's spec)
+    scored = sum(shard_of(r[1], 3) == 1 and r[2] == "rules-then-llm" and r[3] == "scored" for r in partial)
+    left = sum(shard_of(h, 3) == 1 for h in hashes) - scored
+    assert s["new"] == left > 0               # the rerun judged only what the kill left (and retried unscored)
+    # Row by row; the one difference a kill leaves: an item whose API verdict was stored before the
+    # kill but not yet the cascade's row is decided on the rerun from that stored verdict (no new
+    # call), and its reason says so ("reused judgement #id of gpt-4o-mini").
+    got = rows(shared, "judgements", JROW)
+    assert [r[:5] + r[6:] for r in got] == [r[:5] + r[6:] for r in want]
+    assert all(g[5] == w[5] or g[5].startswith("reused judgement") for g, w in zip(got, want))
+    cascade = [r for r in want if r[2] == "rules-then-llm"]
+    assert len(cascade) == len({r[1] for r in cascade}) == len(hashes)
 
 
 def test_judge_shard_refusals_write_nothing(single, tmp_path, cli):
