@@ -40,6 +40,18 @@ def run_cli(*args: str, env: dict | None = None) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """Every test starts in an empty working directory of its own, with no VLMDYN_DB and
+    no API key from the developer's shell: a test that forgot to pass --db (or wrote
+    judges-local/ into the cwd, or reached a real API) fails here instead of touching
+    the user's files."""
+    monkeypatch.delenv("VLMDYN_DB", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def cli():
     return run_cli
