@@ -59,15 +59,15 @@ def rows(path: Path) -> list[tuple]:
 
 
 def raw_copy(node: Path, target: Path) -> None:
-    from vlmdyn_cli.store.db import connect, immediate
+    from vlmdyn_cli.store.db import connect, immediate, stored_columns
 
     conn = connect(target)
     conn.execute("ATTACH DATABASE ? AS src", [str(node)])
     with immediate(conn):
-        for table in ("gen_configs", "judge_specs"):
-            conn.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM src.{table}")
-        for table in ("triples", "generations", "judgements"):
-            conn.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table}")
+        for table in ("gen_configs", "judge_specs", "triples", "generations", "judgements"):
+            cols = stored_columns(conn, table)
+            verb = "INSERT OR IGNORE" if table in ("gen_configs", "judge_specs") else "INSERT"
+            conn.execute(f"{verb} INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}")
     conn.execute("DETACH DATABASE src")
     conn.close()
 

@@ -47,10 +47,12 @@ for run in $runs; do                                # what is left, split the wa
   fi
 done
 
-pids=()
+# shellcheck source=examples/wait_shards.sh
+source "$(dirname "$0")/wait_shards.sh"
 for g in $(seq 0 $((gpus - 1))); do
   shard="$((node * gpus + g))/$total"
   dev=${device//\{g\}/$g}
+  log="$logs/infer-shard-${shard%/*}-of-$total.log"
   (
     i=0
     for run in $runs; do
@@ -61,14 +63,7 @@ for g in $(seq 0 $((gpus - 1))); do
       fi
       i=$((i + 1))
     done
-  ) > "$logs/infer-shard-${shard%/*}-of-$total.log" 2>&1 &
-  pids+=($!)
+  ) > "$log" 2>&1 &
+  started "$log"
 done
-failed=0
-for g in "${!pids[@]}"; do
-  if ! wait "${pids[$g]}"; then
-    echo "shard $((node * gpus + g))/$total failed: see $logs/infer-shard-$((node * gpus + g))-of-$total.log" >&2
-    failed=1
-  fi
-done
-exit $failed
+wait_shards

@@ -42,21 +42,16 @@ for run in $runs; do
   vlmdyn judge --db "$db" --run "$run" $(shard 0) --dry-run "$@"
 done
 
-pids=()
+# shellcheck source=examples/wait_shards.sh
+source "$(dirname "$0")/wait_shards.sh"
 for p in $(seq 0 $((procs - 1))); do
+  log="$logs/judge-$name-shard-$p-of-$procs.log"
   (
     for run in $runs; do
       # shellcheck disable=SC2046
       CUDA_VISIBLE_DEVICES=$((p % gpus)) vlmdyn judge --db "$db" --run "$run" $(shard "$p") "$@"
     done
-  ) > "$logs/judge-$name-shard-$p-of-$procs.log" 2>&1 &
-  pids+=($!)
+  ) > "$log" 2>&1 &
+  started "$log"
 done
-failed=0
-for p in "${!pids[@]}"; do
-  if ! wait "${pids[$p]}"; then
-    echo "judge shard $p/$procs failed: see $logs/judge-$name-shard-$p-of-$procs.log" >&2
-    failed=1
-  fi
-done
-exit $failed
+wait_shards

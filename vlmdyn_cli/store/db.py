@@ -142,6 +142,12 @@ def upsert_triples(db: Database, rows: list[tuple[str, str, str]]) -> list[str]:
     return hashes
 
 
+def stored_columns(conn: sqlite3.Connection, table: str) -> str:
+    """The comma-separated columns of ``main.table`` that an INSERT takes (generated ones left out:
+    ``SELECT *`` would include them), for copying rows between attached files."""
+    return ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+
+
 def schema_sql(db: Database) -> str:
     """The schema as SQL, tables in creation order (FTS shadow tables left out)."""
     rows = db.execute(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
-from vlmdyn_cli.store.db import immediate, open_db
+from vlmdyn_cli.store.db import immediate, open_db, stored_columns
 from vlmdyn_cli.store.runs import get_run
 
 
@@ -103,7 +103,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, run_names: list[st
                 for sql in _selection(generations):
                     conn.execute(sql)
                 for table, where in tables:
-                    cols = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+                    cols = stored_columns(conn, table)
                     cur = conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table} "
                                        f"WHERE {where}")
                     rows[table] = cur.rowcount

@@ -38,7 +38,7 @@ from sqlite_utils import Database
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import identity
-from vlmdyn_cli.store.db import Busy, connect, immediate, open_db, triple_hash
+from vlmdyn_cli.store.db import Busy, connect, immediate, open_db, stored_columns, triple_hash
 
 LOCK_WAIT_S = 10.0     # how long a merge waits for another writer before it refuses
 CHUNK = 2000
@@ -185,7 +185,7 @@ def _merge_one(conn: sqlite3.Connection, src: Source, reporter: Reporter) -> Mer
     rep = MergeReport(str(src.path))
     s = src.conn
     for table in ("gen_configs", "judge_specs"):
-        cols = _columns(conn, table)
+        cols = stored_columns(conn, table)
         cur = conn.executemany(f"INSERT OR IGNORE INTO {table} ({cols}) VALUES ({_marks(cols)})",
                                s.execute(f"SELECT {cols} FROM {table}").fetchall())
         rep.count("added", table, cur.rowcount)
@@ -336,13 +336,13 @@ def _write_judgements(conn, rep: MergeReport, task) -> None:
 
 
 def _judgement_columns(conn) -> str:
-    return ", ".join(c for c in _columns(conn, "judgements").split(", ") if c != "id")
+    return ", ".join(c for c in stored_columns(conn, "judgements").split(", ") if c != "id")
 
 
 def _merge_timings(conn, s, runs: dict[str, int], rep: MergeReport) -> None:
     """Measured inference speeds (for `infer --dry-run` on the target); a row equal in every column
     to one the target has is the same measurement merged before."""
-    cols = [c for c in _columns(conn, "infer_timings").split(", ") if c not in ("id", "run_id")]
+    cols = [c for c in stored_columns(conn, "infer_timings").split(", ") if c not in ("id", "run_id")]
     for name, src_run in runs.items():
         tgt_run = conn.execute("SELECT id FROM runs WHERE name = ?", [name]).fetchone()[0]
         have = set(conn.execute(f"SELECT {', '.join(cols)} FROM infer_timings WHERE run_id = ?", [tgt_run]))
@@ -365,10 +365,6 @@ def _not_merged(s) -> list[str]:
         notes.append(f"{n} Batch API jobs still open in this file: collect them there (vlmdyn judge ... --batch) "
                      f"and merge again")
     return notes
-
-
-def _columns(conn, table: str) -> str:
-    return ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
 
 
 def _marks(cols: str) -> str:
