@@ -28,7 +28,7 @@ procs=8
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then procs=$1; shift; fi
 case "$procs" in ''|*[!0-9]*|0) echo "PROCS must be a number >= 1, not '$procs'" >&2; exit 2 ;; esac
 [ $# -gt 0 ] && shift          # the "--"
-case " $* " in *" --judge "*|*" -j "*) ;; *) echo "$usage (no --judge given)" >&2; exit 2 ;; esac
+case " $* " in *" --judge "*|*" --judge="*|*" -j "*) ;; *) echo "$usage (no --judge given)" >&2; exit 2 ;; esac
 gpus=${GPUS:-$procs}
 logs=${LOGS:-logs}
 mkdir -p "$logs"
