@@ -216,6 +216,52 @@ def test_init_from_another_run_starts_from_its_weights(db, tmp_path, small_cfg):
         train(db, cfg2, seed=0, run_name="stage3", init_from="stag1")
 
 
+def test_fixed_steps_over_a_sampled_subset_from_a_checkpoint(db, tmp_path, small_cfg):
+    """Vision-Flan's stage 2 at toy size: a fixed number of steps over a seeded subset, from a stage-1
+    checkpoint; the manifest keeps the step each conversation was first trained at."""
+    from vlmdyn_cli.training.order import epoch_order
+
+    make_dataset(db, tmp_path, n_conversations=20)
+    train(db, small_cfg(checkpoints={"steps": [1]}), seed=0, run_name="stage1")
+    cfg = small_cfg(data={"sample": 6, "sample_seed": 3}, train={"steps": 5, "lr": 1e-5},
+                    checkpoints={"steps": [2]})
+    seen = []
+    s = train(db, cfg, seed=7, run_name="stage2", init_from="stage1",
+              collate_hook=lambda b: seen.extend(b["conversation_ids"]))
+    assert s["status"] == "done" and s["total_steps"] == 5
+    assert sorted(int(k) for k in s["checkpoints"]) == [2, 5]
+    assert len(seen) == 5 * 4                                     # 20 items: 3 full passes over 6, then 2 more
+    subset = set(seen)
+    assert len(subset) == 6
+    assert seen[:6] != seen[6:12] and sorted(seen[:6]) == sorted(seen[6:12])   # each pass a new order
+    manifest = _manifest(db, "stage2")
+    assert sorted(c for c, _, _ in manifest) == sorted(subset)    # one row per conversation ...
+    first = {}
+    for i, c in enumerate(seen):
+        first.setdefault(c, i // 4 + 1)
+    assert {c: st for c, st, _ in manifest} == first              # ... at the step it was first trained
+    from vlmdyn_cli.evalsets.build import manifest_steps
+    from vlmdyn_cli.store.runs import get_run
+
+    assert max(first.values()) == 2 and manifest_steps(db, get_run(db, "stage2"))[2] == 5   # sets up to step 5
+    # the same subset for every training seed (sample_seed), another order
+    seen2 = []
+    train(db, cfg, seed=8, run_name="stage2b", init_from="stage1",
+          collate_hook=lambda b: seen2.extend(b["conversation_ids"]))
+    assert set(seen2) == subset and seen2 != seen
+    assert list(epoch_order([1, 2, 3, 4], 0, 4)) == list(epoch_order([1, 2, 3, 4], 0))
+    with pytest.raises(BadInput, match=r"\[data\] sample = 99.*only 20 kept conversations"):
+        train(db, small_cfg(data={"sample": 99}), seed=0, run_name="too-many")
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE name='too-many'").fetchone()[0] == 0
+
+
+def test_a_fixed_number_of_steps_shorter_than_the_epoch_trains_only_what_it_reaches(db, tmp_path, small_cfg):
+    make_dataset(db, tmp_path, n_conversations=20)
+    s = train(db, small_cfg(train={"steps": 2}), seed=0, run_name="short")
+    assert s["total_steps"] == 2
+    assert len(_manifest(db, "short")) == 8 and {st for _, st, _ in _manifest(db, "short")} == {1, 2}
+
+
 def test_tensorboard_tracker_logs_what_the_metrics_table_holds(db, tmp_path, small_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -294,6 +340,8 @@ def test_cli_train_and_runs_list(cli, db, db_path, tmp_path):
     (["--loss", "everything"], "did you mean 'instruction\\+answer'|not one of"),
     (["--report-to", "wandb"], "wandb"),
     (["--dataset", "toi"], "no dataset named 'toi'.*did you mean 'toy'"),
+    (["--set", "data.sample=99"], r"\[data\] sample = 99, but dataset 'toy' has only 12"),
+    (["--set", "train.steps=-1"], r"train.*steps.*>= 0|steps must be"),
 ])
 def test_bad_input_exits_2_before_training(cli, db, db_path, tmp_path, args, msg):
     make_dataset(db, tmp_path, n_conversations=12)

@@ -60,9 +60,14 @@ def plan(run: Run, steps: list[int], seen_size: int, unseen_size: int, dedups: l
 
 
 def manifest_steps(db: Database, run: Run) -> tuple[int, int, int]:
-    """(conversations in the manifest, first step, last step); BadInput when it is empty."""
+    """(conversations in the manifest, first step, last step trained); BadInput when it is empty.
+
+    The last step trained is the manifest's, or later when a run of fixed steps went on with
+    further passes over conversations it had already trained (the manifest keeps first exposures;
+    the metrics rows, written in the same transactions, have every step)."""
     n, lo, hi = db.execute(
-        "SELECT count(*), min(step), max(step) FROM run_order WHERE run_id = ?", [run.id]
+        "SELECT count(*), min(step), max(max(step), coalesce((SELECT max(step) FROM metrics WHERE run_id = ?), 0)) "
+        "FROM run_order WHERE run_id = ?", [run.id, run.id]
     ).fetchone()
     if not n:
         raise BadInput(
@@ -90,7 +95,7 @@ def build(db: Database, run: Run, specs: list[SetSpec], *, force: bool = False,
     top = max(steps + after)
     if top > last_manifest_step:
         raise BadInput(
-            f"run '{run.name}': its manifest ends at step {last_manifest_step} but sets were asked "
+            f"run '{run.name}': its training ends at step {last_manifest_step} but sets were asked "
             f"for step {top}; pick checkpoint steps <= {last_manifest_step} with --checkpoints")
 
     old = existing_definitions(db, run)

@@ -88,12 +88,15 @@ class DataSection(_Section):
     toml_name: ClassVar[str] = "data"
     dataset: str = ""                      # dataset name; "" = the only dataset in the database
     max_length: int = field(default=512, **_limits(8))   # tokens per conversation, image tokens included
+    sample: int = field(default=0, **_limits(0))         # train on a random subset of N conversations (0 = all)
+    sample_seed: int = 0                   # which subset (independent of the training seed: same data every seed)
 
 
 @dataclass(frozen=True)
 class TrainSection(_Section):
     toml_name: ClassVar[str] = "train"
     per_device_batch: int = field(default=8, **_limits(1))
+    steps: int = field(default=0, **_limits(0))           # fixed optimizer steps (0 = one epoch); see order.py
     grad_accum: int = field(default=1, **_limits(1))      # global batch = per_device_batch x grad_accum x processes
     lr: float = field(default=1e-3, **_limits(0))
     warmup: float = field(default=0.03, **_limits(0, below=1))   # fraction of the epoch

@@ -69,6 +69,16 @@ def load_conversations(db, dataset: dict) -> list[Conversation]:
     return out
 
 
+def sample_conversations(convs: list[Conversation], n: int, seed: int, dataset: str) -> list[Conversation]:
+    """``[data] sample``: a seeded random subset of ``n`` conversations (in id order); 0 = all of them."""
+    if not n:
+        return convs
+    if n > len(convs):
+        raise BadInput(f"[data] sample = {n}, but dataset '{dataset}' has only {len(convs)} kept conversations")
+    keep = np.sort(np.random.default_rng(seed).choice(len(convs), size=n, replace=False))
+    return [convs[i] for i in keep]
+
+
 def conversation_text(conv: Conversation) -> tuple[str, list[tuple[int, int, str]]]:
     """The training string and its (start, end, role) character spans."""
     pieces = chat.render_conversation(conv.turns, conv.image is not None)

@@ -1,6 +1,10 @@
 """The data order: a deterministic function of (seed, dataset), sliced into steps and micro-batches.
 
-The epoch order is a seeded permutation of the kept conversation ids.
+The epoch order is a seeded permutation of the kept conversation ids. A run of a
+fixed number of steps (``[train] steps``, e.g. Vision-Flan's stage 2: 128 steps over
+1,000 examples) cuts that order short, or continues it with further passes, each a
+new permutation (seeded by (seed, pass)); the first pass is always the epoch order.
+The manifest records when a conversation was *first* trained (``runs.write_progress``).
 Optimizer step s (1-based) consumes positions ``[(s-1)B, sB)`` of it; inside
 that global batch, micro-step m of rank r takes positions
 ``[(m*world + r)*b, (m*world + r + 1)*b)`` (b = per-device batch). Ranks
@@ -22,9 +26,16 @@ import numpy as np
 from vlmdyn_cli.training.dataset import IGNORE, Conversation, Encoded
 
 
-def epoch_order(conversation_ids: list[int], seed: int) -> np.ndarray:
+def epoch_order(conversation_ids: list[int], seed: int, n_positions: int = 0) -> np.ndarray:
+    """The training order: one epoch, or exactly ``n_positions`` items (passes after the first reshuffled)."""
     ids = np.asarray(sorted(conversation_ids), dtype=np.int64)
-    return ids[np.random.default_rng(seed).permutation(len(ids))]
+    order = ids[np.random.default_rng(seed).permutation(len(ids))]
+    if not n_positions:
+        return order
+    passes = [order]
+    while sum(len(p) for p in passes) < n_positions:
+        passes.append(ids[np.random.default_rng([seed, len(passes)]).permutation(len(ids))])
+    return np.concatenate(passes)[:n_positions]
 
 
 @dataclass(frozen=True)
@@ -40,8 +51,10 @@ class EpochPlan:
         return len(self.items)
 
 
-def plan_epoch(convs: list[Conversation], encoded: Encoded, seed: int, global_batch: int) -> EpochPlan:
-    order = epoch_order([c.id for c in convs], seed)
+def plan_epoch(convs: list[Conversation], encoded: Encoded, seed: int, global_batch: int,
+               steps: int = 0) -> EpochPlan:
+    """The plan of one epoch, or of exactly ``steps`` optimizer steps when ``steps`` > 0."""
+    order = epoch_order([c.id for c in convs], seed, steps * global_batch)
     row_of = {c.id: i for i, c in enumerate(convs)}
     rows = np.asarray([row_of[int(c)] for c in order])
     n_targets = np.asarray([int((lab[1:] != IGNORE).sum()) for lab in encoded.labels])[rows]

@@ -47,9 +47,11 @@ def forget_after(db, run_id: int, step: int) -> None:
 def write_progress(db, run_id: int, order_rows, metric_rows, checkpoint: tuple[int, str] | None = None) -> None:
     """One transaction: consumed (conversation, step, position), per-step metrics, a checkpoint row."""
     with db.conn:
+        # the first time a conversation was trained (a run of fixed steps can repeat it in later passes)
         db.conn.executemany(
-            "INSERT OR REPLACE INTO run_order(run_id, conversation_id, step, position) VALUES (?,?,?,?)",
-            [(run_id, c, s, p) for c, s, p in order_rows])
+            "INSERT INTO run_order(run_id, conversation_id, step, position) VALUES (?,?,?,?) "
+            "ON CONFLICT(run_id, conversation_id) DO NOTHING",
+            [(run_id, c, s, p) for c, s, p in sorted(order_rows, key=lambda r: (r[1], r[2]))])
         db.conn.executemany(
             "INSERT OR REPLACE INTO metrics(run_id, step, loss, lr, samples_per_s, tokens_per_s, time)"
             " VALUES (?,?,?,?,?,?,?)", [(run_id, *m) for m in metric_rows])

@@ -1,4 +1,4 @@
-"""One epoch of training: a small trainer whose steps are named methods.
+"""One epoch of training (or a fixed number of steps): a small trainer whose steps are named methods.
 
     Trainer(db, cfg, seed=...).run() -> summary dict
       set_up           the processes (accelerate), threads, tracker package check
@@ -120,9 +120,10 @@ class Trainer:
         """What to train on and the schedule: every check here runs before anything heavy."""
         cfg, db = self.cfg, self.db
         ds = D.resolve_dataset(db, cfg.data.dataset)
-        convs = D.load_conversations(db, ds)
+        convs = D.sample_conversations(D.load_conversations(db, ds), cfg.data.sample, cfg.data.sample_seed,
+                                       ds["name"])
         B = cfg.train.per_device_batch * cfg.train.grad_accum * self.dist.world
-        total = total_steps(len(convs), B)
+        total = cfg.train.steps or total_steps(len(convs), B)
         ck = cfg.checkpoints
         ck_steps = checkpoint_steps(ck.steps, total, ck.include_step_0, ck.final)
         name = self.run_name or R.default_run_name(ds["name"], cfg.model.id, self.seed)
@@ -216,7 +217,7 @@ class Trainer:
 
     def make_batches(self) -> None:
         plan, t, dist = self.plan, self.cfg.train, self.dist
-        self.epoch = plan_epoch(plan.convs, self.encoded, self.seed, plan.global_batch)
+        self.epoch = plan_epoch(plan.convs, self.encoded, self.seed, plan.global_batch, self.cfg.train.steps)
         images = [c.image for c in plan.convs]
         collate = Collator(self.encoded, self.epoch, images, self.processor.tokenizer.pad_token_id,
                            ImageCache(self.processor.image_processor, sum(1 for i in images if i)))
