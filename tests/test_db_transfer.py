@@ -262,11 +262,11 @@ def _other_experiment(tmp_path):
 BAD_SOURCES = {
     "newer schema": (lambda n, t: _edit(n, "INSERT INTO _sqlite_migrations(migration_set, name, applied_at) "
                                            "VALUES ('vlmdyn', 'm999_from_the_future', 't')"),
-                     "newer schema than this vlmdyn knows (migrations m999_from_the_future)"),
-    "older schema": (lambda n, t: _edit(n, "DELETE FROM _sqlite_migrations WHERE name = 'm210_shards'"),
-                     "older schema (missing migrations m210_shards)"),
+                     "was made by a newer vlmdyn (schema migrations this version does not know: m999_from_the_future)"),
+    "older schema": (lambda n, t: _edit(n, "DELETE FROM _sqlite_migrations WHERE name = 'm230_shards'"),
+                     "was made by an older vlmdyn and needs 1 migration(s) (m230_shards...): run `vlmdyn db migrate"),
     "not vlmdyn": (lambda n, t: (n.unlink(), _edit(n, "CREATE TABLE x (y)")),
-                   "is not a vlmdyn experiment database"),
+                   "is a SQLite database but not a vlmdyn experiment database"),
     "not sqlite": (lambda n, t: (n.unlink(), n.write_text("hello\n" * 100)), "is not a usable SQLite database"),
     "another experiment": (lambda n, t: shutil.copy(_other_experiment(t), n),
                            "is from another experiment: none of its runs (r9) is in exp.db"),
@@ -318,11 +318,11 @@ def test_merge_usage_errors(target, tmp_path, cli):
     _edit(foreign, "CREATE TABLE notes (x)")
     before = dump(foreign)
     r = cli("db", "merge", node, "--into", foreign)
-    assert r.code == 2 and "foreign.db is not a vlmdyn experiment database" in r.err and dump(foreign) == before
+    assert r.code == 2 and "foreign.db is a SQLite database but not a vlmdyn experiment database" in r.err and dump(foreign) == before
     _edit(target, "INSERT INTO _sqlite_migrations(migration_set, name, applied_at) VALUES ('vlmdyn', 'm999_x', 't')")
     before = dump(target)
     r = cli("db", "merge", node, "--into", target)
-    assert r.code == 2 and "exp.db has a newer schema" in r.err and dump(target) == before
+    assert r.code == 2 and "exp.db was made by a newer vlmdyn" in r.err and dump(target) == before
     _edit(target, "DELETE FROM _sqlite_migrations WHERE name = 'm999_x'")
     r = cli("db", "merge", node, "--into", tmp_path / "missing.db")
     assert r.code == 2 and "does not exist" in r.err and not (tmp_path / "missing.db").exists()

@@ -38,7 +38,8 @@ SHIPPED_MIGRATIONS = {
     "m181_plots_judgement_cover": "0c376c9db2c7ad73",
     "m190_tui_drop_superseded_indexes": "f4ec4c6f5932f346",
     "m200_judging_rubric_score": "dfe9b0f03141770a",
-    "m210_shards": "a20cd5ad1a30e92a",
+    "m220_runs_owner": "0bfe6a92a66803ac",
+    "m230_shards": "3efdfdba88df58f7",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt, emit_json, hint,
-                                   print_table)
+                                   print_table, say)
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -127,7 +127,7 @@ def _print_dry_run(plan: dict, json_out: bool) -> None:
         return
     for note in plan["notes"]:
         hint(note)
-    typer.echo(f"run {plan['run']}: {plan['pending']} of {plan['total']} (checkpoint, QA pair) units left; "
+    say(f"run {plan['run']}: {plan['pending']} of {plan['total']} (checkpoint, QA pair) units left; "
                f"sets {', '.join(plan['sets'])}")
     print_table(plan["checkpoints"], ["step", "items", "done", "pending", "other_config"])
     rows = [{**r, "time": format_seconds(r["est_seconds"])} for r in plan["per_shard"]]
@@ -135,14 +135,14 @@ def _print_dry_run(plan: dict, json_out: bool) -> None:
                 title=f"split {plan['shards']} way{'s' if plan['shards'] > 1 else ''} (loads: checkpoints loaded)")
     speed = plan["speed"]
     if speed is None:
-        typer.echo("time: unknown, no batch has been measured for this run or model with this backend yet; "
+        say("time: unknown, no batch has been measured for this run or model with this backend yet; "
                    "run a little first (e.g. --checkpoints K --sets NAME) and ask again")
     else:
         load = "" if speed["load_s"] is None else f", {speed['load_s']:.1f} s per checkpoint load"
-        typer.echo(f"speed: {speed['items_per_s']} items/s per process{load} (measured on {speed['measured_on']}); "
+        say(f"speed: {speed['items_per_s']} items/s per process{load} (measured on {speed['measured_on']}); "
                    f"with the shards in parallel: {format_seconds(plan['est_wall_seconds'])}")
     if plan["recorded_split"] not in (None, plan["shards"]):
-        typer.echo(f"note: this plan was started as a {plan['recorded_split']}-way split; a --shard of another N "
+        say(f"note: this plan was started as a {plan['recorded_split']}-way split; a --shard of another N "
                    f"is refused unless --reshard")
 
 
@@ -157,9 +157,9 @@ def _print_summary(rows: list[dict], metric: str, by_category: bool) -> None:
     from vlmdyn_cli.inference.summary import LABEL, pivot
 
     if not rows:
-        typer.echo("(no generations for these sets yet: run `vlmdyn infer`)")
+        say("(no generations for these sets yet: run `vlmdyn infer`)")
         return
-    typer.echo(f"{metric} match accuracy in % ({LABEL}); rows: sets, columns: checkpoint "
+    say(f"{metric} match accuracy in % ({LABEL}); rows: sets, columns: checkpoint "
                f"steps, n: items answered")
     cats = ["all"] + (sorted({r["category"] for r in rows} - {"all"}) if by_category else [])
     for cat in cats:
@@ -192,7 +192,7 @@ def summary_cmd(
 
     if metric not in LEVELS:
         raise BadInput(f"--metric must be one of {', '.join(LEVELS)}, not '{metric}'")
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     names = _names(sets)
     if names is not None:
         from vlmdyn_cli.inference.plan import resolve_sets
@@ -224,7 +224,7 @@ def list_cmd(
     from vlmdyn_cli.store.generations import list_generations
     from vlmdyn_cli.store.runs import get_run
 
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     rows = list_generations(d, run_id=None if run is None else get_run(d, run).id, step=step, set_name=set_name,
                             limit=limit)
     for r in rows:

@@ -31,7 +31,7 @@ from vlmdyn_cli.sharding import Shard
 from vlmdyn_cli.store import judgements as store
 from vlmdyn_cli.store import shards as shard_store
 from vlmdyn_cli.store.batch_jobs import BatchJobs
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import get_run
 
 FLUSH_ROWS = 200          # rows per write transaction
@@ -106,10 +106,15 @@ class _Writer:
             self.last = time.monotonic()
 
 
-def checked_options(spec: JudgeSpec, backend_options: dict | None = None):
+def checked_options(spec: JudgeSpec, backend_options: dict | None = None, *, ready: bool = False):
     """The judge's backend options (its spec's [options] under command-line values), checked before any
-    work: an unknown or mistyped one is BadInput naming it."""
-    return backend_class(spec.backend).options_for(spec, backend_options)
+    work: an unknown or mistyped one is BadInput naming it. ``ready``: also what the judge needs from
+    the environment (an API key...), so a judge that cannot run stops before anything is stored."""
+    cls = backend_class(spec.backend)
+    options = cls.options_for(spec, backend_options)
+    if ready:
+        cls.ready(spec, options)
+    return options
 
 
 def preflight(spec: JudgeSpec, backend_options: dict | None = None) -> None:
@@ -179,7 +184,7 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
         if max_cost is not None and (priced := cls.estimate(spec, options, [], context)).cost_usd is None:
             raise BadInput(f"--max-cost needs a price for judge '{spec.name}': {priced.no_price}")
         backend = cls(spec, options, context) if todo else None   # (a missing key or model stops here)
-        with db.atomic():
+        with immediate(db):
             for s in (spec, *spec.stages):
                 store.register_spec(db, s.hash, s.name, s.record(), now())
         context.reporter.info(f"judge {spec.name} ({spec.hash[:12]}): {summary.cached} cached, "
@@ -294,7 +299,7 @@ def judge_run(db: Database, run_name: str, spec: JudgeSpec, sets: list[str] | No
     first shard of a plan (judge, sets, checkpoints) records N; another N is refused unless
     ``reshard``. A dry run records nothing.
     """
-    checked_options(spec, kw.get("backend_options"))
+    checked_options(spec, kw.get("backend_options"), ready=not kw.get("dry_run"))
     plan = {"judge": spec.hash, "sets": sorted(sets) if sets else "all",
             "checkpoints": sorted(checkpoints) if checkpoints else "all"}
     run = get_run(db, run_name)

@@ -33,12 +33,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import identity
-from vlmdyn_cli.store.db import Busy, connect, immediate, open_db, stored_columns, triple_hash
+from vlmdyn_cli.store.db import Busy, immediate, open_db, stored_columns, triple_hash
 
 LOCK_WAIT_S = 10.0     # how long a merge waits for another writer before it refuses
 CHUNK = 2000
@@ -85,7 +83,6 @@ def merge(target: str | os.PathLike, sources: list[str | os.PathLike], *, report
     try:
         for p in paths:
             opened.append(open_source(p))
-        _check_target(target)
         db = open_db(target)
         try:
             with immediate(db, wait_s=lock_wait) as conn:
@@ -117,13 +114,10 @@ def _distinct(sources, target: Path) -> list[Path]:
 
 
 def open_source(path: Path) -> Source:
-    """A read-only connection to a node database of this version's schema (BadInput otherwise)."""
-    conn = connect(path, readonly=True)
+    """A read-only connection to a node database of this version's schema (BadInput otherwise: not
+    ours, newer, or older and needing `vlmdyn db migrate`, as ``open_db(readonly=True)`` says)."""
+    conn = open_db(path, readonly=True).conn
     try:
-        older = _older_schema(conn, path)
-        if older:
-            raise BadInput(f"{path} has an older schema (missing migrations {', '.join(older)}); upgrade it "
-                           f"with `vlmdyn db migrate --db {path}` and merge again")
         runs = dict(conn.execute("SELECT name, id FROM runs ORDER BY id").fetchall())
         if not runs:
             raise BadInput(f"{path} has no runs: `db merge` brings back the generations and judgements of "
@@ -132,33 +126,6 @@ def open_source(path: Path) -> Source:
         conn.close()
         raise
     return Source(path, conn, runs)
-
-
-def _check_target(path: Path) -> None:
-    """The target must be a vlmdyn database this version knows (an older one is migrated as usual)."""
-    conn = connect(path, readonly=True)
-    try:
-        _older_schema(conn, path)
-    finally:
-        conn.close()
-
-
-def _older_schema(conn: sqlite3.Connection, path: Path) -> list[str]:
-    """The migrations this vlmdyn has that the file lacks. BadInput for a file that is not ours, or
-    that has migrations this vlmdyn does not know (written by a newer version)."""
-    from vlmdyn_cli.store.migrations import migrations
-
-    has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_sqlite_migrations'").fetchone()
-    applied = [r[0] for r in conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [migrations.name])] if has else []
-    if not applied:
-        raise BadInput(f"{path} is not a vlmdyn experiment database (no vlmdyn schema migrations recorded)")
-    known = [m.name for m in migrations.pending(Database(memory=True))]
-    newer = [n for n in applied if n not in known]
-    if newer:
-        raise BadInput(f"{path} has a newer schema than this vlmdyn knows (migrations {', '.join(newer)}): "
-                       f"it was written by a newer vlmdyn; upgrade vlmdyn here before merging")
-    return [n for n in known if n not in applied]
 
 
 def _check_all(conn: sqlite3.Connection, sources: list[Source], target: Path) -> None:

@@ -392,8 +392,17 @@ def m200_judging_rubric_score(db: Database) -> None:
                "GENERATED ALWAYS AS ((ms + md + h) / 3.0) VIRTUAL")
 
 
-@migrations(name="m210_shards")
-def m210_shards(db: Database) -> None:
+@migrations(name="m220_runs_owner")
+def m220_runs_owner(db: Database) -> None:
+    """The process training a run (issue 17 item 7): its pid and host, recorded when the run starts or
+    resumes, so a run left `running` by a killed process is shown as interrupted (`runs list`, TUI)
+    and a second trainer of the same run is refused while the first is alive."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
+@migrations(name="m230_shards")
+def m230_shards(db: Database) -> None:
     """Sharded inference and judging (issue 21): the split each sharded plan was started with, so a
     shard of another split is refused, and measured inference speed, so `infer --dry-run` can
     estimate the time of what is left."""
