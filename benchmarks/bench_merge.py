@@ -33,11 +33,13 @@ TARGET_RATIO = 1.5
 
 
 def node_db(root: Path) -> Path:
-    path = root / "node.db"
-    if path.exists():
-        return path
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.db import up_to_date
+
+    path = root / "node.db"
+    if up_to_date(path):
+        return path
     from vlmdyn_cli.store.synthdb import fill_synthetic
 
     root.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ def node_db(root: Path) -> Path:
     fill_synthetic(db, seeds=1, dedup_size=0, reporter=cli_reporter())
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
-    tmp.rename(path)
+    tmp.replace(path)
     return path
 
 

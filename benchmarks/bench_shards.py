@@ -66,7 +66,9 @@ def _check(p):
 def setup(root: Path, images: int, set_size: int) -> tuple[Path, str]:
     base = root / "base.db"
     meta = root / "base.json"
-    if base.exists() and meta.exists() and json.loads(meta.read_text()) == {"images": images, "set_size": set_size}:
+    from vlmdyn_cli.store.db import up_to_date
+
+    if up_to_date(base) and meta.exists() and json.loads(meta.read_text()) == {"images": images, "set_size": set_size}:
         return base, "tiny-s0"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)

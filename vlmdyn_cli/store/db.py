@@ -125,6 +125,15 @@ def check_ours(p: Path, *, adopt: bool = False) -> DbState:
     return DbState([n for n in known if n not in applied])
 
 
+def up_to_date(p: Path) -> bool:
+    """True when ``p`` is a vlmdyn database of exactly this version's schema (for caches of built
+    databases, e.g. the benchmarks': anything else is rebuilt)."""
+    try:
+        return p.is_file() and p.stat().st_size > 0 and not check_ours(p).pending
+    except BadInput:
+        return False
+
+
 def _applied(conn: sqlite3.Connection, tables: list[str]) -> list[str]:
     if "_sqlite_migrations" not in tables:
         return []
