@@ -263,8 +263,8 @@ BAD_SOURCES = {
     "newer schema": (lambda n, t: _edit(n, "INSERT INTO _sqlite_migrations(migration_set, name, applied_at) "
                                            "VALUES ('vlmdyn', 'm999_from_the_future', 't')"),
                      "was made by a newer vlmdyn (schema migrations this version does not know: m999_from_the_future)"),
-    "older schema": (lambda n, t: _edit(n, "DELETE FROM _sqlite_migrations WHERE name = 'm230_shards'"),
-                     "was made by an older vlmdyn and needs 1 migration(s) (m230_shards...): run `vlmdyn db migrate"),
+    "older schema": (lambda n, t: _edit(n, "DELETE FROM _sqlite_migrations WHERE name = 'm250_shards'"),
+                     "was made by an older vlmdyn and needs 1 migration(s) (m250_shards...): run `vlmdyn db migrate"),
     "not vlmdyn": (lambda n, t: (n.unlink(), _edit(n, "CREATE TABLE x (y)")),
                    "is a SQLite database but not a vlmdyn experiment database"),
     "not sqlite": (lambda n, t: (n.unlink(), n.write_text("hello\n" * 100)), "is not a usable SQLite database"),
