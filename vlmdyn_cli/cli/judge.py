@@ -85,6 +85,10 @@ def judge_cmd(
         raise BadInput("--reshard only goes with --shard i/N")
     spec = load_spec(judge)
     spec = spec.with_overrides(model=model, options={"base_url": base_url} if base_url else None)
+    if not dry_run:
+        from vlmdyn_cli.judging.backends import check_installed
+
+        check_installed(spec)     # e.g. a llama.cpp judge without the `local` extra: exit 2 before the database
     steps = None
     if checkpoints:
         try:

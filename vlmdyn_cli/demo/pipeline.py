@@ -69,12 +69,14 @@ class DemoResult:
 
 
 def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
+    from vlmdyn_cli.judging.backends import check_installed
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.store import open_db
 
     reporter = reporter or NullReporter()
     cfg.validate()
-    spec = load_spec(cfg.judge)  # a bad --judge fails before any work
+    spec = load_spec(cfg.judge)  # a bad --judge, or one whose packages are missing, fails before any work
+    check_installed(spec)
     cfg.out.mkdir(parents=True, exist_ok=True)
     db = open_db(cfg.db_path)
     timings: dict[str, float] = {}

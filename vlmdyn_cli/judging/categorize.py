@@ -47,6 +47,7 @@ class LlmCategorizer:
         if not issubclass(backend_class(spec.backend), ModelBackend):
             raise BadInput(f"--method llm needs an LLM judge spec (e.g. local, gpt-4o-mini), not {spec.backend}; "
                            "use --method rules for the rule categoriser")
+        backend_class(spec.backend).check_installed(spec)     # before any question is labelled
         self.spec = dataclasses.replace(spec, decoding=spec.decoding | {"score_mode": "off", "max_tokens": 4})
         self.method = f"llm:{spec.name}"
         self.backend_options = backend_options or {}

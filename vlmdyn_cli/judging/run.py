@@ -183,6 +183,8 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
     else:
         if max_cost is not None and (priced := cls.estimate(spec, options, [], context)).cost_usd is None:
             raise BadInput(f"--max-cost needs a price for judge '{spec.name}': {priced.no_price}")
+        if todo:
+            cls.check_installed(spec)          # a missing optional package stops here, nothing written
         backend = cls(spec, options, context) if todo else None   # (a missing key or model stops here)
         with immediate(db):
             for s in (spec, *spec.stages):

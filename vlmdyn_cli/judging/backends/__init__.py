@@ -25,11 +25,11 @@ BACKENDS: dict[str, str] = {
 # What to install when a backend's optional dependency is missing.
 INSTALL_HINTS: dict[str, str] = {
     "openai": "pip install 'openai>=1.40'",
-    "llama-cpp": "pip install llama-cpp-python",
+    "llama-cpp": "pip install 'vlmdyn[local]'",
     "transformers": "pip install torch transformers (and bitsandbytes for 4-bit on CUDA)",
     "rules": "pip install vlmdyn",
-    "cascade": "pip install llama-cpp-python",
-    "fitted": "pip install numpy llama-cpp-python",
+    "cascade": "pip install vlmdyn",
+    "fitted": "pip install vlmdyn",
 }
 
 
@@ -48,6 +48,11 @@ def backend_class(backend_id: str):
         raise MissingDependency(missing, INSTALL_HINTS.get(backend_id, f"pip install {missing}"),
                                 f"the '{backend_id}' judge backend") from exc
     return getattr(mod, cls)
+
+
+def check_installed(spec) -> None:
+    """MissingDependency (exit 2, naming the install command) when a package the judge needs is missing."""
+    backend_class(spec.backend).check_installed(spec)
 
 
 def create_backend(spec, runtime: dict | None = None, context=None):

@@ -5,6 +5,7 @@ in any order. It knows nothing of the database: what it needs from outside (anot
 judge's stored verdicts, somewhere to keep Batch API job ids, a note for the run's
 summary) comes through the ``Context`` the runner gives it.
 
+    Backend.check_installed(spec)                       # its optional packages, before any work
     options = Backend.options_for(spec, runtime)        # checked before any work
     Backend.estimate(spec, options, items, context)     # --dry-run: tokens and cost, nothing loaded
     backend = Backend(spec, options, context)
@@ -139,6 +140,12 @@ class JudgeBackend:
     @classmethod
     def options_for(cls, spec, runtime: dict | None = None) -> Options:
         return cls.Options.build(spec, runtime)
+
+    @classmethod
+    def check_installed(cls, spec) -> None:
+        """Raise MissingDependency (exit 2, with the install command) when a package this judge
+        needs is not installed. Cheap and called before any work, so a judge that cannot run
+        writes nothing (a cascade's last stage is otherwise built only when an item reaches it)."""
 
     @classmethod
     def estimate(cls, spec, options: Options, items: list[Item], context: Context) -> Estimate:

@@ -110,6 +110,11 @@ class CascadeBackend(JudgeBackend):
         self._last = None
 
     @classmethod
+    def check_installed(cls, spec) -> None:
+        for s in stages(spec):            # the last stage too, though it is built only when needed
+            backend_class(s.backend).check_installed(s)
+
+    @classmethod
     def options_for(cls, spec, runtime: dict | None = None) -> CascadeOptions:
         NoOptions.build(replace(spec, options={}))   # its own [options] went to the last stage (spec.py)
         last = stages(spec)[-1]

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.judging.backends import create_backend
+from vlmdyn_cli.judging.backends import check_installed, create_backend
 from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, OnVerdict, Options
-from vlmdyn_cli.judging.features import TEXT_FEATURES, check_features, model_feature_values
+from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features, model_feature_values
 from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.judging.verdict import Completion, decided, unscored
 
@@ -65,6 +65,18 @@ class FittedOptions(Options):
 
 class FittedBackend(JudgeBackend):
     Options = FittedOptions
+
+    @classmethod
+    def check_installed(cls, spec) -> None:
+        """The models behind its model features: the embedding package, a judge in score mode."""
+        for f in spec.options.get("features") or []:
+            source = MODEL_FEATURES.get(f, "")
+            if source == "minilm":
+                from vlmdyn_cli.judging.embed import model_dir
+
+                model_dir()
+            elif source.startswith("judge:"):
+                check_installed(load_spec(source.split(":", 1)[1]))
 
     def __init__(self, spec, options: FittedOptions, context=None):
         super().__init__(spec, options, context)

