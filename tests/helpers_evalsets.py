@@ -181,3 +181,26 @@ def save_tiny_checkpoints(db, run_id: int, dataset_id: int, folder, steps, seed:
         db.conn.executemany("INSERT INTO checkpoints(run_id, step, path, created_at) VALUES (?,?,?,?)",
                             [(run_id, k, p, "2026-01-01") for k, p in paths.items()])
     return paths
+
+
+def build_infer_template(root, *, seen: int = 6, unseen: int = 6, dedup=("image", "none")):
+    """An experiment database at root/exp.db with PNG images, a run, real tiny checkpoints for every
+    scheduled step and built sets (what inference tests copy); returns its path."""
+    import torch
+
+    from vlmdyn_cli.evalsets import build
+    from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store.runs import get_run
+
+    torch.set_num_threads(1)
+    write_images(root / "images", 30)
+    db = open_db(root / "exp.db")
+    ds, _, _, kept = add_dataset(db, "ds", n_conv=60, n_images=30, image_root=str(root / "images"),
+                                 text_only_every=4)
+    run_id, _, steps, _, _ = add_run(db, ds, kept, batch=4, out_dir=str(root))
+    save_tiny_checkpoints(db, run_id, ds, root / "ckpt", steps)
+    run = get_run(db, "r1")
+    build.build(db, run, build.plan(run, run.eval_steps, seen, unseen, list(dedup), None, 0))
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return root / "exp.db"

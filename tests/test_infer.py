@@ -8,7 +8,8 @@ import sqlite3
 
 import pytest
 
-from helpers_evalsets import add_dataset, add_run, save_tiny_checkpoints, write_images
+from helpers_evalsets import add_run, build_infer_template
+from helpers_procs import reaped
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import build
 from vlmdyn_cli.inference import backends
@@ -26,20 +27,8 @@ SEEN, UNSEEN = 6, 6
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """An experiment DB with images, a run, real tiny checkpoints and built sets (made once)."""
-    import torch
-
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("infer")
-    write_images(root / "images", 30)
-    db = open_db(root / "exp.db")
-    ds, _, _, kept = add_dataset(db, "ds", n_conv=60, n_images=30, image_root=str(root / "images"),
-                                 text_only_every=4)
-    run_id, total, steps, _, _ = add_run(db, ds, kept, batch=4, out_dir=str(root))
-    save_tiny_checkpoints(db, run_id, ds, root / "ckpt", steps)
-    run = get_run(db, "r1")
-    build.build(db, run, build.plan(run, run.eval_steps, SEEN, UNSEEN, ["image", "none"], None, 0))
-    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
+    build_infer_template(root, seen=SEEN, unseen=UNSEEN)
     return root
 
 
@@ -165,7 +154,7 @@ def test_resume_after_kill_9(exp_db, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "vlmdyn_cli", "infer", "--db", str(exp_db), *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 120
         n = 0
         while time.monotonic() < deadline and proc.poll() is None:
@@ -178,10 +167,6 @@ def test_resume_after_kill_9(exp_db, tmp_path):
         assert proc.poll() is None, proc.stderr.read().decode()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
     partial = all_generations(exp_db)
     assert 3 <= len(partial) < len(expected)
     assert all(expected[k] == v for k, v in partial.items())

@@ -141,3 +141,20 @@ def test_hf_backend_restores_torch_threads_on_close():
     assert torch.get_num_threads() == want
     be.close()
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("device, visible, pinned", [
+    ("cuda:3", None, "3"), ("cuda:1", "4,5,6", "5"), ("cuda", None, None), ("auto", "2", None)])
+def test_vllm_device_k_pins_that_gpu(device, visible, pinned):
+    from vlmdyn_cli.inference.backends.vllm import visible_devices
+
+    assert visible_devices(device, visible) == pinned
+
+
+@pytest.mark.parametrize("device, says", [("cuda:3", "only 2 GPUs are visible"), ("cpu", "runs on CUDA GPUs"),
+                                          ("cuda:x", "expected cuda:K")])
+def test_vllm_bad_device_is_bad_input(device, says):
+    from vlmdyn_cli.inference.backends.vllm import visible_devices
+
+    with pytest.raises(BadInput, match=says):
+        visible_devices(device, "0,1")

@@ -53,12 +53,13 @@ class TaskHandle:
     def line(self) -> str:
         tot = f"/{self.total}" if self.total else ""
         pct = f" {100 * self.done / self.total:5.1f}%" if self.total else ""
-        eta = f" ETA {_fmt_s(self.eta)}" if self.eta is not None else ""
+        eta = f" ETA {format_seconds(self.eta)}" if self.eta is not None else ""
         extra = "".join(f" {k}={v}" for k, v in self.fields.items())
         return f"{self.desc}: {self.done}{tot} {self.unit}{pct} {self.rate:.1f} {self.unit}/s{eta}{extra}"
 
 
-def _fmt_s(s: float | None) -> str:
+def format_seconds(s: float | None) -> str:
+    """m:ss, or h:mm:ss from an hour on; "?" when unknown."""
     if s is None:
         return "?"
     s = int(s)

@@ -24,6 +24,12 @@ DbOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 RunOpt = Annotated[str, typer.Option("--run", help="Run name (see `vlmdyn runs list`).")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", help="i/N: do only shard i (0..N-1) of an N-way split of the work, e.g. 3/8; the same N "
+                    "for every process of one plan.")]
+ReshardOpt = Annotated[bool, typer.Option(
+    "--reshard", help="Split a plan N ways although it was started with another N (only once no shard of "
+                      "the old split is running).")]
 
 
 def emit_json(obj) -> None:

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table, say
+from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt, emit_json, hint,
+                                   print_table, say)
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -46,6 +47,11 @@ def infer_cmd(
     gen_seed: Annotated[int, typer.Option("--gen-seed", help="Sampling seed.")] = 0,
     regenerate: Annotated[bool, typer.Option(
         "--regenerate", help="Redo answers stored with a different generation config.")] = False,
+    shard: ShardOpt = None,
+    reshard: ReshardOpt = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Load no model: print the items left per checkpoint and per shard (N of --shard, "
+                          "else 1) and the time each shard needs at the speed measured so far.")] = False,
     summary: Annotated[bool, typer.Option(
         "--summary", help="Print the string-match accuracy table afterwards.")] = False,
     metric: MetricOpt = "normalised",
@@ -61,17 +67,29 @@ def infer_cmd(
     once per checkpoint. Each batch is committed on its own: a rerun skips what is
     stored and a kill loses at most the batch in flight.
 
-    Example: vlmdyn infer --run tiny-s0 --batch-size 32 --summary
+    With --shard i/N the process answers only its shard of the (checkpoint, QA pair)
+    units (a hash of the pair's content and the step, mod N): N processes, one per GPU,
+    fill one database side by side without overlap, and any of them can be killed and
+    rerun alone. Run `infer --dry-run --shard 0/N` first to see the split and the time.
+
+    Examples:
+
+      vlmdyn infer --run tiny-s0 --batch-size 32 --summary
+
+      vlmdyn infer --run llava7b-s0 --backend vllm --shard 3/8 --device cuda:3
     """
     from vlmdyn_cli.cli.sets import parse_steps
     from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.evalsets.match import LEVELS
     from vlmdyn_cli.inference.config import GenConfig
-    from vlmdyn_cli.inference.runner import InferRequest, run_inference
+    from vlmdyn_cli.inference.runner import InferRequest, dry_run as plan_only, run_inference
     from vlmdyn_cli.progress import cli_reporter
+    from vlmdyn_cli.sharding import parse_shard
     from vlmdyn_cli.store import open_db
 
-    from vlmdyn_cli.evalsets.match import LEVELS
-
+    part = parse_shard(shard)
+    if reshard and part is None:
+        raise BadInput("--reshard only goes with --shard i/N")
     if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
         raise BadInput(f"--dtype must be float32, bfloat16 or float16, not '{dtype}'")
     if metric not in LEVELS:
@@ -80,7 +98,10 @@ def infer_cmd(
     req = InferRequest(run=run, checkpoints=parse_steps(checkpoints), sets=_names(sets), backend=backend,
                        batch_size=batch_size, regenerate=regenerate, device=device, threads=threads,
                        gen=GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                     seed=gen_seed))
+                                     seed=gen_seed), shard=part, reshard=reshard)
+    if dry_run:
+        _print_dry_run(plan_only(d, req, part.count if part else 1), json_out)
+        return
     from vlmdyn_cli.inference.backends import get_backend
 
     be = get_backend(backend, device=device, dtype=dtype, threads=threads)
@@ -91,11 +112,38 @@ def infer_cmd(
                    "summary_label": "string match, not a judgement" if summary else None})
         return
     print_table(results, ["step", "generated", "already_done", "items_per_s", "normalised_match"],
-                title=f"inference for run {run}")
+                title=f"inference for run {run}" + (f", shard {part}" if part else ""))
     if summary:
         _print_summary(rows, metric, by_category)
     else:
         hint(f"string-match table: vlmdyn generations summary --run {run}")
+
+
+def _print_dry_run(plan: dict, json_out: bool) -> None:
+    from vlmdyn_cli.progress import format_seconds
+
+    if json_out:
+        emit_json(plan)
+        return
+    for note in plan["notes"]:
+        hint(note)
+    say(f"run {plan['run']}: {plan['pending']} of {plan['total']} (checkpoint, QA pair) units left; "
+               f"sets {', '.join(plan['sets'])}")
+    print_table(plan["checkpoints"], ["step", "items", "done", "pending", "other_config"])
+    rows = [{**r, "time": format_seconds(r["est_seconds"])} for r in plan["per_shard"]]
+    print_table(rows, ["shard", "items", "loads", "time"],
+                title=f"split {plan['shards']} way{'s' if plan['shards'] > 1 else ''} (loads: checkpoints loaded)")
+    speed = plan["speed"]
+    if speed is None:
+        say("time: unknown, no batch has been measured for this run or model with this backend yet; "
+                   "run a little first (e.g. --checkpoints K --sets NAME) and ask again")
+    else:
+        load = "" if speed["load_s"] is None else f", {speed['load_s']:.1f} s per checkpoint load"
+        say(f"speed: {speed['items_per_s']} items/s per process{load} (measured on {speed['measured_on']}); "
+                   f"with the shards in parallel: {format_seconds(plan['est_wall_seconds'])}")
+    if plan["recorded_split"] not in (None, plan["shards"]):
+        say(f"note: this plan was started as a {plan['recorded_split']}-way split; a --shard of another N "
+                   f"is refused unless --reshard")
 
 
 def _summary_rows(d, run: str, steps=None, sets=None) -> list[dict]:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, emit_jsonl, hint, print_table, say
+from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, ShardOpt, emit_json, emit_jsonl, hint,
+                                   print_table, say)
 
 judgements_app = typer.Typer(
     name="judgements", no_args_is_help=True,
@@ -45,6 +46,8 @@ def judge_cmd(
                           "(0: submit/check once and return).")] = None,
     rows: Annotated[int, typer.Option("--rows", min=0, help="With --input: print the first N results as a "
                                       "table (0: all; --json gives all as JSON lines).")] = 20,
+    shard: ShardOpt = None,
+    reshard: ReshardOpt = False,
     db: DbOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -60,14 +63,26 @@ def judge_cmd(
       vlmdyn judge --run r1 --judge gpt-4o-mini --dry-run
 
       vlmdyn judge --run r1 --judge local --model ~/models/qwen2.5-7b-instruct-q4_k_m.gguf --threads 2
+
+      vlmdyn judge --run r1 --judge local --model judge.gguf --shard 2/4   (4 processes, one run)
+
+    With --shard i/N the process judges only its shard of the run's triples (by triple
+    hash): N processes judge one run side by side without overlap.
     """
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
+    from vlmdyn_cli.sharding import parse_shard
+
     if (run is None) == (input is None):
         raise BadInput("give exactly one of --run RUN or --input FILE.jsonl")
+    part = parse_shard(shard)
+    if part is not None and run is None:
+        raise BadInput("--shard splits a run's generations (--run); split an --input file instead")
+    if reshard and part is None:
+        raise BadInput("--reshard only goes with --shard i/N")
     spec = load_spec(judge)
     spec = spec.with_overrides(model=model, options={"base_url": base_url} if base_url else None)
     if not dry_run:
@@ -90,7 +105,8 @@ def judge_cmd(
         if run is not None:
             from vlmdyn_cli.judging.run import judge_run
 
-            summary = judge_run(d, run, spec, sets=_split(sets), checkpoints=steps, reporter=reporter, **kw)
+            summary = judge_run(d, run, spec, sets=_split(sets), checkpoints=steps, reporter=reporter, shard=part,
+                                reshard=reshard, **kw)
             results = None
         else:
             from vlmdyn_cli.judging.triples_file import judge_file

@@ -17,6 +17,12 @@ class GenItem:
     question: str
     answer: str
     image_path: str | None          # absolute path, None for a text-only pair
+    key: str = ""                   # content key: dataset file hash, conversation index, turn
+
+    def unit_key(self, step: int) -> str:
+        """The key of answering this pair at checkpoint ``step``: what ``--shard`` splits on. Built
+        from content, not row ids, so a node's exported copy splits exactly like the original."""
+        return f"{self.key}@{step}"
 
     @property
     def prompt(self) -> str:
@@ -34,7 +40,7 @@ def load_items(db: Database, qa_ids: list[int]) -> list[GenItem]:
         rows = conn.execute(
             """
             SELECT q.id, q.question, q.answer, COALESCE(q.image_id, c.image_id),
-                   d.image_root, COALESCE(c.image_path, i.path)
+                   d.image_root, COALESCE(c.image_path, i.path), d.source_sha256, c.idx, q.turn
             FROM temp._vlmdyn_want w JOIN qa_pairs q ON q.id = w.qa_id
             JOIN conversations c ON c.id = q.conversation_id
             JOIN datasets d ON d.id = c.dataset_id
@@ -45,14 +51,14 @@ def load_items(db: Database, qa_ids: list[int]) -> list[GenItem]:
     finally:
         conn.execute("DROP TABLE IF EXISTS temp._vlmdyn_want")
     items = []
-    for qa, q, a, image_id, root, rel in rows:
+    for qa, q, a, image_id, root, rel, sha, idx, turn in rows:
         path = None
         if image_id is not None:
             if rel is None:
                 raise BadInput(f"QA pair {qa} has image {image_id} but no image path is recorded")
             p = Path(rel)
             path = str(p if p.is_absolute() or not root else Path(root) / p)
-        items.append(GenItem(qa, q, a, path))
+        items.append(GenItem(qa, q, a, path, f"{sha}:{idx}:{turn}"))
     return items
 
 

@@ -108,3 +108,44 @@ def qa_ids_of(db: Database, sets: list[SetRef]) -> list[int]:
     return [r[0] for r in db.execute(
         f"SELECT DISTINCT qa_id FROM eval_set_members WHERE set_id IN ({marks}) ORDER BY qa_id",
         [s.id for s in sets])]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `infer` will work on, checked: the run, its sets, the checkpoints, the items."""
+
+    run: Run
+    sets: list[SetRef]
+    checkpoints: list[tuple[int, str]]       # (step, folder)
+    items: list                              # GenItem, every distinct member of the sets
+    notes: list[str]
+
+    def split_key(self, gen_config_hash: str) -> dict:
+        """What a ``--shard`` split is recorded under (see store/shards.py)."""
+        return {"sets": sorted(s.name for s in self.sets), "checkpoints": [k for k, _ in self.checkpoints],
+                "gen_config": gen_config_hash}
+
+
+def make_plan(db: Database, run: Run, set_names: list[str] | None, steps: list[int] | None) -> Plan:
+    from vlmdyn_cli.inference.items import check_images, load_items
+
+    sets = resolve_sets(db, run, set_names)
+    ckpts = resolve_checkpoints(db, run, steps, sets)
+    items = load_items(db, qa_ids_of(db, sets))
+    check_images(items)
+    return Plan(run, sets, ckpts, items, unseen_warnings([k for k, _ in ckpts], sets))
+
+
+def pending(db: Database, run_id: int, step: int, items: list, config_hash: str,
+            regenerate: bool) -> tuple[list, int]:
+    """(items still to answer at ``step``, how many of ``items`` are stored with another config).
+
+    Stored answers count as done whatever config made them, unless ``regenerate``.
+    """
+    rows = db.execute("SELECT qa_id, gen_config_hash FROM generations WHERE run_id = ? AND step = ?",
+                      [run_id, step]).fetchall()
+    done_same = {q for q, h in rows if h == config_hash}
+    done = done_same if regenerate else {q for q, _ in rows}
+    wanted = {it.qa_id for it in items}
+    other = len(wanted & ({q for q, _ in rows} - done_same))
+    return [it for it in items if it.qa_id not in done], other

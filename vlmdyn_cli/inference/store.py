@@ -8,12 +8,13 @@ is skipped next time.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import time
 
 from sqlite_utils import Database
 
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.inference.items import GenItem
+from vlmdyn_cli.inference.timings import Timer
 from vlmdyn_cli.store.db import immediate, now, upsert_triples
 
 
@@ -24,31 +25,11 @@ def save_config(db: Database, cfg: GenConfig) -> str:
     return cfg.hash
 
 
-def done_qa_ids(db: Database, run_id: int, step: int, config_hash: str | None = None) -> set[int]:
-    """QA pairs already answered at this checkpoint (with this config, when given)."""
-    sql = "SELECT qa_id FROM generations WHERE run_id = ? AND step = ?"
-    args: list = [run_id, step]
-    if config_hash is not None:
-        sql += " AND gen_config_hash = ?"
-        args.append(config_hash)
-    return {r[0] for r in db.execute(sql, args)}
-
-
-@contextmanager
-def _immediate(db: Database):
-    """A write transaction that takes the write lock up front (waits on the busy timeout)."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
-
-
 def write_batch(db: Database, run_id: int, step: int, items: list[GenItem], predictions: list[str],
-                config_hash: str, backend: str, replace: bool = False) -> int:
-    """Store one batch atomically (triples + generations); returns the rows written.
+                config_hash: str, backend: str, replace: bool = False, timer: Timer | None = None,
+                seconds: float = 0.0) -> int:
+    """Store one batch atomically (triples + generations, and its timing row when ``timer`` is
+    given); returns the rows written.
 
     Rows another writer stored meanwhile are left alone (and their triples not
     added) unless ``replace``, which overwrites them (``--regenerate``).
@@ -56,7 +37,8 @@ def write_batch(db: Database, run_id: int, step: int, items: list[GenItem], pred
     if len(items) != len(predictions):
         raise ValueError(f"{len(items)} items but {len(predictions)} predictions")
     ts = now()
-    with _immediate(db):
+    t0 = time.monotonic()
+    with immediate(db):
         rows = list(zip(items, predictions))
         if not replace:
             have = {r[0] for r in db.conn.execute(
@@ -71,4 +53,6 @@ def write_batch(db: Database, run_id: int, step: int, items: list[GenItem], pred
             "gen_config_hash = excluded.gen_config_hash, backend = excluded.backend, "
             "created_at = excluded.created_at",
             [(run_id, step, it.qa_id, p, h, config_hash, backend, ts) for (it, p), h in zip(rows, hashes)])
+        if timer is not None:    # db_seconds: the wait for the write lock (other shards) and the inserts
+            timer.write(db.conn, step, "batch", len(items), seconds, time.monotonic() - t0)
     return len(rows)

@@ -27,7 +27,9 @@ from vlmdyn_cli.judging.backends.base import Context, Item
 from vlmdyn_cli.judging.spec import JudgeSpec
 from vlmdyn_cli.judging.verdict import Scores, Verdict
 from vlmdyn_cli.progress import NullReporter, Reporter
+from vlmdyn_cli.sharding import Shard
 from vlmdyn_cli.store import judgements as store
+from vlmdyn_cli.store import shards as shard_store
 from vlmdyn_cli.store.batch_jobs import BatchJobs
 from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import get_run
@@ -290,7 +292,28 @@ def run_triple_hashes(db: Database, run_name: str, sets: list[str] | None = None
 
 
 def judge_run(db: Database, run_name: str, spec: JudgeSpec, sets: list[str] | None = None,
-              checkpoints: list[int] | None = None, reporter: Reporter | None = None, **kw) -> JudgeSummary:
-    """Judge a run's generations (all, or the given eval sets / checkpoint steps)."""
+              checkpoints: list[int] | None = None, reporter: Reporter | None = None, *,
+              shard: Shard | None = None, reshard: bool = False, **kw) -> JudgeSummary:
+    """Judge a run's generations (all, or the given eval sets / checkpoint steps).
+
+    With ``shard`` (``--shard i/N``) only the triples of that shard (by triple hash, see
+    vlmdyn_cli/sharding.py): N processes judge one run side by side without overlap. The
+    first shard of a plan (judge, sets, checkpoints) records N; another N is refused unless
+    ``reshard``. A dry run records nothing.
+    """
     checked_options(spec, kw.get("backend_options"), ready=not kw.get("dry_run"))
-    return judge_triples(db, spec, run_triple_hashes(db, run_name, sets, checkpoints), reporter, **kw)
+    plan = {"judge": spec.hash, "sets": sorted(sets) if sets else "all",
+            "checkpoints": sorted(checkpoints) if checkpoints else "all"}
+    run = get_run(db, run_name)
+    if shard is not None and not kw.get("dry_run"):
+        shard_store.claim(db, run.id, run.name, "judge", plan, shard, reshard=reshard)
+    hashes = run_triple_hashes(db, run_name, sets, checkpoints)
+    if shard is not None:
+        hashes = [h for h in hashes if shard.owns(h)]
+    summary = judge_triples(db, spec, hashes, reporter, **kw)
+    if shard is not None and kw.get("dry_run"):
+        recorded = shard_store.recorded(db, run.id, "judge", plan)
+        if recorded not in (None, shard.count):
+            summary.notes.append(f"this plan was started as a {recorded}-way split: --shard {shard} would be "
+                                 f"refused without --reshard")
+    return summary

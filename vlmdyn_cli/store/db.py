@@ -125,6 +125,15 @@ def check_ours(p: Path, *, adopt: bool = False) -> DbState:
     return DbState([n for n in known if n not in applied])
 
 
+def up_to_date(p: Path) -> bool:
+    """True when ``p`` is a vlmdyn database of exactly this version's schema (for caches of built
+    databases, e.g. the benchmarks': anything else is rebuilt)."""
+    try:
+        return p.is_file() and p.stat().st_size > 0 and not check_ours(p).pending
+    except BadInput:
+        return False
+
+
 def _applied(conn: sqlite3.Connection, tables: list[str]) -> list[str]:
     if "_sqlite_migrations" not in tables:
         return []
@@ -218,6 +227,12 @@ def upsert_triples(db: Database, rows: list[tuple[str, str, str]]) -> list[str]:
         [(h, q, a, p) for h, (q, a, p) in zip(hashes, rows)],
     )
     return hashes
+
+
+def stored_columns(conn: sqlite3.Connection, table: str) -> str:
+    """The comma-separated columns of ``main.table`` that an INSERT takes (generated ones left out:
+    ``SELECT *`` would include them), for copying rows between attached files."""
+    return ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
 
 
 def schema_sql(db: Database) -> str:

@@ -572,3 +572,40 @@ def m240_tui_browse_rows(db: Database) -> None:
          + add("s.run_id IN (SELECT id FROM runs) AND s.qa_id = NEW.id")),
     ):
         db.execute(f"CREATE TRIGGER {name} {head} BEGIN {body}END")
+
+
+@migrations(name="m250_shards")
+def m250_shards(db: Database) -> None:
+    """Sharded inference and judging (issue 21): the split each sharded plan was started with, so a
+    shard of another split is refused, and measured inference speed, so `infer --dry-run` can
+    estimate the time of what is left."""
+    _run(
+        db,
+        """
+        CREATE TABLE shard_plans (            -- the number of shards each sharded plan was started with
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            stage TEXT NOT NULL,             -- infer or judge
+            plan_hash TEXT NOT NULL,         -- sha256 of plan_json
+            plan_json TEXT NOT NULL,         -- what is split: sets, checkpoints, generation config or judge spec
+            n_shards INTEGER NOT NULL,       -- N of --shard i/N (a shard of another N is refused)
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, stage, plan_hash)
+        );
+        CREATE TABLE infer_timings (          -- measured inference speed: one row per model load and per batch
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,
+            kind TEXT NOT NULL,              -- load (a checkpoint loaded) or batch (a batch generated)
+            n_items INTEGER NOT NULL,        -- answers generated (0 for a load)
+            seconds REAL NOT NULL,           -- wall time of the load or of the generation (not the write)
+            db_seconds REAL,                 -- batch: waiting for the write lock and inserting (before commit)
+            backend TEXT NOT NULL,           -- hf or vllm
+            device TEXT,                     -- the device the backend used (cpu, cuda:0...)
+            batch_size INTEGER,
+            max_new_tokens INTEGER,
+            shard TEXT,                      -- i/N when run with --shard, else NULL
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX idx_infer_timings_run ON infer_timings(run_id, backend, kind)
+        """,
+    )

@@ -6,7 +6,7 @@ is tested without vLLM or a GPU; only ``load``/``generate`` touch vLLM.
 
 from __future__ import annotations
 
-from vlmdyn_cli.errors import require
+from vlmdyn_cli.errors import BadInput, require
 from vlmdyn_cli.inference.backends.base import GenBackend
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.inference.items import GenItem, open_image
@@ -25,6 +25,27 @@ def build_requests(items: list[GenItem]) -> list[dict]:
     return reqs
 
 
+def visible_devices(device: str, visible: str | None) -> str | None:
+    """The CUDA_VISIBLE_DEVICES that puts ``--device cuda:K`` first (vLLM uses the first visible GPU).
+
+    None = leave the environment as it is (``auto``, ``cuda``). K counts among the GPUs already
+    visible when CUDA_VISIBLE_DEVICES is set, as torch does. BadInput for a K that is not there.
+    """
+    if not device.startswith("cuda:"):
+        if device not in ("auto", "cuda"):
+            raise BadInput(f"--device {device}: the vllm backend runs on CUDA GPUs (auto, cuda or cuda:K)")
+        return None
+    k = device.split(":", 1)[1]
+    if not k.isdigit():
+        raise BadInput(f"--device {device}: expected cuda:K with K a GPU number")
+    if visible is None or not visible.strip():
+        return k
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    if int(k) >= len(ids):
+        raise BadInput(f"--device {device}: only {len(ids)} GPUs are visible (CUDA_VISIBLE_DEVICES={visible})")
+    return ids[int(k)]
+
+
 def sampling_args(cfg: GenConfig) -> dict:
     """Keyword arguments for ``vllm.SamplingParams`` matching the hf backend's decoding."""
     args = {"max_tokens": cfg.max_new_tokens, "stop": [cfg.stop], "skip_special_tokens": True}
@@ -39,6 +60,12 @@ class VLLMBackend(GenBackend):
     name = "vllm"
 
     def __init__(self, device: str = "auto", dtype: str | None = None, threads: int = 0, **engine_args):
+        import os
+
+        pin = visible_devices(device, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if pin is not None:       # before vLLM (and torch.cuda) start: one shard per GPU
+            os.environ["CUDA_VISIBLE_DEVICES"] = pin
+        self.device = device
         self.vllm = require("vllm", INSTALL_HINT, "the vllm inference backend")
         self.dtype = dtype or "auto"
         self.engine_args = engine_args
