@@ -1,0 +1,107 @@
+"""Sequence packing: a micro-batch's conversations end to end in one row, without padding.
+
+Padded to its longest sequence, a micro-batch spends every per-token computation (the linear
+layers, norms, rotary embeddings, MLPs) on padding too: 26 % of the positions on the synthetic
+data at B = 8. Packed (``pack_rows``):
+
+- ``position_ids`` restart at 0 for every conversation, so rotary embeddings see the positions
+  of the padded layout;
+- attention stays inside each conversation: the language model's attention implementation is
+  ``vlmdyn_packed`` (registered with transformers' AttentionInterface; the layout comes through
+  the model's keyword arguments, as flash-attention's ``cu_seq_lens`` do). It gathers each
+  conversation's queries, keys and values into a (conversations, heads, longest, d) block, runs
+  SDPA's causal kernel on it and gathers the real positions back: the attention costs what it
+  cost padded, every other layer runs on real tokens only, and no N x N mask is built;
+- the first token of every conversation carries no label, so no position is trained to predict
+  the next conversation's first token (padded, nothing predicts a row's first token either).
+
+So a packed micro-batch's loss and gradients are the padded micro-batch's up to float rounding
+(tested). Image features fill the ``<image>`` positions in row order, i.e. in the conversations'
+order, as padded. Only the language model's attention is switched (the vision tower keeps its
+own); on a batch that is not packed ``vlmdyn_packed`` is plain SDPA with the model's mask, so
+the model stays usable as it is, and saved configs do not record it (transformers keeps the
+attention implementation out of config.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+PACKED_ATTENTION = "vlmdyn_packed"
+
+
+def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                     packed_index=None, packed_valid=None, packed_shape=None, **kwargs):
+    """Causal attention inside each conversation of a packed row: (1, heads, N, d) -> (1, N, heads, d).
+
+    The row's conversations are gathered into a (conversations, heads, longest, d) block (each
+    left-aligned, padded at its end), attended with SDPA's causal kernel, and gathered back.
+    Padding sits after every real token of its conversation, so causal attention never lets a
+    real query see it; the padded queries' outputs are dropped (no gradient flows through them).
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if packed_index is None:         # not a packed row: plain SDPA with the model's mask
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    if kwargs.get("sliding_window") is not None:
+        raise ValueError(f"the {PACKED_ATTENTION} attention does not implement sliding windows; "
+                         "set [train] packing = false for this model")
+    kwargs.pop("is_causal", None)
+    n_seq, longest = packed_shape
+
+    def blocks(x):                   # (1, h, N, d) -> (conversations, h, longest, d)
+        h, d = x.shape[1], x.shape[3]
+        return x[0].index_select(1, packed_index).view(h, n_seq, longest, d).transpose(0, 1)
+
+    out, _ = sdpa_attention_forward(module, blocks(query), blocks(key), blocks(value), None,
+                                    dropout=dropout, scaling=scaling, is_causal=True, **kwargs)
+    # out: (conversations, longest, h, d) -> the row's real tokens, in row order
+    return out.reshape(n_seq * longest, *out.shape[2:]).index_select(0, packed_valid).unsqueeze(0), None
+
+
+def _mask(**kwargs):
+    """The mask builder for ``vlmdyn_packed``: none for a packed row (the attention keeps to each
+    conversation), SDPA's for anything else (e.g. a padded batch run through the same model)."""
+    from transformers.masking_utils import sdpa_mask
+
+    return None if kwargs.get("attention_mask") is None else sdpa_mask(**kwargs)
+
+
+def register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+    AttentionMaskInterface.register(PACKED_ATTENTION, _mask)
+
+
+def use_packed_attention(model) -> bool:
+    """Switch the language model of a LLaVA model to packed attention; False when the model cannot."""
+    register()
+    with contextlib.suppress(ValueError, ImportError):
+        model.set_attn_implementation({"text_config": PACKED_ATTENTION})
+    return model.config.text_config._attn_implementation == PACKED_ATTENTION
+
+
+def pack_rows(ids: list[np.ndarray], labels: list[np.ndarray], ignore: int) -> dict:
+    """Conversations end to end in one row: input_ids, labels, position_ids (1, N) and their lengths."""
+    lengths = [len(x) for x in ids]
+    flat_ids = np.concatenate(ids).astype(np.int64)[None]
+    flat_labels = np.concatenate(labels).astype(np.int64)
+    starts = np.cumsum([0] + lengths[:-1])
+    flat_labels[starts] = ignore
+    positions = np.concatenate([np.arange(n) for n in lengths])
+    longest = max(lengths)
+    # block layout: conversation j's token i sits at j * longest + i; padding points at token 0 (never read)
+    index = np.zeros((len(lengths), longest), dtype=np.int64)
+    for j, (s, n) in enumerate(zip(starts, lengths)):
+        index[j, :n] = np.arange(s, s + n)
+    valid = (np.arange(len(lengths)) * longest)[np.repeat(np.arange(len(lengths)), lengths)] + positions
+    return {"input_ids": torch.from_numpy(flat_ids), "labels": torch.from_numpy(flat_labels[None]),
+            "position_ids": torch.from_numpy(positions[None]),
+            "packed_index": torch.from_numpy(index.reshape(-1)), "packed_valid": torch.from_numpy(valid),
+            "packed_shape": (len(lengths), longest)}
