@@ -38,11 +38,7 @@ def test_pack_rows_layout():
     assert b["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]
     # every conversation's first token is unlabelled: nothing learns to predict across a boundary
     assert b["labels"].tolist() == [[IGNORE, 6, 7, IGNORE, 9, IGNORE, IGNORE, 3, 4]]
-    assert b["packed_shape"] == (3, 4)
-    # the block layout gathers conversation j's token i to j * longest + i, and back
-    index, valid = b["packed_index"], b["packed_valid"]
-    assert index[valid].tolist() == list(range(9))
-    assert index.view(3, 4)[1, :2].tolist() == [3, 4] and index.view(3, 4)[2].tolist() == [5, 6, 7, 8]
+    assert b["packed_lengths"] == (3, 2, 4)
 
 
 def test_packed_loss_and_gradients_equal_padded(mixed_db, small_training):

@@ -18,8 +18,7 @@ IGNORE = -100
 
 
 # batch keys that are model inputs (the rest -- step, positions, ... -- is bookkeeping)
-MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "position_ids",
-                "packed_index", "packed_valid", "packed_shape")
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "position_ids", "packed_lengths")
 
 
 class LossModule(torch.nn.Module):
