@@ -301,7 +301,7 @@ def test_cli_usage_errors(cli, tmp_path, db_path):
     r = cli("data", "categorize", "--method", "magic", "--input", tmp_path / "x.jsonl")
     assert r.code == 2 and "valid methods: llm, rules" in r.err
     r = cli("data", "categorize", "--input", tmp_path / "missing.jsonl")
-    assert r.code == 2 and "no such file" in r.err
+    assert r.code == 2 and "does not exist" in r.err
     r = cli("data", "categorize", "--db", tmp_path / "none.db")
     assert r.code == 2 and "does not exist" in r.err
     r = cli("data", "categorize", "--judge", "local")

@@ -467,7 +467,7 @@ def test_cli_summary_and_json(cli, tmp_path, db_path, image_root):
     r = cli("data", "list", "--db", db_path, "--json")
     assert r.code == 0 and [d["name"] for d in json.loads(r.out)] == ["mix"]
     r = cli("data", "import", tmp_path / "nope.json", "--db", db_path)
-    assert r.code == 2 and "no such file" in r.err
+    assert r.code == 2 and "does not exist" in r.err
 
 
 def test_interrupted_import_leaves_nothing_and_reruns_cleanly(tmp_path, db, image_root):

@@ -354,3 +354,16 @@ def test_kill_9_mid_run_then_rerun_completes_without_duplicates(key_env, tmp_pat
     assert len(rows) == n and len({h for h, _ in rows}) == n       # complete, no duplicates
     assert {s for _, s in rows} == {"scored"}
     assert resent == n - kept                                        # committed rows were not redone
+
+
+def test_extra_body_keys_reach_the_server_in_the_request_body(key_env, tmp_path):
+    """[options] extra_body (e.g. llama.cpp's grammar) goes into the JSON body, not to the SDK as arguments."""
+    seen: list[dict] = []
+    with FakeOpenAI(answer=lambda body: seen.append(body) or None) as s:
+        p = write_spec(tmp_path)
+        p.write_text(p.read_text() + 'extra_body = { grammar = "root ::= \\"yes\\"", min_p = 0.05 }\n')
+        spec = load_spec(str(p)).with_overrides(options={"base_url": s.base_url})
+        out = _run(create_backend(spec, FAST), [_req("a", "Q: x")])
+    assert out["a"].error is None and out["a"].text
+    assert seen and seen[0]["grammar"] == 'root ::= "yes"' and seen[0]["min_p"] == 0.05
+    assert seen[0]["model"] == "gpt-4o-mini" and seen[0]["max_tokens"] == 40

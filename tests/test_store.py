@@ -38,6 +38,7 @@ SHIPPED_MIGRATIONS = {
     "m181_plots_judgement_cover": "0c376c9db2c7ad73",
     "m190_tui_drop_superseded_indexes": "f4ec4c6f5932f346",
     "m200_judging_rubric_score": "dfe9b0f03141770a",
+    "m220_runs_owner": "0bfe6a92a66803ac",
 }
 
 

@@ -34,20 +34,24 @@ def _settings(conn) -> tuple:
 def test_connect_is_the_one_setup_for_cli_and_tui(exp):
     writable = (BUSY_TIMEOUT_MS, "wal", 1, 0, 0)  # synchronous 1 = NORMAL
     assert _settings(connect(exp)) == writable
-    assert _settings(connect(exp, readonly=True)) == writable[:4] + (1,)
+    assert _settings(connect(exp, readonly=True)) == writable   # read-only by mode=ro (next test), not query_only
     assert _settings(open_db(exp).conn) == writable
     store = Store(exp)
     with store.read() as r, store.rw() as rw, store.write() as w:
-        assert _settings(r) == writable[:4] + (1,)
+        assert _settings(r) == writable
         assert _settings(rw) == writable and _settings(w) == writable
         assert w.in_transaction and not rw.in_transaction
     store.close()
 
 
-def test_a_readonly_connection_refuses_writes(exp):
+def test_a_readonly_connection_refuses_writes(exp, tmp_path):
     conn = connect(exp, readonly=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         conn.execute("DELETE FROM runs")
+    conn.execute("CREATE TEMP TABLE scratch(x)")           # temp tables (sets list's probe) still work
+    with pytest.raises(BadInput):
+        connect(tmp_path / "missing.db", readonly=True)     # and a missing file is not created
+    assert not (tmp_path / "missing.db").exists()
     assert connect(exp).execute("SELECT count(*) FROM runs").fetchone()[0] == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -327,6 +328,44 @@ def test_cli_train_and_runs_list(cli, db, db_path, tmp_path):
     assert rows[0]["samples_per_s"] > 0
     r = cli("runs", "list", "--db", db_path)
     assert r.code == 0 and "done" in r.out and "1,2,3" in r.out
+    before = _table_rows(db)
+    r = cli("train", cfg, "--db", db_path, "--seed", "3", "--out-dir", tmp_path / "runs",
+            "--checkpoints", "1,0.7", "--json")        # a finished run rerun: nothing to do, exit 0
+    assert r.code == 0 and json.loads(r.out)["status"] == "done", r.err
+    assert _table_rows(db) == before
+    r = cli("train", cfg, "--db", db_path, "--seed", "3", "--out-dir", tmp_path / "runs", "--checkpoints", "1,0.7")
+    assert r.code == 0 and "already done" in r.err and _table_rows(db) == before
+    r = cli("train", cfg, "--db", db_path, "--seed", "3", "--out-dir", tmp_path / "runs",
+            "--checkpoints", "1,2", "--json")          # the same name with another schedule: refused
+    assert r.code == 2 and "another config" in r.err and _table_rows(db) == before
+
+
+def _table_rows(db) -> dict:
+    return {t: db.execute(f"SELECT * FROM [{t}] ORDER BY 1").fetchall()
+            for t in ("runs", "run_order", "checkpoints", "metrics")}
+
+
+def test_a_run_whose_process_was_killed_is_listed_as_interrupted_with_its_pid(cli, db, db_path, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    make_dataset(db, tmp_path, n_conversations=12)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\nimage_size = 16\npatch_size = 4\n[train]\nper_device_batch = 4\n')
+    assert cli("train", cfg, "--db", db_path, "--run", "k", "--out-dir", tmp_path / "runs", "--quiet").code == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                   # a pid that no longer exists
+    db.execute("UPDATE runs SET status = 'running', pid = ?, host = ? WHERE name = 'k'",
+               [dead.pid, socket.gethostname()])
+    rows = json.loads(cli("runs", "list", "--db", db_path, "--json").out)
+    assert rows[0]["status"] == "interrupted" and rows[0]["pid"] == dead.pid
+    assert db.execute("SELECT status FROM runs").fetchone()[0] == "running"     # listing wrote nothing
+    db.execute("UPDATE runs SET pid = ? WHERE name = 'k'", [os.getpid()])      # a live trainer
+    rows = json.loads(cli("runs", "list", "--db", db_path, "--json").out)
+    assert rows[0]["status"] == "running"
+    r = cli("train", cfg, "--db", db_path, "--run", "k", "--out-dir", tmp_path / "runs", "--resume")
+    assert r.code == 2 and f"pid {os.getpid()}" in r.err
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -119,6 +119,12 @@ async def test_search_typed_in_the_ui(tui_db):
         await pilot.press("enter")
         await settle(pilot)
         assert _shown(pilot) == [] and "no rows match" in screen_text(app)
+        for bad in ('"', "*", "^", "'", "(", "\\", "%"):   # no word at all: the user is told, not silently ignored
+            await pilot.press("slash")
+            inp.value = bad
+            await pilot.press("enter")
+            await settle(pilot)
+            assert "is not a valid search" in screen_text(app), bad
 
 
 @asyncrun

@@ -20,6 +20,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from vlmdyn_cli.safetext import clean
+
 
 class TaskHandle:
     def __init__(self, reporter: "Reporter", desc: str, total: int | None, unit: str):
@@ -143,7 +145,7 @@ class PlainReporter(Reporter):
         self._last: dict[int, float] = {}
 
     def info(self, message: str) -> None:
-        print(message, file=self.stream, flush=True)
+        print(clean(message), file=self.stream, flush=True)
 
     def _start(self, h):
         self._last[id(h)] = time.monotonic()
@@ -152,11 +154,11 @@ class PlainReporter(Reporter):
         t = time.monotonic()
         if t - self._last.get(id(h), 0) >= self.interval:
             self._last[id(h)] = t
-            print(h.line(), file=self.stream, flush=True)
+            print(clean(h.line()), file=self.stream, flush=True)
 
     def _finish(self, h):
         self._last.pop(id(h), None)
-        print(h.line() + " done", file=self.stream, flush=True)
+        print(clean(h.line()) + " done", file=self.stream, flush=True)
 
 
 class RichReporter(Reporter):
@@ -180,18 +182,22 @@ class RichReporter(Reporter):
     def info(self, message: str) -> None:
         from rich.text import Text
 
-        self.console.print(Text(message))
+        self.console.print(Text(clean(message)))
 
     def _start(self, h):
         if self._active == 0:
             self.progress.start()
         self._active += 1
-        self._ids[id(h)] = self.progress.add_task(h.desc, total=h.total, rate="", extra="")
+        from rich.markup import escape
+
+        self._ids[id(h)] = self.progress.add_task(escape(clean(h.desc)), total=h.total, rate="", extra="")
 
     def _update(self, h):
+        from rich.markup import escape
+
         extra = " ".join(f"{k}={v}" for k, v in h.fields.items())
         self.progress.update(self._ids[id(h)], completed=h.done, total=h.total,
-                             rate=f"{h.rate:.1f} {h.unit}/s", extra=extra)
+                             rate=f"{h.rate:.1f} {h.unit}/s", extra=escape(clean(extra)))
 
     def _finish(self, h):
         self._update(h)

@@ -10,6 +10,7 @@ least ``agreement`` of its raters said yes (the paper: 75% of 4 raters).
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,9 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.jsonl import parse_object
+from vlmdyn_cli.jsonl import input_file, parse_object, read_text
 from vlmdyn_cli.judging.references import encode
-from vlmdyn_cli.store.db import now, triple_hash, upsert_triples
+from vlmdyn_cli.store.db import immediate, now, triple_hash, upsert_triples
 from vlmdyn_cli.store.labels import save_label
 
 _TRUE = {"y", "yes", "1", "true"}
@@ -71,16 +72,15 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
     ``reference``, and ``votes`` (one yes/no per rater) and/or ``human`` (the majority) instead
     of ``label``; other fields (a reference judge's stored verdict...) are ignored.
     """
-    if not path.exists():
-        raise BadInput(f"label file {path} does not exist")
+    path = input_file(path, "label file")
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".jsonl":
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for i, line in enumerate(read_text(path).splitlines(), start=1):
             obj = parse_object(line, f"{path}:{i}")
             if obj is not None:
                 rows.append((i, obj))
     elif path.suffix.lower() in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with io.StringIO(read_text(path), newline="") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             if not reader.fieldnames or "label" not in [c.strip() for c in reader.fieldnames]:
                 raise BadInput(f"{path}: no 'label' column (columns: {reader.fieldnames})")
@@ -160,6 +160,11 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             if lab.triple is not None and triple_hash(*lab.triple) != h:
                 raise BadInput(f"{where}: item {lab.item_id} has different question/reference/prediction "
                                "text than the sample in the database")
+        elif lab.triple is not None and lab.item_id is not None and (sample or _names_a_sample(db, lab.item_id)):
+            raise BadInput(f"{where}: unknown item id {lab.item_id!r}"
+                           + (f" in sample {sample!r}" if sample else "")
+                           + "; a row that adds a new item must not claim an id of an existing sample "
+                             "(drop --sample to import rows with their own ids as a new sample)")
         elif lab.triple is not None:
             h = triple_hash(*lab.triple)
             if not _triple_exists(db, h):
@@ -184,7 +189,7 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
         if old is not None and old != label:
             raise BadInput(f"{path}:{line}: rater {who!r} already labelled this item {old!r} "
                            f"(now {label!r}); remove the old label first or fix the sheet")
-    with db.conn:
+    with immediate(db):
         if new_triples:
             upsert_triples(db, list(new_triples.values()))
             res.new_items = len(new_triples)
@@ -210,6 +215,13 @@ def _item_ids(db: Database, sample: str | None) -> dict[str, str]:
         sql += " WHERE sample = ?"
         args.append(sample)
     return {r[0]: r[1] for r in db.execute(sql, args).fetchall()}
+
+
+def _names_a_sample(db: Database, item_id: str) -> bool:
+    """Whether an id has the form of an item of an existing sample (``NAME-0001``)."""
+    name, _, num = item_id.rpartition("-")
+    return bool(name) and num.isdigit() and db.execute(
+        "SELECT 1 FROM calibration_items WHERE sample = ? LIMIT 1", [name]).fetchone() is not None
 
 
 def _triple_exists(db: Database, h: str) -> bool:

@@ -15,7 +15,7 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.calibration import metrics as M
 from vlmdyn_cli.calibration.labels import HumanVerdicts
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 
 PAPER_TABLE = {  # METHOD.md section 4: gpt-4o-mini vs the human majority (100 items, 4 raters)
     "gpt-4o-mini (paper, with rubric)": {"accuracy": 0.894, "precision": 0.930, "recall": 0.898, "f1": 0.91},
@@ -130,7 +130,7 @@ def score_bands(rows: list[tuple[float | None, str, str]]) -> list[dict]:
 
 def save_report(db: Database, rep: dict, agreement: float) -> None:
     """Keep one judge's report (``judge_report``) in calibration_results, in its own transaction."""
-    with db.conn:
+    with immediate(db):
         db.conn.execute(
             "INSERT INTO calibration_results(spec_hash, judge_name, agreement_threshold, n_items,"
             " metrics_json, created_at) VALUES (?,?,?,?,?,?)",

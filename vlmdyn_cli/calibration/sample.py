@@ -12,7 +12,8 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.store.db import now, upsert_triples
+from vlmdyn_cli.jsonl import input_file, read_text
+from vlmdyn_cli.store.db import immediate, now, upsert_triples
 from vlmdyn_cli.store.runs import get_run
 
 
@@ -32,10 +33,9 @@ def _candidates_from_run(db: Database, run: str) -> list[dict]:
 
 
 def _candidates_from_file(db: Database, path: Path) -> list[dict]:
-    if not path.exists():
-        raise BadInput(f"triples file {path} does not exist")
+    path = input_file(path, "triples file")
     items, triples = [], []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for i, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -46,7 +46,7 @@ def _candidates_from_file(db: Database, path: Path) -> list[dict]:
         triples.append((str(q), str(a), str(p)))
         items.append({"category": obj.get("category"), "subcategory": obj.get("subcategory"),
                       "source": f"file:{path.name}:{obj.get('id', i)}"})
-    with db.conn:
+    with immediate(db):
         hashes = upsert_triples(db, triples)
     uniq: dict[str, dict] = {}
     for h, it in zip(hashes, items):
@@ -97,7 +97,7 @@ def sample_items(db: Database, n: int, *, run: str | None = None, input_path: Pa
     cands = _candidates_from_run(db, run) if run else _candidates_from_file(db, input_path)
     chosen = draw(cands, n, seed, stratify)
     ts = now()
-    with db.conn:
+    with immediate(db):
         for i, it in enumerate(chosen, start=1):
             it["item_id"] = f"{name}-{i:04d}"
             db.conn.execute(

@@ -57,8 +57,10 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps errors to exit codes (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     import click
+    import sqlite3
 
     from vlmdyn_cli.errors import VlmdynError
+    from vlmdyn_cli.safetext import clean
 
     debug = os.environ.get("VLMDYN_DEBUG") == "1"
     try:
@@ -73,18 +75,35 @@ def main(argv: list[str] | None = None) -> int:
     except VlmdynError as exc:
         if debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {clean(exc)}\n")
         return exc.exit_code
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show(file=sys.stderr)  # a click/typer usage error: exit 2
+            import io
+
+            shown = io.StringIO()
+            exc.show(file=shown)  # a click/typer usage error: exit 2 (it may quote the bad value)
+            sys.stderr.write(clean(shown.getvalue()))
             return exc.exit_code
         if debug:
             raise
-        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n(set VLMDYN_DEBUG=1 for the traceback)\n")
+        if isinstance(exc, sqlite3.DatabaseError) and (msg := _database_message(str(exc))):
+            sys.stderr.write(f"error: {msg}\n")
+            return 1
+        sys.stderr.write(f"error: {type(exc).__name__}: {clean(exc)}\n(set VLMDYN_DEBUG=1 for the traceback)\n")
         return 1
+
+
+def _database_message(error: str) -> str | None:
+    """A plain message for the SQLite errors a user can act on."""
+    if "locked" in error:
+        return ("the database stayed locked by another writer for longer than the 30 s busy timeout "
+                "(a long import?); rerun when it has finished: the work already stored is kept")
+    if any(w in error for w in ("malformed", "not a database", "corrupt")):
+        return f"the database is damaged ({error}); `vlmdyn db check` lists the problems"
+    return None
 
 
 def run() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table, say
 
 cal_app = typer.Typer(help="Calibrate judges against human labels (the paper's human study).",
                       no_args_is_help=True)
@@ -48,7 +48,7 @@ def sample_cmd(
     if json_out:
         emit_json({"sample": name, "n": len(items), "sheet": str(sheet), "categories": cats})
     else:
-        typer.echo(f"sample {name!r}: {len(items)} items -> {sheet}  categories: {cats}")
+        say(f"sample {name!r}: {len(items)} items -> {sheet}  categories: {cats}")
         hint("Give each rater a copy; they fill the label column with yes/no, then: "
              f"vlmdyn calibrate import {sheet} --rater NAME")
 
@@ -66,8 +66,8 @@ def sheet_cmd(
     from vlmdyn_cli.calibration.sample import write_sheet
     from vlmdyn_cli.store import open_db
 
-    n = write_sheet(open_db(db, must_exist=True), sample, out)
-    typer.echo(f"{n} items -> {out}")
+    n = write_sheet(open_db(db, readonly=True), sample, out)
+    say(f"{n} items -> {out}")
 
 
 @cal_app.command("import")
@@ -100,7 +100,7 @@ def import_cmd(
         emit_json(results)
     else:
         for r in results:
-            typer.echo(f"{r['file']}: {r['imported']} labels imported, {r['unchanged']} already stored, "
+            say(f"{r['file']}: {r['imported']} labels imported, {r['unchanged']} already stored, "
                        f"{r['empty']} rows without a label")
 
 
@@ -135,12 +135,12 @@ def labels_cmd(
     if json_out:
         emit_json(s)
         return
-    typer.echo(f"{s['items']} items with a human verdict ({100 * s['share_yes']:.0f}% yes), "
+    say(f"{s['items']} items with a human verdict ({100 * s['share_yes']:.0f}% yes), "
                f"raters: {', '.join(s['raters'])}")
-    typer.echo(f"items by number of raters: {s['items_by_rater_count']}; excluded (too few raters): "
+    say(f"items by number of raters: {s['items_by_rater_count']}; excluded (too few raters): "
                f"{s['excluded_too_few_raters']}")
     fk = s["fleiss_kappa"]
-    typer.echo(f"Fleiss' kappa: {'undefined (one class only)' if fk is None else f'{fk:.3f}'}; "
+    say(f"Fleiss' kappa: {'undefined (one class only)' if fk is None else f'{fk:.3f}'}; "
                f"pairwise agreement: {s['pairwise']['overall']}")
 
 
@@ -225,10 +225,10 @@ def report_cmd(
     print_table(rows, title=f"Judges vs human verdicts ({len(hv.verdict)} items, agreement >= {agreement})")
     for r in reports:
         c = r["confusion"]
-        typer.echo(f"{r['judge']}: confusion tp={c['tp']} fp={c['fp']} fn={c['fn']} tn={c['tn']}"
+        say(f"{r['judge']}: confusion tp={c['tp']} fp={c['fp']} fn={c['fn']} tn={c['tn']}"
                    + (f"; unscored {r['unscored_reasons']}" if r["n_unscored"] else ""))
         cats = ", ".join(f"{k} {_fmt(v['accuracy'])} (n={v['n']})" for k, v in r["per_category"].items())
-        typer.echo(f"  per category: {cats}")
+        say(f"  per category: {cats}")
         if "threshold" in r:
             th = r["threshold"]
             # the sweep covers only the items that carry a p_yes (for a cascade: those its LLM stage
@@ -236,15 +236,15 @@ def report_cmd(
             ho = th["held_out"]
             c = ho["confusion"]
             one = (" (one human class only)" if c["tp"] + c["fn"] in (0, ho["n"]) else "")
-            typer.echo(f"  p_yes threshold {th['chosen']:.3f}; held-out ({th['folds']}-fold) accuracy "
+            say(f"  p_yes threshold {th['chosen']:.3f}; held-out ({th['folds']}-fold) accuracy "
                        f"{_fmt(ho['accuracy'])}, F1 {_fmt(ho['f1'], pct=False)} on the {ho['n']} items "
                        f"with a p_yes{one}")
         if r["per_score_band"]:
-            typer.echo("  human agreement per rubric score (mean of MS, MD, H): " + ", ".join(
+            say("  human agreement per rubric score (mean of MS, MD, H): " + ", ".join(
                 f"{b['band']} {_fmt(b['agreement'])} (n={b['n']})" for b in r["per_score_band"]))
     if out["rubric_comparison"]:
         print_table(out["rubric_comparison"], title="With vs without rubric (ours and the paper's)")
-    typer.echo(cost_view.render_text(out["cost_view"]["points"], curves))
+    say(cost_view.render_text(out["cost_view"]["points"], curves))
 
 
 def _overridden(spec, overrides: dict):
@@ -389,14 +389,14 @@ def fit_cmd(
 
 def _print_fit(res: dict) -> None:
     h = res["held_out"]
-    typer.echo(f"fitted {res['name']} on {res['n_items']} {res['labels']} items -> {res['spec_path']}")
-    typer.echo(f"held-out ({res['folds']}-fold, grouped by question): accuracy {_fmt(h['accuracy'])}, precision "
+    say(f"fitted {res['name']} on {res['n_items']} {res['labels']} items -> {res['spec_path']}")
+    say(f"held-out ({res['folds']}-fold, grouped by question): accuracy {_fmt(h['accuracy'])}, precision "
                f"{_fmt(h['precision'])}, recall {_fmt(h['recall'])}, F1 {_fmt(h['f1'], pct=False)}, kappa "
                f"{_fmt(h['kappa'], pct=False)}, AUC {_fmt(res['auc_held_out'], pct=False)}")
     if "held_out_vs_humans" in res:
         hh = res["held_out_vs_humans"]
-        typer.echo(f"held-out agreement with the human verdicts: {_fmt(hh['accuracy'])} on {hh['n']} items")
-    typer.echo("weights (standardised features): " + ", ".join(f"{k} {v:+.2f}" for k, v in res["weights"].items()))
+        say(f"held-out agreement with the human verdicts: {_fmt(hh['accuracy'])} on {hh['n']} items")
+    say("weights (standardised features): " + ", ".join(f"{k} {v:+.2f}" for k, v in res["weights"].items()))
     c = res.get("cascade")
     if not c:
         return
@@ -414,11 +414,11 @@ def _print_fit(res: dict) -> None:
          "escalated": "100.0%", "unscored": c["llm"]["n_unscored"], "$/1k items": usd(c["usd_per_1000"]["llm"])},
     ]
     print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
-    typer.echo(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
+    say(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
                f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
     if not c["target_reached"]:
         hint("no band reached --target-agreement on these items: the cascade uses the band that agrees most")
-    typer.echo(f"run it: vlmdyn judge --run RUN --judge {res['spec_path']}")
+    say(f"run it: vlmdyn judge --run RUN --judge {res['spec_path']}")
 
 
 def register(app: typer.Typer) -> None:

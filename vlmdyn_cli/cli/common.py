@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from vlmdyn_cli.safetext import clean
+
 DbOpt = Annotated[
     Optional[Path],
     typer.Option("--db", envvar="VLMDYN_DB", help="Experiment database (default ./vlmdyn.db).",
@@ -35,8 +37,14 @@ def emit_jsonl(obj) -> None:
 
 
 def hint(message: str) -> None:
-    """A human hint on stderr."""
-    sys.stderr.write(message + "\n")
+    """A human hint on stderr (control characters made visible)."""
+    sys.stderr.write(clean(message) + "\n")
+
+
+def say(message: str = "", nl: bool = True) -> None:
+    """A line of human output on stdout, control characters made visible (model or user text
+    cannot retitle, clear or colour the terminal; ``--json`` output is exact instead)."""
+    typer.echo(clean(message), nl=nl)
 
 
 def print_table(rows: list[dict], columns: list[str] | None = None, title: str | None = None) -> None:
@@ -64,4 +72,4 @@ def _cell(v) -> "object":
         return Text("")
     if isinstance(v, float):
         return Text(f"{v:.4g}")
-    return Text(str(v))  # Text: never interpreted as markup
+    return Text(clean(v))  # Text: never interpreted as markup; controls made visible

@@ -99,9 +99,9 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
         for i, line in enumerate(sys.stdin, 1):
             yield i, line
         return
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            yield i, line
+    from vlmdyn_cli.jsonl import lines
+
+    yield from lines(path)
 
 
 def _parse(lineno: int, line: str, where: str) -> dict | None:
@@ -131,8 +131,10 @@ def _categorize_file(cat, path: Path, json_out: bool, batch_size: int) -> None:
     from vlmdyn_cli.errors import BadInput
 
     where = "stdin" if str(path) == "-" else str(path)
-    if where != "stdin" and not path.is_file():
-        raise BadInput(f"{path}: no such file")
+    if where != "stdin":
+        from vlmdyn_cli.jsonl import input_file
+
+        path = input_file(path, "input file")
     if where == "stdin":
         records = [r for r in (_parse(i, line, where) for i, line in _read_lines(path)) if r is not None]
         batches = (records[k:k + batch_size] for k in range(0, len(records), batch_size))

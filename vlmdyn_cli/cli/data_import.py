@@ -80,7 +80,7 @@ def stats_cmd(
     from vlmdyn_cli.data.stats import category_stats
     from vlmdyn_cli.store.db import open_db
 
-    st = category_stats(open_db(db, must_exist=True), dataset, samples=samples, size=size, seed=seed)
+    st = category_stats(open_db(db, readonly=True), dataset, samples=samples, size=size, seed=seed)
     if json_out:
         emit_json(st)
         return
@@ -111,7 +111,7 @@ def list_cmd(db: DbOpt = None, json_out: JsonOpt = False):
     from vlmdyn_cli.data.stats import list_datasets
     from vlmdyn_cli.store.db import open_db
 
-    rows = list_datasets(open_db(db, must_exist=True))
+    rows = list_datasets(open_db(db, readonly=True))
     if json_out:
         emit_json(rows)
         return

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table, say
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -109,9 +109,9 @@ def _print_summary(rows: list[dict], metric: str, by_category: bool) -> None:
     from vlmdyn_cli.inference.summary import LABEL, pivot
 
     if not rows:
-        typer.echo("(no generations for these sets yet: run `vlmdyn infer`)")
+        say("(no generations for these sets yet: run `vlmdyn infer`)")
         return
-    typer.echo(f"{metric} match accuracy in % ({LABEL}); rows: sets, columns: checkpoint "
+    say(f"{metric} match accuracy in % ({LABEL}); rows: sets, columns: checkpoint "
                f"steps, n: items answered")
     cats = ["all"] + (sorted({r["category"] for r in rows} - {"all"}) if by_category else [])
     for cat in cats:
@@ -144,7 +144,7 @@ def summary_cmd(
 
     if metric not in LEVELS:
         raise BadInput(f"--metric must be one of {', '.join(LEVELS)}, not '{metric}'")
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     names = _names(sets)
     if names is not None:
         from vlmdyn_cli.inference.plan import resolve_sets
@@ -176,7 +176,7 @@ def list_cmd(
     from vlmdyn_cli.store.generations import list_generations
     from vlmdyn_cli.store.runs import get_run
 
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     rows = list_generations(d, run_id=None if run is None else get_run(d, run).id, step=step, set_name=set_name,
                             limit=limit)
     for r in rows:

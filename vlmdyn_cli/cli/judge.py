@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, emit_jsonl, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, emit_jsonl, hint, print_table, say
 
 judgements_app = typer.Typer(
     name="judgements", no_args_is_help=True,
@@ -43,6 +43,8 @@ def judge_cmd(
     batch: Annotated[bool, typer.Option("--batch", help="Use the OpenAI Batch API (half price, resumable).")] = False,
     batch_wait: Annotated[Optional[float], typer.Option("--batch-wait", help="Seconds to wait for a Batch API job "
                           "(0: submit/check once and return).")] = None,
+    rows: Annotated[int, typer.Option("--rows", min=0, help="With --input: print the first N results as a "
+                                      "table (0: all; --json gives all as JSON lines).")] = 20,
     db: DbOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -92,14 +94,14 @@ def judge_cmd(
             summary, results = judge_file(d, input, spec, reporter, **kw)
     finally:
         d.close()
-    _report(summary, results, json_out)
+    _report(summary, results, json_out, rows)
     if summary.failure:
         from vlmdyn_cli.errors import Failure
 
         raise Failure(summary.failure)
 
 
-def _report(summary, results, json_out: bool) -> None:
+def _report(summary, results, json_out: bool, n_rows: int = 20) -> None:
     s = summary.as_dict()
     if json_out:
         if results is not None and not summary.dry_run:
@@ -114,18 +116,22 @@ def _report(summary, results, json_out: bool) -> None:
         return
     if summary.dry_run:
         cost = "unknown (no price for this model)" if s["est_cost_usd"] is None else f"${s['est_cost_usd']:.4f}"
-        print(f"judge {s['judge']} ({s['spec_hash'][:12]}): {s['total']} items, {s['cached']} cached, "
+        say(f"judge {s['judge']} ({s['spec_hash'][:12]}): {s['total']} items, {s['cached']} cached, "
               f"{s['new']} new")
-        print(f"estimated tokens: {s['est_prompt_tokens']} prompt + {s['est_completion_tokens']} completion; "
+        say(f"estimated tokens: {s['est_prompt_tokens']} prompt + {s['est_completion_tokens']} completion; "
               f"estimated cost: {cost}")
         for n in s["notes"]:
-            print(n)
+            say(n)
         return
     if results is not None:
-        print_table([{k: r.get(k) for k in ("id", "verdict", "status", "decided_by", "reason")} for r in results])
-    print(_summary_line(s))
+        shown = results if n_rows == 0 else results[:n_rows]
+        print_table([{k: r.get(k) for k in ("id", "verdict", "status", "decided_by", "reason")} for r in shown])
+        if len(shown) < len(results):
+            say(f"... {len(results) - len(shown)} more results not shown (--rows 0 shows all, --json gives "
+                f"JSON lines; stored: `vlmdyn judgements list`)")
+    say(_summary_line(s))
     for n in s["notes"]:
-        print(n)
+        say(n)
 
 
 def _summary_line(s: dict) -> str:
@@ -166,7 +172,7 @@ def list_cmd(
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.judgement_queries import iter_judgements
 
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     try:
         rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None,
                                     min_score=min_score, max_score=max_score))
@@ -195,7 +201,7 @@ def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.judgement_queries import judge_status
 
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     try:
         rows = judge_status(d)
     finally:
@@ -236,7 +242,7 @@ def export_cmd(
 
     if fmt not in ("csv", "jsonl"):
         raise BadInput(f"--format must be csv or jsonl, not {fmt!r}")
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     n = 0
     tmp = out.with_name(out.name + ".part")
     try:

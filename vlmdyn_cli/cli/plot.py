@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, say
 
 FIGURE_NAMES = ("frontiers", "categories", "seen-sets", "subcategories", "dedup", "loss", "all")
 
@@ -69,17 +69,18 @@ def plot_cmd(
         import shutil
 
         from vlmdyn_cli.plots.terminal import render_text
+        from vlmdyn_cli.safetext import clean_all
         import sys
 
         cols = shutil.get_terminal_size((110, 30)).columns
         for spec in specs:
-            typer.echo(render_text(spec, width=max(60, cols - 2), height=22, color=sys.stdout.isatty()))
+            typer.echo(render_text(clean_all(spec), width=max(60, cols - 2), height=22, color=sys.stdout.isatty()))
         return
     from vlmdyn_cli.plots.render import draw
 
     for spec in specs:
         path = draw(spec, out / f"{spec['figure']}.{fmt}", fmt=fmt)
-        typer.echo(str(path))
+        say(str(path))
         for note in spec.get("notes", []):
             hint(f"{spec['figure']}: {note}")
 
@@ -112,7 +113,7 @@ def report_cmd(
     if json_out:
         emit_json(summary)
         return
-    typer.echo(summary["path"])
+    say(summary["path"])
     for name, why in summary["missing"].items():
         hint(f"{name}: not drawn: {why}")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table, say
 
 sets_app = typer.Typer(
     help="Seen@k and unseen evaluation sets, built from a run's order manifest.",
@@ -130,7 +130,7 @@ def list_cmd(
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.runs import get_run
 
-    d = open_db(db, must_exist=True)
+    d = open_db(db, readonly=True)
     if run is not None:
         get_run(d, run)
     sets = list_sets(d, run)
@@ -150,7 +150,7 @@ def list_cmd(
                      "overlap": check})
     print_table(rows, title="evaluation sets")
     for s in sets:
-        typer.echo(_check_line(s))
+        say(_check_line(s))
     if not sets:
         hint("no sets yet: build them with `vlmdyn sets build --run RUN`")
 

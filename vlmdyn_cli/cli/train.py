@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         from vlmdyn_cli.store import open_db
         from vlmdyn_cli.store.runs import list_runs
 
-        rows = list_runs(open_db(db, must_exist=True))
+        rows = list_runs(open_db(db, readonly=True))
         if json_out:
             emit_json(rows)
             return

@@ -28,6 +28,7 @@ from vlmdyn_cli.data.categories import (CATEGORIES, OCR, RECOGNITION, Categorize
                                         pair_source)
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
+from vlmdyn_cli.store.db import immediate
 
 
 @dataclass
@@ -158,7 +159,7 @@ def categorize_dataset(db, method: str = "rules", dataset: str | None = None,
                 raise RuntimeError(f"categoriser {cat.method} returned {len(labels)} labels for {len(rows)} questions")
             updates = [(lab.category, lab.subcategory, cat.method, lab.reason, r[0])
                        for r, lab in zip(rows, labels) if lab is not None]
-            with db.atomic():
+            with immediate(db):
                 db.conn.executemany("UPDATE qa_pairs SET category = ?, subcategory = ?, category_method = ?, "
                                     "category_reason = ? WHERE id = ?", updates)
             n_labelled += len(updates)

@@ -17,11 +17,19 @@ import hashlib
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from vlmdyn_cli.errors import BadInput
+
+
+# The largest image accepted, in pixels (width x height): 50 megapixels, far above any VLM
+# training image (LLaVA's are at most ~1000 px a side and models see 336-384 px), and below
+# Pillow's decompression-bomb threshold (89.5 MP warns, 179 MP fails). A larger image is bad
+# input naming its record; the header is read before any pixel is decoded.
+MAX_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,7 @@ def path_key(rel: str) -> ImageInfo:
 
 
 def hash_image(root: Path, rel: str, *, where: str) -> ImageInfo:
-    """Hash one image file and check it is a readable image."""
-    from PIL import Image, UnidentifiedImageError
+    """Hash one image file and check it is a readable image of at most ``MAX_PIXELS``."""
 
     path = root / rel
     # a symlink may still point outside the root: compare resolved paths
@@ -70,13 +77,46 @@ def hash_image(root: Path, rel: str, *, where: str) -> ImageInfo:
     except OSError as exc:
         raise BadInput(f"{where}: cannot read image {rel!r}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(data).hexdigest()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
+    with open_checked(io.BytesIO(data), f"{where}: image {rel!r}") as im:
+        width, height = im.size
+        try:
             im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BadInput(f"{where}: image {rel!r} is not a valid image file ({exc})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise BadInput(f"{where}: image {rel!r} is not a valid image file ({exc})") from None
     return ImageInfo(digest, width, height, len(data))
+
+
+@contextmanager
+def open_checked(source, what: str):
+    """``PIL.Image.open`` of a path or file object, refusing what is not an image or is larger
+    than ``MAX_PIXELS`` (BadInput starting with ``what``, which names the record or file)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    # our own limit is lower than Pillow's warning threshold (set once: catch_warnings is not thread-safe)
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    try:
+        im = Image.open(source)
+    except Image.DecompressionBombError as exc:
+        raise BadInput(f"{what} is too large ({_pixels_of(exc)}; the limit is {MAX_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise BadInput(f"{what} is not a valid image file (not a format Pillow recognises)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadInput(f"{what} is not a valid image file ({exc})") from None
+    with im:
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise BadInput(f"{what} is too large ({w} x {h} = {w * h:,} pixels; the limit is "
+                           f"{MAX_PIXELS:,} pixels)")
+        yield im
+
+
+def _pixels_of(exc: Exception) -> str:
+    import re
+
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(m.group(1)):,} pixels" if m else "over Pillow's decompression-bomb limit"
 
 
 class ImageHasher:

@@ -28,8 +28,9 @@ from vlmdyn_cli.data import images as img
 from vlmdyn_cli.data.llava import RawRecord, iter_records
 from vlmdyn_cli.data.turns import dependent_reason, split_turns
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.jsonl import input_file
 from vlmdyn_cli.progress import NullReporter, Reporter
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 
 BATCH = 2000                     # conversations per executemany batch
 FILTER_VERSION = "dependent-turns/1"
@@ -254,9 +255,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     ``path:<sha256 of the path>``). Returns counts; raises BadInput with the
     database unchanged on any bad record, image or name clash.
     """
-    json_path = Path(json_path)
-    if not json_path.is_file():
-        raise BadInput(f"{json_path}: no such file")
+    json_path = input_file(json_path, "dataset file")
     root = Path(images_dir) if images_dir is not None else json_path.parent
     if hash_images and not root.is_dir():
         raise BadInput(f"image root {root} is not a directory (pass --images DIR, or --no-images)")
@@ -278,7 +277,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     n_conv = n_kept = 0
     size = max(json_path.stat().st_size, 1)
     try:
-        with db.atomic(), reporter.task(f"importing {name}", unit="conversations") as task:
+        with reporter.task(f"importing {name}", unit="conversations") as task, immediate(db):
             cur = db.conn.execute(
                 "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) "
                 "VALUES (?,?,?,?,?)", [name, str(json_path.resolve()), sha, str(root.resolve()), now()])

@@ -174,6 +174,7 @@ def _decode_one(path: Path, buf: _Buffer, pos: int, index: int) -> tuple[dict, i
             if not final and len(buf.text) - pos > MAX_RECORD_CHARS:
                 final = True
             if final or not buf.fill():
-                raise BadInput(f"{path}: malformed JSON in record {index}: {exc.msg} at "
+                what = exc.msg.removesuffix(" at")   # "Unterminated string starting at" + " at byte ..."
+                raise BadInput(f"{path}: malformed JSON in record {index}: {what} at "
                                f"{_where(path, buf.base + exc.pos)}") from None
             last = key

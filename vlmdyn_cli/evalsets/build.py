@@ -17,7 +17,7 @@ from sqlite_utils import Database
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.evalsets import sampling, selection
 from vlmdyn_cli.progress import NullReporter, Reporter
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import Run
 
 DEFINITION_VERSION = 1
@@ -127,7 +127,7 @@ def build(db: Database, run: Run, specs: list[SetSpec], *, force: bool = False,
     if shortfalls:
         raise BadInput("not enough candidates; nothing was written:\n  " + "\n  ".join(shortfalls))
 
-    with db.atomic():
+    with immediate(db):
         for s in todo:
             replaced = s.name in old
             if replaced:

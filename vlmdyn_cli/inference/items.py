@@ -75,13 +75,13 @@ def check_images(items: list[GenItem]) -> None:
 
 
 def open_image(path: str):
-    """A PIL RGB image; BadInput naming the file when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    """A PIL RGB image; BadInput naming the file when it cannot be read or is too large."""
+    from vlmdyn_cli.data.images import open_checked
 
     try:
-        with Image.open(path) as im:
+        with open_checked(path, f"image {path}") as im:
             return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
+    except OSError as exc:
         raise BadInput(f"image {path} cannot be read: {exc}") from exc
 
 

@@ -14,11 +14,11 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.inference.config import GenConfig
 from vlmdyn_cli.inference.items import GenItem
-from vlmdyn_cli.store.db import now, upsert_triples
+from vlmdyn_cli.store.db import immediate, now, upsert_triples
 
 
 def save_config(db: Database, cfg: GenConfig) -> str:
-    with db.atomic():
+    with immediate(db):
         db.conn.execute("INSERT OR IGNORE INTO gen_configs(hash, config_json) VALUES (?,?)",
                         [cfg.hash, cfg.to_json()])
     return cfg.hash

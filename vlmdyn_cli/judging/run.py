@@ -29,7 +29,7 @@ from vlmdyn_cli.judging.verdict import Scores, Verdict
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import judgements as store
 from vlmdyn_cli.store.batch_jobs import BatchJobs
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import get_run
 
 FLUSH_ROWS = 200          # rows per write transaction
@@ -104,10 +104,15 @@ class _Writer:
             self.last = time.monotonic()
 
 
-def checked_options(spec: JudgeSpec, backend_options: dict | None = None):
+def checked_options(spec: JudgeSpec, backend_options: dict | None = None, *, ready: bool = False):
     """The judge's backend options (its spec's [options] under command-line values), checked before any
-    work: an unknown or mistyped one is BadInput naming it."""
-    return backend_class(spec.backend).options_for(spec, backend_options)
+    work: an unknown or mistyped one is BadInput naming it. ``ready``: also what the judge needs from
+    the environment (an API key...), so a judge that cannot run stops before anything is stored."""
+    cls = backend_class(spec.backend)
+    options = cls.options_for(spec, backend_options)
+    if ready:
+        cls.ready(spec, options)
+    return options
 
 
 def preflight(spec: JudgeSpec, backend_options: dict | None = None) -> None:
@@ -177,7 +182,7 @@ def judge_triples(db: Database, spec: JudgeSpec, triple_hashes, reporter: Report
         if max_cost is not None and (priced := cls.estimate(spec, options, [], context)).cost_usd is None:
             raise BadInput(f"--max-cost needs a price for judge '{spec.name}': {priced.no_price}")
         backend = cls(spec, options, context) if todo else None   # (a missing key or model stops here)
-        with db.atomic():
+        with immediate(db):
             for s in (spec, *spec.stages):
                 store.register_spec(db, s.hash, s.name, s.record(), now())
         context.reporter.info(f"judge {spec.name} ({spec.hash[:12]}): {summary.cached} cached, "
@@ -285,5 +290,5 @@ def run_triple_hashes(db: Database, run_name: str, sets: list[str] | None = None
 def judge_run(db: Database, run_name: str, spec: JudgeSpec, sets: list[str] | None = None,
               checkpoints: list[int] | None = None, reporter: Reporter | None = None, **kw) -> JudgeSummary:
     """Judge a run's generations (all, or the given eval sets / checkpoint steps)."""
-    checked_options(spec, kw.get("backend_options"))
+    checked_options(spec, kw.get("backend_options"), ready=not kw.get("dry_run"))
     return judge_triples(db, spec, run_triple_hashes(db, run_name, sets, checkpoints), reporter, **kw)

@@ -170,6 +170,7 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
         raise BadInput(f"judge spec {source}: unknown decoding field '{bad[0]}'"
                        f"{did_you_mean(bad[0], DECODING_FIELDS)}; known: {', '.join(sorted(DECODING_FIELDS))}")
     decoding = DEFAULT_DECODING | decoding
+    _check_decoding(decoding, source)
     if decoding["score_mode"] not in SCORE_MODES:
         raise BadInput(f"judge spec {source}: score_mode must be one of {', '.join(SCORE_MODES)}")
     if decoding.get("fill", "slots") not in ("slots", "sample"):
@@ -213,6 +214,28 @@ def _stage(ref: str, base, source: str, depth: int) -> JudgeSpec:
         return _load(cand.read_text(encoding="utf-8"), cand.parent if isinstance(cand, Path) else base,
                      str(cand), depth + 1)
     return load_spec(ref)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# [decoding] field -> (check, what it must be)
+_DECODING_CHECKS = {
+    "temperature": (lambda v: _number(v) and 0 <= v <= 2, "a number from 0 to 2"),
+    "max_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+    "grammar": (lambda v: isinstance(v, bool), "true or false"),
+    "threshold": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "min_confidence": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "defer_band": (lambda v: isinstance(v, list) and len(v) == 2 and all(_number(x) and 0 <= x <= 1 for x in v)
+                   and v[0] <= v[1], "two numbers [low, high] from 0 to 1, low <= high"),
+}
+
+
+def _check_decoding(decoding: dict, source: str) -> None:
+    for k, (ok, what) in _DECODING_CHECKS.items():
+        if k in decoding and not ok(decoding[k]):
+            raise BadInput(f"judge spec {source}: [decoding] {k} = {decoding[k]!r} must be {what}")
 
 
 def _check_options(options: dict, source: str) -> None:

@@ -14,34 +14,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.jsonl import parse_object
+from vlmdyn_cli.jsonl import input_file, lines, parse_object
 from vlmdyn_cli.judging.references import encode
+from vlmdyn_cli.store.db import immediate
 
 REQUIRED = ("question", "answer", "prediction")
 
 
 def read_triples_file(path: str | Path) -> list[dict]:
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"triples file {p} does not exist")
+    p = input_file(path, "triples file")
     rows: list[dict] = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            obj = parse_object(line, f"{p}: line {lineno}")
-            if obj is None:
-                continue
-            if "answer" not in obj and "references" in obj:     # several acceptable answers, kept apart
-                refs = obj["references"]
-                if not isinstance(refs, list) or not refs or not all(isinstance(x, str) for x in refs):
-                    raise BadInput(f"{p}: line {lineno}: field 'references' must be a non-empty list of strings")
-                obj["answer"] = encode(refs)
-            for k in REQUIRED:
-                if not isinstance(obj.get(k), str):
-                    what = "missing" if k not in obj else f"not a string ({type(obj[k]).__name__})"
-                    raise BadInput(f"{p}: line {lineno}: field '{k}' is {what}; each line needs "
-                                   f"string fields {', '.join(REQUIRED)}")
-            obj.setdefault("id", lineno)
-            rows.append(obj)
+    for lineno, line in lines(p):
+        obj = parse_object(line, f"{p}: line {lineno}")
+        if obj is None:
+            continue
+        if "answer" not in obj and "references" in obj:     # several acceptable answers, kept apart
+            refs = obj["references"]
+            if not isinstance(refs, list) or not refs or not all(isinstance(x, str) for x in refs):
+                raise BadInput(f"{p}: line {lineno}: field 'references' must be a non-empty list of strings")
+            obj["answer"] = encode(refs)
+        for k in REQUIRED:
+            if not isinstance(obj.get(k), str):
+                what = "missing" if k not in obj else f"not a string ({type(obj[k]).__name__})"
+                raise BadInput(f"{p}: line {lineno}: field '{k}' is {what}; each line needs "
+                               f"string fields {', '.join(REQUIRED)}")
+        obj.setdefault("id", lineno)
+        rows.append(obj)
     if not rows:
         raise BadInput(f"{p}: no triples in the file")
     return rows
@@ -61,17 +59,17 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
     from vlmdyn_cli.store.db import upsert_triples
 
     rows = read_triples_file(path)
-    checked_options(spec, kw.get("backend_options"))   # bad options: nothing is stored
+    checked_options(spec, kw.get("backend_options"), ready=not kw.get("dry_run"))   # bad options, no key: nothing stored
     triples = [(r["question"], r["answer"], r["prediction"]) for r in rows]
     if kw.get("dry_run"):   # estimate inside a transaction that is rolled back: a dry run writes nothing
-        db.conn.execute("BEGIN")
+        db.conn.execute("BEGIN IMMEDIATE")
         try:
             hashes = upsert_triples(db, triples)
             summary = judge_triples(db, spec, hashes, reporter, **kw)
         finally:
             db.conn.execute("ROLLBACK")
         return summary, []
-    with db.atomic():
+    with immediate(db):
         hashes = upsert_triples(db, triples)
     summary = judge_triples(db, spec, hashes, reporter, **kw)
     found = store.rows_of(db, spec.hash, list(dict.fromkeys(hashes)))

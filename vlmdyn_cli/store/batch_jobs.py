@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 
 
 @dataclass
@@ -35,7 +35,7 @@ class BatchJobs:
 
     def add(self, batch_id: str, status: str, items: dict[str, str]) -> None:
         ts = now()
-        with self.db.atomic():
+        with immediate(self.db):
             self.db.conn.execute(
                 "INSERT INTO openai_batches(batch_id, spec_hash, status, n_items, items_json, created_at, "
                 "updated_at) VALUES (?,?,?,?,?,?,?)",
@@ -43,6 +43,6 @@ class BatchJobs:
 
     def update(self, batch_id: str, status: str, new_id: str | None = None) -> None:
         """Set a job's status (and give it its real id, ``new_id``, once the API has made it)."""
-        with self.db.atomic():
+        with immediate(self.db):
             self.db.conn.execute("UPDATE openai_batches SET batch_id = ?, status = ?, updated_at = ? "
                                  "WHERE batch_id = ?", (new_id or batch_id, status, now(), batch_id))

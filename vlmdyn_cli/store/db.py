@@ -7,11 +7,14 @@ import hashlib
 import json
 import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.store.integrity import QUICK_CHECK_MAX_BYTES, quick_problems, ro_uri
 
 DEFAULT_DB = "vlmdyn.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -30,17 +33,17 @@ def connect(path: str | os.PathLike, *, readonly: bool = False) -> sqlite3.Conne
     Autocommit mode (``isolation_level=None``: callers open their own
     transactions), usable from worker threads, a busy timeout, WAL journal and
     ``synchronous=NORMAL``, so readers (plots, the TUI) and a writer (judge,
-    infer) work on the same file at once. ``readonly=True`` makes the
-    connection refuse every write (``PRAGMA query_only``) and leaves the
-    journal mode as the file has it: the TUI's readers.
+    infer) work on the same file at once. ``readonly=True`` opens the file
+    read-only (``mode=ro``: never created, never written; temp tables still
+    work) and leaves the journal mode as the file has it: the TUI's readers
+    and the read-only commands.
     This function does not create tables or migrate: ``open_db`` does.
     """
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(ro_uri(path) if readonly else str(path), uri=readonly,
+                               timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if readonly:
-            conn.execute("PRAGMA query_only = 1")
             conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails here on a non-database
         else:  # the journal mode is stored in the file: only a writer sets it
             conn.execute("PRAGMA journal_mode = WAL")
@@ -51,26 +54,142 @@ def connect(path: str | os.PathLike, *, readonly: bool = False) -> sqlite3.Conne
     return conn
 
 
-def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> Database:
-    """Open the experiment database (``--db``, ``$VLMDYN_DB`` or ./vlmdyn.db) through ``connect``,
-    creating it and applying pending migrations."""
+def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False, readonly: bool = False,
+            adopt: bool = False) -> Database:
+    """Open the experiment database (``--db``, ``$VLMDYN_DB`` or ./vlmdyn.db) through ``connect``.
+
+    A writer (the default) creates a missing file, checks a small existing one
+    for damage (``store/integrity.py``) and applies pending migrations under
+    the write lock. ``readonly=True`` (list, status, export...) never
+    writes: the file must exist and be up to date, and the connection refuses
+    writes. Either way a database made by a newer vlmdyn, or a SQLite file with
+    someone else's tables (``adopt=True``, i.e. ``vlmdyn db migrate --adopt``,
+    turns a foreign one into ours), is refused untouched: BadInput, exit 2.
+    """
     p = resolve_db_path(path)
-    if must_exist and not p.exists():
+    if p.is_dir():
+        raise BadInput(f"--db {p} is a directory, not a database file")
+    if (must_exist or readonly) and not p.exists():
         raise BadInput(f"database {p} does not exist (run `vlmdyn data import` first, or pass --db)")
+    state = check_ours(p, adopt=adopt)
+    if readonly:
+        if state.pending:
+            raise BadInput(f"{p} was made by an older vlmdyn and needs {len(state.pending)} migration(s) "
+                           f"({', '.join(state.pending[:3])}...): run `vlmdyn db migrate --db {p}` first")
+        return Database(connect(p, readonly=True))
+    if p.exists() and p.stat().st_size <= QUICK_CHECK_MAX_BYTES and (problems := quick_problems(p)):
+        raise BadInput(f"{p} is damaged, nothing was written ({'; '.join(problems[:3])}); "
+                       f"`vlmdyn db check --db {p}` lists the problems; restore it from a backup")
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     db = Database(connect(p))
-    migrate(db)
+    migrate(db, adopt=adopt)
     return db
 
 
-def migrate(db: Database) -> list[str]:
-    """Apply pending migrations; returns the names applied."""
+class DbState:
+    """What ``check_ours`` found: the migrations this vlmdyn has that the file lacks."""
+
+    def __init__(self, pending: list[str]):
+        self.pending = pending
+
+
+def check_ours(p: Path, *, adopt: bool = False) -> DbState:
+    """Look at a database file without writing to it: refuse a foreign or newer one (BadInput)."""
     from vlmdyn_cli.store.migrations import migrations
 
-    pending = [m.name for m in migrations.pending(db)]
-    if pending:
-        migrations.apply(db)
+    known = [m.name for m in migrations._migrations]
+    if not p.exists() or p.stat().st_size == 0:
+        return DbState(known)
+    try:
+        conn = sqlite3.connect(ro_uri(p), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise BadInput(f"{p} is not a usable SQLite database: {exc}") from exc
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        applied = _applied(conn, tables)
+    except sqlite3.DatabaseError as exc:
+        raise BadInput(f"{p} is not a usable SQLite database: {exc}") from exc
+    finally:
+        conn.close()
+    if tables and not applied and not adopt:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise BadInput(f"{p} is a SQLite database but not a vlmdyn experiment database (its tables: {shown}); "
+                       f"left untouched. Use another --db, or turn it into one with "
+                       f"`vlmdyn db migrate --adopt --db {p}`")
+    newer = [n for n in applied if n not in known]
+    if newer:
+        raise BadInput(f"{p} was made by a newer vlmdyn (schema migrations this version does not know: "
+                       f"{', '.join(newer)}); left untouched. Upgrade vlmdyn to use it")
+    return DbState([n for n in known if n not in applied])
+
+
+def _applied(conn: sqlite3.Connection, tables: list[str]) -> list[str]:
+    if "_sqlite_migrations" not in tables:
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'vlmdyn' ORDER BY rowid")]
+
+
+class Busy(BadInput):
+    """Another connection held the write lock for longer than the caller was willing to wait."""
+
+
+@contextmanager
+def immediate(db: Database | sqlite3.Connection, wait_s: float | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes the write lock when it starts (``BEGIN IMMEDIATE``).
+
+    A deferred transaction that reads first and writes later cannot wait for
+    another writer in WAL mode: it fails at once with "database is locked".
+    Taken up front, the lock is waited for on the busy timeout, so concurrent
+    writers (several ``infer --shard`` processes on one file) queue instead of
+    failing. Keep the body short: every other writer waits for it. Rolled back
+    on any exception (Ctrl-C included); yields the connection.
+
+    ``wait_s`` waits that long instead of the busy timeout and raises ``Busy``
+    when the lock is not free by then (for work that must not queue behind a
+    long writer).
+    """
+    conn = db.conn if isinstance(db, Database) else db
+    if wait_s is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Busy(str(exc)) from exc
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(db: Database, *, adopt: bool = False) -> list[str]:
+    """Apply pending migrations under the write lock; returns the names applied.
+
+    Two processes creating the same new database queue here: the second one
+    finds nothing pending once it has the lock. A newer or foreign database is
+    refused (see ``check_ours``) before anything is written.
+    """
+    from vlmdyn_cli.store.migrations import migrations
+
+    if not migrations.pending(db):
+        return []
+    with immediate(db):
+        tables = [r[0] for r in db.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        if tables and not _applied(db.conn, tables) and not adopt:
+            raise BadInput("the database is not a vlmdyn experiment database; left untouched")
+        pending = [m.name for m in migrations.pending(db)]
+        if pending:
+            migrations.apply(db)
     return pending
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 
 from sqlite_utils import Database
+from vlmdyn_cli.store.db import immediate
 
 CHUNK = 500   # hashes per IN (...) query
 
@@ -58,7 +59,7 @@ def register_spec(db: Database, spec_hash: str, name: str, record: dict, created
 
 def upsert(db: Database, rows: list[JudgementRow]) -> None:
     """Write rows in one transaction (a row already stored for its spec and triple is replaced)."""
-    with db.atomic():
+    with immediate(db):
         db.conn.executemany(UPSERT_SQL, [_values(r) for r in rows])
 
 
@@ -125,6 +126,6 @@ def _store_missing_triples(db: Database, run_id: int) -> None:
         "JOIN qa_pairs q ON q.id = g.qa_id LEFT JOIN triples t ON t.hash = g.triple_hash "
         "WHERE g.run_id = ? AND t.hash IS NULL", (run_id,)).fetchall()
     if missing:
-        with db.atomic():
+        with immediate(db):
             db.conn.executemany("INSERT OR IGNORE INTO triples(hash, question, answer, prediction) "
                                 "VALUES (?,?,?,?)", missing)

@@ -390,3 +390,12 @@ def m200_judging_rubric_score(db: Database) -> None:
     filters on it and `calibrate report` gives the human agreement per score band."""
     db.execute("ALTER TABLE judgements ADD COLUMN rubric_score REAL "
                "GENERATED ALWAYS AS ((ms + md + h) / 3.0) VIRTUAL")
+
+
+@migrations(name="m220_runs_owner")
+def m220_runs_owner(db: Database) -> None:
+    """The process training a run (issue 17 item 7): its pid and host, recorded when the run starts or
+    resumes, so a run left `running` by a killed process is shown as interrupted (`runs list`, TUI)
+    and a second trainer of the same run is refused while the first is alive."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")

@@ -33,14 +33,14 @@ class ImageCache:
         self.keep = n_images * 3 * h * w * 4 <= budget_bytes
 
     def get(self, paths: list[str]) -> torch.Tensor:
-        from PIL import Image
+        from vlmdyn_cli.data.images import open_checked
 
         todo = [p for p in dict.fromkeys(paths) if p not in self.cache]
         fresh = {}
         if todo:
             imgs = []
             for p in todo:
-                with Image.open(p) as im:
+                with open_checked(p, f"image {p}") as im:
                     imgs.append(im.convert("RGB"))
             pix = self.proc(images=imgs, return_tensors="pt")["pixel_values"]
             fresh = dict(zip(todo, pix))

@@ -11,7 +11,7 @@ import json
 import re
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.store.db import now
+from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import Run, checkpoints, get_run
 
 
@@ -22,7 +22,7 @@ def default_run_name(dataset: str, model_id: str, seed: int) -> str:
 
 def create_run(db, *, name, dataset_id, seed, model_id, cfg, out_dir, total_steps, global_batch,
                checkpoint_steps, init_from) -> int:
-    with db.conn:
+    with immediate(db):
         cur = db.conn.execute(
             "INSERT INTO runs(name, dataset_id, seed, model_id, config_json, out_dir, status, total_steps,"
             " global_batch, checkpoint_steps_json, init_from, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -33,20 +33,20 @@ def create_run(db, *, name, dataset_id, seed, model_id, cfg, out_dir, total_step
 
 def set_status(db, run_id: int, status: str, **fields) -> None:
     cols = ["status = ?"] + [f"{k} = ?" for k in fields]
-    with db.conn:
+    with immediate(db):
         db.conn.execute(f"UPDATE runs SET {', '.join(cols)} WHERE id = ?", [status, *fields.values(), run_id])
 
 
 def forget_after(db, run_id: int, step: int) -> None:
     """Drop manifest/metrics/checkpoint rows past ``step`` (a resume redoes those steps)."""
-    with db.conn:
+    with immediate(db):
         for table in ("run_order", "metrics", "checkpoints"):
             db.conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
 
 
 def write_progress(db, run_id: int, order_rows, metric_rows, checkpoint: tuple[int, str] | None = None) -> None:
     """One transaction: consumed (conversation, step, position), per-step metrics, a checkpoint row."""
-    with db.conn:
+    with immediate(db):
         # the first time a conversation was trained (a run of fixed steps can repeat it in later passes)
         db.conn.executemany(
             "INSERT INTO run_order(run_id, conversation_id, step, position) VALUES (?,?,?,?) "

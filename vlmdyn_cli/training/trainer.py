@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import signal
 import threading
 import time
@@ -134,14 +136,20 @@ class Trainer:
         run = find_run(db, name)
         start, init_from = 0, self.init_from
         if run is not None:
-            if run.status == "done" and not self.resume:
-                raise BadInput(f"run '{name}' already exists and is done; choose another --run name or --seed")
-            if run.status == "done":
-                self.reporter.info(f"run {name} is already done ({run.total_steps} steps)")
+            same = _comparable(json.loads(run.config_json)) == _comparable(resolved)
+            if run.status == "running" and run.pid is not None and not run.process_gone:
+                raise BadInput(f"run '{name}' is being trained right now (pid {run.pid} on {run.host}); "
+                               "wait for it, or stop that process first")
+            if run.status == "done" and same:      # a finished stage rerun does nothing, like every other stage
+                self.reporter.info(f"run {name} is already done ({run.total_steps} steps): nothing to do")
+            elif run.status == "done":
+                raise BadInput(f"run '{name}' is done, with another config (model, data, batch, schedule or "
+                               "loss differ); choose another --run name or --seed")
             elif not self.resume:
-                raise BadInput(f"run '{name}' exists (status {run.status}); add --resume to continue it, "
+                gone = f", its process (pid {run.pid} on {run.host}) is gone" if run.process_gone else ""
+                raise BadInput(f"run '{name}' exists (status {run.status}{gone}); add --resume to continue it, "
                                "or choose another --run name")
-            elif _comparable(json.loads(run.config_json)) != _comparable(resolved):
+            elif not same:
                 raise BadInput(f"--resume: the config differs from the one run '{name}' started with "
                                "(model, data, batch, schedule and loss must match)")
             start, init_from = ResumeState(run_dir).step(), run.init_from
@@ -219,7 +227,7 @@ class Trainer:
             else:
                 run_id = plan.existing.id
                 R.forget_after(db, run_id, plan.start_step)
-            R.set_status(db, run_id, "running")
+            R.set_status(db, run_id, "running", pid=os.getpid(), host=socket.gethostname())
         self.dist.acc.wait_for_everyone()
         self.run_id = get_run(db, plan.name).id
 

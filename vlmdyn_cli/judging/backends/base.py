@@ -144,6 +144,11 @@ class JudgeBackend:
     def estimate(cls, spec, options: Options, items: list[Item], context: Context) -> Estimate:
         return Estimate()                 # no model, no tokens, no cost
 
+    @classmethod
+    def ready(cls, spec, options: Options) -> None:
+        """Raise BadInput when what this judge needs from the environment is missing (an API key,
+        a model name): free, no network, called with the options before anything is written."""
+
     def check(self) -> None:
         """Raise BadInput when this judge cannot run at all (e.g. its server cannot be reached);
         called before work that depends on it (``calibrate fit --escalate-to``). Free: no judging."""

@@ -36,6 +36,12 @@ class OpenAIBackend(ModelBackend):
         self.key = wire.read_api_key(options)
 
     @classmethod
+    def ready(cls, spec, options: wire.OpenAIOptions) -> None:
+        if not spec.model:
+            raise BadInput("the openai judge spec has no `model` (e.g. model = \"gpt-4o-mini\")")
+        wire.read_api_key(options)
+
+    @classmethod
     def estimated_cost(cls, spec, options: wire.OpenAIOptions, prompt_tokens: int, completion_tokens: int):
         return prices.cost_usd(wire.price(spec, options), prompt_tokens, completion_tokens, batch=options.batch)
 

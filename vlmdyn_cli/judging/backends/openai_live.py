@@ -151,11 +151,15 @@ async def _pool(prompts: Iterator[Prompt], emit, spec, o: OpenAIOptions, key: st
 
 async def _complete(client, openai, p: Prompt, spec, o: OpenAIOptions) -> Completion:
     body = request_body(p, spec, o)
+    # [options] extra_body keys (grammar, min_p...) are not SDK parameters: the SDK merges them into the JSON
+    sdk_args = {k: v for k, v in body.items() if k not in o.extra_body}
+    if o.extra_body:
+        sdk_args["extra_body"] = dict(o.extra_body)
     malformed = 0
     while True:
         t0 = time.monotonic()
         try:
-            raw = await client.chat.completions.with_raw_response.create(**body)
+            raw = await client.chat.completions.with_raw_response.create(**sdk_args)
             content = raw.http_response.content
             try:
                 data = json.loads(content)

@@ -18,6 +18,7 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from vlmdyn_cli.tui import queries as Q
+from vlmdyn_cli.store.search import fts_query
 from vlmdyn_cli.tui.text import literal
 from vlmdyn_cli.tui.widgets.filter_bar import FilterBar
 from vlmdyn_cli.tui.widgets.judgement_table import JudgementTable
@@ -131,6 +132,9 @@ class BrowserPane(Vertical):
         active = self.filters.active()
         if active:
             text += " · " + ", ".join(f"{k}={v}" for k, v in active.items())
+        if (self.filters.text or "").strip() and fts_query(self.filters.text) is None:
+            text = (f"search {self.filters.text.strip()!r} is not a valid search: it has no words (letters or "
+                    f"digits) to look for, so it filters nothing · {text}")
         self.query_one("#browser-status", Static).update(literal(text))
 
     # ---------------------------------------------------------------- events and actions

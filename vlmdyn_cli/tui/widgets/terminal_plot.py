@@ -10,21 +10,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from vlmdyn_cli.tui.text import clean
-
-
-def clean_spec(obj):
-    """A copy of the spec with control characters in every string made visible."""
-    if isinstance(obj, str):
-        return clean(obj)
-    if isinstance(obj, dict):
-        return {k: clean_spec(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_spec(v) for v in obj]
-    return obj
+from vlmdyn_cli.safetext import clean_all
 
 
 def figure_text(spec: dict, width: int, height: int) -> Text:
     from vlmdyn_cli.plots.terminal import render_text
 
-    return Text.from_ansi(render_text(clean_spec(spec), width=max(40, width), height=max(10, height), color=True))
+    return Text.from_ansi(render_text(clean_all(spec), width=max(40, width), height=max(10, height), color=True))
