@@ -102,3 +102,16 @@ def test_packed_training_keeps_the_manifest_and_the_loss_curve(mixed_db, small_t
     assert len({c for c, _, _ in manifest}) == len(manifest) == 28  # each conversation exactly once
     np.testing.assert_allclose(l_pack, l_pad, rtol=2e-3)
     assert l_pack[-1] < l_pack[0]
+
+
+def test_sliding_window_models_stay_padded(mixed_db, small_training):
+    cfg = load_config(None, small_training(train={"packing": False}, checkpoints={"steps": [], "final": False}))
+    tr = Trainer(mixed_db, cfg, seed=0, run_name="w")
+    tr.prepare()
+    from vlmdyn_cli.training.packing import use_packed_attention
+
+    tr.llava.config.text_config.sliding_window = 8
+    assert not use_packed_attention(tr.llava)
+    assert tr.llava.config.text_config._attn_implementation == "sdpa"
+    tr.llava.config.text_config.sliding_window = None
+    assert use_packed_attention(tr.llava)

@@ -46,8 +46,7 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     if kwargs.get("sliding_window") is not None:
-        raise ValueError(f"the {PACKED_ATTENTION} attention does not implement sliding windows; "
-                         "set [train] packing = false for this model")
+        raise ValueError(f"the {PACKED_ATTENTION} attention does not implement sliding windows")
     kwargs.pop("is_causal", None)
     outs = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
                                    **kwargs)[0]
@@ -73,7 +72,11 @@ def register() -> None:
 
 
 def use_packed_attention(model) -> bool:
-    """Switch the language model of a LLaVA model to packed attention; False when the model cannot."""
+    """Switch the language model of a LLaVA model to packed attention; False when the model cannot
+    (no AttentionInterface support, or sliding-window attention, which the packed function does not do)."""
+    text = model.config.text_config
+    if getattr(text, "use_sliding_window", True) and getattr(text, "sliding_window", None):
+        return False
     register()
     with contextlib.suppress(ValueError, ImportError):
         model.set_attn_implementation({"text_config": PACKED_ATTENTION})

@@ -183,8 +183,8 @@ class Trainer:
             model.config.use_cache = False
         self.packed = cfg.train.packing and use_packed_attention(model)
         if cfg.train.packing and not self.packed:
-            self.reporter.info(f"{cfg.model.id}: its language model cannot switch attention implementation; "
-                               "training on padded batches")
+            self.reporter.info(f"{cfg.model.id}: its language model cannot use packed attention (no "
+                               "AttentionInterface support, or sliding windows); training on padded batches")
         self.llava, self.processor = model, processor
 
     def _check_memory_before_build(self) -> None:
