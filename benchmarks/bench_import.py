@@ -16,9 +16,13 @@ Peak RSS of the streaming paths must not grow with the file size; the
 baseline's does. The script prints a table and writes
 benchmarks/out/bench_import.json.
 
-    /work/venv/bin/python benchmarks/bench_import.py                # 100k and 200k
-    /work/venv/bin/python benchmarks/bench_import.py --sizes 20000,40000   # quick
-    /work/venv/bin/python benchmarks/bench_import.py --sizes 665000 --methods reader,import \
+Target (benchmarks/checks.py; exit 1 when missed): the peak RSS extrapolated to the
+1 GB mix665k file (from the growth between the two sizes) at least TARGET x lower for
+``import`` than for ``json.load``.
+
+    .venv/bin/python benchmarks/bench_import.py                # 100k and 200k
+    .venv/bin/python benchmarks/bench_import.py --sizes 20000,40000   # quick
+    .venv/bin/python benchmarks/bench_import.py --sizes 665000 --methods reader,import \
         --out benchmarks/out/bench_import_665k.json                          # real scale, ~1 GB
 """
 
@@ -34,7 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from checks import Ratio, finish
+
 OUT = Path(__file__).resolve().parent / "out"
+TARGET = 10.0   # extrapolated peak RSS at 1 GB of JSON: json.load / import
 
 # ---------------------------------------------------------------- data generation
 
@@ -242,7 +249,14 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"\nwrote {args.out}")
+    if "json.load" not in summary or "import" not in summary:
+        return finish("bench_import", [])  # a subset of methods or one size: nothing to compare
+    peak = {k: summary[k]["extrapolated_peak_rss_mb_at_1gb"] for k in ("json.load", "import")}
+    return finish("bench_import", [Ratio(
+        "import: peak RSS extrapolated to a 1 GB file, streaming import vs json.load", peak["import"],
+        peak["json.load"], "MB", TARGET, note=f"sizes {args.sizes}; growth per MB of JSON: import "
+        f"{summary['import']['rss_mb_per_json_mb']:+.3f}, json.load {summary['json.load']['rss_mb_per_json_mb']:+.3f}")])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

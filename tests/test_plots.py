@@ -184,6 +184,13 @@ def test_dedup_numbers(cli, exp):
                                                     s["kind"] == "unseen" and s["dedup"] == d) for st in CKPTS})
 
 
+@pytest.mark.parametrize("figure,finding", [("frontiers", "findings 1 (two frontiers) and 2"),
+                                            ("dedup", "finding 3"), ("categories", "findings 4"),
+                                            ("seen-sets", "finding 6"), ("subcategories", "findings 7")])
+def test_caption_names_the_finding_it_shows(cli, exp, figure, finding):
+    assert plot_json(cli, exp, figure)["caption"].startswith(f"Shows {finding}")
+
+
 def test_loss_numbers(cli, exp):
     r = cli("plot", "loss", "--db", exp, "--json")
     assert r.code == 0, r.err

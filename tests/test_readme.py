@@ -3,8 +3,9 @@
 import re
 from pathlib import Path
 
-from vlmdyn_cli.readme import (CLI_END, CLI_START, SCHEMA_END, SCHEMA_START, cli_reference, replace_block, section,
-                               update)
+from vlmdyn_cli.findings.checks import rules_markdown
+from vlmdyn_cli.readme import (CLI_END, CLI_START, FINDINGS_END, FINDINGS_START, SCHEMA_END, SCHEMA_START,
+                               cli_reference, replace_block, section, update)
 from vlmdyn_cli.store.schema_doc import render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +15,12 @@ def test_cli_reference_is_current():
     text = (ROOT / "README.md").read_text()
     assert section(text, CLI_START, CLI_END) == cli_reference(), \
         "README CLI reference is stale: run python -m vlmdyn_cli.readme README.md"
+
+
+def test_findings_rules_are_current():
+    text = (ROOT / "README.md").read_text()
+    assert section(text, FINDINGS_START, FINDINGS_END) == rules_markdown(), \
+        "README findings rules are stale: run python -m vlmdyn_cli.readme README.md"
 
 
 def test_readme_starts_with_the_two_setup_commands_and_ci_runs_the_test_one():

@@ -39,6 +39,8 @@ SHIPPED_MIGRATIONS = {
     "m190_tui_drop_superseded_indexes": "f4ec4c6f5932f346",
     "m200_judging_rubric_score": "dfe9b0f03141770a",
     "m220_runs_owner": "0bfe6a92a66803ac",
+    "m230_select_plans": "346b32a8e48e893c",
+    "m240_tui_browse_rows": "88b3e30a4c601d34",
 }
 
 

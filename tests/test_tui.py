@@ -10,7 +10,7 @@ from helpers_tui import ANSI, MARKUP, QAS, asyncrun, build_db, screen_text, sett
 
 pytest.importorskip("textual")
 
-from vlmdyn_cli.tui import queries as Q  # noqa: E402
+from vlmdyn_cli.tui import browse as B  # noqa: E402
 from vlmdyn_cli.tui.app import create_app  # noqa: E402
 from vlmdyn_cli.tui.screens.browser import BrowserPane  # noqa: E402
 from vlmdyn_cli.tui.screens.detail import DetailScreen  # noqa: E402
@@ -52,7 +52,7 @@ async def test_filters_change_rows(tui_db):
         await settle(pilot)
         rows = _shown(pilot)
         assert len(rows) == 16 and all(r[2].startswith("OCR/") for r in rows)
-        assert browser.count == (16, False)
+        assert browser.count == B.Count(16)
 
         bar.set_value("run", "seed2")
         bar.set_value("judge", "rules")
@@ -143,7 +143,7 @@ async def test_select_filter_with_keys(tui_db):
 
 @asyncrun
 async def test_paging_in_sql(tui_db, monkeypatch):
-    monkeypatch.setattr(Q, "PAGE_SIZE", 10)
+    monkeypatch.setattr(B, "PAGE_SIZE", 10)
     app = create_app(tui_db)
     async with app.run_test(size=(120, 40)) as pilot:
         browser = await _browser(pilot)
@@ -162,7 +162,7 @@ async def test_paging_in_sql(tui_db, monkeypatch):
         with app.store.read() as conn:
             after = None
             while True:
-                page = Q.page(conn, Q.Filters(), after=after, limit=10)
+                page = B.page(conn, B.Filters(), after=after, limit=10)
                 if not page:
                     break
                 keys += [r["key"] for r in page]
@@ -235,7 +235,7 @@ async def test_refresh_sees_rows_from_another_process(tui_db):
     app = create_app(tui_db)
     async with app.run_test(size=(120, 40)) as pilot:
         browser = await _browser(pilot)
-        assert browser.count == (64, False)
+        assert browser.count == B.Count(64)
         # another writer (e.g. `vlmdyn judge` running meanwhile) adds a judge's verdicts
         other = sqlite3.connect(tui_db)
         with other:
@@ -244,10 +244,10 @@ async def test_refresh_sees_rows_from_another_process(tui_db):
                 "INSERT INTO judgements(spec_hash,triple_hash,judge_name,status,verdict,created_at) "
                 "SELECT 's3', hash, 'late', 'scored', 'yes', 'x' FROM triples")
         other.close()
-        assert browser.count == (64, False)
+        assert browser.count == B.Count(64)
         await pilot.press("r")
         await settle(pilot)
-        assert browser.count == (96, False)
+        assert browser.count == B.Count(96)
         bar = app.screen.query_one(FilterBar)
         bar.set_value("judge", "late")  # the new judge is now a choice too
         await settle(pilot)

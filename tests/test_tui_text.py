@@ -1,11 +1,9 @@
-"""Pieces of the TUI that need no app: literal text, half-block images, SQL paging and counts."""
+"""Pieces of the TUI that need no app: literal text and half-block images (its SQL: test_tui_queries.py)."""
 
 from __future__ import annotations
 
-from helpers_tui import ANSI, QAS, build_db
+from helpers_tui import ANSI
 
-from vlmdyn_cli.tui import queries as Q
-from vlmdyn_cli.tui.store import Store
 from vlmdyn_cli.tui.text import clean, literal, one_line
 
 
@@ -30,40 +28,3 @@ def test_halfblock_image(tmp_path):
     assert t.plain == "▀▀▀▀\n▀▀▀▀"
     first = t.spans[0].style
     assert first.color.triplet == (255, 0, 0) and first.bgcolor.triplet == (0, 0, 255)
-
-
-def test_pages_and_text_modes_agree(tmp_path):
-    """The three text-search strategies return the same rows; pages tile the result exactly."""
-    db = build_db(tmp_path / "exp.db")
-    store = Store(db)
-    with store.read() as conn:
-        f = Q.Filters(text="book")
-        want = None
-        for mode in ("drive", "filter", "probe"):
-            where, params = Q._where(f, text_mode=mode)
-            rows = conn.execute(f"SELECT g.id, j.id FROM {Q.FROM} WHERE {where} ORDER BY g.run_id, g.step, "
-                                f"g.qa_id, j.id", params).fetchall()
-            got = [tuple(r) for r in rows]
-            assert want is None or got == want, mode
-            want = got
-        assert len(want) == 16
-        assert {r["question"] for r in Q.page(conn, f)} == {QAS[2][0], QAS[3][0]}
-        # keyset pages with a fixed step: no gaps, no repeats
-        f = Q.Filters(step=357, judge="local")
-        seen, after = [], None
-        while page := Q.page(conn, f, after=after, limit=3):
-            seen += [r["key"] for r in page]
-            after = page[-1]["key"]
-        assert len(seen) == len(set(seen)) == Q.count(conn, f)[0] == 16
-    store.close()
-
-
-def test_count_gives_up_after_its_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(Q, "COUNT_CHECK_EVERY", 1)
-    db = build_db(tmp_path / "exp.db")
-    store = Store(db)
-    with store.read() as conn:
-        assert Q.count(conn, Q.Filters(), budget_s=10) == (64, False)
-        assert Q.count(conn, Q.Filters(), budget_s=-1) == (None, False)  # already past the deadline
-        assert Q.count(conn, Q.Filters(), cap=10) == (10, True)
-    store.close()

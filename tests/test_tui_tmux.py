@@ -67,11 +67,11 @@ def test_browse_in_tmux(tui_db):
         t.wait_for("rows 1–64 of 64")
         t.keys("/")
         t.keys("b", "o", "o", "k", "Enter", wait=1.0)
-        screen = t.wait_for("text=book")
-        assert "rows 1–16 of 16" in screen
+        t.wait_for("text=book")
+        t.wait_for("rows 1–16 of 16")  # the count arrives from its own worker, maybe after the page
         t.keys("Enter")  # details of the first row
-        screen = t.wait_for("reference answer")
-        assert "The Long Road" in screen
+        t.wait_for("reference answer")
+        t.wait_for("The Long Road")  # the detail's text loads in a worker after its frame is drawn
         t.keys("Escape")
         t.keys("3")
         t.wait_for("frontier")

@@ -1,6 +1,6 @@
-"""Generated README sections: the CLI reference and the database schema.
+"""Generated README sections: the CLI reference, the database schema and the findings' rules.
 
-Both are produced from the code (the Typer app, the migrations) and written
+All are produced from the code (the Typer app, the migrations, ``findings.checks.RULES``) and written
 between HTML-comment markers, so the README cannot drift; tests fail when a
 section is stale. Regenerate with::
 
@@ -16,6 +16,7 @@ from vlmdyn_cli.store.schema_doc import render_markdown
 
 CLI_START, CLI_END = "<!-- cli:start -->", "<!-- cli:end -->"
 SCHEMA_START, SCHEMA_END = "<!-- schema:start -->", "<!-- schema:end -->"
+FINDINGS_START, FINDINGS_END = "<!-- findings:start -->", "<!-- findings:end -->"
 
 
 def replace_block(text: str, start: str, end: str, body: str, heading: str) -> str:
@@ -56,11 +57,14 @@ def cli_reference() -> str:
 
 
 def update(path: str | Path) -> bool:
-    """Rewrite both generated sections of the README at ``path``; True when it changed."""
+    """Rewrite the generated sections of the README at ``path``; True when it changed."""
+    from vlmdyn_cli.findings.checks import rules_markdown
+
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     new = replace_block(text, CLI_START, CLI_END, cli_reference(), "## CLI reference")
     new = replace_block(new, SCHEMA_START, SCHEMA_END, render_markdown(), "## Database schema")
+    new = replace_block(new, FINDINGS_START, FINDINGS_END, rules_markdown(), "## The findings' rules")
     if new != text:
         path.write_text(new, encoding="utf-8")
         return True

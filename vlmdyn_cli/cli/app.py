@@ -40,7 +40,8 @@ def _root(
     """vlmdyn: when does a VLM learn each skill? Start with `vlmdyn demo`."""
 
 
-GROUPS = ("data", "train", "sets", "infer", "judge", "calibrate", "plot", "tui", "demo", "dbcmd")
+GROUPS = ("data", "train", "sets", "infer", "judge", "calibrate", "plot", "findings", "select", "tui", "demo",
+          "dbcmd")
 
 
 def _register_all() -> None:

@@ -16,9 +16,13 @@ def add_commands(data_app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Output folder (llava.json, images/, synth_meta.json).")],
         images: Annotated[int, typer.Option("--images", help="Number of images (about 3 conversations each).")] = 2000,
         seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same files.")] = 0,
-        size: Annotated[int, typer.Option("--size", help="Image edge in pixels.")] = 64,
+        size: Annotated[Optional[int], typer.Option("--size", help="Image edge in pixels (default 64; 32 for a "
+                                                    "--family).", show_default=False)] = None,
         workers: Annotated[Optional[int], typer.Option("--workers", help="Rendering processes (default: CPU count, max 4).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Regenerate even if the folder already holds this benchmark.")] = False,
+        family: Annotated[str, typer.Option("--family", help="'paper' (the multitask benchmark) or a candidate "
+                                            "family for `vlmdyn select`: base, yellow, wrong-colour, shapes, "
+                                            "chatter, position, flipped, bench (data/synth_select.py).")] = "paper",
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ):
@@ -32,12 +36,17 @@ def add_commands(data_app: typer.Typer) -> None:
         Example:
           vlmdyn data synth --out synth --images 2000 --seed 0
           vlmdyn data import synth/llava.json --images synth/images
+          vlmdyn data synth --family yellow --out sel/yellow --images 600
         """
-        from vlmdyn_cli.data.synth import generate
         from vlmdyn_cli.progress import cli_reporter
 
+        if family != "paper":
+            _family(out, family, images, seed, size or 32, force, json_out, quiet)
+            return
+        from vlmdyn_cli.data.synth import generate
+
         res = generate(out, n_images=images, seed=seed, workers=workers, reporter=cli_reporter(quiet or json_out),
-                       image_size=size, force=force)
+                       image_size=size or 64, force=force)
         if json_out:
             emit_json(res.to_dict())
             return
@@ -47,3 +56,19 @@ def add_commands(data_app: typer.Typer) -> None:
                                 f"({res.n_books} book covers)")
         state = "already up to date" if res.skipped else f"written in {res.seconds:.1f} s"
         hint(f"{res.out_dir}: {state}. Next: vlmdyn data import {res.json_path} --images {res.images_dir}")
+
+
+def _family(out: Path, family: str, images: int, seed: int, size: int, force: bool, json_out: bool,
+            quiet: bool) -> None:
+    from vlmdyn_cli.data.synth_select import generate_family
+    from vlmdyn_cli.progress import cli_reporter
+
+    meta = generate_family(out, family, images, seed=seed, image_size=size, force=force,
+                           reporter=cli_reporter(quiet or json_out))
+    if json_out:
+        emit_json(meta)
+        return
+    state = "already up to date" if meta["skipped"] else f"written in {meta['seconds']:.1f} s"
+    hint(f"family {family} ({meta['effect']}: {meta['about']}): {meta['n_conversations']} conversations, "
+         f"{meta['n_qa']} QA pairs in {out}, {state}. "
+         f"Next: vlmdyn data import {out / 'llava.json'} --images {out / 'images'} --name {family}")

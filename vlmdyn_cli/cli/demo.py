@@ -26,7 +26,8 @@ def demo(
     quiet: QuietOpt = False,
 ):
     """Generate the synthetic benchmark, train the tiny VLM per seed, evaluate every
-    checkpoint on Seen@k and unseen sets, judge, plot, and check the paper's effects.
+    checkpoint on Seen@k and unseen sets, judge, plot, and check the paper's findings
+    (the checks of `vlmdyn findings`).
 
     Rerunning continues where it stopped (every stage skips finished work).
 
@@ -60,14 +61,11 @@ def _print_summary(res) -> None:
     for r in res.accuracy:
         t.add_row(r["set"], *["" if r.get(s) is None else f"{100 * r[s]:.1f}%" for s in steps])
     con.print(t)
-    e = Table(title="Effects of the paper (METHOD.md section 5), checked on the measured data")
-    e.add_column("effect")
-    e.add_column("observed")
-    e.add_column("numbers", overflow="fold")
-    for row in res.effects:
-        obs = {True: "yes", False: "no", None: "n/a"}[row["observed"]]
-        e.add_row(Text(row["effect"]), obs, Text(row["detail"]))
-    con.print(e)
+    from vlmdyn_cli.cli.findings import print_findings
+
+    print_findings(res.findings, rules=False)
+    con.print(Text("The rule of every finding: README 'What the demo shows', or "
+                   f"vlmdyn findings --db {res.db_path} --runs-like 'demo-s*' --judge {res.judge}"))
     con.print(Text("Stage times (s): " + ", ".join(f"{k} {v}" for k, v in res.timings.items())))
     con.print(Text(f"Browse the judgements: vlmdyn tui --db {res.db_path}"))
 

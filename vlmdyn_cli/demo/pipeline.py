@@ -12,9 +12,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from vlmdyn_cli.findings import FindingsReport
 
 DATASET = "synth"
 
@@ -53,14 +57,14 @@ class DemoResult:
     report: Path
     figures: dict[str, str]
     timings: dict[str, float]
-    effects: list[dict]
+    findings: "FindingsReport"      # the paper's findings checked on this demo (vlmdyn_cli.findings)
     accuracy: list[dict]
     judge: str
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"db": str(self.db_path), "runs": self.runs, "report": str(self.report),
-                "figures": self.figures, "timings_s": self.timings, "effects": self.effects,
+                "figures": self.figures, "timings_s": self.timings, "findings": self.findings.to_dict(),
                 "accuracy": self.accuracy, "judge": self.judge, "notes": self.notes}
 
 
@@ -95,13 +99,17 @@ def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
     for name in runs:
         stage(f"judge {name}", lambda r, name=name: _judge(db, spec, name, r))
     figures, report = stage("plots", lambda r: _plots(db, cfg, runs, spec.hash, r))
-    from vlmdyn_cli.demo.effects import accuracy_table, check_effects
+    from vlmdyn_cli.demo.accuracy import accuracy_table
+    from vlmdyn_cli.findings import FindingsReport, check_findings
 
-    effects = check_effects(db, runs, spec.hash)
+    try:
+        findings = check_findings(db, runs=runs, judge=spec.hash)
+    except BadInput as exc:  # e.g. a benchmark too small for any comparison: the demo's work stays valid
+        findings = FindingsReport(spec.name, runs, [], [], [str(exc)])
     acc = accuracy_table(db, runs, spec.hash)
     (cfg.out / "summary.json").write_text(json.dumps(
-        {"timings_s": timings, "effects": effects, "accuracy": acc}, indent=2, default=str))
-    return DemoResult(cfg.db_path, runs, report, figures, timings, effects, acc, spec.name)
+        {"timings_s": timings, "findings": findings.to_dict(), "accuracy": acc}, indent=2, default=str))
+    return DemoResult(cfg.db_path, runs, report, figures, timings, findings, acc, spec.name)
 
 
 def _synth(data_dir: Path, cfg: DemoConfig, r: Reporter) -> None:

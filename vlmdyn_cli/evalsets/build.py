@@ -164,3 +164,24 @@ def _select(db: Database, run: Run, s: SetSpec) -> tuple[list[int], str | None]:
                     f"evaluate earlier checkpoints (--checkpoints with a smaller last step), or a "
                     f"weaker dedup")
     return sampling.sample(cands, s.size, s.seed, s.definition["stratify"]), None
+
+
+def fixed_set(db: Database, run: Run, name: str, qa_ids: list[int], definition: dict,
+              kind: str = "benchmark") -> str:
+    """A set given by its members (e.g. a selection benchmark): "built", or "unchanged" when the run
+    already has it with the same definition; a different definition under the name is refused."""
+    spec = SetSpec(name, kind, len(qa_ids), seed=0, definition=definition)
+    old = existing_definitions(db, run).get(name)
+    if old == spec.definition_json:
+        return "unchanged"
+    if old is not None:
+        raise BadInput(f"run '{run.name}' already has a set '{name}' with another definition: stored {old}, "
+                       f"asked {spec.definition_json}")
+    with db.atomic():
+        cur = db.conn.execute(
+            "INSERT INTO eval_sets(run_id, name, kind, k_step, dedup, size, seed, definition_json, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            [run.id, name, kind, None, None, len(qa_ids), 0, spec.definition_json, now()])
+        db.conn.executemany("INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)",
+                            [(cur.lastrowid, qa, r) for r, qa in enumerate(qa_ids)])
+    return "built"

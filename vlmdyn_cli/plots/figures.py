@@ -55,6 +55,16 @@ def _has_scores(points: list[A.Point]) -> bool:
     return any(p.scored for p in points)
 
 
+# The finding of METHOD.md section 5 each figure shows (its caption says so; `vlmdyn findings` checks them).
+SHOWS = {
+    "frontiers": "findings 1 (two frontiers) and 2 (each Seen@k jumps at k)",
+    "dedup": "finding 3 (image re-use inflates unseen accuracy)",
+    "categories": "findings 4 (when each category is learned) and 5 (seen-vs-unseen gap per category)",
+    "seen-sets": "finding 6 (across seen sets: OCR by recency, Complex worse on later sets)",
+    "subcategories": "findings 7 (describe vs bbox) and 8 (OCR semantic before recognition)",
+}
+
+
 def _base(db, sel: A.Selection, name: str, title: str) -> dict:
     tot = A.totals(db, sel)
     if tot["scored"] == 0 and name != "loss":
@@ -69,7 +79,8 @@ def _base(db, sel: A.Selection, name: str, title: str) -> dict:
                                            f"run_id IN ({A._ph(len(sel.runs))})", [sel.judge.hash, *sel.run_ids])})
     return {"figure": name, "title": title, "judge": sel.judge.label, "judge_hash": sel.judge.hash,
             "dataset": sel.dataset, "runs": [r.name for r in sel.runs], "n_seeds": len(sel.runs),
-            "caption": f"Judge: {sel.judge.label}. Mean \u00b1 1\u03c3 over {len(sel.runs)} seed(s). {excl}.",
+            "caption": (f"Shows {SHOWS[name]} (checked by `vlmdyn findings`). " if name in SHOWS else "")
+            + f"Judge: {sel.judge.label}. Mean \u00b1 1\u03c3 over {len(sel.runs)} seed(s). {excl}.",
             "totals": tot, "notes": list(sel.notes), "panels": [], "checkpoints": steps}
 
 

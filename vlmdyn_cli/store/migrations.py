@@ -399,3 +399,176 @@ def m220_runs_owner(db: Database) -> None:
     and a second trainer of the same run is refused while the first is alive."""
     db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
+@migrations(name="m230_select_plans")
+def m230_select_plans(db: Database) -> None:
+    """`vlmdyn select` (issue 18): each selection plan as first run, so a rerun under the same name with a
+    changed plan is refused. The plan's runs are ordinary runs (named <plan>-r<round>-<candidate>-s<seed>);
+    its benchmark is an eval set of kind 'benchmark' on each of them."""
+    _run(
+        db,
+        """
+        CREATE TABLE select_plans (
+            name TEXT PRIMARY KEY,           -- the plan's name (its runs are named after it)
+            plan_hash TEXT NOT NULL,         -- content hash of plan_json
+            plan_json TEXT NOT NULL,         -- the canonical plan, with each dataset's content hash
+            created_at TEXT NOT NULL         -- when it first ran
+        )
+        """,
+    )
+@migrations(name="m240_tui_browse_rows")
+def m240_tui_browse_rows(db: Database) -> None:
+    """The TUI browser's rows (issue 19): one row per (generation, judgement), kept by triggers.
+
+    A browser page joins generations (run, checkpoint), judgements (judge, verdict, status) and
+    QA pairs (category): a combination of filters on different tables that matches few rows made
+    the old join walk tens of thousands of generations with a judgement lookup each (36-495 ms at
+    paper scale, seconds for an empty result). Here every filterable column of a row sits in one
+    narrow table: ``bucket`` stands for (judge, status, verdict, category, subcategory), so any
+    combination of those filters is a short list of bucket ids; ``peers`` holds every judge's verdict
+    on the row's generation, so "judges A and B disagree" is a test of two bits; ``browse_counts``
+    holds the exact number of rows per (bucket, run, checkpoint), so a page knows where its rows are
+    before it reads any, and the row count is exact. Both indexes carry ``peers`` (and the bucket index
+    ``triple_id``), so the per-row tests of "disagree" and text search read no table row.
+    ``browse_source`` (a view) defines the rows; the triggers
+    keep the tables equal to it on every insert, update and delete of generations, judgements and
+    QA-pair categories (``INSERT OR REPLACE`` on those tables is not covered: nothing in vlmdyn
+    uses it). Filling the table here takes about a minute per million judgements.
+    """
+    _run(
+        db,
+        """
+        CREATE VIEW browse_source AS          -- what browse_rows holds: generations x their triple's judgements
+            SELECT g.run_id, g.step, g.qa_id, j.id AS judgement_id, g.triple_hash, j.judge_name, j.status,
+                   coalesce(j.verdict, '') AS verdict, coalesce(q.category, '') AS category,
+                   coalesce(q.subcategory, '') AS subcategory
+            FROM generations g JOIN judgements j ON j.triple_hash = g.triple_hash
+            LEFT JOIN qa_pairs q ON q.id = g.qa_id;
+        CREATE TABLE browse_buckets (         -- each (judge, status, verdict, category, subcategory) seen, numbered
+            id INTEGER PRIMARY KEY,
+            judge_name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            verdict TEXT NOT NULL,           -- '' when unscored
+            category TEXT NOT NULL,          -- '' when not categorised
+            subcategory TEXT NOT NULL,       -- '' when none
+            UNIQUE (judge_name, status, verdict, category, subcategory)
+        );
+        CREATE TABLE browse_judges (          -- judge names numbered for browse_rows.peers (the first 31)
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE browse_rows (            -- the TUI browser's rows in page order: view browse_source, kept by triggers
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            qa_id INTEGER NOT NULL,
+            judgement_id INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,         -- browse_buckets.id
+            triple_id INTEGER,               -- triples.id (= triples_fts rowid), for text search
+            peers INTEGER NOT NULL DEFAULT 0, -- the generation's scored verdicts: bit 2(k-1) yes, 2(k-1)+1 no by browse_judges k
+            PRIMARY KEY (run_id, step, qa_id, judgement_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE browse_counts (          -- exact number of browse_rows per (bucket, run, checkpoint)
+            bucket INTEGER NOT NULL,
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (bucket, run_id, step)
+        ) WITHOUT ROWID;
+        INSERT INTO browse_buckets(judge_name, status, verdict, category, subcategory)
+            SELECT j.judge_name, j.status, j.verdict, q.category, q.subcategory
+            FROM (SELECT DISTINCT judge_name, status, coalesce(verdict, '') AS verdict FROM judgements) j,
+                 (SELECT DISTINCT coalesce(category, '') AS category, coalesce(subcategory, '') AS subcategory
+                  FROM qa_pairs) q
+            WHERE EXISTS (SELECT 1 FROM generations);
+        INSERT INTO browse_rows(run_id, step, qa_id, judgement_id, bucket, triple_id)
+            SELECT s.run_id, s.step, s.qa_id, s.judgement_id, b.id, t.id FROM browse_source s
+            JOIN browse_buckets b USING (judge_name, status, verdict, category, subcategory)
+            LEFT JOIN triples t ON t.hash = s.triple_hash
+            ORDER BY s.run_id, s.step, s.qa_id, s.judgement_id;
+        INSERT INTO browse_counts(bucket, run_id, step, n)
+            SELECT bucket, run_id, step, count(*) FROM browse_rows GROUP BY bucket, run_id, step;
+        DELETE FROM browse_buckets WHERE id NOT IN (SELECT bucket FROM browse_counts);
+        INSERT INTO browse_judges(name) SELECT DISTINCT judge_name FROM browse_buckets ORDER BY judge_name;
+        CREATE TEMP TABLE browse_peers_fill AS
+            SELECT y.run_id, y.step, y.qa_id, sum(DISTINCT 1 << (2 * (jj.id - 1) + (k.verdict = 'no'))) AS peers
+            FROM browse_rows y JOIN browse_buckets k ON k.id = y.bucket JOIN browse_judges jj ON jj.name = k.judge_name
+            WHERE k.status = 'scored' AND jj.id <= 31 GROUP BY y.run_id, y.step, y.qa_id;
+        UPDATE browse_rows SET peers = f.peers FROM browse_peers_fill f
+            WHERE browse_rows.run_id = f.run_id AND browse_rows.step = f.step AND browse_rows.qa_id = f.qa_id;
+        DROP TABLE browse_peers_fill;
+        CREATE INDEX idx_browse_rows_bucket ON browse_rows(bucket, run_id, step, qa_id, judgement_id, peers, triple_id);
+        CREATE INDEX idx_browse_rows_triple ON browse_rows(triple_id, bucket, peers)
+        """,
+    )
+    # browse_counts and the generation's peers follow browse_rows; every statement is conflict-free
+    # (no OR IGNORE/upsert, whose conflict handling an outer INSERT OR ... would override)
+    def count(row: str, sign: str) -> str:
+        return (f"INSERT INTO browse_counts(bucket, run_id, step, n) SELECT {row}.bucket, {row}.run_id, {row}.step, 0 "
+                f"WHERE NOT EXISTS (SELECT 1 FROM browse_counts WHERE bucket = {row}.bucket "
+                f"AND run_id = {row}.run_id AND step = {row}.step); "
+                f"UPDATE browse_counts SET n = n {sign} 1 WHERE bucket = {row}.bucket AND run_id = {row}.run_id "
+                f"AND step = {row}.step; ")
+
+    def peers(row: str) -> str:
+        group = f"run_id = {row}.run_id AND step = {row}.step AND qa_id = {row}.qa_id"
+        return (f"UPDATE browse_rows SET peers = (SELECT coalesce(sum(DISTINCT 1 << (2 * (jj.id - 1) "
+                "+ (k.verdict = 'no'))), 0) FROM browse_rows y JOIN browse_buckets k ON k.id = y.bucket "
+                f"JOIN browse_judges jj ON jj.name = k.judge_name WHERE y.{group.replace(' AND ', ' AND y.')} "
+                f"AND k.status = 'scored' AND jj.id <= 31) WHERE {group}; ")
+
+    for name, head, body in (
+        ("browse_rows_ai", "AFTER INSERT ON browse_rows", count("NEW", "+") + peers("NEW")),
+        ("browse_rows_ad", "AFTER DELETE ON browse_rows", count("OLD", "-") + peers("OLD")),
+        ("browse_rows_au", "AFTER UPDATE OF bucket ON browse_rows",
+         count("OLD", "-") + count("NEW", "+") + peers("NEW")),
+    ):
+        db.execute(f"CREATE TRIGGER {name} {head} BEGIN {body}END")
+
+    def add(where: str) -> str:
+        """Statements adding the browse rows of browse_source rows matching ``where``."""
+        return (
+            "INSERT INTO browse_buckets(judge_name, status, verdict, category, subcategory) "
+            "SELECT DISTINCT s.judge_name, s.status, s.verdict, s.category, s.subcategory FROM browse_source s "
+            f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM browse_buckets b WHERE b.judge_name = s.judge_name "
+            "AND b.status = s.status AND b.verdict = s.verdict AND b.category = s.category "
+            "AND b.subcategory = s.subcategory); "
+            "INSERT INTO browse_judges(name) SELECT DISTINCT s.judge_name FROM browse_source s "
+            f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM browse_judges jj WHERE jj.name = s.judge_name); "
+            "INSERT INTO browse_rows(run_id, step, qa_id, judgement_id, bucket, triple_id) "
+            "SELECT s.run_id, s.step, s.qa_id, s.judgement_id, b.id, "
+            "(SELECT t.id FROM triples t WHERE t.hash = s.triple_hash) FROM browse_source s "
+            "JOIN browse_buckets b USING (judge_name, status, verdict, category, subcategory) "
+            f"WHERE {where}; ")
+
+    def drop_generation(row: str) -> str:
+        return f"DELETE FROM browse_rows WHERE run_id = {row}.run_id AND step = {row}.step AND qa_id = {row}.qa_id; "
+
+    def drop_judgement(row: str) -> str:
+        return (f"DELETE FROM browse_rows WHERE judgement_id = {row}.id AND (run_id, step, qa_id) IN "
+                f"(SELECT run_id, step, qa_id FROM generations WHERE triple_hash = {row}.triple_hash); ")
+
+    new_judgement = "s.judgement_id = NEW.id AND s.triple_hash = NEW.triple_hash"
+    new_generation = "s.run_id = NEW.run_id AND s.step = NEW.step AND s.qa_id = NEW.qa_id"
+    for name, head, body in (
+        ("browse_judgements_ai", "AFTER INSERT ON judgements WHEN EXISTS "
+         "(SELECT 1 FROM generations WHERE triple_hash = NEW.triple_hash)", add(new_judgement)),
+        ("browse_judgements_ad", "AFTER DELETE ON judgements", drop_judgement("OLD")),
+        ("browse_judgements_au", "AFTER UPDATE OF judge_name, status, verdict, triple_hash ON judgements "
+         "WHEN OLD.judge_name IS NOT NEW.judge_name OR OLD.status IS NOT NEW.status "
+         "OR OLD.verdict IS NOT NEW.verdict OR OLD.triple_hash IS NOT NEW.triple_hash",
+         drop_judgement("OLD") + add(new_judgement)),
+        ("browse_generations_ai", "AFTER INSERT ON generations", add(new_generation)),
+        ("browse_generations_ad", "AFTER DELETE ON generations", drop_generation("OLD")),
+        ("browse_generations_au", "AFTER UPDATE OF run_id, step, qa_id, triple_hash ON generations "
+         "WHEN OLD.run_id IS NOT NEW.run_id OR OLD.step IS NOT NEW.step OR OLD.qa_id IS NOT NEW.qa_id "
+         "OR OLD.triple_hash IS NOT NEW.triple_hash",
+         drop_generation("OLD") + add(new_generation)),
+        # a QA pair's rows (one per run x checkpoint x judgement) found through the generations of each run
+        ("browse_qa_pairs_au", "AFTER UPDATE OF category, subcategory ON qa_pairs "
+         "WHEN OLD.category IS NOT NEW.category OR OLD.subcategory IS NOT NEW.subcategory",
+         "DELETE FROM browse_rows WHERE (run_id, step, qa_id) IN (SELECT g.run_id, g.step, g.qa_id "
+         "FROM generations g WHERE g.run_id IN (SELECT id FROM runs) AND g.qa_id = NEW.id); "
+         + add("s.run_id IN (SELECT id FROM runs) AND s.qa_id = NEW.id")),
+    ):
+        db.execute(f"CREATE TRIGGER {name} {head} BEGIN {body}END")

@@ -174,7 +174,8 @@ def _hash_json(obj) -> str:
 
 class _TriggerPause:
     """Drop the triggers of the bulk-loaded tables; afterwards rebuild FTS indexes, restore the
-    triggers exactly and bump the plots' change counter once (instead of once per row)."""
+    triggers exactly and bump the plots' change counter once (instead of once per row).
+    The TUI's browse_rows triggers (migration m230) stay: they add each row as it is loaded."""
 
     def __init__(self, db, tables):
         self.db, self.tables = db, tables
@@ -183,7 +184,8 @@ class _TriggerPause:
     def __enter__(self):
         for t in self.tables:
             rows = self.db.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name=?", [t]).fetchall()
+                "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name=? "
+                "AND name NOT LIKE 'browse\\_%' ESCAPE '\\'", [t]).fetchall()
             for name, sql in rows:
                 self.db.execute(f"DROP TRIGGER [{name}]")
                 self.saved.append((name, sql))
@@ -484,12 +486,11 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
                     verdict_yes = correct if jx == 0 else np.where(rs.random(len(items)) < 0.9, correct, ~correct)
                     rows = _judgement_rows(np, rs, spec_hash, jname, backend, hashes, verdict_yes, unscored, why,
                                            stamp)
-                    before = conn.total_changes
-                    conn.executemany(
+                    inserted = conn.executemany(
                         "INSERT OR IGNORE INTO judgements(spec_hash, triple_hash, judge_name, resolved_model, status,"
                         " verdict, reason, decided_by, raw, ms, md, h, p_yes, prompt_tokens, completion_tokens,"
                         " cost_usd, latency_s, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                    totals["judgements"] += conn.total_changes - before
+                    totals["judgements"] += inserted.rowcount  # rows of this statement (not its triggers')
                     totals["unscored"] += int(unscored.sum())
                 task.advance(1)
 

@@ -32,6 +32,8 @@ from vlmdyn_cli.training.trackers import TRACKERS
 PAPER_PATTERN = (51, 357, 765, 1275, 2550, 3825)   # of 5120 steps (METHOD.md 1)
 PAPER_TOTAL = 5120
 
+# [train] keys that may change between a run and its resume (they do not change what is trained)
+RESUMABLE_CHANGES = ("threads", "num_workers", "report_to", "resume_every", "out_dir", "packing")
 LOSS_CHOICES = ("answer", "instruction+answer")
 MIXED_CHOICES = ("no", "bf16", "fp16")
 
@@ -86,7 +88,9 @@ class ModelSection(TinySizes, _Section):
 @dataclass(frozen=True)
 class DataSection(_Section):
     toml_name: ClassVar[str] = "data"
-    dataset: str = ""                      # dataset name; "" = the only dataset in the database
+    # dataset name, or a list of names trained together as one mix (the first names the run's dataset);
+    # "" = the only dataset in the database
+    dataset: str | tuple[str, ...] = ""
     max_length: int = field(default=512, **_limits(8))   # tokens per conversation, image tokens included
     sample: int = field(default=0, **_limits(0))         # train on a random subset of N conversations (0 = all)
     sample_seed: int = 0                   # which subset (independent of the training seed: same data every seed)
@@ -164,6 +168,15 @@ class TrainConfig:
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(TrainConfig)}
+
+
+def training_differences(stored: dict, cfg: "TrainConfig") -> list[str]:
+    """Keys (section.key) whose value in a run's stored config differs from ``cfg`` in what is trained
+    (the [train] keys of RESUMABLE_CHANGES may differ)."""
+    new, default = cfg.to_dict(), defaults()     # a key the run predates counts as its default
+    return [f"{sec}.{k}" for sec in SECTIONS for k in new[sec]
+            if not (sec == "train" and k in RESUMABLE_CHANGES)
+            and stored.get(sec, {}).get(k, default[sec][k]) != new[sec][k]]
 
 
 def defaults() -> dict:

@@ -46,6 +46,25 @@ def resolve_dataset(db, name: str) -> dict:
                    f"datasets: {', '.join(r['name'] for r in rows)}")
 
 
+def resolve_datasets(db, spec: str | tuple[str, ...] | list[str]) -> list[dict]:
+    """The dataset rows of ``[data] dataset``: one name ("" = the only one) or a list of names (a mix)."""
+    if isinstance(spec, str):
+        return [resolve_dataset(db, spec)]
+    if not spec:
+        raise BadInput("[data] dataset is an empty list: name at least one dataset")
+    repeated = sorted({n for n in spec if list(spec).count(n) > 1})
+    if repeated:
+        raise BadInput(f"[data] dataset names {', '.join(repeated)} more than once")
+    if "" in spec:
+        raise BadInput("[data] dataset: a list must name every dataset (\"\" is not a name)")
+    return [resolve_dataset(db, n) for n in spec]
+
+
+def load_mix(db, datasets: list[dict]) -> list[Conversation]:
+    """The conversations of every dataset of a mix, dataset by dataset (see ``load_conversations``)."""
+    return [c for ds in datasets for c in load_conversations(db, ds)]
+
+
 def load_conversations(db, dataset: dict) -> list[Conversation]:
     """Kept conversations of the dataset, ordered by id, with their QA turns."""
     root = Path(dataset["image_root"] or ".")

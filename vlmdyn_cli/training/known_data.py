@@ -80,22 +80,25 @@ def warn_if_trained_on(db, cfg, stream=None) -> list[str]:
 
     ``cfg``: the training config (``training.config.TrainConfig``)."""
     from vlmdyn_cli.errors import BadInput
-    from vlmdyn_cli.training.dataset import resolve_dataset
+    from vlmdyn_cli.training.dataset import resolve_datasets
 
     if os.environ.get("RANK", "0") != "0":   # under accelerate/torchrun: once, from rank 0
         return []
     try:
-        ds = resolve_dataset(db, cfg.data.dataset)
+        mix = resolve_datasets(db, cfg.data.dataset)
     except BadInput:
         return []   # the trainer reports a missing or ambiguous dataset itself
-    row = db.execute("SELECT source_path FROM datasets WHERE id = ?", [ds["id"]]).fetchone()
-    names = [ds["name"], Path(row[0]).name if row and row[0] else ""]
-    folders = {r[0] for r in db.execute("SELECT DISTINCT source FROM conversations WHERE dataset_id = ?", [ds["id"]])}
-    messages = [f"WARNING: the starting model part '{part}' is known to have been trained on {key}, and dataset "
-                f"'{ds['name']}' is {key}: {entry.how}. Examples it has already seen are not unseen, so the "
-                f"seen/unseen comparison is not measured. For the paper's setting start from parts that have not "
-                f"seen it (examples/paper-prism-7b.toml)."
-                for part, key, entry in findings(cfg.model.id, names, folders)]
+    messages = []
+    for ds in mix:
+        row = db.execute("SELECT source_path FROM datasets WHERE id = ?", [ds["id"]]).fetchone()
+        names = [ds["name"], Path(row[0]).name if row and row[0] else ""]
+        folders = {r[0] for r in db.execute("SELECT DISTINCT source FROM conversations WHERE dataset_id = ?",
+                                            [ds["id"]])}
+        messages += [f"WARNING: the starting model part '{part}' is known to have been trained on {key}, and "
+                     f"dataset '{ds['name']}' is {key}: {entry.how}. Examples it has already seen are not unseen, "
+                     f"so the seen/unseen comparison is not measured. For the paper's setting start from parts "
+                     f"that have not seen it (examples/paper-prism-7b.toml)."
+                     for part, key, entry in findings(cfg.model.id, names, folders)]
     for m in messages:
         print(m, file=stream or sys.stderr, flush=True)
     return messages

@@ -43,7 +43,7 @@ from vlmdyn_cli.training import dataset as D
 from vlmdyn_cli.training import distributed, trackers
 from vlmdyn_cli.training import runs as R
 from vlmdyn_cli.training.collate import Collator, ImageCache, rank_batches
-from vlmdyn_cli.training.config import TrainConfig
+from vlmdyn_cli.training.config import RESUMABLE_CHANGES, TrainConfig
 from vlmdyn_cli.training.loss import LossModule, loss_sum
 from vlmdyn_cli.training.memory import check_fits, estimate_bytes
 from vlmdyn_cli.training.order import plan_epoch
@@ -53,8 +53,6 @@ from vlmdyn_cli.training.schedule import checkpoint_steps, lr_multiplier, total_
 from vlmdyn_cli.training.speed import tune_malloc
 
 FLUSH_EVERY = 200          # also write manifest/metrics rows every N steps
-# [train] keys that may change between a run and its resume (they do not change what is trained)
-RESUMABLE_CHANGES = ("threads", "num_workers", "report_to", "resume_every", "out_dir", "packing")
 
 
 def train(db, cfg: TrainConfig, *, seed: int = 0, run_name: str | None = None, resume: bool = False,
@@ -123,14 +121,15 @@ class Trainer:
     def plan_run(self) -> RunPlan:
         """What to train on and the schedule: every check here runs before anything heavy."""
         cfg, db = self.cfg, self.db
-        ds = D.resolve_dataset(db, cfg.data.dataset)
-        convs = D.sample_conversations(D.load_conversations(db, ds), cfg.data.sample, cfg.data.sample_seed,
-                                       ds["name"])
+        mix = D.resolve_datasets(db, cfg.data.dataset)
+        ds = mix[0]                       # the run's dataset; a mix trains on all of them
+        convs = D.sample_conversations(D.load_mix(db, mix), cfg.data.sample, cfg.data.sample_seed,
+                                       "+".join(d["name"] for d in mix))
         B = cfg.train.per_device_batch * cfg.train.grad_accum * self.dist.world
         total = cfg.train.steps or total_steps(len(convs), B)
         ck = cfg.checkpoints
         ck_steps = checkpoint_steps(ck.steps, total, ck.include_step_0, ck.final)
-        name = self.run_name or R.default_run_name(ds["name"], cfg.model.id, self.seed)
+        name = self.run_name or R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed)
         run_dir = Path(cfg.train.out_dir).resolve() / name
         resolved = {**cfg.to_dict(), "seed": self.seed, "world_size": self.dist.world, "global_batch": B}
         run = find_run(db, name)

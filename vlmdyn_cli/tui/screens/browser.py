@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from vlmdyn_cli.tui import browse as B
 from vlmdyn_cli.tui import queries as Q
 from vlmdyn_cli.store.search import fts_query
 from vlmdyn_cli.tui.text import literal
@@ -31,9 +32,9 @@ class PageLoaded(Message):
 
 
 class CountLoaded(Message):
-    def __init__(self, request: int, n: int | None, capped: bool) -> None:
+    def __init__(self, request: int, count: B.Count) -> None:
         super().__init__()
-        self.request, self.n, self.capped = request, n, capped
+        self.request, self.count = request, count
 
 
 class BrowserPane(Vertical):
@@ -46,11 +47,11 @@ class BrowserPane(Vertical):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.filters = Q.Filters()
-        self.cursors: list[Q.Key | None] = [None]  # keyset cursor of each page shown so far
+        self.filters = B.Filters()
+        self.cursors: list[B.Key | None] = [None]  # keyset cursor of each page shown so far
         self.rows: list[dict] = []
         self.request = 0
-        self.count: tuple[int, bool] | None = None
+        self.count: B.Count | None = None
         self.elapsed_ms = 0.0
         self.loaded = False
 
@@ -86,19 +87,19 @@ class BrowserPane(Vertical):
         self.app.call_from_thread(self.query_one(FilterBar).set_choices, choices)
 
     @work(thread=True, exclusive=True, group="browser-page")
-    def _load_page(self, request: int, filters: Q.Filters, after) -> None:
+    def _load_page(self, request: int, filters: B.Filters, after) -> None:
         t0 = time.perf_counter()
         with self.store.read() as conn:
-            rows = Q.page(conn, filters, after)
+            rows = B.page(conn, filters, after)
         if not get_current_worker().is_cancelled:
             self.post_message(PageLoaded(request, rows, 1000 * (time.perf_counter() - t0)))
 
     @work(thread=True, exclusive=True, group="browser-count")
-    def _load_count(self, request: int, filters: Q.Filters) -> None:
+    def _load_count(self, request: int, filters: B.Filters) -> None:
         with self.store.read() as conn:
-            n, capped = Q.count(conn, filters)
+            count = B.count(conn, filters)
         if not get_current_worker().is_cancelled:
-            self.post_message(CountLoaded(request, n, capped))
+            self.post_message(CountLoaded(request, count))
 
     def on_page_loaded(self, msg: PageLoaded) -> None:
         if msg.request != self.request:
@@ -111,11 +112,11 @@ class BrowserPane(Vertical):
 
     def on_count_loaded(self, msg: CountLoaded) -> None:
         if msg.request == self.request:
-            self.count = (msg.n, msg.capped)
+            self.count = msg.count
             self._status()
 
     def _status(self) -> None:
-        start = (len(self.cursors) - 1) * Q.PAGE_SIZE
+        start = (len(self.cursors) - 1) * B.PAGE_SIZE
         if not self.loaded:
             text = "loading…"
         elif not self.rows:
@@ -123,8 +124,7 @@ class BrowserPane(Vertical):
         else:
             text = f"rows {start + 1:,}–{start + len(self.rows):,}"
         if self.count is not None:
-            n, capped = self.count
-            text += " of ? (counting gave up after 3 s)" if n is None else f" of {n:,}{'+' if capped else ''}"
+            text += " " + self.count.text()
         if self.loaded:
             if self.app.show_timings:
                 text += f" · {self.elapsed_ms:.0f} ms"
@@ -155,7 +155,7 @@ class BrowserPane(Vertical):
             self.action_open_detail()
 
     def action_next_page(self) -> None:
-        if self.loaded and len(self.rows) == Q.PAGE_SIZE:
+        if self.loaded and len(self.rows) == B.PAGE_SIZE:
             self.cursors.append(self.rows[-1]["key"])
             self.reload()
 

@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input, Select
 
-from vlmdyn_cli.tui.queries import Filters
+from vlmdyn_cli.tui.browse import Filters
 
 # field -> (prompt when blank, label prefix for values)
 FIELDS = {
