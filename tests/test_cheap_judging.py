@@ -117,7 +117,7 @@ def test_shipped_lexical_judge_is_reproduced_by_its_documented_command(nq, cli, 
     from vlmdyn_cli.judging.spec import builtin_dir
 
     shipped = tomllib.loads((Path(str(builtin_dir())) / "lexical.toml").read_text())
-    r = cli("calibrate", "fit", "--name", "lexical", "--features", "lexical", "--agreement", "0.5", "--l2", "3",
+    r = cli("calibrate", "fit", "--name", "lexical", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
             "--folds", "10", "--out-dir", tmp_path / "j", "--db", nq, "--json")
     assert r.code == 0, r.err
     refit = tomllib.loads((tmp_path / "j" / "lexical.toml").read_text())
@@ -149,8 +149,9 @@ def test_default_cascade_is_never_at_chance_and_says_who_decided(cli, tmp_path, 
 
 def test_half_split_estimate_of_the_hidden_check():
     """Fitted on the questions of one half, scored on the other (both ways, three splits): the
-    offline default (rules >= 0.8, else lexical) agrees with the humans on 78% or more on average
-    (single halves of ~365 items vary by about +-2 points: measured 77.7-81.5%)."""
+    offline default (rules >= 0.8, else lexical, l2 10 as shipped) agrees with the humans on 78% or
+    more on average. (Halves of ~365 items vary a lot: over 100 random splits the mean is 79.8% and the
+    5th percentile 76.6%, examples/calibration/nq/halfsplit.py; these three splits are a fixed sample.)"""
     import random
 
     import numpy as np
@@ -172,7 +173,7 @@ def test_half_split_estimate_of_the_hidden_check():
         random.Random(seed).shuffle(qs)
         half = np.array([r["question"] in set(qs[:len(qs) // 2]) for r in ROWS])
         for tr in (half, ~half):
-            m = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=3.0)
+            m = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=10.0)
             v = np.array([m.prob(x) >= 0.5 for x in X[~tr].tolist()], int)
             for j, i in enumerate(np.flatnonzero(~tr)):
                 if rules[i].verdict and rules[i].confidence >= 0.8:
@@ -209,8 +210,77 @@ def test_calibrated_cascade_matches_the_llm_with_a_quarter_of_the_calls(nq, cli,
     who = {x["decided_by"] for x in rows}
     assert who == {"nqc-cheap", "gpt4-replay"}
     assert replay.counts.get("requests", 0) == before
-    share = sum(x["decided_by"] == "gpt4-replay" for x in rows) / len(rows)
-    assert 0.1 < share <= 0.27
+    sent = {(x["question"], x["answer"], x["prediction"]) for x in rows if x["decided_by"] == "gpt4-replay"}
+    assert len(sent) == int(0.25 * len(distinct))         # the per-run budget (two lines of the file are one item)
+
+
+def test_target_agreement_fits_a_band_and_the_cascade_escalates_exactly_inside_it(nq, cli, replay, tmp_path):
+    import tomllib
+
+    out = tmp_path / "jl"
+    r = cli("calibrate", "fit", "--name", "tgt", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
+            "--folds", "5", "--escalate-to", REPLAY_SPEC, "--base-url", replay.base_url, "--target-agreement", "0.84",
+            "--out-dir", out, "--db", nq, "--json")
+    assert r.code == 0, r.err
+    c = json.loads(r.out)["cascade"]
+    dec = tomllib.loads((out / "tgt.toml").read_text())["decoding"]
+    lo, hi = dec["defer_band"]
+    assert "max_escalation" not in dec and 0 < lo < 0.5 < hi < 1, dec          # a fitted band, no budget
+    assert c["target_reached"] and c["band_escalated_in_sample"] < 1
+    r = cli("judge", "--input", NQ, "--judge", out / "tgt.toml", "--db", nq, "--json")
+    assert r.code == 0, r.err
+    cheap = {json.loads(x)["prediction"] + json.loads(x)["answer"]: json.loads(x)["p_yes"] for x in
+             cli("judge", "--input", NQ, "--judge", out / "tgt-cheap.toml", "--db", nq, "--json").out.splitlines()}
+    for o in map(json.loads, r.out.splitlines()):
+        p = cheap[o["prediction"] + o["answer"]]
+        assert (o["decided_by"] == "gpt4-replay") == (lo < p < hi)
+
+
+def _cascade_spec(path: Path, stages: list[str], decoding: str) -> Path:
+    path.write_text(f'name = "{path.stem}"\nbackend = "cascade"\nstages = {json.dumps(stages)}\n'
+                    f"[decoding]\n{decoding}\n")
+    return path
+
+
+def test_max_escalation_is_a_budget_every_run_keeps_least_sure_first(cli, tmp_path, db_path):
+    """A band wider than the budget: only floor(share x n) items reach the last stage, the ones the
+    fitted stage is least sure of (ranked in blocks of 512); it decides the others and says why."""
+    spec = _cascade_spec(tmp_path / "budget.toml", ["lexical", "rules"],
+                         "defer_band = [0.05, 0.95]\nmax_escalation = 0.1")
+    r = cli("judge", "--input", NQ, "--judge", "lexical", "--db", db_path, "--json")
+    assert r.code == 0, r.err
+    p_yes = {(x["question"], json.dumps(x["references"]), x["prediction"]): o["p_yes"]
+             for x, o in zip(ROWS, map(json.loads, r.out.splitlines()))}
+    for n in (731, 200):
+        sub = tmp_path / f"sub{n}.jsonl"
+        distinct = list({(x["question"], json.dumps(x["references"]), x["prediction"]): x for x in ROWS}.values())[:n]
+        sub.write_text("".join(json.dumps(x) + "\n" for x in distinct))
+        r = cli("judge", "--input", sub, "--judge", spec, "--db", tmp_path / f"b{n}.db", "--json")
+        assert r.code == 0, r.err
+        out = [json.loads(line) for line in r.out.splitlines()]
+        p = [p_yes[(x["question"], json.dumps(x["references"]), x["prediction"])] for x in distinct]
+        unsure = [i for i in range(n) if 0.05 < p[i] < 0.95]
+        assert len(unsure) > 0.1 * n                                     # the band alone would send more
+        went = [i for i in range(n) if out[i]["decided_by"] == "rules"]
+        assert len(went) == int(0.1 * n)
+        if n <= 512:                                                     # one block: ranked against each other
+            assert max(abs(p[i] - 0.5) for i in went) <= min(abs(p[i] - 0.5) for i in unsure if i not in went)
+        kept = [out[i] for i in unsure if i not in went]
+        assert kept and all(o["decided_by"] == "lexical" and "max_escalation 0.1 reached" in o["reason"] for o in kept)
+
+
+@pytest.mark.parametrize("stages,decoding,needle", [
+    (["lexical", "rules"], "max_escalation = 1.5", "max_escalation = 1.5 must be a number from 0 to 1"),
+    (["rules", "lexical"], "max_escalation = 0.2", "needs a fitted stage just before the last one"),
+])
+def test_bad_max_escalation_is_exit_2_naming_it(cli, tmp_path, db_path, stages, decoding, needle):
+    spec = _cascade_spec(tmp_path / "bad.toml", stages, decoding)
+    r = cli("judge", "--input", NQ, "--judge", spec, "--db", db_path)
+    assert r.code == 2 and needle in r.err and "Traceback" not in r.err, (r.code, r.err)
+    if db_path.exists():                                       # nothing written
+        con = sqlite3.connect(db_path)
+        assert con.execute("SELECT COUNT(*) FROM judgements").fetchone()[0] == 0
+        con.close()
 
 
 @pytest.mark.parametrize("args,needle", [

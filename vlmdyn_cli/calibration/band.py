@@ -1,18 +1,22 @@
 """Choosing a calibrated cascade's defer band: where the cheap judge decides and where the LLM does.
 
 The cheap (fitted) judge gives each item P(yes). Items with lo < P(yes) < hi -- the ones it
-is least sure of -- go to the LLM; it decides the rest (yes when P(yes) >= 0.5). The band is
-chosen on labelled items whose P(yes) was computed out of fold, with the LLM's verdicts on
-the same items:
+is least sure of -- go to the LLM; it decides the rest (yes when P(yes) >= 0.5).
 
-* ``max_escalation = m``: the band that agrees most with the labels while sending at most a
-  share m of the items to the LLM;
-* ``target_agreement = a``: the narrowest band whose agreement reaches a (the widest useful
-  one, flagged, when none does).
-
-A band is a run of consecutive items in P(yes) order, so every (lo, hi) pair is tried in
-O(n^2) array steps. An LLM verdict that is missing (unscored) counts as a disagreement
-while choosing; the reports count it apart.
+* ``max_escalation = m``: every run sends the LLM the share m of its items that the cheap
+  judge is least sure of (P(yes) nearest 0.5), a budget the cascade keeps whatever the
+  items (``max_escalation`` in judging/backends/cascade.py; ``escalated`` here does the
+  same to a set of items). The band is then the whole range: a band fitted on one set
+  sends more or less of another (8-37% of new NQ questions for a band that sent 25% of its
+  own), and measured by fitting on half of the questions and scoring the other half, the
+  budget alone kept the cap on every split and lost less agreement than any fitted band
+  (examples/calibration/nq/README.md).
+* ``target_agreement = a``: the narrowest band whose agreement reaches a on labelled items
+  whose P(yes) was computed out of fold, with the LLM's verdicts on the same items (the
+  widest useful one, flagged, when none does). ``best_band`` tries every band: a run of
+  consecutive items in P(yes) order, so every (lo, hi) pair in O(n^2) array steps. An LLM
+  verdict that is missing (unscored) counts as a disagreement while choosing; the reports
+  count it apart.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from vlmdyn_cli.judging.backends.cascade import least_sure
 
 
 @dataclass
@@ -39,6 +45,20 @@ def choose_band(p, llm_ok, truth, *, max_escalation: float | None = None,
                 target_agreement: float | None = None) -> Band:
     """The defer band for held-out P(yes) ``p``, the LLM's correctness ``llm_ok`` (bool per item:
     its verdict agrees with the label) and the labels ``truth`` (1 yes / 0 no)."""
+    if max_escalation is None:
+        return best_band(p, llm_ok, truth, target_agreement=target_agreement)
+    whole = Band(0.0, 1.0, 0.0, 0.0)
+    esc = escalated(p, whole, max_escalation)
+    cheap_ok = (np.asarray(p, dtype=float) >= 0.5).astype(int) == np.asarray(truth, dtype=int)
+    ok = np.where(esc, np.asarray(llm_ok, dtype=bool), cheap_ok)
+    return Band(0.0, 1.0, float(esc.mean()), float(ok.mean()))
+
+
+def best_band(p, llm_ok, truth, *, max_escalation: float | None = None,
+              target_agreement: float | None = None) -> Band:
+    """Of every band, the one that agrees most with the labels while sending at most a share
+    ``max_escalation`` of these items to the LLM (the cascade's band before it kept a budget per
+    run), or the narrowest reaching ``target_agreement``."""
     p = np.asarray(p, dtype=float)
     n = len(p)
     order = np.argsort(p, kind="stable")
@@ -80,6 +100,20 @@ def choose_band(p, llm_ok, truth, *, max_escalation: float | None = None,
     agree = float((base + gain[j] - gain[i]) / n)
     reached = target_agreement is None or agree >= target_agreement - 1e-12
     return Band(max(lo, 0.0), min(hi, 1.0), (j - i) / n, agree, reached)
+
+
+def escalated(p, band: Band, max_escalation: float | None = None) -> np.ndarray:
+    """Which of a run's items (P(yes) ``p``) go to the LLM: those inside the band, at most
+    floor(max_escalation x n) of them, the least sure first (as the cascade backend does)."""
+    p = np.asarray(p, dtype=float)
+    inside = band.inside(p)
+    if max_escalation is None:
+        return inside
+    idx = np.flatnonzero(inside)
+    keep = idx[least_sure(p[idx].tolist(), int(max_escalation * len(p) + 1e-9))]
+    out = np.zeros(len(p), dtype=bool)
+    out[keep] = True
+    return out
 
 
 def cascade_verdicts(p, llm_yes, band: Band) -> tuple[np.ndarray, np.ndarray]:

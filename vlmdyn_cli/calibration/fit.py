@@ -20,7 +20,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from vlmdyn_cli.calibration import metrics as M
-from vlmdyn_cli.calibration.band import Band, choose_band
+from vlmdyn_cli.calibration.band import Band, choose_band, escalated as within_budget
 from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg, fold_of
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends.base import Item
@@ -122,11 +122,9 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
             model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=l2)
             held[te] = [model.prob(x) for x in X[te].tolist()]
             if llm is not None:
-                inner = cross_val_predict(X[tr].tolist(), y[tr].tolist(), folds=folds, seed=seed, l2=l2,
-                                          groups=[groups[i] for i in tr])
-                band = choose_band(inner, llm["ok"][tr], y[tr], max_escalation=escalation.max_escalation,
-                                   target_agreement=escalation.target_agreement)
-                escalated[te] = band.inside(held[te])
+                band = held_out_band(X[tr], y[tr], llm["ok"][tr], [groups[i] for i in tr], escalation,
+                                     folds=folds, seed=seed, l2=l2)
+                escalated[te] = within_budget(held[te], band, escalation.max_escalation)  # a fold: a run
             task.advance(1)
     model = fit_logreg(X.tolist(), ys, l2=l2)
     cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
@@ -150,13 +148,24 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     if escalation:
         band = choose_band(held, llm["ok"], y, max_escalation=escalation.max_escalation,
                            target_agreement=escalation.target_agreement)
-        res["cascade"] = _cascade_report(held, escalated, llm, truth, band)
+        res["cascade"] = _cascade_report(held, escalated, llm, truth, band) | {
+            "max_escalation": escalation.max_escalation}
         path = out_dir / f"{name}.toml"
         res["spec_path"], res["cheap_spec_path"] = str(path), str(cheap_path)
         files[path] = _to_toml(_cascade_spec(name, cheap_path.name, escalation, band, res["cascade"]))
     for path, text in files.items():     # written last: a failure above leaves no file behind
         path.write_text(text, encoding="utf-8")
     return res
+
+
+def held_out_band(X, y, llm_ok, groups: list, escalation: Escalation, *, folds: int, seed: int,
+                  l2: float) -> Band:
+    """The defer band for a cheap judge fitted on (X, y), chosen on out-of-fold P(yes) (folds grouped
+    by question)."""
+    p = cross_val_predict(np.asarray(X).tolist(), np.asarray(y).tolist(), folds=folds, seed=seed, l2=l2,
+                          groups=groups)
+    return choose_band(p, llm_ok, y, max_escalation=escalation.max_escalation,
+                       target_agreement=escalation.target_agreement)
 
 
 def _llm_verdicts(db: Database, spec: JudgeSpec, items: list[Item], reporter: Reporter) -> dict:
@@ -197,12 +206,15 @@ def _cascade_spec(name: str, cheap_file: str, esc: Escalation, band: Band, rep: 
     c, lo = rep["cascade"], rep["llm"]
     spec = {
         "name": name, "backend": "cascade",
-        "description": f"{name}-cheap decides where its P(yes) is outside ({band.lo:.3f}, {band.hi:.3f}), "
-                       f"{esc.spec.name} the rest; held out: {100 * (c['accuracy'] or 0):.1f}% agreement "
+        "description": (f"{name}-cheap decides all but the {100 * esc.max_escalation:g}% of each run's items it is "
+                        f"least sure of, {esc.spec.name} those" if esc.max_escalation is not None else
+                        f"{name}-cheap decides where its P(yes) is outside ({band.lo:.3f}, {band.hi:.3f}), "
+                        f"{esc.spec.name} the rest") + f"; held out: {100 * (c['accuracy'] or 0):.1f}% agreement "
                        f"escalating {100 * rep['escalated_share']:.1f}% ({esc.spec.name} alone "
                        f"{100 * (lo['accuracy'] or 0):.1f}%)",
         "stages": [cheap_file, esc.ref],
-        "decoding": {"defer_band": [round(band.lo, 6), round(band.hi, 6)]},
+        "decoding": {"defer_band": [round(band.lo, 6), round(band.hi, 6)]}
+        | ({"max_escalation": esc.max_escalation} if esc.max_escalation is not None else {}),
     }
     if esc.model:
         spec["model"] = esc.model

@@ -288,7 +288,7 @@ def fit_cmd(
                                           "rules, exact, contains, ref-in-pred, pred-in-ref, token-f1, "
                                           "token-precision, token-recall, key-recall, fuzzy-recall, char-ratio, "
                                           "len-ratio, pred-len, ref-len, hedge, numbers, novel-words, "
-                                          "question-overlap, local-p_yes, minilm-cos, minilm-qcos.")],
+                                          "question-overlap, novel-precision, local-p_yes, minilm-cos, minilm-qcos.")],
     escalate_to: Annotated[Optional[str], typer.Option("--escalate-to", help="Also build a calibrated cascade: "
                            "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of.")] = None,
     max_escalation: Annotated[Optional[float], typer.Option("--max-escalation", help="Cascade: the largest share "
@@ -414,8 +414,12 @@ def _print_fit(res: dict) -> None:
          "escalated": "100.0%", "unscored": c["llm"]["n_unscored"], "$/1k items": usd(c["usd_per_1000"]["llm"])},
     ]
     print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
-    say(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
-               f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
+    if c.get("max_escalation") is not None:
+        say(f"escalation: every run sends the {_fmt(c['max_escalation'])} of its items the cheap judge is "
+            f"least sure of (P(yes) nearest 0.5) to the LLM -> {res['spec_path']}")
+    else:
+        say(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
+            f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
     if not c["target_reached"]:
         hint("no band reached --target-agreement on these items: the cascade uses the band that agrees most")
     say(f"run it: vlmdyn judge --run RUN --judge {res['spec_path']}")

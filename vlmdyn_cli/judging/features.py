@@ -160,6 +160,16 @@ def f_question_overlap(it: Item) -> float:
     return sum(w in q for w in words) / len(words) if words else 0.0
 
 
+def f_novel_precision(it: Item) -> float:
+    """Share of what the prediction adds (its content words not in the question) that a reference
+    supports; 0 when it adds nothing. An answer padded with unsupported claims scores low."""
+    q = set(tokens(it.question))
+    added = [w for w in _content(tokens(it.prediction)) if w not in q]
+    if not added:
+        return 0.0
+    return max(sum(w in set(r) for w in added) / len(added) for r in _refs(it))
+
+
 def f_rules(it: Item) -> float:
     """The rules judge, best over references: +confidence for yes, -confidence for no, 0 undecided."""
     d = decide_any(it.question, it.answer, it.prediction)
@@ -185,6 +195,7 @@ TEXT_FEATURES: dict[str, Callable[[Item], float]] = {
     "numbers": f_numbers,
     "novel-words": f_novel_words,
     "question-overlap": f_question_overlap,
+    "novel-precision": f_novel_precision,
 }
 # feature -> what computes it over a batch: a judge spec in score mode, or the embedding model
 MODEL_FEATURES: dict[str, str] = {"local-p_yes": "judge:local", "minilm-cos": "minilm", "minilm-qcos": "minilm"}

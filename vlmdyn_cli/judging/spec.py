@@ -40,7 +40,7 @@ else:  # pragma: no cover
 TOP_FIELDS = {"name", "description", "backend", "model", "output", "system_template",
               "user_template", "text_template", "stages", "decoding", "options"}
 DECODING_FIELDS = {"temperature", "max_tokens", "grammar", "fill", "score_mode", "threshold", "min_confidence",
-                   "defer_band"}
+                   "defer_band", "max_escalation"}
 SCORE_MODES = ("off", "with-verdict", "only")
 TEMPLATE_FIELDS = ("system_template", "user_template", "text_template")
 DEFAULT_DECODING = {"temperature": 0.0, "max_tokens": 64, "grammar": True, "score_mode": "off",
@@ -227,6 +227,7 @@ _DECODING_CHECKS = {
     "grammar": (lambda v: isinstance(v, bool), "true or false"),
     "threshold": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
     "min_confidence": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "max_escalation": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1 (a share of each run's items)"),
     "defer_band": (lambda v: isinstance(v, list) and len(v) == 2 and all(_number(x) and 0 <= x <= 1 for x in v)
                    and v[0] <= v[1], "two numbers [low, high] from 0 to 1, low <= high"),
 }
