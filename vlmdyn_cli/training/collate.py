@@ -3,8 +3,10 @@
 The returned batch carries ``conversation_ids``, ``positions`` and ``step``
 next to the tensors: the trainer writes the order manifest from these, i.e.
 from what was actually collated, not from a re-computation. ``Collator`` is
-the one piece to replace for another batching scheme (e.g. sequence packing):
-``rank_batches`` and the trainer only need a callable MicroBatch -> batch dict.
+the one piece to replace for another batching scheme: ``rank_batches`` and the
+trainer only need a callable MicroBatch -> batch dict. It pads each micro-batch
+to its longest sequence, or packs it into one row without padding
+(``training/packing.py``); the model inputs are whatever keys ``loss.loss_sum`` passes on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from vlmdyn_cli.training.dataset import IGNORE, Encoded
 from vlmdyn_cli.training.order import EpochPlan, MicroBatch, micro_batches
+from vlmdyn_cli.training.packing import pack_rows
 
 
 class ImageCache:
@@ -47,12 +50,12 @@ class ImageCache:
 
 
 class Collator:
-    """One padded batch per micro-batch (padded to its longest sequence)."""
+    """One batch per micro-batch: padded to its longest sequence, or packed into one row (``pack``)."""
 
     def __init__(self, encoded: Encoded, plan: EpochPlan, images: list[str | None], pad_id: int,
-                 image_cache: ImageCache):
+                 image_cache: ImageCache, pack: bool = False):
         self.enc, self.plan, self.images = encoded, plan, images
-        self.pad_id, self.image_cache = pad_id, image_cache
+        self.pad_id, self.image_cache, self.pack = pad_id, image_cache, pack
 
     def __call__(self, mb: MicroBatch) -> dict:
         conv_ids = [int(self.plan.order[i]) for i in mb.indices]
@@ -60,22 +63,25 @@ class Collator:
         empty = not rows
         if empty:                      # a rank with nothing left in the last step: a weight-0 dummy
             rows = [self.plan.row_of[int(self.plan.order[0])]]
-        n = max(len(self.enc.ids[r]) for r in rows)
-        ids = np.full((len(rows), n), self.pad_id, dtype=np.int64)
-        labels = np.full((len(rows), n), IGNORE, dtype=np.int64)
-        mask = np.zeros((len(rows), n), dtype=np.int64)
-        for j, r in enumerate(rows):
-            k = len(self.enc.ids[r])
-            ids[j, :k], labels[j, :k], mask[j, :k] = self.enc.ids[r], self.enc.labels[r], 1
+        ids, labels = [self.enc.ids[r] for r in rows], [self.enc.labels[r] for r in rows]
+        tensors = pack_rows(ids, labels, IGNORE) if self.pack else self.padded(ids, labels)
         paths = [self.images[r] for r in rows if self.images[r]]
         return {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask),
-            "labels": torch.from_numpy(labels),
+            **tensors,
             "pixel_values": self.image_cache.get(paths) if paths else None,
             "step": mb.step, "micro": mb.micro, "weight": 0.0 if empty else 1.0,
             "conversation_ids": conv_ids, "positions": list(mb.positions),
         }
+
+    def padded(self, ids: list[np.ndarray], labels: list[np.ndarray]) -> dict:
+        n = max(len(x) for x in ids)
+        out_ids = np.full((len(ids), n), self.pad_id, dtype=np.int64)
+        out_labels = np.full((len(ids), n), IGNORE, dtype=np.int64)
+        mask = np.zeros((len(ids), n), dtype=np.int64)
+        for j, (x, y) in enumerate(zip(ids, labels)):
+            out_ids[j, :len(x)], out_labels[j, :len(x)], mask[j, :len(x)] = x, y, 1
+        return {"input_ids": torch.from_numpy(out_ids), "attention_mask": torch.from_numpy(mask),
+                "labels": torch.from_numpy(out_labels)}
 
 
 def rank_batches(plan: EpochPlan, collate: Callable[[MicroBatch], dict], *, per_device: int, grad_accum: int,

@@ -33,7 +33,7 @@ PAPER_PATTERN = (51, 357, 765, 1275, 2550, 3825)   # of 5120 steps (METHOD.md 1)
 PAPER_TOTAL = 5120
 
 # [train] keys that may change between a run and its resume (they do not change what is trained)
-RESUMABLE_CHANGES = ("threads", "num_workers", "report_to", "resume_every", "out_dir")
+RESUMABLE_CHANGES = ("threads", "num_workers", "report_to", "resume_every", "out_dir", "packing")
 LOSS_CHOICES = ("answer", "instruction+answer")
 MIXED_CHOICES = ("no", "bf16", "fp16")
 
@@ -113,6 +113,7 @@ class TrainSection(_Section):
     mixed_precision: str = field(default="no", **_limits(choices=MIXED_CHOICES))
     threads: int = field(default=1, **_limits(0))          # torch CPU threads (0 = all cores / processes)
     num_workers: int = field(default=0, **_limits(0))      # DataLoader workers for collation
+    packing: bool = True                   # a micro-batch's conversations in one row, no padding (packing.py)
     out_dir: str = "runs"                  # checkpoints go to <out_dir>/<run>/checkpoints/step-NNNNNN
     report_to: str = field(default="none", **_limits(choices=tuple(TRACKERS)))    # training/trackers.py
     resume_every: int = field(default=0, **_limits(0))     # also save the resume state every N steps

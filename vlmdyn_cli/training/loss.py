@@ -17,14 +17,19 @@ import torch.nn.functional as F
 IGNORE = -100
 
 
+# batch keys that are model inputs (the rest -- step, positions, ... -- is bookkeeping)
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "position_ids", "packed_lengths")
+
+
 class LossModule(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, labels, pixel_values=None):
+    def forward(self, input_ids, labels, attention_mask=None, pixel_values=None, **packed):
+        """``packed``: position_ids and the layout of a packed row (training/packing.py), if any."""
         out = self.model.model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                               use_cache=False)
+                               use_cache=False, **packed)
         hidden = out.last_hidden_state[:, :-1]
         target = labels[:, 1:]
         keep = target != IGNORE
@@ -35,6 +40,5 @@ class LossModule(torch.nn.Module):
 
 
 def loss_sum(module, batch: dict, device) -> torch.Tensor:
-    pix = batch["pixel_values"]
-    return module(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device),
-                  pix.to(device) if pix is not None else None)
+    inputs = {k: batch[k] for k in MODEL_INPUTS if batch.get(k) is not None}
+    return module(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
