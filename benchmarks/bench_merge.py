@@ -28,6 +28,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import Must, Ratio, finish  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_RATIO = 1.5
 
@@ -110,15 +113,13 @@ def main() -> int:
     print(f"{len(want)} generations; export {result['export_s']} s; raw copy {result['raw_s']} s; merge "
           f"{result['merge_s']} s ({result['ratio']}x raw, target <= {TARGET_RATIO}); merge again "
           f"{result['again_s']} s, added {result['added_again']}; added {report.added}")
-    if not result["same_rows"] or result["added_again"]:
-        print("FAIL: merged rows differ from the node's, or the second merge added rows")
-        return 1
-    if result["ratio"] > TARGET_RATIO:
-        print("MISSED target")
-        return 1
-    print("target met")
-    return 0
-
+    return finish("bench_merge", [
+        Must("db merge: the merged rows equal the node's, and merging again adds nothing",
+             result["same_rows"] and not result["added_again"],
+             f"same rows {result['same_rows']}, {result['added_again']} added again", "same rows, 0 added"),
+        Ratio("db merge vs a raw INSERT ... SELECT copy of the same rows", result["merge_s"], result["raw_s"], "s",
+              round(1 / TARGET_RATIO, 3), note=f"merge <= {TARGET_RATIO}x the raw copy's time"),
+    ], result)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,6 +44,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import Must, finish  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "out"
 BIN = Path(sys.executable).parent / "vlmdyn"
 
@@ -173,16 +176,14 @@ def main() -> int:
           f"another {result['db_share_sequential']}); (export + merge) / shards at once "
           f"{result['transfer_vs_at_once']} (target <= 0.25); reported only: at once / sequential "
           f"{result['at_once_vs_sequential']}, at once / single {result['at_once_vs_single']}")
-    if not all(same.values()):
-        print(f"FAIL: rows differ from the single process: {same}")
-        return 1
-    missed = [k for k, t in (("db_share_at_once", 0.05), ("transfer_vs_at_once", 0.25)) if result[k] > t]
-    if missed:
-        print(f"MISSED: {', '.join(missed)}")
-        return 1
-    print("targets met")
-    return 0
-
+    return finish("bench_shards", [
+        Must("sharded inference: rows equal the single process's (one after another, at once, 3 nodes)",
+             all(same.values()), str(same), "all equal"),
+        Must("sharded inference: database share of the shards' time at once", result["db_share_at_once"] <= 0.05,
+             f"{result['db_share_at_once']:.2%}", "<= 5%"),
+        Must("sharded inference: (export + merge) / shards at once", result["transfer_vs_at_once"] <= 0.25,
+             f"{result['transfer_vs_at_once']:.3f}", "<= 0.25"),
+    ], result)
 
 if __name__ == "__main__":
     sys.exit(main())
