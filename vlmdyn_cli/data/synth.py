@@ -72,13 +72,8 @@ class SynthResult:
         return d
 
 
-def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, workers: int | None = None,
-             reporter: Reporter = NullReporter(), image_size: int = 64, force: bool = False) -> SynthResult:
-    """Generate the benchmark into ``out_dir`` (see the module docstring).
-
-    Re-running with the same parameters on a finished directory does nothing
-    (``skipped=True``) unless ``force``; an interrupted run is simply redone.
-    """
+def checked_output(out_dir, n_images: int, image_size: int) -> Path:
+    """The output folder of a generator, after checking its size arguments (bad input: exit 2)."""
     if n_images < 10:
         raise BadInput(f"--images must be at least 10 (got {n_images})")
     if image_size < 32:
@@ -86,17 +81,35 @@ def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, wo
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} exists and is not a folder")
+    return out
+
+
+def finished_meta(out: Path, params: dict) -> dict | None:
+    """The stored meta of a finished generation into ``out`` with these ``params`` (None: generate)."""
+    meta_path = out / META_NAME
+    if not (meta_path.is_file() and (out / JSON_NAME).is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if meta.get("params") == params else None
+
+
+def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, workers: int | None = None,
+             reporter: Reporter = NullReporter(), image_size: int = 64, force: bool = False) -> SynthResult:
+    """Generate the benchmark into ``out_dir`` (see the module docstring).
+
+    Re-running with the same parameters on a finished directory does nothing
+    (``skipped=True``) unless ``force``; an interrupted run is simply redone.
+    """
+    out = checked_output(out_dir, n_images, image_size)
     params = {"generator_version": GENERATOR_VERSION, "n_images": n_images, "seed": seed,
               "image_size": image_size}
-    meta_path = out / META_NAME
-    if not force and meta_path.exists() and (out / JSON_NAME).exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            meta = {}
-        if meta.get("params") == params:
-            reporter.info(f"synthetic benchmark already in {out} (same parameters): nothing to do")
-            return _result_from_meta(out, meta, skipped=True)
+    meta = None if force else finished_meta(out, params)
+    if meta is not None:
+        reporter.info(f"synthetic benchmark already in {out} (same parameters): nothing to do")
+        return _result_from_meta(out, meta, skipped=True)
 
     t0 = time.monotonic()
     rng = random.Random(seed)
@@ -104,6 +117,7 @@ def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, wo
     records = _conversations(rng, specs)
     (out / IMAGES_DIR / "scenes").mkdir(parents=True, exist_ok=True)
     (out / IMAGES_DIR / "books").mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_NAME
     if meta_path.exists():
         meta_path.unlink()  # not "done" until rewritten at the end
     _remove_stale(out / IMAGES_DIR, {rel for rel, _ in specs})

@@ -156,32 +156,23 @@ def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size
 
     The same parameters on a finished folder do nothing (meta["skipped"] = True) unless ``force``.
     """
-    from vlmdyn_cli.data.synth import IMAGES_DIR, JSON_NAME, META_NAME, _atomic_write, realised_mix
+    from vlmdyn_cli.data.synth import (IMAGES_DIR, JSON_NAME, META_NAME, _atomic_write, checked_output,
+                                       finished_meta, realised_mix)
 
     fam = family(name)
-    if n_images < 10:
-        raise BadInput(f"--images must be at least 10 (got {n_images})")
-    if image_size < 32:
-        raise BadInput(f"image size must be at least 32 px (got {image_size})")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder")
+    out = checked_output(out_dir, n_images, image_size)
     params = {"family": name, "family_version": FAMILY_VERSION, "n_images": n_images, "seed": seed,
               "image_size": image_size}
-    meta_path = out / META_NAME
-    if not force and meta_path.is_file() and (out / JSON_NAME).is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            meta = {}
-        if meta.get("params") == params:
-            reporter.info(f"family {name} already in {out} (same parameters): nothing to do")
-            return {**meta, "skipped": True}
+    meta = None if force else finished_meta(out, params)
+    if meta is not None:
+        reporter.info(f"family {name} already in {out} (same parameters): nothing to do")
+        return {**meta, "skipped": True}
     t0 = time.monotonic()
     # one stream per (family, seed): families never share a picture by construction of the seed
     rng = random.Random(f"{name}/{seed}")
     folder = out / IMAGES_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_NAME
     if meta_path.exists():
         meta_path.unlink()   # not "done" until rewritten at the end
     records = []
