@@ -49,14 +49,19 @@ def print_findings(report, rules: bool = True) -> None:
     per finding, then the numbers behind each verdict, the rules, unscored counts and notes."""
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
+    from rich.text import Text as RichText
+
+    from vlmdyn_cli.safetext import clean
+
+    def Text(value) -> RichText:   # run, set and judge names come from the database: controls made visible
+        return RichText(clean(value))
 
     con = Console()
-    t = Table(title=f"Findings of the paper (METHOD.md section 5), judge {report.judge}")
+    t = Table(title=clean(f"Findings of the paper (METHOD.md section 5), judge {report.judge}"))
     t.add_column("#")
     t.add_column("finding", overflow="fold", ratio=3)
     t.add_column("verdict")
-    t.add_column("per seed (" + ", ".join(report.runs) + ")", overflow="fold", ratio=1)
+    t.add_column(clean("per seed (" + ", ".join(report.runs) + ")"), overflow="fold", ratio=1)
     t.add_column("mean ± sd")
     for f in report.findings:
         seeds = " ".join("n/a" if v is None else f"{v:g}" for v in f.per_seed.values())
