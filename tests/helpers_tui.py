@@ -147,25 +147,48 @@ def _judge(c, name, h, status, verdict, *, raw, scores, p_yes, reason=None):
 
 # ---------------------------------------------------------------- driving the app in tests
 
+def _busy(app) -> bool:
+    """Work still pending anywhere: a worker not finished, or a message not yet handled by the
+    app or by any widget of any screen on the stack (not only the top one: a modal over the
+    main screen must not hide the main screen's pending loads)."""
+    if any(not w.is_finished for w in app.workers):
+        return True
+    nodes = [app]
+    for screen in app.screen_stack:
+        nodes.extend(screen.walk_children(with_self=True))
+    return any(n.message_queue_size for n in nodes)
+
+
 async def settle(pilot, rounds: int = 3) -> None:
-    """Let workers finish and their messages be handled (they can start further workers)."""
-    for _ in range(rounds):
+    """Let workers finish and their messages be handled (they can start further workers),
+    until nothing is pending for ``rounds`` checks in a row (30 s at most)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    quiet = 0
+    while quiet < rounds and time.monotonic() < deadline:
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+        quiet = 0 if _busy(pilot.app) else quiet + 1
 
 
-async def settle_screen(pilot, limit: int = 40) -> None:
-    """Settle, then wait until two screenshots in a row are the same (a loaded machine
-    can still be laying out or animating after the workers are done)."""
+async def settle_screen(pilot, rounds: int = 3) -> None:
+    """Settle, then wait until nothing is pending and the screenshot has not changed for
+    ``rounds`` checks in a row, 50 ms apart (a loaded machine can still be laying out after
+    the workers are done; two CI runs failed on a snapshot taken too early)."""
+    import time
+
     await settle(pilot)
+    deadline = time.monotonic() + 30
     last = pilot.app.export_screenshot()
-    for _ in range(limit):
+    same = 0
+    while same < rounds and time.monotonic() < deadline:
         await pilot.pause(0.05)
         await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
         now = pilot.app.export_screenshot()
-        if now == last:
-            return
+        same = same + 1 if now == last and not _busy(pilot.app) else 0
         last = now
 
 

@@ -332,3 +332,40 @@ async def test_mouse_tabs_and_rows(tui_db):
         await pilot.click(JudgementTable, offset=(5, 3))  # clicking the highlighted row opens it
         await settle(pilot)
         assert isinstance(app.screen, DetailScreen) and app.screen.item["question"] == QAS[1][0]
+
+
+def test_table_widens_after_an_early_paint():
+    """A paint between add_row and the table's idle measurement must not leave the cells cut to
+    the header widths (Textual's DataTable keeps them: "se" for "seen@51"; two CI runs failed
+    on that screen)."""
+    import asyncio
+
+    from textual.app import App
+    from textual.geometry import Region
+
+    from vlmdyn_cli.tui.widgets.table import Table as cls
+
+    class One(App):
+        CSS = "#t { height: 5; }"
+
+        def compose(self):
+            yield cls(id="t")
+
+        def fill(self) -> None:
+            t = self.query_one(cls)
+            t.clear(columns=True)
+            t.add_column("set")
+            t.add_column("51")
+            t.add_row("seen@51", "100%")
+            t.render_lines(Region(0, 0, t.size.width, t.size.height))  # the early paint
+
+    async def go():
+        app = One()
+        async with app.run_test(size=(40, 6)) as pilot:
+            await settle(pilot)
+            app.fill()
+            await settle(pilot)
+            return screen_text(app)
+
+    text = asyncio.run(go())
+    assert "seen@51" in text and "100%" in text, text

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from vlmdyn_cli.tui import queries as Q
 from vlmdyn_cli.tui.text import literal, one_line, verdict_text
 from vlmdyn_cli.tui.widgets.image_view import ImageView
+from vlmdyn_cli.tui.widgets.table import Table
 
 
 class DetailLoaded(Message):
@@ -51,10 +52,10 @@ class DetailScreen(Screen):
                     yield Static(id="detail-prediction", classes="box")
                 yield Vertical(id="detail-image")
             yield Static(Text("Judges", style="bold"), classes="section")
-            yield DataTable(id="detail-judges", cursor_type="row", zebra_stripes=True)
+            yield Table(id="detail-judges", cursor_type="row", zebra_stripes=True)
             yield Vertical(id="detail-raw")
             yield Static(Text("The same question at every checkpoint of this run", style="bold"), classes="section")
-            yield DataTable(id="detail-history", cursor_type="row", zebra_stripes=True)
+            yield Table(id="detail-history", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -17,6 +17,7 @@ from vlmdyn_cli.store.runs import list_runs
 from vlmdyn_cli.tui import queries as Q
 from vlmdyn_cli.tui.text import literal, one_line
 from vlmdyn_cli.tui.widgets.accuracy_grid import AccuracyGrid
+from vlmdyn_cli.tui.widgets.table import Table
 
 
 class OverviewLoaded(Message):
@@ -51,8 +52,8 @@ class OverviewPane(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="overview-top"):
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="judges", cursor_type="row", zebra_stripes=True)
+            yield Table(id="runs", cursor_type="row", zebra_stripes=True)
+            yield Table(id="judges", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="grid-controls"):
             yield Select([], prompt="run", id="grid-run", compact=True, allow_blank=True)
             yield Select([], prompt="judge", id="grid-judge", compact=True, allow_blank=True)

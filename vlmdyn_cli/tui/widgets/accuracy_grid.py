@@ -10,9 +10,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.widgets import DataTable
 
 from vlmdyn_cli.tui.text import one_line
+from vlmdyn_cli.tui.widgets.table import Table
 
 
 def acc_style(acc: float | None) -> Style:
@@ -40,7 +40,7 @@ def merge_cells(cells: list[dict]) -> dict[tuple[str, str], dict[int, dict]]:
     return grid
 
 
-class AccuracyGrid(DataTable):
+class AccuracyGrid(Table):
     BINDINGS = [Binding("c", "toggle_counts", "Counts")]
 
     show_counts: reactive[bool] = reactive(False)

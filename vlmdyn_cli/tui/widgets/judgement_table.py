@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual import events
-from textual.widgets import DataTable
 
 from vlmdyn_cli.tui.text import one_line, verdict_text
+from vlmdyn_cli.tui.widgets.table import Table
 
 WIDE = [("run", 8), ("step", 5), ("set", 9), ("category", 9), ("judge", 12), ("verdict", 8)]
 SMALL = [("run", 8), ("step", 4), ("judge", 8), ("verdict", 8)]
@@ -42,7 +42,7 @@ def cells(r: dict) -> dict[str, Text]:
             "answer": one_line(r["answer"]), "prediction": one_line(r["prediction"])}
 
 
-class JudgementTable(DataTable):
+class JudgementTable(Table):
     def __init__(self, **kw):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.rows_data: list[dict] = []
