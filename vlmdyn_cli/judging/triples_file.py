@@ -11,6 +11,7 @@ fails with its line number.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput
@@ -22,8 +23,13 @@ REQUIRED = ("question", "answer", "prediction")
 
 
 def read_triples_file(path: str | Path) -> list[dict]:
+    return [obj for _, obj in read_triples_lines(path)]
+
+
+def read_triples_lines(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line, validated (see the module docstring)."""
     p = input_file(path, "triples file")
-    rows: list[dict] = []
+    rows: list[tuple[int, dict]] = []
     for lineno, line in lines(p):
         obj = parse_object(line, f"{p}: line {lineno}")
         if obj is None:
@@ -39,7 +45,7 @@ def read_triples_file(path: str | Path) -> list[dict]:
                 raise BadInput(f"{p}: line {lineno}: field '{k}' is {what}; each line needs "
                                f"string fields {', '.join(REQUIRED)}")
         obj.setdefault("id", lineno)
-        rows.append(obj)
+        rows.append((lineno, obj))
     if not rows:
         raise BadInput(f"{p}: no triples in the file")
     return rows
@@ -52,25 +58,25 @@ RESULT_FIELDS = ("status", "verdict", "reason", "decided_by", "ms", "md", "h", "
 def judge_file(db, path: str | Path, spec, reporter=None, **kw):
     """Judge every line of a triples file; returns (summary, one result dict per input line, in order).
 
-    The triples are stored (one transaction) so the cache and ``judgements list`` see them.
+    The triples are stored with the file and its lines (one transaction, store/input_files.py) so
+    the cache, ``judgements list`` and the TUI see them.
     """
     from vlmdyn_cli.judging.run import checked_options, judge_triples
     from vlmdyn_cli.store import judgements as store
-    from vlmdyn_cli.store.db import upsert_triples
 
-    rows = read_triples_file(path)
+    numbered = read_triples_lines(path)
+    rows = [obj for _, obj in numbered]
     checked_options(spec, kw.get("backend_options"), ready=not kw.get("dry_run"))   # bad options, no key: nothing stored
-    triples = [(r["question"], r["answer"], r["prediction"]) for r in rows]
     if kw.get("dry_run"):   # estimate inside a transaction that is rolled back: a dry run writes nothing
         db.conn.execute("BEGIN IMMEDIATE")
         try:
-            hashes = upsert_triples(db, triples)
+            hashes = _store_file(db, path, numbered)
             summary = judge_triples(db, spec, hashes, reporter, **kw)
         finally:
             db.conn.execute("ROLLBACK")
         return summary, []
     with immediate(db):
-        hashes = upsert_triples(db, triples)
+        hashes = _store_file(db, path, numbered)
     summary = judge_triples(db, spec, hashes, reporter, **kw)
     found = store.rows_of(db, spec.hash, list(dict.fromkeys(hashes)))
     results = []
@@ -79,3 +85,18 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
                else {"status": "pending", "reason": "not judged in this invocation"})
         results.append(row | {"judge": spec.name} | res)
     return summary, results
+
+
+def _store_file(db, path: str | Path, numbered: list[tuple[int, dict]]) -> list[str]:
+    """Store the file's triples and record the file and its lines (caller's transaction); the hashes."""
+    from vlmdyn_cli.store import input_files
+    from vlmdyn_cli.store.db import upsert_triples
+
+    hashes = upsert_triples(db, [(o["question"], o["answer"], o["prediction"]) for _, o in numbered])
+    rows = [(line, _item_id(o["id"]), h) for (line, o), h in zip(numbered, hashes)]
+    input_files.record(db.conn, str(path), input_files.file_sha256(path), rows)
+    return hashes
+
+
+def _item_id(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

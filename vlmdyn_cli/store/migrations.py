@@ -609,3 +609,49 @@ def m250_shards(db: Database) -> None:
         CREATE INDEX idx_infer_timings_run ON infer_timings(run_id, backend, kind)
         """,
     )
+
+
+@migrations(name="m260_input_files")
+def m260_input_files(db: Database) -> None:
+    """Where the triples judged with ``vlmdyn judge --input FILE`` came from (issue 17): each judged
+    file (the path as given, the sha256 of its bytes, when it was first judged) and its rows (line,
+    the line's id, triple hash), so the TUI can show those judgements with their file and line and
+    ``judgements list --input FILE`` can select them. A file is one (path, content): judging it
+    again, or with another judge, adds nothing; an edited file is a new one.
+
+    Judgements made from input files before this migration have no record. Rather than guess
+    their file, their triples are listed in ``input_unrecorded`` (every judged triple that no
+    generation, calibration item or human label holds, in the order of its first judgement):
+    the TUI says their source is unknown, and judging the file again records it.
+    """
+    _run(
+        db,
+        """
+        CREATE TABLE input_files (            -- triples files judged with `vlmdyn judge --input`
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,              -- the path as given on the command line
+            sha256 TEXT NOT NULL,            -- of the file's bytes when it was judged
+            n_rows INTEGER NOT NULL,         -- triples (non-blank lines) in the file
+            created_at TEXT NOT NULL,        -- when it was first judged
+            UNIQUE (path, sha256)
+        );
+        CREATE TABLE input_file_rows (        -- the lines of a judged input file
+            file_id INTEGER NOT NULL REFERENCES input_files(id),
+            line INTEGER NOT NULL,           -- 1-based line number in the file
+            item_id TEXT,                    -- the line's "id" field as text (the line number when it has none)
+            triple_hash TEXT NOT NULL REFERENCES triples(hash),
+            PRIMARY KEY (file_id, line)
+        ) WITHOUT ROWID;
+        CREATE INDEX idx_input_file_rows_triple ON input_file_rows(triple_hash, file_id);
+        CREATE TABLE input_unrecorded (       -- triples judged before input files were recorded: file unknown
+            id INTEGER PRIMARY KEY,
+            triple_hash TEXT NOT NULL UNIQUE REFERENCES triples(hash)
+        );
+        INSERT INTO input_unrecorded(triple_hash)
+            SELECT j.triple_hash FROM judgements j
+            WHERE NOT EXISTS (SELECT 1 FROM generations g WHERE g.triple_hash = j.triple_hash)
+              AND NOT EXISTS (SELECT 1 FROM calibration_items c WHERE c.triple_hash = j.triple_hash)
+              AND NOT EXISTS (SELECT 1 FROM human_labels h WHERE h.triple_hash = j.triple_hash)
+            GROUP BY j.triple_hash ORDER BY min(j.id)
+        """,
+    )

@@ -73,6 +73,7 @@ class Filters:
     status: str | None = None           # scored / unscored
     disagree: tuple[str, str] | None = None  # two judge names whose verdicts differ
     text: str | None = None             # free text, searched with FTS5 in question/answer/prediction
+    source: str | None = None           # None: the runs' generations; else input-file rows (tui/browse_inputs.py)
 
     def active(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, "")}

@@ -34,7 +34,23 @@ def choices(conn: sqlite3.Connection) -> dict[str, list]:
         "judge": col("SELECT DISTINCT name FROM judge_specs ORDER BY name"),
         "verdict": ["yes", "no"],
         "status": ["scored", "unscored"],
+        "source": sources(conn),
     }
+
+
+def sources(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(label, Filters.source) of every judged input file, and of the judgements whose file was not
+    recorded (judged before vlmdyn recorded input files) when there are any."""
+    from vlmdyn_cli.store import input_files
+    from vlmdyn_cli.tui.browse_inputs import UNRECORDED, file_source
+
+    files = input_files.list_files(conn)
+    labels = input_files.labels(files)
+    out = [(f"file: {labels[f['id']]}", file_source(f["id"])) for f in files]
+    triples, _ = input_files.unrecorded(conn)
+    if triples:
+        out.append((f"input, file not recorded ({triples:,})", UNRECORDED))
+    return out
 
 
 # ---------------------------------------------------------------- overview

@@ -1,5 +1,9 @@
 """The judgements browser tab: filters, a status line and one SQL page of rows.
 
+Rows come from the runs' generations (``tui/browse.py``) or, when the source filter
+names one, from a judged input file (``tui/browse_inputs.py``): ``SOURCES`` picks the
+module, both give ``page`` and ``count``.
+
 Queries run in thread workers and post ``PageLoaded`` / ``CountLoaded`` back;
 a newer request cancels the older one (exclusive worker groups) and stale
 answers are dropped by request number.
@@ -18,11 +22,19 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from vlmdyn_cli.tui import browse as B
+from vlmdyn_cli.tui import browse_inputs as I
 from vlmdyn_cli.tui import queries as Q
 from vlmdyn_cli.store.search import fts_query
 from vlmdyn_cli.tui.text import literal
 from vlmdyn_cli.tui.widgets.filter_bar import FilterBar
 from vlmdyn_cli.tui.widgets.judgement_table import JudgementTable
+
+
+SOURCES = {False: B, True: I}   # rows of input files or not -> the module with page() and count()
+
+
+def rows_module(filters: B.Filters):
+    return SOURCES[I.is_input(filters)]
 
 
 class PageLoaded(Message):
@@ -90,14 +102,14 @@ class BrowserPane(Vertical):
     def _load_page(self, request: int, filters: B.Filters, after) -> None:
         t0 = time.perf_counter()
         with self.store.read() as conn:
-            rows = B.page(conn, filters, after)
+            rows = rows_module(filters).page(conn, filters, after)
         if not get_current_worker().is_cancelled:
             self.post_message(PageLoaded(request, rows, 1000 * (time.perf_counter() - t0)))
 
     @work(thread=True, exclusive=True, group="browser-count")
     def _load_count(self, request: int, filters: B.Filters) -> None:
         with self.store.read() as conn:
-            count = B.count(conn, filters)
+            count = rows_module(filters).count(conn, filters)
         if not get_current_worker().is_cancelled:
             self.post_message(CountLoaded(request, count))
 
@@ -107,7 +119,7 @@ class BrowserPane(Vertical):
         self.rows = msg.rows
         self.elapsed_ms = msg.elapsed_ms
         self.loaded = True
-        self.query_one(JudgementTable).show_rows(msg.rows)
+        self.query_one(JudgementTable).show_rows(msg.rows, inputs=I.is_input(self.filters))
         self._status()
 
     def on_count_loaded(self, msg: CountLoaded) -> None:
@@ -130,6 +142,11 @@ class BrowserPane(Vertical):
                 text += f" · {self.elapsed_ms:.0f} ms"
             text += f" · page {len(self.cursors)}"
         active = self.filters.active()
+        if self.filters.source is not None:
+            active["source"] = self.query_one(FilterBar).source_label()
+            if self.filters.source == I.UNRECORDED:
+                text += (" · judged from input files before vlmdyn recorded them: their file is unknown "
+                         "(judge the file again to record it; cached, nothing is judged twice)")
         if active:
             text += " · " + ", ".join(f"{k}={v}" for k, v in active.items())
         if (self.filters.text or "").strip() and fts_query(self.filters.text) is None:
@@ -172,4 +189,7 @@ class BrowserPane(Vertical):
         if row is not None:
             from vlmdyn_cli.tui.screens.detail import DetailScreen
 
-            self.app.push_screen(DetailScreen(row["gid"]))
+            if row["gid"] is None:   # an input file's line
+                self.app.push_screen(DetailScreen(None, source=(row["source"], row["key"][0])))
+            else:
+                self.app.push_screen(DetailScreen(row["gid"]))

@@ -1,5 +1,8 @@
 """Detail of one generation: the texts, every judge's verdict and scores, raw judge
-outputs, the same QA pair at every checkpoint, and the image when its file exists."""
+outputs, the same QA pair at every checkpoint, and the image when its file exists.
+
+Or of one line of a judged input file (``source=(Filters.source, line)``): its file,
+line and id, the texts, every judge's verdict and raw output; no image or checkpoints."""
 
 from __future__ import annotations
 
@@ -34,9 +37,10 @@ class DetailScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("backspace", "app.pop_screen", "Back",
                                                                         show=False)]
 
-    def __init__(self, gid: int, **kw):
+    def __init__(self, gid: int | None, source: tuple[str, int] | None = None, **kw):
         super().__init__(**kw)
         self.gid = gid
+        self.source = source   # (browser source, line) of an input file's row
         self.item: dict | None = None
         self.verdicts: list[dict] = []
         self.history: list[dict] = []
@@ -54,7 +58,8 @@ class DetailScreen(Screen):
             yield Static(Text("Judges", style="bold"), classes="section")
             yield Table(id="detail-judges", cursor_type="row", zebra_stripes=True)
             yield Vertical(id="detail-raw")
-            yield Static(Text("The same question at every checkpoint of this run", style="bold"), classes="section")
+            yield Static(Text("The same question at every checkpoint of this run", style="bold"), classes="section",
+                         id="detail-history-title")
             yield Table(id="detail-history", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -68,7 +73,19 @@ class DetailScreen(Screen):
         self.reload()
 
     def reload(self) -> None:
-        self._load(self.gid)
+        if self.source is not None:
+            self._load_input(*self.source)
+        else:
+            self._load(self.gid)
+
+    @work(thread=True, exclusive=True, group="detail")
+    def _load_input(self, source: str, line: int) -> None:
+        from vlmdyn_cli.tui import browse_inputs
+
+        with self.app.store.read() as conn:
+            item = browse_inputs.item(conn, source, line)
+            verdicts = Q.verdicts(conn, item["triple_hash"]) if item else []
+        self.post_message(DetailLoaded(item, verdicts, [], None))
 
     @work(thread=True, exclusive=True, group="detail")
     def _load(self, gid: int) -> None:
@@ -79,24 +96,41 @@ class DetailScreen(Screen):
         image = Q.image_file(item["image_root"], item["image_path"], self.app.store.path) if item else None
         self.post_message(DetailLoaded(item, verdicts, history, image))
 
+    def _meta(self, it: dict) -> str:
+        if self.source is None:
+            cat = it["category"] or "?"
+            if it["subcategory"]:
+                cat += f"/{it['subcategory']}"
+            return (f"run {it['run']} (seed {it['seed']}) · step {it['step']} · sets {it['sets'] or '-'}"
+                    f" · {cat} · qa {it['qa_id']} · generation {it['gid']}")
+        if it["path"] is None:
+            text = ("input file not recorded (judged before vlmdyn recorded input files; judge the file again "
+                    "to record it)")
+        else:
+            text = (f"input file {it['path']} · line {it['line']} · id {it['item_id']} · sha256 {it['sha256'][:12]}"
+                    f" · first judged {it['created_at']}")
+        if it["elsewhere"]:
+            text += " · also in " + ", ".join(it["elsewhere"])
+        if it["generations"]:
+            text += f" · also {it['generations']} generation(s) of runs"
+        return text
+
     async def on_detail_loaded(self, msg: DetailLoaded) -> None:
         self.item, self.verdicts, self.history = msg.item, msg.verdicts, msg.history
         if msg.item is None:
-            self.query_one("#detail-meta", Static).update(Text(f"generation {self.gid} not found", style="red"))
+            what = f"generation {self.gid}" if self.source is None else f"line {self.source[1]} of the input file"
+            self.query_one("#detail-meta", Static).update(Text(f"{what} not found", style="red"))
             return
         it = msg.item
-        cat = it["category"] or "?"
-        if it["subcategory"]:
-            cat += f"/{it['subcategory']}"
-        meta = literal(f"run {it['run']} (seed {it['seed']}) · step {it['step']} · sets {it['sets'] or '-'}"
-                       f" · {cat} · qa {it['qa_id']} · generation {it['gid']}", style="bold")
-        self.query_one("#detail-meta", Static).update(meta)
+        self.query_one("#detail-meta", Static).update(literal(self._meta(it), style="bold"))
         self.query_one("#detail-question", Static).update(literal(it["question"]))
         self.query_one("#detail-answer", Static).update(literal(it["answer"]))
         self.query_one("#detail-prediction", Static).update(literal(it["prediction"]))
         box = self.query_one("#detail-image", Vertical)
         await box.remove_children()
-        if it["image_path"]:
+        if self.source is not None:
+            await box.mount(Static(Text("(input file: no image)", style="dim")))
+        elif it["image_path"]:
             await box.mount(ImageView(msg.image, max_width=32, max_rows=10))
         else:
             await box.mount(Static(Text("(text-only item)", style="dim")))
@@ -119,6 +153,10 @@ class DetailScreen(Screen):
 
         hist = self.query_one("#detail-history", DataTable)
         hist.clear(columns=True)
+        for widget in (hist, self.query_one("#detail-history-title")):
+            widget.display = self.source is None
+        if self.source is not None:
+            return
         names = sorted({n for h in msg.history for n in h["verdicts"]})
         hist.add_column("step")
         for n in names:

@@ -17,7 +17,9 @@ KEYS = [
     ("Tabs", [("1 / 2 / 3", "overview / judgements / plots")]),
     ("Overview", [("enter on a run or judge", "show it in the accuracy grid"),
                   ("c (in the grid)", "show counts: yes/scored, u unscored, m not judged yet")]),
-    ("Judgements", [("/", "search question, answer and prediction (full-text)"),
+    ("Judgements", [("source (first select)", "runs, or a judged input file (file: name.jsonl): its rows show "
+                     "file, line and id; run, seed, step, set and category do not apply to it"),
+                    ("/", "search question, answer and prediction (full-text)"),
                     ("n / p", "next / previous page"), ("x", "clear all filters"),
                     ("enter", "details of the row: all judges, raw output, the answer over training")]),
     ("Details", [("escape", "back")]),

@@ -1,11 +1,16 @@
 """The browser's filters: one compact Select per field, two for "judges disagree", a search box.
 
+The first select chooses the source: the runs' generations (blank), a judged input file
+("file: name.jsonl"), or the judgements whose input file was not recorded; with an input
+file the run-only filters (run, seed, step, set, category, sub-category) are disabled.
+
 Posts ``FilterBar.Changed(filters)`` whenever the filters change (search text
 after a short pause or on Enter).
 """
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.message import Message
@@ -16,6 +21,7 @@ from vlmdyn_cli.tui.browse import Filters
 
 # field -> (prompt when blank, label prefix for values)
 FIELDS = {
+    "source": ("source: runs", ""),
     "run": ("run: any", "run "),
     "seed": ("seed: any", "seed "),
     "step": ("step: any", "step "),
@@ -28,6 +34,7 @@ FIELDS = {
     "dis_a": ("disagree: -", "≠ "),
     "dis_b": ("  and: -", "and "),
 }
+RUN_ONLY = ("run", "seed", "step", "set_name", "category", "subcategory")
 SEARCH_DELAY_S = 0.35
 
 
@@ -48,6 +55,7 @@ class FilterBar(Grid):
         self._timer: Timer | None = None
         self._quiet = False
         self._last: Filters | None = None
+        self._source_labels: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         for name, (prompt, _) in FIELDS.items():
@@ -63,11 +71,23 @@ class FilterBar(Grid):
                 sel = self.query_one(f"#f-{name}", Select)
                 current = sel.value
                 values = choices.get(src, [])
-                sel.set_options([(f"{prefix}{v}", v) for v in values])
+                if name == "source":    # (label, value) pairs
+                    self._source_labels = dict((v, label) for label, v in values)
+                    sel.set_options([(Text(label), v) for label, v in values])
+                    values = [v for _, v in values]
+                else:
+                    sel.set_options([(Text(f"{prefix}{v}"), v) for v in values])
                 if current in values:
                     sel.value = current
         finally:
             self._quiet = False
+        self._run_only()
+
+    def _run_only(self) -> None:
+        """Disable the filters that only runs have while an input file is shown."""
+        inputs = self.query_one("#f-source", Select).value is not Select.NULL
+        for name in RUN_ONLY:
+            self.query_one(f"#f-{name}", Select).disabled = inputs
 
     def set_value(self, name: str, value) -> None:
         """Set one filter from code (tests, the detail screen's shortcuts)."""
@@ -77,6 +97,10 @@ class FilterBar(Grid):
             return
         sel = self.query_one(f"#f-{name}", Select)
         sel.value = Select.NULL if value is None else value
+
+    def source_label(self) -> str:
+        """What the source select shows ("file: name.jsonl"), for the status line."""
+        return self._source_labels.get(self.query_one("#f-source", Select).value, "runs")
 
     def clear(self) -> None:
         self._quiet = True
@@ -95,10 +119,10 @@ class FilterBar(Grid):
 
         a, b = v("dis_a"), v("dis_b")
         text = self.query_one("#search", Input).value.strip()
-        return Filters(run=v("run"), seed=v("seed"), step=v("step"), set_name=v("set_name"),
-                       category=v("category"), subcategory=v("subcategory"), judge=v("judge"),
-                       verdict=v("verdict"), status=v("status"),
-                       disagree=(a, b) if a and b and a != b else None, text=text or None)
+        source = v("source")
+        runs = {} if source is not None else {name: v(name) for name in RUN_ONLY}
+        return Filters(**runs, judge=v("judge"), verdict=v("verdict"), status=v("status"),
+                       disagree=(a, b) if a and b and a != b else None, text=text or None, source=source)
 
     def _emit(self) -> None:
         f = self.filters()
@@ -108,6 +132,8 @@ class FilterBar(Grid):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
+        if event.select.id == "f-source":
+            self._run_only()
         if not self._quiet:
             self._emit()
 
