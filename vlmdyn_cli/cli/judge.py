@@ -178,6 +178,8 @@ def list_cmd(
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Only rubric scores (mean of MS, MD, H; "
                          "1-5) at least this.")] = None,
     max_score: Annotated[Optional[float], typer.Option("--max-score", help="Only rubric scores at most this.")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Only the triples of this judged input "
+                     "file (`judge --input FILE`): recorded under this path or with this file's content.")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ):
@@ -188,14 +190,17 @@ def list_cmd(
       vlmdyn judgements list -n 10 --judge cascade --status unscored -q "book author"
 
       vlmdyn judgements list --judge gpt-4o-mini --verdict yes --max-score 3
+
+      vlmdyn judgements list --input triples.jsonl --status unscored
     """
-    from vlmdyn_cli.store import open_db
+    from vlmdyn_cli.store import input_files, open_db
     from vlmdyn_cli.store.judgement_queries import iter_judgements
 
     d = open_db(db, readonly=True)
     try:
+        files = None if input is None else input_files.match_files(d.conn, input)
         rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None,
-                                    min_score=min_score, max_score=max_score))
+                                    min_score=min_score, max_score=max_score, input_files=files))
     finally:
         d.close()
     if json_out:

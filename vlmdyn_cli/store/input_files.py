@@ -81,6 +81,8 @@ def unrecorded(conn) -> tuple[int, int]:
 def match_files(conn, given: str | Path) -> list[int]:
     """Ids of the recorded files ``given`` names: recorded under that path, or (when it is a file
     here) with the same content. BadInput naming the recorded files when none matches."""
+    if str(given).strip() in ("", "."):      # typer turns an empty argument into Path(".")
+        raise BadInput("--input: the path is empty")
     ids = {r[0] for r in conn.execute("SELECT id FROM input_files WHERE path = ?", (str(given),))}
     p = Path(given)
     if p.is_file():

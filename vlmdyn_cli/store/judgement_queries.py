@@ -16,8 +16,11 @@ ROW_COLUMNS = ("id", "judge_name", "spec_hash", "resolved_model", "status", "ver
 
 
 def _filters(judge: str | None, verdict: str | None, status: str | None, search: str | None,
-             min_score: float | None = None, max_score: float | None = None):
+             min_score: float | None = None, max_score: float | None = None, input_files: list[int] | None = None):
     where, args = [], []
+    if input_files is not None:   # ids of recorded input files (store/input_files.py)
+        where.append("j.triple_hash IN (SELECT triple_hash FROM input_file_rows WHERE file_id IN "
+                     f"({', '.join(str(int(i)) for i in input_files) or 'NULL'}))")
     for bound, op, flag in ((min_score, ">=", "--min-score"), (max_score, "<=", "--max-score")):
         if bound is not None:
             if not 1 <= bound <= 5:
@@ -48,9 +51,11 @@ def _filters(judge: str | None, verdict: str | None, status: str | None, search:
 
 def iter_judgements(db, *, judge: str | None = None, verdict: str | None = None,
                     status: str | None = None, search: str | None = None, limit: int | None = None,
-                    newest_first: bool = True, min_score: float | None = None, max_score: float | None = None):
-    """Judgements with their triple's text (ROW_COLUMNS), filtered, newest (or oldest) first."""
-    where, args = _filters(judge, verdict, status, search, min_score, max_score)
+                    newest_first: bool = True, min_score: float | None = None, max_score: float | None = None,
+                    input_files: list[int] | None = None):
+    """Judgements with their triple's text (ROW_COLUMNS), filtered, newest (or oldest) first;
+    ``input_files``: only the triples of these recorded input files."""
+    where, args = _filters(judge, verdict, status, search, min_score, max_score, input_files)
     cols = ", ".join(f"t.{c}" if c in ("question", "answer", "prediction") else f"j.{c}" for c in ROW_COLUMNS)
     sql = (f"SELECT {cols} FROM judgements j LEFT JOIN triples t ON t.hash = j.triple_hash{where} "
            f"ORDER BY j.id {'DESC' if newest_first else 'ASC'}")
