@@ -442,3 +442,29 @@ def test_cluster_recipe_three_nodes_merged_back_equal_a_single_process(tmp_path_
     assert logs == sorted([f"infer-shard-{k}-of-3.log" for k in range(3)]
                           + [f"judge-node{k}-shard-{p}-of-2.log" for k in range(3) for p in range(2)])
     assert query(nodes[0], "SELECT stage, n_shards FROM shard_plans") == [("infer", 3), ("judge", 2)]
+
+
+def test_merge_carries_judged_input_files_and_twice_changes_nothing(target, tmp_path, cli):
+    """A node that judged an input file: the file's record and lines come back with its judgements,
+    matched by (path, sha256) and (file, line); merging again adds nothing."""
+    node = nodes(target, tmp_path, 1)[0]
+    f = tmp_path / "extra.jsonl"
+    f.write_text("".join(json.dumps({"id": f"e{i}", "question": f"Q{i}?", "answer": "yes", "prediction": p}) + "\n"
+                         for i, p in enumerate(["yes", "no", "yes"])), encoding="utf-8")
+    assert cli("judge", "--db", node, "--input", f, "--judge", "rules", "-q").code == 0
+    assert cli("judge", "--db", target, "--input", f, "--judge", "lexical", "-q").code == 0  # the target has it too
+    other = tmp_path / "only-node.jsonl"
+    other.write_text(json.dumps({"question": "Q9?", "answer": "no", "prediction": "no"}) + "\n", encoding="utf-8")
+    assert cli("judge", "--db", node, "--input", other, "--judge", "rules", "-q").code == 0
+    [rep] = merge_mod.merge(target, [node])
+    assert rep.added.get("input_files") == 1 and rep.unchanged.get("input_files") == 1
+    assert rep.added.get("input_file_rows") == 1 and rep.unchanged.get("input_file_rows") == 3
+    lines = "SELECT f.path, f.sha256, x.line, x.item_id, x.triple_hash FROM input_file_rows x JOIN input_files f " \
+            "ON f.id = x.file_id"
+    assert query(target, lines) == query(node, lines)
+    r = cli("judgements", "list", "--db", target, "--input", f, "--json", "-n", "0")
+    assert sorted(x["judge_name"] for x in json.loads(r.out)) == ["lexical"] * 3 + ["rules"] * 3
+    before = dump(target)
+    [again] = merge_mod.merge(target, [node])
+    assert not again.added.get("input_files") and not again.added.get("input_file_rows")
+    assert dump(target) == before

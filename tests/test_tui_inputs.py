@@ -76,26 +76,6 @@ async def _open_file(pilot):
     return bar
 
 
-def test_judging_a_file_records_it_once(judged, cli):
-    db, f = judged
-    c = sqlite3.connect(db)
-    assert c.execute("SELECT path, n_rows FROM input_files").fetchall() == [(str(f), 5)]
-    assert c.execute("SELECT line, item_id FROM input_file_rows ORDER BY line").fetchall() == [
-        (1, "b1"), (3, "colour"), (4, "evil"), (5, "b2"), (6, "smile")]
-    # judged again (cached), and by the same judges: nothing added; an edited file is a new file
-    assert cli("judge", "--db", db, "--input", f, "--judge", "rules", "-q").code == 0
-    assert c.execute("SELECT count(*) FROM input_file_rows").fetchone()[0] == 5
-    write_lines(f, LINES[:3])
-    assert cli("judge", "--db", db, "--input", f, "--judge", "rules", "-q").code == 0
-    assert c.execute("SELECT count(*), count(DISTINCT sha256) FROM input_files").fetchone() == (2, 2)
-    assert c.execute("SELECT count(*) FROM input_file_rows").fetchone()[0] == 7
-    assert c.execute("SELECT count(*) FROM input_unrecorded").fetchone()[0] == 0
-    # a dry run records nothing
-    other = write_lines(f.with_name("other.jsonl"), LINES[4:])
-    assert cli("judge", "--db", db, "--input", other, "--judge", "rules", "--dry-run", "-q").code == 0
-    assert c.execute("SELECT count(*) FROM input_files").fetchone()[0] == 2
-
-
 @asyncrun
 async def test_input_file_rows_in_the_browser(judged):
     db, f = judged

@@ -11,7 +11,9 @@ original's; `vlmdyn db merge` matches them by content anyway.
 
 Not copied: QA pairs outside the sets (a node never needs the other 3M of
 LLaVA), sharding records and Batch API jobs (both belong to the database they
-were made in), calibration tables and the plots cache.
+were made in), calibration tables, the plots cache, and the records of judged
+input files (`judge --input` is not part of a run: a node needs none of them;
+`db merge` brings back the ones a node made).
 
 The file is written under a temporary name next to ``out`` and renamed when
 complete, so a killed export leaves no half database behind.

@@ -20,7 +20,9 @@ is (a generation with another answer, or a judgement with another verdict, is
 a conflict: counted, reported, the target's row kept), except that a scored
 judgement replaces the target's unscored one. Merging a file twice adds nothing.
 
-Measured inference speeds come along (for `infer --dry-run` on the target).
+Measured inference speeds come along (for `infer --dry-run` on the target), and so do the
+records of judged input files (`judge --input`): a file by (path, sha256), its lines by
+(file, line), the triples whose file was never recorded by hash.
 Not merged (reported when the source has any): human labels and calibration
 samples, Batch API jobs (collect them where they were submitted), sharding
 records (they guard the database they were made in), the plots cache.
@@ -166,6 +168,7 @@ def _merge_one(conn: sqlite3.Connection, src: Source, reporter: Reporter) -> Mer
         _write_generations(conn, rep, task)
         _write_judgements(conn, rep, task)
     _merge_timings(conn, s, src.runs, rep)
+    _merge_input_files(conn, s, rep)
     rep.notes += _not_merged(s)
     return rep
 
@@ -318,6 +321,32 @@ def _merge_timings(conn, s, runs: dict[str, int], rep: MergeReport) -> None:
         conn.executemany(f"INSERT INTO infer_timings (run_id, {', '.join(cols)}) VALUES (?, {_marks(', '.join(cols))})",
                          [(tgt_run, *r) for r in new])
         rep.count("added", "infer_timings", len(new))
+
+
+def _merge_input_files(conn, s, rep: MergeReport) -> None:
+    """Judged input files by (path, sha256), their lines by (file, line), unrecorded triples by hash
+    (all their triples came with the source's triples). A line the target has with another triple
+    is a conflict: counted, the target's kept."""
+    for fid, path, sha, n_rows, created in s.execute(
+            "SELECT id, path, sha256, n_rows, created_at FROM input_files ORDER BY id").fetchall():
+        cur = conn.execute("INSERT OR IGNORE INTO input_files(path, sha256, n_rows, created_at) VALUES (?, ?, ?, ?)",
+                           (path, sha, n_rows, created))
+        rep.count("added" if cur.rowcount else "unchanged", "input_files", 1)
+        target_id = conn.execute("SELECT id FROM input_files WHERE path = ? AND sha256 = ?", (path, sha)).fetchone()[0]
+        have = dict(conn.execute("SELECT line, triple_hash FROM input_file_rows WHERE file_id = ?", (target_id,)))
+        rows = s.execute("SELECT line, item_id, triple_hash FROM input_file_rows WHERE file_id = ? ORDER BY line",
+                         (fid,)).fetchall()
+        new = [(target_id, line, item, h) for line, item, h in rows if line not in have]
+        conn.executemany("INSERT INTO input_file_rows(file_id, line, item_id, triple_hash) VALUES (?, ?, ?, ?)", new)
+        differ = sum(1 for line, _, h in rows if line in have and have[line] != h)
+        rep.count("added", "input_file_rows", len(new))
+        rep.count("conflicts", "input_file_rows", differ)
+        rep.count("unchanged", "input_file_rows", len(rows) - len(new) - differ)
+    hashes = s.execute("SELECT triple_hash FROM input_unrecorded ORDER BY id").fetchall()
+    added = sum(conn.execute("INSERT OR IGNORE INTO input_unrecorded(triple_hash) VALUES (?)", h).rowcount
+                for h in hashes)
+    rep.count("added", "input_unrecorded", added)
+    rep.count("unchanged", "input_unrecorded", len(hashes) - added)
 
 
 def _not_merged(s) -> list[str]:
