@@ -35,6 +35,7 @@ OUT = HERE / "out"
 # name -> (quick arguments, full arguments); each script: benchmarks/bench_<name>.py
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "tui_filter": (["--quick"], []),
+    "tui_inputs": (["--rows", "20000", "--reps", "2"], []),
     "judge_store": (["--cache-items", "2000", "--rows", "100000"], []),
     # the server's default limit (1200 rpm, burst 4) caps concurrency 8 at the 6x target itself
     "judge_api": (["--items", "80", "--rpm", "3000", "--burst", "8"], ["--rpm", "3000", "--burst", "8"]),

@@ -42,7 +42,7 @@ SHIPPED_MIGRATIONS = {
     "m230_select_plans": "346b32a8e48e893c",
     "m240_tui_browse_rows": "88b3e30a4c601d34",
     "m250_shards": "67df47ee3b85bacf",
-    "m260_input_files": "be745fc9b1f1b92d",
+    "m260_input_files": "ea05f0ae1630c7ab",
 }
 
 

@@ -161,8 +161,10 @@ def test_migration_on_an_existing_database_lists_unrecorded_input_judgements(tmp
     path = build_db(tmp_path / "old.db")
     c = sqlite3.connect(path)
     c.execute("DELETE FROM _sqlite_migrations WHERE name = 'm260_input_files'")
-    for t in ("input_file_rows", "input_files", "input_unrecorded"):
+    for t in ("input_file_rows", "input_files", "input_unrecorded"):   # as m250 left it
         c.execute(f"DROP TABLE {t}")
+    c.execute("DROP INDEX idx_judgements_triple_verdict")
+    c.execute("CREATE INDEX idx_judgements_triple ON judgements(triple_hash)")
     c.execute("INSERT INTO triples(hash, question, answer, prediction) VALUES ('th-old', 'q old', 'a', 'p')")
     c.execute("INSERT INTO judgements(spec_hash, triple_hash, judge_name, status, verdict, created_at) "
               "VALUES ('spec-rules', 'th-old', 'rules', 'scored', 'yes', 'then')")
@@ -175,6 +177,7 @@ def test_migration_on_an_existing_database_lists_unrecorded_input_judgements(tmp
     assert c.execute("SELECT count(*) FROM input_files").fetchone()[0] == 0
     assert input_files.unrecorded(c) == (1, 1)
     assert Q.sources(c) == [("input, file not recorded (1)", "unrecorded")]
+    assert c.execute("SELECT count(*) FROM sqlite_master WHERE name = 'idx_judgements_triple'").fetchone()[0] == 0
 
 
 @asyncrun

@@ -619,6 +619,11 @@ def m260_input_files(db: Database) -> None:
     ``judgements list --input FILE`` can select them. A file is one (path, content): judging it
     again, or with another judge, adds nothing; an edited file is a new one.
 
+    The browser walks a file's lines and looks up each line's judgements by triple, testing judge,
+    status and verdict (and "judges disagree") on them: ``idx_judgements_triple`` becomes
+    ``idx_judgements_triple_verdict`` (triple_hash, judge_name, status, verdict), which answers
+    those from the index alone (the old index is its prefix: every query that used it can use this).
+
     Judgements made from input files before this migration have no record. Rather than guess
     their file, their triples are listed in ``input_unrecorded`` (every judged triple that no
     generation, calibration item or human label holds, in the order of its first judgement):
@@ -643,6 +648,8 @@ def m260_input_files(db: Database) -> None:
             PRIMARY KEY (file_id, line)
         ) WITHOUT ROWID;
         CREATE INDEX idx_input_file_rows_triple ON input_file_rows(triple_hash, file_id);
+        CREATE INDEX idx_judgements_triple_verdict ON judgements(triple_hash, judge_name, status, verdict);
+        DROP INDEX idx_judgements_triple;
         CREATE TABLE input_unrecorded (       -- triples judged before input files were recorded: file unknown
             id INTEGER PRIMARY KEY,
             triple_hash TEXT NOT NULL UNIQUE REFERENCES triples(hash)

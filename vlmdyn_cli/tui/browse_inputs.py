@@ -46,7 +46,7 @@ def _where(conn: sqlite3.Connection, f: Filters) -> tuple[list[str], list]:
     where, params = [], []
     for col, value in (("judge_name", f.judge), ("status", f.status), ("verdict", f.verdict)):
         if value is not None:
-            where.append(f"+j.{col} = ?")
+            where.append(f"j.{col} = ?")
             params.append(value)
     if f.disagree is not None:
         where.append("EXISTS (SELECT 1 FROM judgements a JOIN judgements b ON b.triple_hash = a.triple_hash "
@@ -55,9 +55,7 @@ def _where(conn: sqlite3.Connection, f: Filters) -> tuple[list[str], list]:
         params += list(f.disagree)
     q = fts_query(f.text or "")
     if q is not None:
-        n = conn.execute("SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
-                         (q, TEXT_FILTER_MAX + 1)).fetchone()[0]
-        if n <= TEXT_FILTER_MAX:   # the matching triples collected once per statement
+        if _collect_text(conn, f.source, q):   # the matching triples collected once per statement
             where.append("r.triple_hash IN (SELECT t.hash FROM triples t WHERE t.id IN "
                          "(SELECT rowid FROM triples_fts WHERE triples_fts MATCH ?))")
         else:                      # so many match that probing each line finds a page fast
@@ -67,17 +65,76 @@ def _where(conn: sqlite3.Connection, f: Filters) -> tuple[list[str], list]:
     return where, params
 
 
+COLLECT_US = 5.0     # collecting one matching triple (FTS entry, triple row, hash into the set), microseconds
+PROBE_US = 40.0      # asking the FTS index whether one line's triple matches, microseconds
+
+
+def _collect_text(conn: sqlite3.Connection, source: str, q: str) -> bool:
+    """Collect the triples matching ``q`` once (cost ~ matches in the whole database), or probe the
+    FTS index per line walked (cost ~ lines walked until a page is full, estimated from the share of
+    triples that match)? The cheaper one."""
+    n = conn.execute("SELECT count(*) FROM (SELECT rowid FROM triples_fts WHERE triples_fts MATCH ? LIMIT ?)",
+                     (q, TEXT_FILTER_MAX + 1)).fetchone()[0]
+    if n > TEXT_FILTER_MAX:
+        return False
+    triples = conn.execute("SELECT max(id) FROM triples").fetchone()[0] or 1
+    lines = _size(conn, source)
+    walked = min(lines, PAGE_SIZE * triples / max(n, 1))
+    return n * COLLECT_US <= walked * PROBE_US
+
+
+def _size(conn: sqlite3.Connection, source: str) -> int:
+    if source == UNRECORDED:
+        return conn.execute("SELECT count(*) FROM input_unrecorded").fetchone()[0]
+    row = conn.execute("SELECT n_rows FROM input_files WHERE id = ?", (int(source.split(":")[1]),)).fetchone()
+    return row[0] if row else 0
+
+
+def _judgement_range(conn: sqlite3.Connection, f: Filters) -> tuple[str, list] | None:
+    """The judge / status / verdict filters as a range of ``idx_judgements_name`` (judge, status,
+    verdict) over the whole database, or None when none of them is set."""
+    if f.judge is None and f.status is None and f.verdict is None:
+        return None
+    judges = [f.judge] if f.judge is not None else [r[0] for r in conn.execute(
+        "SELECT DISTINCT name FROM judge_specs ORDER BY name")]
+    statuses = [f.status] if f.status is not None else ["scored", "unscored"]
+    sql = (f"j.judge_name IN ({', '.join('?' * len(judges))}) AND j.status IN ({', '.join('?' * len(statuses))})"
+           + (" AND j.verdict = ?" if f.verdict is not None else ""))
+    return sql, judges + statuses + ([f.verdict] if f.verdict is not None else [])
+
+
+def drives(conn: sqlite3.Connection, f: Filters) -> bool:
+    """Start from the judgements matching the judge / status / verdict filters (in the whole
+    database, through their index) rather than walk the file's lines? When there are so few of
+    them (n) that looking each up (2 seeks) costs less than the walk until a page is full (at
+    best PAGE_SIZE x lines / n lines, and never more than the file)."""
+    rng = _judgement_range(conn, f)
+    if rng is None or f.source == UNRECORDED:
+        return False
+    lines = _size(conn, f.source)
+    n = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM judgements j INDEXED BY idx_judgements_name "
+                     f"WHERE {rng[0]} LIMIT ?)", rng[1] + [lines + 1]).fetchone()[0]
+    return 2 * n <= min(lines, PAGE_SIZE * lines / max(n, 1))
+
+
 def statement(conn: sqlite3.Connection, f: Filters, after: Key | None, ordered: bool = True) -> tuple[str, list]:
-    """The (pos, judgement id) keys of the rows after ``after``, then the limit parameter."""
-    source, params = _rows(f.source)
-    where, more = _where(conn, f)
-    params += more
+    """The (pos, judgement id) keys of the rows after ``after``, then the limit parameter: the
+    file's lines walked in order, each line's judgements looked up (``idx_judgements_triple_verdict``
+    answers judge, status and verdict), or (``drives``) the few matching judgements looked up in the
+    file and sorted."""
+    source, source_params = _rows(f.source)
+    where, params = _where(conn, f)
     if after is not None:
         where.append("(r.pos, j.id) > (?, ?)")
         params += list(after)
     order = " ORDER BY r.pos, j.id" if ordered else ""
+    if drives(conn, f):
+        rng, rng_params = _judgement_range(conn, f)
+        return (f"SELECT r.pos, j.id FROM judgements j INDEXED BY idx_judgements_name CROSS JOIN {source} "
+                f"ON r.triple_hash = j.triple_hash WHERE {rng} AND {' AND '.join(where) or '1'}{order} LIMIT ?",
+                source_params + rng_params + params)
     return (f"SELECT r.pos, j.id FROM {source} CROSS JOIN judgements j ON j.triple_hash = r.triple_hash "
-            f"WHERE {' AND '.join(where) or '1'}{order} LIMIT ?", params)
+            f"WHERE {' AND '.join(where) or '1'}{order} LIMIT ?", source_params + params)
 
 
 def page(conn: sqlite3.Connection, f: Filters, after: Key | None = None, limit: int | None = None) -> list[dict]:
