@@ -43,7 +43,6 @@ import os
 import sqlite3
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from checks import Must, Ratio, finish, load_average
@@ -94,9 +93,9 @@ def values(conn: sqlite3.Connection, judges: tuple[str, ...]) -> dict:
 
 def combinations(vals: dict, quick: bool):
     """(name, Filters) for every combination of the browser's filters (quick: sizes 0-2 and n-2..n)."""
-    from vlmdyn_cli.tui.browse import Filters
+    from vlmdyn_cli.tui.browse import Filters, run_filters
 
-    names = [f.name for f in fields(Filters)]
+    names = run_filters()
     assert sorted(names) == sorted(vals), "a browser filter has no value here"
     sizes = [k for k in range(len(names) + 1) if not quick or k <= 2 or k >= len(names) - 2]
     for k in sizes:

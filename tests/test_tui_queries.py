@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
-from dataclasses import fields
 
 import pytest
 from helpers_tui import build_db
@@ -103,8 +102,7 @@ VALUES = [
     dict(run="seed2", seed=1, step=51, set_name="unseen", category="Object", subcategory="bbox",
          judge="rules", verdict="yes", status="unscored", disagree=("local", "rules"), text="not"),
 ]
-# ``source`` switches to an input file's rows (tui/browse_inputs.py, tests/test_tui_inputs.py)
-FIELDS = [f.name for f in fields(B.Filters) if f.name != "source"]
+FIELDS = B.run_filters()   # not ``source``: input files' rows are tests/test_tui_inputs.py's
 
 
 def combinations(values: dict):

@@ -79,6 +79,12 @@ class Filters:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, "")}
 
 
+def run_filters() -> list[str]:
+    """The names of the filters of the runs' rows: every field of ``Filters`` but ``source`` (which
+    switches to an input file's rows, tui/browse_inputs.py)."""
+    return [f.name for f in fields(Filters) if f.name != "source"]
+
+
 BUCKET_FILTERS = {"judge": "judge_name", "status": "status", "verdict": "verdict",
                   "category": "category", "subcategory": "subcategory"}
 
