@@ -1,5 +1,6 @@
 """Helpers for the judging tests: a run with generations (written through vlmdyn_cli.testing's
-factories, but for the generations whose triples are missing on purpose), and small deterministic test backends registered in the judge backend registry."""
+factories, but for the generations whose triples are missing on purpose), and small
+deterministic test backends registered in the judge backend registry."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from vlmdyn_cli.data.turns import dependent_reason, split_turns
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import input_file
 from vlmdyn_cli.progress import NullReporter, Reporter
-from vlmdyn_cli.store import datasets as rows
+from vlmdyn_cli.store import datasets as ds_rows
 from vlmdyn_cli.store.db import immediate
 
 BATCH = 2000                     # conversations per executemany batch
@@ -151,7 +151,7 @@ class _Writer:
     def __init__(self, db, dataset_id: int, hasher: img.ImageHasher | None):
         self.db, self.conn, self.dataset_id, self.hasher = db, db.conn, dataset_id, hasher
         self.image_ids: dict[str, int] = {}        # relative path -> images.id (this import)
-        self.next_conv_id = rows.next_id(db.conn, "conversations")
+        self.next_conv_id = ds_rows.next_id(db.conn, "conversations")
         self.n_new_images = 0
         self.n_qa = 0
 
@@ -176,23 +176,23 @@ class _Writer:
             self.next_conv_id += 1
             image_id = self.image_ids.get(c.image_path) if c.image_path else None
             kept = c.drop_reason is None
-            convs.append(rows.ConversationRow(self.dataset_id, c.index, len(c.pairs), c.source_id, c.source,
-                                              image_id, c.image_path, int(kept), c.drop_reason, cid))
+            convs.append(ds_rows.ConversationRow(self.dataset_id, c.index, len(c.pairs), c.source_id, c.source,
+                                                 image_id, c.image_path, int(kept), c.drop_reason, cid))
             if kept:
                 for t, (q, a) in enumerate(c.pairs):
                     tc, ts = c.truth[t] if c.truth else (None, None)
-                    qas.append(rows.QaRow(self.dataset_id, cid, t, q, a, image_id, true_category=tc,
-                                          true_subcategory=ts))
-        rows.add_conversations(self.conn, convs)
-        rows.add_qa_pairs(self.conn, qas)
+                    qas.append(ds_rows.QaRow(self.dataset_id, cid, t, q, a, image_id, true_category=tc,
+                                             true_subcategory=ts))
+        ds_rows.add_conversations(self.conn, convs)
+        ds_rows.add_qa_pairs(self.conn, qas)
         self.n_qa += len(qas)
 
     def _insert_images(self, infos: dict[str, img.ImageInfo]) -> None:
         if not infos:
             return
-        self.n_new_images += rows.add_images(
-            self.conn, [rows.ImageRow(i.sha256, p, i.width, i.height, i.n_bytes) for p, i in infos.items()])
-        ids = rows.image_ids(self.conn, (i.sha256 for i in infos.values()))
+        self.n_new_images += ds_rows.add_images(
+            self.conn, [ds_rows.ImageRow(i.sha256, p, i.width, i.height, i.n_bytes) for p, i in infos.items()])
+        ids = ds_rows.image_ids(self.conn, (i.sha256 for i in infos.values()))
         for p, i in infos.items():
             self.image_ids[p] = ids[i.sha256]
 
@@ -266,7 +266,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     size = max(json_path.stat().st_size, 1)
     try:
         with reporter.task(f"importing {name}", unit="conversations") as task, immediate(db):
-            dataset_id = rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
+            dataset_id = ds_rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
             # the checks above ran before this transaction: repeat the content check under the write lock
             twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ? AND id != ?",
                               [sha, dataset_id]).fetchone()
@@ -315,7 +315,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
             meta = {"image_identity": "sha256" if hash_images else "path", "filter": FILTER_VERSION,
                     "dropped_by_reason": dict(dropped), "by_source": dict(sources),
                     "seconds": round(seconds, 3)}
-            rows.set_counts(db.conn, dataset_id, n_conv, n_kept, writer.n_qa, meta)
+            ds_rows.set_counts(db.conn, dataset_id, n_conv, n_kept, writer.n_qa, meta)
     except _AlreadyImported as twin:   # a concurrent import of the same content committed first
         return _existing_result(db, twin.dataset_id, twin.name, sha)
     except sqlite3.IntegrityError as exc:

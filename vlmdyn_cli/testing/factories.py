@@ -21,9 +21,9 @@ from vlmdyn_cli.store.db import fixed_now, immediate, now, triple_hash
 from vlmdyn_cli.store.judgements import JudgementRow, insert_new, register_spec, upsert
 from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
 
-__all__ = ["fixed_now", "immediate", "dataset", "image", "qa", "conversation", "run", "checkpoint", "eval_set", "gen_config",
-           "generations", "judge_spec", "judgements", "JudgementRow", "label", "calibration_items",
-           "CalibrationItem"]
+__all__ = ["fixed_now", "immediate", "dataset", "set_counts", "image", "qa", "conversation", "run", "checkpoint",
+           "eval_set", "gen_config", "generations", "judge_spec", "judgements", "JudgementRow", "label",
+           "calibration_items", "CalibrationItem"]
 
 
 # ---------------------------------------------------------------- data (store/datasets.py, as the importer)

@@ -333,8 +333,8 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
                     cat, sub = mixed_cats[int(rng.choice(3, p=mixed_p))], None
                 q, a, wrong = _qa_text(rng, cat, sub)
                 qa_id += 1
-                qa_rows.append(ds_rows.QaRow(dataset_id, cid, turn, q, a, img_id, cat, sub, "synth-truth", None, cat, sub,
-                                             qa_id))
+                qa_rows.append(ds_rows.QaRow(dataset_id, cid, turn, q, a, img_id, cat, sub, "synth-truth", None,
+                                             cat, sub, qa_id))
                 qa_conv.append(c)
                 qa_cat.append(cats.index(cat))
                 qa_sub.append(sub)
