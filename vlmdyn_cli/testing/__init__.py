@@ -1,7 +1,7 @@
 """Test data made one way: databases built through the library's own writers.
 
 factories.py   small experiments row by row (dataset, conversations, run, sets, generations,
-               judgements, labels): what the tests' fixture helpers build with
+               judgements, calibration samples): what the tests' fixture helpers build with
 synthdb.py     fill_synthetic(): a synthetic paper-scale experiment (plots, report, findings,
                TUI tests; benchmarks; docs/make_tui_svg.py)
 

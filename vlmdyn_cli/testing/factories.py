@@ -19,10 +19,10 @@ from typing import Iterable, Sequence
 from vlmdyn_cli.store import datasets as ds_rows
 from vlmdyn_cli.store.db import fixed_now, immediate, now, triple_hash
 from vlmdyn_cli.store.judgements import JudgementRow, insert_new, register_spec, upsert
-from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
+from vlmdyn_cli.store.labels import CalibrationItem, add_items
 
 __all__ = ["fixed_now", "immediate", "dataset", "set_counts", "image", "qa", "conversation", "run", "checkpoint",
-           "eval_set", "gen_config", "generations", "judge_spec", "judgements", "JudgementRow", "label",
+           "eval_set", "gen_config", "generations", "judge_spec", "judgements", "JudgementRow",
            "calibration_items", "CalibrationItem"]
 
 
@@ -158,12 +158,7 @@ def judgements(db, rows: Sequence[JudgementRow], *, keep_first: bool = False) ->
     return len(rows)
 
 
-# ---------------------------------------------------------------- calibration (store/labels.py)
-
-def label(db, triple_hash_: str, rater: str, verdict: str, source: str = "test") -> None:
-    with immediate(db) as conn:
-        save_label(conn, triple_hash_, rater, verdict, source, now())
-
+# ---------------------------------------------------------------- calibration samples (store/labels.py)
 
 def calibration_items(db, items: Iterable[CalibrationItem]) -> None:
     with immediate(db) as conn:
