@@ -117,7 +117,7 @@ def test_shipped_lexical_judge_is_reproduced_by_its_documented_command(nq, cli, 
     from vlmdyn_cli.judging.spec import builtin_dir
 
     shipped = tomllib.loads((Path(str(builtin_dir())) / "lexical.toml").read_text())
-    r = cli("calibrate", "fit", "--name", "lexical", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
+    r = cli("calibrate", "fit", "--name", "lexical", "--features", "lexical", "--agreement", "0.5",
             "--folds", "10", "--out-dir", tmp_path / "j", "--db", nq, "--json")
     assert r.code == 0, r.err
     refit = tomllib.loads((tmp_path / "j" / "lexical.toml").read_text())
@@ -149,9 +149,9 @@ def test_default_cascade_is_never_at_chance_and_says_who_decided(cli, tmp_path, 
 
 def test_half_split_estimate_of_the_hidden_check():
     """Fitted on the questions of one half, scored on the other (both ways, three splits): the
-    offline default (rules >= 0.8, else lexical, l2 10 as shipped) agrees with the humans on 78% or
-    more on average. (Halves of ~365 items vary a lot: over 100 random splits the mean is 79.8% and the
-    5th percentile 76.6%, examples/calibration/nq/halfsplit.py; these three splits are a fixed sample.)"""
+    offline default (rules >= 0.8, else lexical, l2 30 as shipped) agrees with the humans on 79% or
+    more on average. (Halves of ~365 items vary a lot: over 100 random splits the mean is 81.2% and the
+    5th percentile 77.7%, examples/calibration/nq/halfsplit.py; these three splits are a fixed sample.)"""
     import random
 
     import numpy as np
@@ -173,13 +173,13 @@ def test_half_split_estimate_of_the_hidden_check():
         random.Random(seed).shuffle(qs)
         half = np.array([r["question"] in set(qs[:len(qs) // 2]) for r in ROWS])
         for tr in (half, ~half):
-            m = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=10.0)
+            m = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=30.0)
             v = np.array([m.prob(x) >= 0.5 for x in X[~tr].tolist()], int)
             for j, i in enumerate(np.flatnonzero(~tr)):
                 if rules[i].verdict and rules[i].confidence >= 0.8:
                     v[j] = rules[i].verdict == "yes"
             accs.append((v == y[~tr]).mean())
-    assert np.mean(accs) >= 0.78 and min(accs) >= 0.77, accs
+    assert np.mean(accs) >= 0.79 and min(accs) >= 0.77, accs
 
 
 # ---------------------------------------------------------------- the calibrated cascade
