@@ -19,7 +19,8 @@ import difflib
 import math
 import re
 from collections import Counter
-from typing import Callable
+from functools import lru_cache
+from typing import Callable, Sequence
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Item
@@ -34,22 +35,29 @@ HEDGE = re.compile(r"\b(unknown|not (?:known|sure|clear|specified|available|ment
                    r"data)|i don'?t know|cannot|can'?t|unclear)\b", re.I)
 
 
-def tokens(text: str) -> list[str]:
-    """Normalised words (judging/normalize.py) of the text with broken encoding repaired and accents dropped."""
-    return _plain_tokens(repair(text))
+@lru_cache(maxsize=8192)
+def tokens(text: str) -> tuple[str, ...]:
+    """Normalised words (judging/normalize.py) of the text with broken encoding repaired and accents
+    dropped. Cached: every feature of an item reads the same three texts."""
+    return tuple(_plain_tokens(repair(text)))
 
 
-def _refs(it: Item) -> list[list[str]]:
-    """The item's references, tokenised (empty ones dropped; at least one list)."""
-    out = [tokens(r) for r in decode(it.answer)]
-    return [t for t in out if t] or [[]]
+@lru_cache(maxsize=4096)
+def _refs_of(answer: str) -> tuple[tuple[str, ...], ...]:
+    out = [tokens(r) for r in decode(answer)]
+    return tuple(t for t in out if t) or ((),)
 
 
-def _content(words: list[str]) -> list[str]:
+def _refs(it: Item) -> tuple[tuple[str, ...], ...]:
+    """The item's references, tokenised (empty ones dropped; at least one, possibly empty)."""
+    return _refs_of(it.answer)
+
+
+def _content(words: Sequence[str]) -> list[str]:
     return [w for w in words if w not in STOPWORDS]
 
 
-def _overlap(ref: list[str], pred: list[str]) -> tuple[float, float, float]:
+def _overlap(ref: Sequence[str], pred: Sequence[str]) -> tuple[float, float, float]:
     """Token F1, precision, recall of a prediction against one reference (multiset overlap)."""
     if not ref or not pred:
         return 0.0, 0.0, 0.0
@@ -60,13 +68,13 @@ def _overlap(ref: list[str], pred: list[str]) -> tuple[float, float, float]:
     return 2 * prec * rec / (prec + rec), prec, rec
 
 
-def _best(it: Item, score: Callable[[list[str], list[str], list[str]], float]) -> float:
+def _best(it: Item, score: Callable[[Sequence[str], Sequence[str], Sequence[str]], float]) -> float:
     """max over references of score(reference tokens, prediction tokens, question tokens)."""
     p, q = tokens(it.prediction), tokens(it.question)
     return max(score(r, p, q) for r in _refs(it))
 
 
-def _key_words(ref: list[str], q: list[str]) -> list[str]:
+def _key_words(ref: Sequence[str], q: Sequence[str]) -> Sequence[str]:
     """The reference's content words the question does not already give away (else all of them)."""
     return [w for w in _content(ref) if w not in q] or _content(ref) or ref
 
@@ -83,7 +91,7 @@ def _stem(word: str) -> str:
     return word
 
 
-def _trigrams(words: list[str]) -> set[str]:
+def _trigrams(words: Sequence[str]) -> set[str]:
     text = f" {' '.join(words)} "
     return {text[i:i + 3] for i in range(len(text) - 2)}
 
