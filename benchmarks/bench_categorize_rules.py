@@ -3,7 +3,9 @@
 Main's ``vlmdyn_cli/data/rules.py`` and ``categories.py`` are read from git (``--base``, default
 ``main``) and loaded as separate modules, so both run in the same process on the same corpora,
 ``--repeats`` times each, the side that runs first alternating; a ratio is the median of the
-per-repeat ratios (robust to a burst of load from other processes), a rate the best run.
+per-repeat ratios (robust to a burst of load from other processes), a rate the best run. Times
+are this process's CPU seconds (one thread, pure Python: another program taking the core stops
+the clock instead of inflating a run; wall clocks scattered by +-20% at load 5).
 
 Corpora (questions only, answers where the data has them):
   synthetic  every QA pair of a generated 2,000-image synthetic benchmark (~27k, many repeats,
@@ -101,16 +103,16 @@ def load_base(ref: str):
 
 def run_rules(mod, classify, items) -> float:
     mod._CACHE.clear()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for q, a in items:
         classify(q, a)
-    return len(items) / (time.perf_counter() - t0)
+    return len(items) / (time.process_time() - t0)
 
 
 def run_eval(cats_mod, rules_mod, items, new: bool) -> float:
     """Per pair: the source rule, then the rules for pairs it leaves open (as label_pairs does)."""
     rules_mod._CACHE.clear()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     if new:
         for q, img, src in items:
             if cats_mod.pair_source(src, img, q) is None:
@@ -119,7 +121,7 @@ def run_eval(cats_mod, rules_mod, items, new: bool) -> float:
         for q, img, src in items:
             if cats_mod.ocr_source(src, img) is None:
                 rules_mod.classify(q)
-    return len(items) / (time.perf_counter() - t0)
+    return len(items) / (time.process_time() - t0)
 
 
 def side_by_side(this, base, repeats: int) -> tuple[list[float], list[float]]:
