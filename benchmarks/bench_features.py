@@ -4,7 +4,7 @@ Every feature of the `lexical` group reads the same three texts of an item (ques
 prediction); `judging/features.py` repairs and tokenises each text once (`tokens`, `_refs_of`:
 LRU caches). The baseline is the same code with both caches bypassed (every feature tokenising its
 texts again, as before the cache), in the same process on the same items, the side that runs first
-alternating; a ratio is the median of the per-repeat ratios, a rate the best run. Items: the
+alternating, timed in CPU seconds; a ratio is the median of the per-repeat ratios, a rate the best run. Items: the
 731 distinct answers of judges/data/nq-dev.jsonl, repeated ``--copies`` times with the caches
 cleared before each pass (so a pass only reuses what one item's features share).
 
@@ -45,16 +45,17 @@ def load_items(copies: int) -> list[Item]:
 
 
 def run(items: list[Item], names: list[str], cached: bool) -> tuple[float, list[list[float]]]:
-    """Seconds to compute every feature of every item (item by item, as the fitted backend does)."""
+    """CPU seconds to compute every feature of every item (item by item, as the fitted backend does;
+    CPU time, so that other processes on a shared machine do not slow one side only)."""
     saved = F.tokens, F._refs_of
     if not cached:                          # the same functions without their caches
         F.tokens, F._refs_of = F.tokens.__wrapped__, F._refs_of.__wrapped__
     try:
         saved[0].cache_clear()
         saved[1].cache_clear()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         rows = [[F.TEXT_FEATURES[f](it) for f in names] for it in items]
-        return time.perf_counter() - t0, rows
+        return time.process_time() - t0, rows
     finally:
         F.tokens, F._refs_of = saved
 
