@@ -1,6 +1,6 @@
 """Benchmark: `vlmdyn db merge` of one paper-scale seed against a raw copy of the same rows.
 
-The node is a synthetic paper-scale experiment (``store.synthdb.fill_synthetic``, one seed:
+The node is a synthetic paper-scale experiment (``testing.synthdb.fill_synthetic``, one seed:
 6 checkpoints x 7 sets x 5,000 = 210,000 generations, their triples and one judgement each),
 built once and kept in benchmarks/out/merge/. The target is `vlmdyn db export` of its run
 without generations (runs, manifest, sets, items: what a head database holds before the nodes
@@ -43,7 +43,7 @@ def node_db(root: Path) -> Path:
     path = root / "node.db"
     if up_to_date(path):
         return path
-    from vlmdyn_cli.store.synthdb import fill_synthetic
+    from vlmdyn_cli.testing.synthdb import fill_synthetic
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / "node.db.part"

@@ -3,7 +3,7 @@
     python benchmarks/bench_plots.py [--db PATH] [--seeds 8] [--set-size 5000]   # full: 1.68M generations
     python benchmarks/bench_plots.py --quick                                      # 2 seeds x 300
 
-1. Fills the database with ``store.synthdb.fill_synthetic`` (once: skipped if the file already
+1. Fills the database with ``testing.synthdb.fill_synthetic`` (once: skipped if the file already
    holds the synthetic dataset; the full one takes ~12 minutes).
 2. Side by side, interleaved, best of --reps:
    baseline  the per-run join generations -> judgements -> sets -> categories for every run,
@@ -48,7 +48,7 @@ def main() -> int:
     from vlmdyn_cli.plots import aggregate as A
     from vlmdyn_cli.progress import PlainReporter
     from vlmdyn_cli.store import open_db
-    from vlmdyn_cli.store.synthdb import fill_synthetic
+    from vlmdyn_cli.testing.synthdb import fill_synthetic
 
     path = Path(args.db) if args.db else OUT / f"plots_s{args.seeds}_n{args.set_size}.db"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """How fast the TUI's judgements browser answers every filter combination, against the old queries.
 
 Builds (once, cached under benchmarks/out/) a synthetic experiment with
-``vlmdyn_cli.store.synthdb.fill_synthetic``: by default 8 seeds x 6 checkpoints x
+``vlmdyn_cli.testing.synthdb.fill_synthetic``: by default 8 seeds x 6 checkpoints x
 (6 Seen@k + unseen + 2 small de-dup variants) sets of 5,000 QA pairs judged by two
 judges, 1.77M generations and 3.3M judgements (about 12 minutes; an existing file is
 migrated on first use, which fills browse_rows: about 2 minutes). Then, for every
@@ -57,7 +57,7 @@ GOAL_MS = 150          # issue 19: every combination's first and next page (info
 
 def build(path: Path, seeds: int, set_size: int, judges: tuple[str, ...]) -> dict:
     from vlmdyn_cli.store import open_db
-    from vlmdyn_cli.store.synthdb import fill_synthetic
+    from vlmdyn_cli.testing.synthdb import fill_synthetic
 
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():

@@ -34,7 +34,7 @@ async def _shoot(db_path: Path) -> None:
 
 def main() -> None:
     from vlmdyn_cli.store import open_db
-    from vlmdyn_cli.store.synthdb import fill_synthetic
+    from vlmdyn_cli.testing.synthdb import fill_synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "demo.db"

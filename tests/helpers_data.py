@@ -1,9 +1,10 @@
-"""Tiny datasets written straight into the experiment DB (no importer needed).
+"""Tiny datasets written into the experiment DB through the importer's row writers.
 
 ``make_dataset(db, folder, n_conversations=...)`` draws small coloured-shape
-PNGs into ``folder`` and inserts datasets / images / conversations /
-qa_pairs rows the way the importer does: image paths relative to
-``datasets.image_root``, questions without the ``<image>`` marker.
+PNGs into ``folder`` and writes datasets / images / conversations / qa_pairs
+rows with ``vlmdyn_cli.testing.factories`` (store/datasets.py, as the importer
+does): image paths relative to ``datasets.image_root``, questions without the
+``<image>`` marker.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import random
 from pathlib import Path
+
+from vlmdyn_cli.testing import factories as f
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
 SHAPES = ("square", "circle")
@@ -38,13 +41,9 @@ def make_dataset(db, folder: Path, n_conversations: int = 40, turns: int = 2, se
     rng = random.Random(seed)
     folder = Path(folder)
     (folder / "img").mkdir(parents=True, exist_ok=True)
-    from vlmdyn_cli.store.db import now
-
-    with db.conn:
-        cur = db.conn.execute(
-            "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) VALUES (?,?,?,?,?)",
-            (name, str(folder / "data.json"), "0" * 64, str(folder), now()))
-        ds = cur.lastrowid
+    with f.immediate(db):
+        ds = f.dataset(db, name, source_path=str(folder / "data.json"), source_sha256="0" * 64,
+                       image_root=str(folder))
         n_qa = 0
         picture = None
         for i in range(n_conversations + n_text_only):
@@ -53,10 +52,7 @@ def make_dataset(db, folder: Path, n_conversations: int = 40, turns: int = 2, se
                 colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
                 rel = f"img/{name}_{i:05d}.png"
                 data = _draw(folder / rel, colour, shape)
-                sha = hashlib.sha256(data).hexdigest()
-                db.conn.execute("INSERT OR IGNORE INTO images(sha256, path, width, height, n_bytes) VALUES (?,?,?,?,?)",
-                                (sha, rel, 24, 24, len(data)))
-                image_id = db.conn.execute("SELECT id FROM images WHERE sha256=?", (sha,)).fetchone()[0]
+                image_id = f.image(db, hashlib.sha256(data).hexdigest(), rel, 24, 24, len(data))
                 picture = (colour, shape, rel, image_id)
             qa = []
             if text_only:
@@ -68,15 +64,10 @@ def make_dataset(db, folder: Path, n_conversations: int = 40, turns: int = 2, se
                 for t in range(turns):
                     qa.append((f"What colour is the {shape}?", colour, "Object") if t % 2 == 0
                               else ("What shape is shown?", shape, "Object"))
-            cur = db.conn.execute(
-                "INSERT INTO conversations(dataset_id, idx, source_id, source, image_id, image_path, n_turns, kept)"
-                " VALUES (?,?,?,?,?,?,?,1)", (ds, i, f"c{i}", "text-only" if text_only else "toy", image_id, rel, len(qa)))
-            cid = cur.lastrowid
-            for t, (q, a, cat) in enumerate(qa):
-                db.conn.execute(
-                    "INSERT INTO qa_pairs(dataset_id, conversation_id, turn, question, answer, image_id, category,"
-                    " true_category) VALUES (?,?,?,?,?,?,?,?)", (ds, cid, t, q + suffix, a, image_id, cat, cat))
-                n_qa += 1
+            f.conversation(db, ds, i, [f.qa(q + suffix, a, category=cat, true_category=cat) for q, a, cat in qa],
+                           source_id=f"c{i}", source="text-only" if text_only else "toy", image_id=image_id,
+                           image_path=rel)
+            n_qa += len(qa)
         n = n_conversations + n_text_only
-        db.conn.execute("UPDATE datasets SET n_conversations=?, n_kept=?, n_qa=? WHERE id=?", (n, n, n_qa, ds))
+        f.set_counts(db, ds, n, n, n_qa)
     return ds

@@ -1,6 +1,6 @@
-"""Fixture helper: a small experiment written straight into the tables (no training needed).
+"""Fixture helper: a small experiment written through the pipeline's writers (no training needed).
 
-``make_experiment`` inserts a dataset with re-used images, text-only and
+``make_experiment`` writes (``vlmdyn_cli.testing.factories``) a dataset with re-used images, text-only and
 dropped conversations, categorised QA pairs, a run, its order manifest and its
 checkpoint rows. Everything the evalsets code reads comes from these rows, so
 tests can compute the expected sets independently from ``Experiment.manifest``.
@@ -12,11 +12,13 @@ For inference tests, ``write_images`` makes the PNG files the rows point at and
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 
+from vlmdyn_cli.testing import factories as f
+
 CATEGORIES = ("Bounding", "Complex", "Object", "OCR", "Spatial")
+STAMP = "2026-01-01"   # every timestamp of these fixtures
 
 
 @dataclass
@@ -34,46 +36,29 @@ class Experiment:
 
 def add_dataset(db, name="ds", *, n_conv=160, n_images=80, seed=0, text_only_every=8,
                 dropped_every=13, max_turns=4, image_root=None, repeat_pairs=True):
-    """Insert a dataset; returns (dataset_id, conv_image, conv_qas, kept conversation ids)."""
+    """Write a dataset; returns (dataset_id, conv_image, conv_qas, kept conversation ids)."""
     rng = random.Random(seed)
-    conn = db.conn
-    cur = conn.execute(
-        "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) "
-        "VALUES (?,?,?,?,?)", [name, f"/data/{name}.json", f"sha-{name}", image_root, "2026-01-01"])
-    ds = cur.lastrowid
-    image_ids = []
-    for i in range(n_images):
-        sha = f"{name}-img-{i}"
-        conn.execute("INSERT OR IGNORE INTO images(sha256, path, width, height) VALUES (?,?,32,32)",
-                     [sha, f"img{i}.png"])
-        image_ids.append(conn.execute("SELECT id FROM images WHERE sha256 = ?", [sha]).fetchone()[0])
-    conv_image, conv_qas, kept_ids = {}, {}, []
-    for idx in range(n_conv):
-        text_only = idx % text_only_every == text_only_every - 1
-        img = None if text_only else image_ids[rng.randrange(n_images)]
-        kept = 0 if idx % dropped_every == dropped_every - 1 else 1
-        n_turns = rng.randint(1, max_turns)
-        cur = conn.execute(
-            "INSERT INTO conversations(dataset_id, idx, source_id, source, image_id, image_path, "
-            "n_turns, kept) VALUES (?,?,?,?,?,?,?,?)",
-            [ds, idx, f"c{idx}", "synth", img, None if img is None else f"img{image_ids.index(img)}.png",
-             n_turns, kept])
-        cid = cur.lastrowid
-        conv_image[cid] = img
-        qas = []
-        for t in range(n_turns):
-            # Some questions repeat verbatim on the same image, so `pair` dedup has work to do.
-            n = rng.randrange(6) if repeat_pairs else idx * 10 + t
-            q = f"question {n} about thing {t}" + " in the picture" * (n % 3)   # varied lengths
-            a = f"answer {n}"
-            cat = CATEGORIES[rng.randrange(len(CATEGORIES))]
-            cur = conn.execute(
-                "INSERT INTO qa_pairs(dataset_id, conversation_id, turn, question, answer, image_id, "
-                "category) VALUES (?,?,?,?,?,?,?)", [ds, cid, t, q, a, img, cat])
-            qas.append(cur.lastrowid)
-        conv_qas[cid] = qas
-        if kept:
-            kept_ids.append(cid)
+    with f.fixed_now(STAMP), f.immediate(db):
+        ds = f.dataset(db, name, image_root=image_root)
+        image_ids = [f.image(db, f"{name}-img-{i}", f"img{i}.png", 32, 32) for i in range(n_images)]
+        conv_image, conv_qas, kept_ids = {}, {}, []
+        for idx in range(n_conv):
+            text_only = idx % text_only_every == text_only_every - 1
+            img = None if text_only else image_ids[rng.randrange(n_images)]
+            kept = 0 if idx % dropped_every == dropped_every - 1 else 1
+            turns = []
+            for t in range(rng.randint(1, max_turns)):
+                # Some questions repeat verbatim on the same image, so `pair` dedup has work to do.
+                n = rng.randrange(6) if repeat_pairs else idx * 10 + t
+                q = f"question {n} about thing {t}" + " in the picture" * (n % 3)   # varied lengths
+                turns.append(f.qa(q, f"answer {n}", category=CATEGORIES[rng.randrange(len(CATEGORIES))]))
+            cid, qas = f.conversation(db, ds, idx, turns, source_id=f"c{idx}", source="synth", image_id=img,
+                                      image_path=None if img is None else f"img{image_ids.index(img)}.png",
+                                      kept=kept)
+            conv_image[cid] = img
+            conv_qas[cid] = qas
+            if kept:
+                kept_ids.append(cid)
     return ds, conv_image, conv_qas, kept_ids
 
 
@@ -89,20 +74,12 @@ def add_run(db, dataset_id, kept_ids, *, name="r1", batch=4, seed=0, held_out=0,
     if checkpoint_steps is None:
         checkpoint_steps = sorted({0, *(max(1, round(total_steps * f)) for f in
                                        (0.1, 0.25, 0.5, 0.75)), total_steps})
-    conn = db.conn
-    cur = conn.execute(
-        "INSERT INTO runs(name, dataset_id, seed, model_id, config_json, out_dir, status, total_steps,"
-        " global_batch, checkpoint_steps_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        [name, dataset_id, seed, "tiny", "{}", out_dir, "done", total_steps, batch,
-         json.dumps(checkpoint_steps), "2026-01-01"])
-    run_id = cur.lastrowid
     manifest = [(cid, i // batch + 1, i % batch) for i, cid in enumerate(order)]
-    conn.executemany("INSERT INTO run_order(run_id, conversation_id, step, position) VALUES (?,?,?,?)",
-                     [(run_id, c, s, p) for c, s, p in manifest])
     paths = checkpoint_paths or {}
-    conn.executemany("INSERT INTO checkpoints(run_id, step, path, created_at) VALUES (?,?,?,?)",
-                     [(run_id, k, paths.get(k, f"{out_dir}/step-{k}"), "2026-01-01")
-                      for k in checkpoint_steps])
+    with f.fixed_now(STAMP):
+        run_id = f.run(db, name, dataset_id, seed=seed, out_dir=out_dir, total_steps=total_steps,
+                       global_batch=batch, checkpoint_steps=checkpoint_steps, order=manifest,
+                       checkpoints={k: paths.get(k, f"{out_dir}/step-{k}") for k in checkpoint_steps})
     return run_id, total_steps, checkpoint_steps, manifest, held
 
 
@@ -176,10 +153,10 @@ def save_tiny_checkpoints(db, run_id: int, dataset_id: int, folder, steps, seed:
         path = folder / f"step-{k:06d}"
         save_checkpoint(m, processor, path, {"step": k, "seed": seed, "model_id": "tiny"})
         paths[k] = str(path)
-    with db.atomic():
+    with f.fixed_now(STAMP), f.immediate(db):
         db.conn.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id])
-        db.conn.executemany("INSERT INTO checkpoints(run_id, step, path, created_at) VALUES (?,?,?,?)",
-                            [(run_id, k, p, "2026-01-01") for k, p in paths.items()])
+        for k, p in paths.items():
+            f.checkpoint(db, run_id, k, p)
     return paths
 
 

@@ -1,5 +1,6 @@
-"""Helpers for the judging tests: a run with generations written straight into the tables,
-and small deterministic test backends registered in the judge backend registry."""
+"""Helpers for the judging tests: a run with generations (written through vlmdyn_cli.testing's
+factories, but for the generations whose triples are missing on purpose), and small
+deterministic test backends registered in the judge backend registry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from vlmdyn_cli.judging.backends.base import ModelBackend
 from vlmdyn_cli.judging.verdict import Completion, from_completion
 from vlmdyn_cli.store.db import triple_hash
+from vlmdyn_cli.testing import factories as f
 
 # (question, reference, prediction at step 10, prediction at step 20, eval set)
 ITEMS = [
@@ -26,34 +28,24 @@ ITEMS = [
 
 def make_run(db, run_name="r1") -> dict:
     """A dataset, one run with two checkpoints, two eval sets and 12 generations."""
-    c = db.conn
-    with db.atomic():
-        ds = c.execute("INSERT INTO datasets(name, source_path, source_sha256, imported_at) "
-                       "VALUES ('ds', '/x.json', 'sha', '2026-01-01')").lastrowid
-        run = c.execute("INSERT INTO runs(name, dataset_id, seed, model_id, config_json, out_dir, status, "
-                        "total_steps, global_batch, checkpoint_steps_json, created_at) VALUES "
-                        "(?, ?, 0, 'tiny', '{}', '/tmp', 'done', 30, 4, '[10, 20]', '2026-01-01')",
-                        (run_name, ds)).lastrowid
-        sets = {}
-        for name, kind in (("seen@10", "seen"), ("unseen", "unseen")):
-            sets[name] = c.execute("INSERT INTO eval_sets(run_id, name, kind, size, seed, definition_json, "
-                                   "created_at) VALUES (?,?,?,3,0,'{}','2026-01-01')",
-                                   (run, name, kind)).lastrowid
-        c.execute("INSERT INTO gen_configs(hash, config_json) VALUES ('g', '{}')")
+    with f.fixed_now("2026-01-01"), f.immediate(db) as c:
+        ds = f.dataset(db, "ds", source_path="/x.json", source_sha256="sha")
+        run = f.run(db, run_name, ds, out_dir="/tmp", total_steps=30, global_batch=4, checkpoint_steps=[10, 20])
+        gen_config = f.gen_config(db)
+        members = {"seen@10": [], "unseen": []}
         hashes = {10: [], 20: []}
         for i, (q, a, p10, p20, s) in enumerate(ITEMS):
-            conv = c.execute("INSERT INTO conversations(dataset_id, idx, n_turns) VALUES (?,?,1)",
-                             (ds, i)).lastrowid
-            qa = c.execute("INSERT INTO qa_pairs(dataset_id, conversation_id, turn, question, answer) "
-                           "VALUES (?,?,0,?,?)", (ds, conv, q, a)).lastrowid
-            c.execute("INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)", (sets[s], qa, i))
+            _, (qa,) = f.conversation(db, ds, i, [f.qa(q, a)])
+            members[s].append(qa)
             for step, p in ((10, p10), (20, p20)):
                 h = triple_hash(q, a, p)
                 hashes[step].append(h)
-                # triples are deliberately NOT inserted: the runner must add them from generations
+                # raw on purpose: generations whose triples are NOT stored (the runner must add them)
                 c.execute("INSERT INTO generations(run_id, step, qa_id, prediction, triple_hash, "
-                          "gen_config_hash, backend, created_at) VALUES (?,?,?,?,?, 'g', 'hf', '2026-01-01')",
-                          (run, step, qa, p, h))
+                          "gen_config_hash, backend, created_at) VALUES (?,?,?,?,?,?, 'hf', '2026-01-01')",
+                          (run, step, qa, p, h, gen_config))
+        for name, kind in (("seen@10", "seen"), ("unseen", "unseen")):
+            f.eval_set(db, run, name, kind, members[name])
     return {"run_id": run, "hashes": hashes}
 
 

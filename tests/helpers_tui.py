@@ -1,4 +1,5 @@
-"""A small, fixed experiment database for the TUI tests (no timestamps that change).
+"""A small, fixed experiment database for the TUI tests (no timestamps that change), written
+through the pipeline's writers (``vlmdyn_cli.testing.factories``).
 
 Two runs (seeds 1 and 2), checkpoints 51 and 357, sets ``seen@51`` and
 ``unseen`` per run, five categories, two judges (``rules`` and ``local``) that
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from vlmdyn_cli.store import open_db
 from vlmdyn_cli.store.db import triple_hash
+from vlmdyn_cli.testing import factories as f
 
 T0 = "2026-01-01T00:00:00+00:00"
 MARKUP = "[bold red]x[/] and [link=http://evil]click[/link]"
@@ -63,86 +65,58 @@ def build_db(path: Path, *, with_image: bool = True) -> Path:
     if with_image:
         _png(root / "cup.png")
     db = open_db(path)
-    c = db.conn
-    with db.conn:
-        c.execute("BEGIN")
-        c.execute(
-            "INSERT INTO datasets(id,name,source_path,source_sha256,image_root,imported_at,n_qa) "
-            "VALUES (1,'tiny','tiny.json','0',?,?,?)", (str(root), T0, len(QAS)))
-        c.execute("INSERT INTO images(id,sha256,path,width,height,n_bytes) VALUES (1,'imghash','cup.png',8,6,100)")
+    with f.fixed_now(T0), f.immediate(db):
+        ds = f.dataset(db, "tiny", source_path="tiny.json", source_sha256="0", image_root=str(root),
+                       counts=(0, 0, len(QAS)))
+        img_id = f.image(db, "imghash", "cup.png", 8, 6, 100)
+        qa_ids = []
         for i, (q, a, cat, sub) in enumerate(QAS):
-            img = 1 if i == 0 else None
-            c.execute(
-                "INSERT INTO conversations(id,dataset_id,idx,source_id,source,image_id,image_path,n_turns) "
-                "VALUES (?,1,?,?,?,?,?,1)", (i + 1, i, f"c{i}", "synth", img, "cup.png" if img else None))
-            c.execute(
-                "INSERT INTO qa_pairs(id,dataset_id,conversation_id,turn,question,answer,image_id,category,"
-                "subcategory,category_method) VALUES (?,1,?,0,?,?,?,?,?,'synth-truth')",
-                (i + 1, i + 1, q, a, img, cat, sub))
-        c.execute("INSERT INTO gen_configs(hash,config_json) VALUES ('g0','{}')")
+            img = img_id if i == 0 else None
+            _, (qa_id,) = f.conversation(db, ds, i, [f.qa(q, a, category=cat, subcategory=sub,
+                                                          category_method="synth-truth")],
+                                         source_id=f"c{i}", source="synth", image_id=img,
+                                         image_path="cup.png" if img else None)
+            qa_ids.append(qa_id)
+        gen_config = f.gen_config(db)
         for spec in ("rules", "local"):
-            c.execute("INSERT INTO judge_specs(hash,name,spec_json,created_at) VALUES (?,?,'{}',?)",
-                      (f"spec-{spec}", spec, T0))
-        set_id = 0
+            f.judge_spec(db, f"spec-{spec}", spec)
         for r_i, (name, seed, status) in enumerate(RUNS):
-            run_id = r_i + 1
-            c.execute(
-                "INSERT INTO runs(id,name,dataset_id,seed,model_id,config_json,out_dir,status,total_steps,"
-                "global_batch,checkpoint_steps_json,created_at) VALUES (?,?,1,?,'tiny','{}','out',?,400,8,?,?)",
-                (run_id, name, seed, status, "[51, 357]", T0))
-            for step in STEPS:
-                c.execute("INSERT INTO checkpoints(run_id,step,path,created_at) VALUES (?,?,?,?)",
-                          (run_id, step, f"out/{name}/{step}", T0))
+            run_id = f.run(db, name, ds, seed=seed, status=status, total_steps=400, global_batch=8,
+                           checkpoint_steps=STEPS, checkpoints={step: f"out/{name}/{step}" for step in STEPS})
             for s_name, members in SETS.items():
-                set_id += 1
                 kind = "seen" if s_name.startswith("seen") else "unseen"
-                c.execute(
-                    "INSERT INTO eval_sets(id,run_id,name,kind,k_step,size,seed,definition_json,created_at) "
-                    "VALUES (?,?,?,?,?,?,0,'{}',?)",
-                    (set_id, run_id, s_name, kind, 51 if kind == "seen" else None, len(members), T0))
-                for rank, qa_i in enumerate(members):
-                    c.execute("INSERT INTO eval_set_members(set_id,qa_id,rank) VALUES (?,?,?)",
-                              (set_id, qa_i + 1, rank))
+                f.eval_set(db, run_id, s_name, kind, [qa_ids[i] for i in members],
+                           k_step=51 if kind == "seen" else None)
             for step in STEPS:
-                for qa_i, (q, a, cat, sub) in enumerate(QAS):
-                    p = prediction(r_i, step, qa_i)
-                    h = triple_hash(q, a, p)
-                    c.execute("INSERT OR IGNORE INTO triples(hash,question,answer,prediction) VALUES (?,?,?,?)",
-                              (h, q, a, p))
-                    c.execute(
-                        "INSERT INTO generations(run_id,step,qa_id,prediction,triple_hash,gen_config_hash,"
-                        "backend,created_at) VALUES (?,?,?,?,?,'g0','hf',?)", (run_id, step, qa_i + 1, p, h, T0))
+                f.generations(db, run_id, step, [(qa_ids[i], q, a) for i, (q, a, _, _) in enumerate(QAS)],
+                              [prediction(r_i, step, i) for i in range(len(QAS))], config_hash=gen_config)
         # judgements: rules = exact match; local = agrees except on items 1 and 3, unscored on the ANSI one
-        for (h, q, a, p) in c.execute("SELECT hash, question, answer, prediction FROM triples ORDER BY id").fetchall():
+        rows = []
+        for (h, q, a, p) in db.conn.execute("SELECT hash, question, answer, prediction FROM triples ORDER BY id"):
             qa_i = [x[0] for x in QAS].index(q)
             v_rules = "yes" if p.strip() == a else "no"
-            _judge(c, "rules", h, "scored", v_rules, raw=v_rules, scores=(None, None, None), p_yes=None)
+            rows.append(_judgement("rules", h, "scored", v_rules, raw=v_rules))
             if p == ANSI:
-                _judge(c, "local", h, "unscored", None, raw="I cannot [b]tell[/b]", scores=(None, None, None),
-                       p_yes=None, reason="parse failure")
+                rows.append(_judgement("local", h, "unscored", None, raw="I cannot [b]tell[/b]",
+                                       reason="parse failure"))
                 continue
             v_local = ("no" if v_rules == "yes" else "yes") if qa_i in (1, 3) else v_rules
-            _judge(c, "local", h, "scored", v_local, raw=f"{{'p': '{v_local}', 'MS': 4, 'MD': 3, 'H': 5}}",
-                   scores=(4, 3, 5), p_yes=0.9 if v_local == "yes" else 0.2)
+            rows.append(_judgement("local", h, "scored", v_local, raw=f"{{'p': '{v_local}', 'MS': 4, 'MD': 3, 'H': 5}}",
+                                   scores=(4, 3, 5), p_yes=0.9 if v_local == "yes" else 0.2))
+        f.judgements(db, rows)
+        items = []
         for k, qa_i in enumerate([0, 2, 5, 7]):
             q, a, cat, sub = QAS[qa_i]
-            p = prediction(0, 357, qa_i)
-            c.execute(
-                "INSERT INTO calibration_items(sample,item_id,triple_hash,category,subcategory,source,created_at) "
-                "VALUES ('pilot',?,?,?,?,?,?)",
-                (f"item{k + 1}", triple_hash(q, a, p), cat, sub, f"run:seed1:357:{qa_i + 1}", T0))
+            items.append(f.CalibrationItem("pilot", f"item{k + 1}", triple_hash(q, a, prediction(0, 357, qa_i)),
+                                           cat, sub, f"run:seed1:357:{qa_i + 1}"))
+        f.calibration_items(db, items)
     db.close()
     return path
 
 
-def _judge(c, name, h, status, verdict, *, raw, scores, p_yes, reason=None):
-    ms, md, hh = scores
-    c.execute(
-        "INSERT INTO judgements(spec_hash,triple_hash,judge_name,resolved_model,status,verdict,reason,raw,"
-        "ms,md,h,p_yes,prompt_tokens,completion_tokens,cost_usd,latency_s,created_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,10,5,?,?,?)",
-        (f"spec-{name}", h, name, name, status, verdict, reason, raw, ms, md, hh, p_yes,
-         0.0001 if name == "local" else 0.0, 0.25, T0))
+def _judgement(name, h, status, verdict, *, raw, scores=(None, None, None), p_yes=None, reason=None):
+    return f.JudgementRow(f"spec-{name}", h, name, name, status, verdict, reason, None, raw, *scores, p_yes, 10, 5,
+                          0.0001 if name == "local" else 0.0, 0.25, T0)
 
 
 # ---------------------------------------------------------------- driving the app in tests

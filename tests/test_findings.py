@@ -13,7 +13,7 @@ import pytest
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.findings import CANNOT, NOT_OBSERVED, OBSERVED, check_findings
 from vlmdyn_cli.store import open_db
-from vlmdyn_cli.store.synthdb import fill_synthetic
+from vlmdyn_cli.testing.synthdb import fill_synthetic
 
 # the paper's checkpoint fractions of the epoch on a 1000-step epoch: first 10, q (25%) 250, L 750
 CKPTS = (10, 70, 150, 250, 500, 750)

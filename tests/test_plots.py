@@ -14,7 +14,7 @@ from collections import defaultdict
 import pytest
 
 from vlmdyn_cli.store import open_db
-from vlmdyn_cli.store.synthdb import fill_synthetic
+from vlmdyn_cli.testing.synthdb import fill_synthetic
 
 CKPTS = (51, 357, 1275)
 JUDGE = "rules"

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from vlmdyn_cli.store import now, open_db
-from vlmdyn_cli.store.synthdb import fill_synthetic
+from vlmdyn_cli.testing.synthdb import fill_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import Reporter
 from vlmdyn_cli.store import open_db
-from vlmdyn_cli.store.synthdb import CATEGORY_SHARES, fill_synthetic
+from vlmdyn_cli.testing.synthdb import CATEGORY_SHARES, fill_synthetic
 
 CKPTS = (51, 357, 1275)
 

@@ -311,7 +311,7 @@ def plan_problems(conn, statements: list[str], seen: set | None = None) -> list[
 @pytest.fixture(scope="module")
 def synth_db(tmp_path_factory):
     """A small experiment built the normal way (synthdb, which runs ANALYZE as the benchmark's does)."""
-    from vlmdyn_cli.store.synthdb import fill_synthetic
+    from vlmdyn_cli.testing.synthdb import fill_synthetic
 
     path = tmp_path_factory.mktemp("tuiq-synth") / "synth.db"
     db = open_db(path)

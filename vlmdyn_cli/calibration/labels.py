@@ -21,7 +21,7 @@ from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import input_file, parse_object, read_text
 from vlmdyn_cli.judging.references import encode
 from vlmdyn_cli.store.db import immediate, now, triple_hash, upsert_triples
-from vlmdyn_cli.store.labels import save_label
+from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
 
 _TRUE = {"y", "yes", "1", "true"}
 _FALSE = {"n", "no", "0", "false"}
@@ -201,10 +201,9 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             save_label(db.conn, h, who, label, str(path.name), ts)
             res.imported += 1
             res.raters.add(who)
-        for h, item_id in new_ids.items():     # new items join --sample, else a sample named after the file
-            db.conn.execute(
-                "INSERT OR IGNORE INTO calibration_items(sample, item_id, triple_hash, source, created_at)"
-                " VALUES (?,?,?,?,?)", (sample or path.stem, item_id or "t" + h[:12], h, f"file:{path.name}", ts))
+        # new items join --sample, else a sample named after the file
+        add_items(db.conn, [CalibrationItem(sample or path.stem, item_id or "t" + h[:12], h, source=f"file:{path.name}")
+                            for h, item_id in new_ids.items()], keep_existing=True, created_at=ts)
     return res
 
 

@@ -13,7 +13,8 @@ from sqlite_utils import Database
 from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import input_file, read_text
-from vlmdyn_cli.store.db import immediate, now, upsert_triples
+from vlmdyn_cli.store.db import immediate, upsert_triples
+from vlmdyn_cli.store.labels import CalibrationItem, add_items
 from vlmdyn_cli.store.runs import get_run
 
 
@@ -96,15 +97,11 @@ def sample_items(db: Database, n: int, *, run: str | None = None, input_path: Pa
                        "or write its sheet again with `vlmdyn calibrate sheet`")
     cands = _candidates_from_run(db, run) if run else _candidates_from_file(db, input_path)
     chosen = draw(cands, n, seed, stratify)
-    ts = now()
+    for i, it in enumerate(chosen, start=1):
+        it["item_id"] = f"{name}-{i:04d}"
     with immediate(db):
-        for i, it in enumerate(chosen, start=1):
-            it["item_id"] = f"{name}-{i:04d}"
-            db.conn.execute(
-                "INSERT INTO calibration_items(sample, item_id, triple_hash, category, subcategory, source,"
-                " created_at) VALUES (?,?,?,?,?,?,?)",
-                (name, it["item_id"], it["triple_hash"], it.get("category"), it.get("subcategory"),
-                 it.get("source"), ts))
+        add_items(db.conn, [CalibrationItem(name, it["item_id"], it["triple_hash"], it.get("category"),
+                                            it.get("subcategory"), it.get("source")) for it in chosen])
     return chosen
 
 

@@ -3,7 +3,7 @@
 Flow, one record at a time (memory stays bounded for the 1 GB mix665k file):
 
     llava.iter_records ─▶ validate + turns.split_turns ─▶ turns.dependent_reason
-        ─▶ images.ImageHasher (thread pool, one batch ahead) ─▶ batched INSERTs
+        ─▶ images.ImageHasher (thread pool, one batch ahead) ─▶ store/datasets.py (batched rows)
 
 The whole import is ONE transaction: the first bad record (or image) raises
 BadInput naming its index and id, and the database is left exactly as it
@@ -30,7 +30,8 @@ from vlmdyn_cli.data.turns import dependent_reason, split_turns
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import input_file
 from vlmdyn_cli.progress import NullReporter, Reporter
-from vlmdyn_cli.store.db import immediate, now
+from vlmdyn_cli.store import datasets as ds_rows
+from vlmdyn_cli.store.db import immediate
 
 BATCH = 2000                     # conversations per executemany batch
 FILTER_VERSION = "dependent-turns/1"
@@ -150,7 +151,7 @@ class _Writer:
     def __init__(self, db, dataset_id: int, hasher: img.ImageHasher | None):
         self.db, self.conn, self.dataset_id, self.hasher = db, db.conn, dataset_id, hasher
         self.image_ids: dict[str, int] = {}        # relative path -> images.id (this import)
-        self.next_conv_id = (db.execute("SELECT COALESCE(MAX(id), 0) FROM conversations").fetchone()[0]) + 1
+        self.next_conv_id = ds_rows.next_id(db.conn, "conversations")
         self.n_new_images = 0
         self.n_qa = 0
 
@@ -175,38 +176,25 @@ class _Writer:
             self.next_conv_id += 1
             image_id = self.image_ids.get(c.image_path) if c.image_path else None
             kept = c.drop_reason is None
-            convs.append((cid, self.dataset_id, c.index, c.source_id, c.source, image_id, c.image_path,
-                          len(c.pairs), int(kept), c.drop_reason))
+            convs.append(ds_rows.ConversationRow(self.dataset_id, c.index, len(c.pairs), c.source_id, c.source,
+                                                 image_id, c.image_path, int(kept), c.drop_reason, cid))
             if kept:
                 for t, (q, a) in enumerate(c.pairs):
                     tc, ts = c.truth[t] if c.truth else (None, None)
-                    qas.append((self.dataset_id, cid, t, q, a, image_id, tc, ts))
-        self.conn.executemany(
-            "INSERT INTO conversations(id, dataset_id, idx, source_id, source, image_id, image_path, n_turns, "
-            "kept, drop_reason) VALUES (?,?,?,?,?,?,?,?,?,?)", convs)
-        self.conn.executemany(
-            "INSERT INTO qa_pairs(dataset_id, conversation_id, turn, question, answer, image_id, true_category, "
-            "true_subcategory) VALUES (?,?,?,?,?,?,?,?)", qas)
+                    qas.append(ds_rows.QaRow(self.dataset_id, cid, t, q, a, image_id, true_category=tc,
+                                             true_subcategory=ts))
+        ds_rows.add_conversations(self.conn, convs)
+        ds_rows.add_qa_pairs(self.conn, qas)
         self.n_qa += len(qas)
 
     def _insert_images(self, infos: dict[str, img.ImageInfo]) -> None:
         if not infos:
             return
-        cur = self.conn.executemany(
-            "INSERT OR IGNORE INTO images(sha256, path, width, height, n_bytes) VALUES (?,?,?,?,?)",
-            [(i.sha256, p, i.width, i.height, i.n_bytes) for p, i in infos.items()])
-        self.n_new_images += max(cur.rowcount, 0)
-        by_hash: dict[str, list[str]] = {}
+        self.n_new_images += ds_rows.add_images(
+            self.conn, [ds_rows.ImageRow(i.sha256, p, i.width, i.height, i.n_bytes) for p, i in infos.items()])
+        ids = ds_rows.image_ids(self.conn, (i.sha256 for i in infos.values()))
         for p, i in infos.items():
-            by_hash.setdefault(i.sha256, []).append(p)
-        hashes = list(by_hash)
-        for k in range(0, len(hashes), 500):
-            part = hashes[k:k + 500]
-            rows = self.conn.execute(
-                f"SELECT id, sha256 FROM images WHERE sha256 IN ({','.join('?' * len(part))})", part)
-            for iid, h in rows:
-                for p in by_hash[h]:
-                    self.image_ids[p] = iid
+            self.image_ids[p] = ids[i.sha256]
 
 
 class _AlreadyImported(Exception):
@@ -278,10 +266,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     size = max(json_path.stat().st_size, 1)
     try:
         with reporter.task(f"importing {name}", unit="conversations") as task, immediate(db):
-            cur = db.conn.execute(
-                "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at) "
-                "VALUES (?,?,?,?,?)", [name, str(json_path.resolve()), sha, str(root.resolve()), now()])
-            dataset_id = cur.lastrowid
+            dataset_id = ds_rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
             # the checks above ran before this transaction: repeat the content check under the write lock
             twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ? AND id != ?",
                               [sha, dataset_id]).fetchone()
@@ -330,9 +315,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
             meta = {"image_identity": "sha256" if hash_images else "path", "filter": FILTER_VERSION,
                     "dropped_by_reason": dict(dropped), "by_source": dict(sources),
                     "seconds": round(seconds, 3)}
-            db.conn.execute(
-                "UPDATE datasets SET n_conversations = ?, n_kept = ?, n_qa = ?, meta_json = ? WHERE id = ?",
-                [n_conv, n_kept, writer.n_qa, json.dumps(meta), dataset_id])
+            ds_rows.set_counts(db.conn, dataset_id, n_conv, n_kept, writer.n_qa, meta)
     except _AlreadyImported as twin:   # a concurrent import of the same content committed first
         return _existing_result(db, twin.dataset_id, twin.name, sha)
     except sqlite3.IntegrityError as exc:

@@ -135,14 +135,7 @@ def build(db: Database, run: Run, specs: list[SetSpec], *, force: bool = False,
                     "DELETE FROM eval_set_members WHERE set_id = "
                     "(SELECT id FROM eval_sets WHERE run_id = ? AND name = ?)", [run.id, s.name])
                 db.conn.execute("DELETE FROM eval_sets WHERE run_id = ? AND name = ?", [run.id, s.name])
-            cur = db.conn.execute(
-                "INSERT INTO eval_sets(run_id, name, kind, k_step, dedup, size, seed, definition_json,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                [run.id, s.name, s.kind, s.k_step, s.dedup, len(members[s.name]), s.seed,
-                 s.definition_json, now()])
-            db.conn.executemany(
-                "INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)",
-                [(cur.lastrowid, qa, r) for r, qa in enumerate(members[s.name])])
+            insert_set(db.conn, run.id, s, members[s.name])
             results[s.name] = "rebuilt" if replaced else "built"
     return [{"name": s.name, "status": results[s.name], "size": s.size} for s in specs]
 
@@ -178,10 +171,18 @@ def fixed_set(db: Database, run: Run, name: str, qa_ids: list[int], definition: 
         raise BadInput(f"run '{run.name}' already has a set '{name}' with another definition: stored {old}, "
                        f"asked {spec.definition_json}")
     with db.atomic():
-        cur = db.conn.execute(
-            "INSERT INTO eval_sets(run_id, name, kind, k_step, dedup, size, seed, definition_json, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            [run.id, name, kind, None, None, len(qa_ids), 0, spec.definition_json, now()])
-        db.conn.executemany("INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)",
-                            [(cur.lastrowid, qa, r) for r, qa in enumerate(qa_ids)])
+        insert_set(db.conn, run.id, spec, qa_ids)
     return "built"
+
+
+def insert_set(conn, run_id: int, spec: SetSpec, qa_ids: list[int]) -> int:
+    """Write one set and its members (rank = position in ``qa_ids``); the caller owns the
+    transaction. Returns the set's id. Its size is the number of members."""
+    set_id = conn.execute(
+        "INSERT INTO eval_sets(run_id, name, kind, k_step, dedup, size, seed, definition_json, created_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        [run_id, spec.name, spec.kind, spec.k_step, spec.dedup, len(qa_ids), spec.seed, spec.definition_json,
+         now()]).lastrowid
+    conn.executemany("INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)",
+                     [(set_id, qa, r) for r, qa in enumerate(qa_ids)])
+    return set_id

@@ -9,9 +9,10 @@ judgements.py        the judge runner's writes: JudgementRow, upsert(), register
                      the triples of a run or a list of hashes
 batch_jobs.py        BatchJobs: a judge's Batch API job ids (openai_batches), lent to the backend
 generations.py       list_generations()
-labels.py            save_label() (CLI import and TUI rater), samples()
+datasets.py          a dataset's rows (ImageRow, ConversationRow, QaRow and their writers: importer, test data)
+labels.py            save_label() (CLI import and TUI rater), add_items() (calibration samples), samples()
 schema_doc.py        the schema as Markdown (README section, `vlmdyn db schema --markdown`)
-synthdb.py           a synthetic paper-scale experiment for benchmarks
+(test databases are built through these writers by vlmdyn_cli/testing, not here)
 """
 
 from vlmdyn_cli.store.db import connect, now, open_db, resolve_db_path, triple_hash, upsert_triples

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
@@ -159,8 +160,15 @@ def immediate(db: Database | sqlite3.Connection, wait_s: float | None = None) ->
     ``wait_s`` waits that long instead of the busy timeout and raises ``Busy``
     when the lock is not free by then (for work that must not queue behind a
     long writer).
+
+    Inside a transaction the caller already opened (a bulk load such as
+    ``testing/synthdb``, which writes everything through the library's writers
+    in one transaction), the body joins it: the caller commits or rolls back.
     """
     conn = db.conn if isinstance(db, Database) else db
+    if conn.in_transaction:
+        yield conn
+        return
     if wait_s is None:
         conn.execute("BEGIN IMMEDIATE")
     else:
@@ -202,8 +210,23 @@ def migrate(db: Database, *, adopt: bool = False) -> list[str]:
     return pending
 
 
+_FIXED_NOW: ContextVar[str | None] = ContextVar("vlmdyn_fixed_now", default=None)
+
+
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    """The timestamp every writer stores (UTC, seconds); inside ``fixed_now(stamp)``, that stamp."""
+    return _FIXED_NOW.get() or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def fixed_now(stamp: str) -> Iterator[str]:
+    """Make ``now()`` return ``stamp`` in this thread (fixture databases whose rows must not depend
+    on the clock: vlmdyn_cli/testing)."""
+    token = _FIXED_NOW.set(stamp)
+    try:
+        yield stamp
+    finally:
+        _FIXED_NOW.reset(token)
 
 
 def sha256_text(*parts: str) -> str:

@@ -51,6 +51,10 @@ UPSERT_SQL = (
 )
 
 
+INSERT_NEW_SQL = (f"INSERT INTO judgements({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                  "ON CONFLICT(spec_hash, triple_hash) DO NOTHING")
+
+
 def register_spec(db: Database, spec_hash: str, name: str, record: dict, created_at: str) -> None:
     """Store a judge spec (everything needed to rebuild it, no secrets) once under its hash."""
     db.conn.execute("INSERT OR IGNORE INTO judge_specs(hash, name, spec_json, created_at) VALUES (?,?,?,?)",
@@ -61,6 +65,13 @@ def upsert(db: Database, rows: list[JudgementRow]) -> None:
     """Write rows in one transaction (a row already stored for its spec and triple is replaced)."""
     with immediate(db):
         db.conn.executemany(UPSERT_SQL, [_values(r) for r in rows])
+
+
+def insert_new(db: Database, rows) -> int:
+    """Write rows whose (spec, triple) has no judgement yet, keeping stored ones (the first verdict
+    of a triple stands: a bulk load where identical triples recur); the caller owns the transaction.
+    Returns the number of rows added."""
+    return db.conn.executemany(INSERT_NEW_SQL, map(_values, rows)).rowcount
 
 
 def scored_hashes(db: Database, spec_hash: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""A synthetic but schema-true experiment, written straight into the database.
+"""A synthetic but schema-true experiment, written through the pipeline's own writers.
 
 ``fill_synthetic(db, ...)`` creates what the whole pipeline would have
 produced -- dataset, images, conversations, QA pairs with categories, one run
@@ -16,7 +16,10 @@ thing:
 * per-seed offsets make the 1-sigma bands real;
 * about 1.5% of judgements are unscored (with a reason and raw text).
 
-Speed: everything is inserted with ``executemany`` in ONE transaction on a
+Every row goes through the writer the pipeline uses for its table (the
+importer's row types in store/datasets.py, training/runs.py, evalsets/build.py,
+inference/store.py, store/judgements.py, store/labels.py), so a schema change
+is made once. Speed: those writers join ONE transaction opened here, on a
 rollback journal with synchronous off and a large page cache; the triggers on
 the loaded tables (FTS, the plots' change counter) are dropped for the load,
 the FTS indexes rebuilt once at the end and the triggers put back exactly.
@@ -32,8 +35,17 @@ import time
 from dataclasses import dataclass
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.evalsets.build import SetSpec, insert_set
+from vlmdyn_cli.inference.config import GenConfig
+from vlmdyn_cli.inference.items import GenItem
+from vlmdyn_cli.inference.store import save_config, write_batch
 from vlmdyn_cli.progress import NullReporter, Reporter
-from vlmdyn_cli.store.db import now, sha256_text
+from vlmdyn_cli.store import datasets as ds_rows
+from vlmdyn_cli.store import judgements
+from vlmdyn_cli.store.db import fixed_now, now, sha256_text, triple_hash
+from vlmdyn_cli.store.judgements import JudgementRow
+from vlmdyn_cli.store.labels import save_label
+from vlmdyn_cli.training import runs
 
 CATEGORIES = ("Bounding", "Complex", "Object", "OCR", "Spatial")
 #: Table 1 of the paper: share of QA pairs per category.
@@ -41,6 +53,7 @@ CATEGORY_SHARES = {"Bounding": 0.345, "Complex": 0.138, "Object": 0.198, "OCR": 
 SUBCATEGORY_SHARES = {"Bounding": {"bbox": 0.6, "describe": 0.4}, "OCR": {"recognition": 0.55, "semantic": 0.45}}
 DEFAULT_CHECKPOINTS = (51, 357, 765, 1275, 2550, 3825)
 UNSCORED_RATE = 0.015
+GEN_BATCH = 4096    # generations per write (one SQL IN list each)
 UNSCORED_REASONS = (
     ("parse failure: no verdict key in the output", "Sure! The prediction looks mostly right to me."),
     ("parse failure: verdict 'maybe' is not yes/no", "{'p': 'maybe', 'MS': 3, 'MD': 3, 'H': 4}"),
@@ -249,8 +262,8 @@ def fill_synthetic(db, seeds: int = 8, checkpoints=DEFAULT_CHECKPOINTS, set_size
     conn.execute("PRAGMA temp_store = MEMORY")
     summary: dict = {}
     try:
-        conn.execute("BEGIN")
-        with _TriggerPause(db, _LOADED_TABLES) as fts:
+        conn.execute("BEGIN")   # the library's writers below join this one transaction
+        with fixed_now(stamp), _TriggerPause(db, _LOADED_TABLES) as fts:
             summary = _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_steps,
                             turns, human_labels, name, batch, n_conv, stamp, reporter, seed)
             reporter.info("rebuilding full-text indexes")
@@ -277,16 +290,11 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
     cats = list(CATEGORIES)
 
     # ---- dataset, images, conversations, qa pairs -------------------------------------------
-    cur = conn.execute(
-        "INSERT INTO datasets(name, source_path, source_sha256, image_root, imported_at, n_conversations,"
-        " n_kept, n_qa, meta_json) VALUES (?,?,?,?,?,?,?,?,?)",
-        [name, f"synthetic:{name}", sha256_text("synthetic", name, str(seed)), "synth-images", stamp,
-         n_conv, n_conv, 0, json.dumps({"generator": "vlmdyn_cli.store.synthdb", "seed": seed,
-                                         "global_batch": batch, "total_steps": total_steps})])
-    dataset_id = cur.lastrowid
-    img_base = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])
-    conv_base = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM conversations").fetchone()[0])
-    qa_base = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM qa_pairs").fetchone()[0])
+    dataset_id = ds_rows.create_dataset(conn, name, f"synthetic:{name}", sha256_text("synthetic", name, str(seed)),
+                                        "synth-images")
+    img_base = ds_rows.next_id(conn, "images") - 1
+    conv_base = ds_rows.next_id(conn, "conversations") - 1
+    qa_base = ds_rows.next_id(conn, "qa_pairs") - 1
 
     n_img = max(1, n_conv // 3)  # images are reused by ~3 conversations on average (METHOD.md 3)
     conv_img = rng.integers(0, n_img, n_conv)
@@ -299,10 +307,9 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
     mixed_p /= mixed_p.sum()
     sources = {0: "vg", 1: "ocr_vqa"}
     with reporter.task("synth: images", total=n_img, unit="images") as t:
-        conn.executemany(
-            "INSERT INTO images(id, sha256, path, width, height, n_bytes) VALUES (?,?,?,?,?,?)",
-            ((img_base + i + 1, hashlib.sha256(f"{name}-image-{i}".encode()).hexdigest(),
-              f"synth/{i:08d}.jpg", 640, 480, 50_000 + (i * 7919) % 90_000) for i in range(n_img)))
+        ds_rows.add_images(conn, (ds_rows.ImageRow(hashlib.sha256(f"{name}-image-{i}".encode()).hexdigest(),
+                                                   f"synth/{i:08d}.jpg", 640, 480, 50_000 + (i * 7919) % 90_000,
+                                                   img_base + i + 1) for i in range(n_img)))
         t.advance(n_img)
     conv_rows, qa_rows = [], []
     qa_conv, qa_cat, qa_sub, qa_texts = [], [], [], []
@@ -313,8 +320,8 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
             src = sources.get(kind) or ("coco" if rng.random() < 0.6 else "gqa")
             img_id = img_base + int(conv_img[c]) + 1
             cid = conv_base + c + 1
-            conv_rows.append((cid, dataset_id, c, f"synth-{c}", src, img_id, f"synth/{conv_img[c]:08d}.jpg",
-                              int(conv_turns[c]) * 2))
+            conv_rows.append(ds_rows.ConversationRow(dataset_id, c, int(conv_turns[c]) * 2, f"synth-{c}", src, img_id,
+                                                     f"synth/{conv_img[c]:08d}.jpg", id=cid))
             for turn in range(int(conv_turns[c])):
                 if kind == 0:
                     cat = "Bounding"
@@ -326,7 +333,8 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
                     cat, sub = mixed_cats[int(rng.choice(3, p=mixed_p))], None
                 q, a, wrong = _qa_text(rng, cat, sub)
                 qa_id += 1
-                qa_rows.append((qa_id, dataset_id, cid, turn, q, a, img_id, cat, sub, "synth-truth", None, cat, sub))
+                qa_rows.append(ds_rows.QaRow(dataset_id, cid, turn, q, a, img_id, cat, sub, "synth-truth", None,
+                                             cat, sub, qa_id))
                 qa_conv.append(c)
                 qa_cat.append(cats.index(cat))
                 qa_sub.append(sub)
@@ -334,13 +342,11 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
             if (c + 1) % 20000 == 0:
                 t.advance(20000)
         t.advance(n_conv % 20000)
-    conn.executemany("INSERT INTO conversations(id, dataset_id, idx, source_id, source, image_id, image_path,"
-                     " n_turns, kept) VALUES (?,?,?,?,?,?,?,?,1)", conv_rows)
-    conn.executemany("INSERT INTO qa_pairs(id, dataset_id, conversation_id, turn, question, answer, image_id,"
-                     " category, subcategory, category_method, category_reason, true_category,"
-                     " true_subcategory) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", qa_rows)
+    ds_rows.add_conversations(conn, conv_rows)
+    ds_rows.add_qa_pairs(conn, qa_rows)
     n_qa = len(qa_rows)
-    conn.execute("UPDATE datasets SET n_qa=? WHERE id=?", [n_qa, dataset_id])
+    ds_rows.set_counts(conn, dataset_id, n_conv, n_conv, n_qa,
+                       {"generator": __name__, "seed": seed, "global_batch": batch, "total_steps": total_steps})
     del conv_rows, qa_rows
     qa_conv = np.array(qa_conv)
     qa_cat = np.array(qa_cat)
@@ -358,12 +364,9 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
         spec = {"name": jn, "backend": backend, "model": jn.split("/", 1)[-1], "synthetic": True,
                 "output": "verdict" if backend == "rules" else "rubric-dict"}
         h = _hash_json(spec)
-        conn.execute("INSERT OR IGNORE INTO judge_specs(hash, name, spec_json, created_at) VALUES (?,?,?,?)",
-                     [h, jn, json.dumps(spec), stamp])
+        judgements.register_spec(db, h, jn, spec, stamp)
         specs.append((h, jn, backend))
-    gen_cfg = {"backend": "synth", "max_new_tokens": 64, "temperature": 0.0}
-    gen_hash = _hash_json(gen_cfg)
-    conn.execute("INSERT OR IGNORE INTO gen_configs(hash, config_json) VALUES (?,?)", [gen_hash, json.dumps(gen_cfg)])
+    gen_hash = save_config(db, GenConfig())
 
     # ---- runs --------------------------------------------------------------------------------
     last_k = checkpoints[-1]
@@ -382,31 +385,25 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
             cfg = {"seed": s, "model": "tiny", "lr": peak_lr, "schedule": "cosine", "warmup_frac": 0.03,
                    "global_batch": batch, "total_steps": total_steps, "checkpoints": list(checkpoints),
                    "synthetic": True}
-            rid = conn.execute(
-                "INSERT INTO runs(name, dataset_id, seed, model_id, config_json, out_dir, status, total_steps,"
-                " global_batch, checkpoint_steps_json, created_at, finished_at, train_seconds, samples_per_s)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [rname, dataset_id, s, "tiny", json.dumps(cfg), f"runs/{rname}", "done", total_steps, batch,
-                 json.dumps(list(checkpoints)), stamp, stamp, 3600.0 + 60 * s, 180.0]).lastrowid
+            rid = runs.create_run(db, name=rname, dataset_id=dataset_id, seed=s, model_id="tiny", cfg=cfg,
+                                  out_dir=f"runs/{rname}", total_steps=total_steps, global_batch=batch,
+                                  checkpoint_steps=list(checkpoints), init_from=None)
             # order manifest: a seed-specific permutation of the conversations
             perm = rs.permutation(n_conv)
             conv_step = np.empty(n_conv, dtype=np.int64)
             conv_step[perm] = np.arange(n_conv) // batch + 1
             conv_pos = np.empty(n_conv, dtype=np.int64)
             conv_pos[perm] = np.arange(n_conv) % batch
-            conn.executemany("INSERT INTO run_order(run_id, conversation_id, step, position) VALUES (?,?,?,?)",
-                             zip([rid] * n_conv, (conv_base + 1 + np.arange(n_conv)).tolist(),
-                                 conv_step.tolist(), conv_pos.tolist()))
-            conn.executemany("INSERT INTO checkpoints(run_id, step, path, created_at) VALUES (?,?,?,?)",
-                             [(rid, k, f"runs/{rname}/checkpoints/step-{k}", stamp) for k in checkpoints])
             steps = np.arange(1, total_steps + 1)
             loss = (1.05 + 2.4 * np.exp(-steps / 120) + 0.35 * np.exp(-steps / 1500)
                     + rs.normal(0, 0.06, total_steps) + 0.02 * s)
-            conn.executemany("INSERT INTO metrics(run_id, step, loss, lr, samples_per_s, tokens_per_s, time)"
-                             " VALUES (?,?,?,?,?,?,?)",
-                             zip([rid] * total_steps, steps.tolist(), np.round(loss, 4).tolist(),
-                                 lr_table[1:].tolist(), [180.0] * total_steps, [20000.0] * total_steps,
-                                 [stamp] * total_steps))
+            runs.write_progress(db, rid, zip((conv_base + 1 + np.arange(n_conv)).tolist(), conv_step.tolist(),
+                                             conv_pos.tolist()),
+                                zip(steps.tolist(), np.round(loss, 4).tolist(), lr_table[1:].tolist(),
+                                    [180.0] * total_steps, [20000.0] * total_steps, [stamp] * total_steps))
+            for k in checkpoints:
+                runs.write_progress(db, rid, [], [], (k, f"runs/{rname}/checkpoints/step-{k}"))
+            runs.set_status(db, rid, "done", finished_at=stamp, train_seconds=3600.0 + 60 * s, samples_per_s=180.0)
 
             # when each qa pair (through its conversation) and its image were first trained on
             qa_step = conv_step[qa_conv]
@@ -434,13 +431,8 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
                 defn = {"kind": kind, "k_step": k, "dedup": dedup, "after_step": last_k if kind == "unseen" else None,
                         "requested": set_size if sname in ("unseen",) or kind == "seen" else dedup_size,
                         "synthetic": True}
-                set_id = conn.execute(
-                    "INSERT INTO eval_sets(run_id, name, kind, k_step, dedup, size, seed, definition_json,"
-                    " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [rid, sname, kind, k, dedup, len(members), s, json.dumps(defn), stamp]).lastrowid
-                conn.executemany("INSERT INTO eval_set_members(set_id, qa_id, rank) VALUES (?,?,?)",
-                                 zip([set_id] * len(members), (qa_base + 1 + members).tolist(),
-                                     range(len(members))))
+                insert_set(conn, rid, SetSpec(sname, kind, len(members), k_step=k, dedup=dedup, seed=s,
+                                              definition=defn), (qa_base + 1 + members).tolist())
 
             # per-seed skill offsets: the spread behind the 1-sigma bands
             seed_off = rs.normal(0, 0.02, len(CURVES))
@@ -466,31 +458,24 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
                 pick = rs.integers(0, 2, len(items))
                 frame = _FRAMES[s % len(_FRAMES)]
                 end = _ENDS[si % len(_ENDS)] if s < len(_FRAMES) and si < len(_ENDS) else f" [{s}.{si}]"
-                gen_rows, tri_rows = [], []
-                hashes = []
+                gen_items, preds, hashes = [], [], []
                 for j, it in enumerate(items.tolist()):
                     q, a, wrong = qa_texts[it]
                     pred = frame.format(a if correct[j] else wrong[pick[j] % len(wrong)]) + end
-                    h = hashlib.sha256(json.dumps([q, a, pred], ensure_ascii=False).encode()).hexdigest()
-                    hashes.append(h)
-                    tri_rows.append((h, q, a, pred))
-                    gen_rows.append((rid, step, qa_base + 1 + it, pred, h, gen_hash, "synth", stamp))
-                conn.executemany("INSERT OR IGNORE INTO triples(hash, question, answer, prediction) VALUES (?,?,?,?)",
-                                 tri_rows)
-                conn.executemany("INSERT INTO generations(run_id, step, qa_id, prediction, triple_hash,"
-                                 " gen_config_hash, backend, created_at) VALUES (?,?,?,?,?,?,?,?)", gen_rows)
-                totals["generations"] += len(gen_rows)
+                    hashes.append(triple_hash(q, a, pred))
+                    gen_items.append(GenItem(qa_base + 1 + it, q, a, None))
+                    preds.append(pred)
+                for i in range(0, len(gen_items), GEN_BATCH):     # as `vlmdyn infer` stores its batches
+                    totals["generations"] += write_batch(db, rid, step, gen_items[i:i + GEN_BATCH],
+                                                         preds[i:i + GEN_BATCH], gen_hash, "synth")
                 if s == 0 and n_human:
                     human_pool.extend((h, "yes" if c else "no") for h, c in zip(hashes, correct))
                 for jx, (spec_hash, jname, backend) in enumerate(specs):
                     verdict_yes = correct if jx == 0 else np.where(rs.random(len(items)) < 0.9, correct, ~correct)
                     rows = _judgement_rows(np, rs, spec_hash, jname, backend, hashes, verdict_yes, unscored, why,
                                            stamp)
-                    inserted = conn.executemany(
-                        "INSERT OR IGNORE INTO judgements(spec_hash, triple_hash, judge_name, resolved_model, status,"
-                        " verdict, reason, decided_by, raw, ms, md, h, p_yes, prompt_tokens, completion_tokens,"
-                        " cost_usd, latency_s, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                    totals["judgements"] += inserted.rowcount  # rows of this statement (not its triggers')
+                    # identical triples share one judgement: the first verdict stands
+                    totals["judgements"] += judgements.insert_new(db, rows)
                     totals["unscored"] += int(unscored.sum())
                 task.advance(1)
 
@@ -498,47 +483,50 @@ def _fill(db, np, rng, seeds, checkpoints, set_size, dedup_size, judges, total_s
     n_labels = 0
     if n_human and human_pool:
         idx = rng.choice(len(human_pool), min(n_human, len(human_pool)), replace=False)
-        rows = []
+        labelled = set()
         for i in idx.tolist():
             h, truth = human_pool[i]
             for r in range(4):
                 lab = truth if rng.random() < 0.85 else ("no" if truth == "yes" else "yes")
-                rows.append((h, f"rater{r + 1}", lab, "synthetic", stamp))
-        conn.executemany("INSERT OR IGNORE INTO human_labels(triple_hash, rater, label, source, created_at)"
-                         " VALUES (?,?,?,?,?)", rows)
+                if (h, r) not in labelled:   # a triple drawn twice (identical triples) keeps its first labels
+                    labelled.add((h, r))
+                    save_label(conn, h, f"rater{r + 1}", lab, "synthetic", stamp)
         n_labels = len(idx)
     return {"dataset": name, "dataset_id": dataset_id, "runs": run_names, "checkpoints": list(checkpoints),
             "n_sets_per_run": n_sets, "qa_pairs": n_qa, "conversations": n_conv, "images": n_img,
             "global_batch": batch, "judges": [j for _, j, _ in specs], "human_labelled": n_labels, **totals}
 
 
-def _judgement_rows(np, rs, spec_hash, jname, backend, hashes, yes, unscored, why, stamp):
+def _judgement_rows(np, rs, spec_hash, jname, backend, hashes, yes, unscored, why, stamp) -> list[JudgementRow]:
+    """One judge's rows for one checkpoint's triples, in the shape its real backend writes: the rules
+    judge has no raw text, no tokens and no cost; model judges a rubric dict, tokens, P(yes), and the
+    OpenAI-like one a cost."""
     n = len(hashes)
-    if backend == "rules":
-        conf = None
-    else:
-        conf = np.abs(rs.normal(2.0, 1.0, n))
+    rules = backend == "rules"
+    conf = None if rules else np.abs(rs.normal(2.0, 1.0, n))
     ms = rs.integers(1, 6, n)
-    lat = rs.gamma(2.0, 0.4 if backend == "openai" else (0.15 if backend != "rules" else 0.00002), n)
+    lat = rs.gamma(2.0, 0.4 if backend == "openai" else (0.15 if not rules else 0.00002), n)
     pt = rs.integers(550, 800, n)
     rows = []
     for j in range(n):
         y = bool(yes[j])
         if unscored[j]:
             reason, raw = UNSCORED_REASONS[int(why[j])]
-            rows.append((spec_hash, hashes[j], jname, jname, "unscored", None, reason, jname, raw, None, None, None,
-                         None, None if backend == "rules" else int(pt[j]), None, None, float(lat[j]), stamp))
+            rows.append(JudgementRow(spec_hash, hashes[j], jname, jname, "unscored", None, reason, jname,
+                                     None if rules else raw, None, None, None, None, 0 if rules else int(pt[j]),
+                                     0 if rules else None, 0.0 if rules else None, float(lat[j]), stamp))
             continue
         verdict = "yes" if y else "no"
-        p_yes = None if conf is None else float(1 / (1 + math.exp(-(conf[j] if y else -conf[j]))))
-        if backend == "rules":
-            raw, m1, m2, m3, ptok, ctok, cost = verdict, None, None, None, None, None, 0.0
-        else:
-            m1 = int(ms[j]) if not y else max(3, int(ms[j]))
-            m2, m3 = max(1, m1 - 1), min(5, m1 + 1)
-            raw = f"{{'p': '{verdict}', 'MS': {m1}, 'MD': {m2}, 'H': {m3}}}"
-            ptok, ctok = int(pt[j]), 24
-            cost = (ptok * 0.15 + ctok * 0.6) / 1e6 if backend == "openai" else 0.0
-        rows.append((spec_hash, hashes[j], jname, jname, "scored", verdict, None, jname, raw, m1, m2, m3, p_yes,
-                     ptok, ctok, cost, float(lat[j]), stamp))
+        if rules:
+            rows.append(JudgementRow(spec_hash, hashes[j], jname, jname, "scored", verdict, None, jname, None,
+                                     None, None, None, None, 0, 0, 0.0, float(lat[j]), stamp))
+            continue
+        p_yes = float(1 / (1 + math.exp(-(conf[j] if y else -conf[j]))))
+        m1 = int(ms[j]) if not y else max(3, int(ms[j]))
+        m2, m3 = max(1, m1 - 1), min(5, m1 + 1)
+        raw = f"{{'p': '{verdict}', 'MS': {m1}, 'MD': {m2}, 'H': {m3}}}"
+        ptok, ctok = int(pt[j]), 24
+        cost = (ptok * 0.15 + ctok * 0.6) / 1e6 if backend == "openai" else 0.0
+        rows.append(JudgementRow(spec_hash, hashes[j], jname, jname, "scored", verdict, None, jname, raw, m1, m2, m3,
+                                 p_yes, ptok, ctok, cost, float(lat[j]), stamp))
     return rows
