@@ -48,6 +48,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "generate": (["--items", "32"], []),
     "import": (["--sizes", "10000,20000"], []),
     "categorize_rules": (["--quick"], []),
+    "features": (["--copies", "1", "--repeats", "3"], []),
     "plots": (["--quick"], []),
     "synth": (["--images", "5000", "--repeats", "1"], []),
     "train": (["--images", "100", "--reps", "2", "--target", "1.5"], ["--target", "1.5"]),

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from vlmdyn_cli.calibration import metrics as M
-from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg
+from vlmdyn_cli.calibration.logreg import L2_GRID, choose_l2, cross_val_predict, fit_logreg
 from vlmdyn_cli.calibration.report import threshold_cv
 
 Y, N = "yes", "no"
@@ -94,3 +94,15 @@ def test_logistic_regression_learns_a_separable_signal():
     held = cross_val_predict(X, y, folds=4)
     assert all((p > 0.5) == bool(t) for p, t in zip(held, y))
     assert not any(math.isnan(p) for p in held)
+
+
+def test_choose_l2_is_light_for_a_clean_signal_and_heavy_for_noise():
+    import random
+
+    rng = random.Random(0)
+    X = [[rng.gauss(0, 1) for _ in range(8)] for _ in range(200)]
+    groups = [i // 4 for i in range(200)]                        # items of one group stay in one fold
+    clean = [int(x[0] + 0.5 * x[1] > 0) for x in X]               # a signal the model can fit exactly
+    noise = [rng.random() < 0.5 for _ in X]                       # labels that nothing predicts
+    assert choose_l2(X, clean, folds=5, groups=groups) == min(L2_GRID)
+    assert choose_l2(X, [int(v) for v in noise], folds=5, groups=groups) == max(L2_GRID)

@@ -84,6 +84,34 @@ def test_references_are_kept_apart_and_matched_best_of():
     assert decide_any(it.question, it.answer, "praise").verdict in (None, "no")
 
 
+def test_features_see_through_broken_encoding_accents_and_word_forms():
+    from vlmdyn_cli.judging import features as F
+    from vlmdyn_cli.judging.backends.base import Item
+    from vlmdyn_cli.judging.normalize import repair
+    from vlmdyn_cli.judging.references import encode
+
+    # references scraped as UTF-8 read as Windows-1252 (as in nq-dev.jsonl), predictions with or without accents
+    assert repair("DÃ¡in") == repair("Dáin") == "Dain" and repair("naïve café") == "naive cafe"
+    assert repair("plain text") == "plain text" and repair("日本") == "日本"
+    dain = encode(["DÃ¡in", "his cousin DÃ¡in"])
+    for pred in ("Dain", "Dáin"):
+        assert F.f_exact(Item("k", "who became king of erebor after thorin dies", dain, pred)) == 1.0, pred
+    assert F.f_ref_in_pred(Item("k", "who became king after thorin", dain, "Dáin Ironfoot")) == 1.0
+    # word forms: the stem features match what the word features miss
+    crop = Item("k", "farmers who kept a small portion of their crops", "Sharecropping", "sharecroppers")
+    assert F.f_key_recall(crop) == 0.0 and F.f_stem_recall(crop) == 1.0 and F.f_stem_precision(crop) == 1.0
+    other = Item("k", "farmers who kept a small portion of their crops", "Sharecropping", "tenant farmers")
+    assert F.f_stem_recall(other) == 0.0 and F.f_stem_precision(other) == 0.0
+    # character trigrams: partial credit for a spelling without spaces, none for an unrelated word
+    mare = Item("k", "where was the film shot", "Weston-super-Mare", "westonsupermare")
+    assert 0.3 < F.f_trigram_recall(mare) < 1.0 and F.f_key_recall(mare) == 0.0
+    assert F.f_trigram_recall(Item("k", "where was the film shot", "Weston-super-Mare", "Weston super Mare")) == 1.0
+    assert F.f_trigram_recall(Item("k", "where was the film shot", "Weston-super-Mare", "Bath")) == 0.0
+    # the answer-type cue: the question asks for a place (whole word only)
+    assert [F.f_asks_where(Item("k", q, "x", "y")) for q in
+            ("Where did the goat originate", "who played doctor smith", "is it nowhere to be seen")] == [1.0, 0.0, 0.0]
+
+
 def test_nq_import_keeps_votes_references_and_majority(nq, cli):
     con = sqlite3.connect(nq)
     n_labels = con.execute("SELECT COUNT(*) FROM human_labels").fetchone()[0]
@@ -117,7 +145,7 @@ def test_shipped_lexical_judge_is_reproduced_by_its_documented_command(nq, cli, 
     from vlmdyn_cli.judging.spec import builtin_dir
 
     shipped = tomllib.loads((Path(str(builtin_dir())) / "lexical.toml").read_text())
-    r = cli("calibrate", "fit", "--name", "lexical", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
+    r = cli("calibrate", "fit", "--name", "lexical", "--features", "lexical", "--agreement", "0.5",
             "--folds", "10", "--out-dir", tmp_path / "j", "--db", nq, "--json")
     assert r.code == 0, r.err
     refit = tomllib.loads((tmp_path / "j" / "lexical.toml").read_text())
@@ -149,9 +177,9 @@ def test_default_cascade_is_never_at_chance_and_says_who_decided(cli, tmp_path, 
 
 def test_half_split_estimate_of_the_hidden_check():
     """Fitted on the questions of one half, scored on the other (both ways, three splits): the
-    offline default (rules >= 0.8, else lexical, l2 10 as shipped) agrees with the humans on 78% or
-    more on average. (Halves of ~365 items vary a lot: over 100 random splits the mean is 79.8% and the
-    5th percentile 76.6%, examples/calibration/nq/halfsplit.py; these three splits are a fixed sample.)"""
+    offline default (rules >= 0.8, else lexical, l2 30 as shipped) agrees with the humans on 79% or
+    more on average. (Halves of ~365 items vary a lot: over 100 random splits the mean is 81.2% and the
+    5th percentile 77.7%, examples/calibration/nq/halfsplit.py; these three splits are a fixed sample.)"""
     import random
 
     import numpy as np
@@ -173,13 +201,13 @@ def test_half_split_estimate_of_the_hidden_check():
         random.Random(seed).shuffle(qs)
         half = np.array([r["question"] in set(qs[:len(qs) // 2]) for r in ROWS])
         for tr in (half, ~half):
-            m = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=10.0)
+            m = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=30.0)
             v = np.array([m.prob(x) >= 0.5 for x in X[~tr].tolist()], int)
             for j, i in enumerate(np.flatnonzero(~tr)):
                 if rules[i].verdict and rules[i].confidence >= 0.8:
                     v[j] = rules[i].verdict == "yes"
             accs.append((v == y[~tr]).mean())
-    assert np.mean(accs) >= 0.78 and min(accs) >= 0.77, accs
+    assert np.mean(accs) >= 0.79 and min(accs) >= 0.77, accs
 
 
 # ---------------------------------------------------------------- the calibrated cascade
@@ -187,12 +215,13 @@ def test_half_split_estimate_of_the_hidden_check():
 
 def test_calibrated_cascade_matches_the_llm_with_a_quarter_of_the_calls(nq, cli, replay, tmp_path):
     out = tmp_path / "judges-local"
-    r = cli("calibrate", "fit", "--name", "nqc", "--features", "lexical", "--agreement", "0.5", "--l2", "3",
+    r = cli("calibrate", "fit", "--name", "nqc", "--features", "lexical", "--agreement", "0.5",
             "--folds", "10", "--escalate-to", REPLAY_SPEC, "--base-url", replay.base_url, "--max-escalation", "0.25",
             "--out-dir", out, "--db", nq, "--json")
     assert r.code == 0, r.err
     res = json.loads(r.out)
     c = res["cascade"]
+    assert res["l2_chosen_by_cv"] and res["l2"] in (1, 3, 10, 30, 100)     # no --l2: chosen by grouped CV
     assert replay.unknown == 0
     # the replayed verdicts are GPT-4's: LLM alone = their agreement with the majority, counted here
     distinct = {(x["question"], json.dumps(x["references"]), x["prediction"]): x for x in ROWS}.values()

@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.calibration import metrics as M
 from vlmdyn_cli.calibration.band import Band, choose_band, escalated as within_budget
-from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg, fold_of
+from vlmdyn_cli.calibration.logreg import choose_l2, cross_val_predict, fit_logreg, fold_of
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends.base import Item
 from vlmdyn_cli.judging.spec import JudgeSpec
@@ -92,15 +92,17 @@ def check_fit_input(n_items: int, ys: list[int], folds: int, what: str) -> None:
 
 
 def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, str], out_dir: Path,
-              folds: int = 5, seed: int = 0, l2: float = 1.0, escalation: Escalation | None = None,
+              folds: int = 5, seed: int = 0, l2: float | None = None, escalation: Escalation | None = None,
               label_source: str = "human-labelled", humans: dict[str, str] | None = None,
               reporter: Reporter = NullReporter()) -> dict:
     """Fit the cheap judge on ``labels`` (triple hash -> yes/no) and save it as a spec; with
     ``escalation``, also choose its defer band and save the calibrated cascade.
 
     Every figure returned is held out: folds group the items by question (no question on both
-    sides), and the band of each fold is chosen without that fold's items. ``humans``: human
-    verdicts to report the agreement with as well, where the labels are a teacher's.
+    sides), and the band of each fold is chosen without that fold's items. ``l2`` None: the penalty
+    is chosen by grouped CV (``choose_l2``), inside each fold from that fold's training items only
+    (nested), and on all items for the saved judge. ``humans``: human verdicts to report the agreement
+    with as well, where the labels are a teacher's.
     """
     check_features(features)
     items = [it for it in labelled_items(db, labels)]
@@ -116,22 +118,30 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     fold = np.asarray(fold_of(len(items), folds, seed, groups))
     held = np.zeros(len(items))
     escalated = np.zeros(len(items), dtype=bool)
-    with reporter.task("cross-validation", total=len(set(fold)), unit="folds") as task:
+
+    def penalty(idx) -> float:
+        return l2 if l2 is not None else choose_l2(X[idx].tolist(), y[idx].tolist(), folds=folds, seed=seed,
+                                                   groups=[groups[i] for i in idx])
+    with reporter.task("cross-validation", total=len(set(fold)) + 1, unit="folds") as task:
         for f in sorted(set(fold)):
             tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=l2)
+            fold_l2 = penalty(tr)
+            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=fold_l2)
             held[te] = [model.prob(x) for x in X[te].tolist()]
             if llm is not None:
                 band = held_out_band(X[tr], y[tr], llm["ok"][tr], [groups[i] for i in tr], escalation,
-                                     folds=folds, seed=seed, l2=l2)
+                                     folds=folds, seed=seed, l2=fold_l2)
                 escalated[te] = within_budget(held[te], band, escalation.max_escalation)  # a fold: a run
             task.advance(1)
-    model = fit_logreg(X.tolist(), ys, l2=l2)
+        final_l2 = penalty(np.arange(len(items)))
+        task.advance(1)
+    model = fit_logreg(X.tolist(), ys, l2=final_l2)
     cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
     out_dir.mkdir(parents=True, exist_ok=True)
     cheap_name = f"{name}-cheap" if escalation else name
     cheap_path = out_dir / f"{cheap_name}.toml"
     res = {"name": name, "n_items": len(items), "labels": label_source, "features": features, "folds": folds,
+           "l2": final_l2, "l2_chosen_by_cv": l2 is None,
            "held_out": M.binary_metrics(cheap_pred, truth), "auc_held_out": M.roc_auc(list(held), truth),
            "weights": dict(zip(features, model.weights)), "bias": model.bias, "spec_path": str(cheap_path)}
     if humans:
@@ -140,7 +150,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     cheap_spec = {
         "name": cheap_name, "backend": "fitted", "model": f"logreg({','.join(features)})", "output": "verdict-dict",
         "description": f"Logistic regression over {', '.join(features)}, fitted on {len(items)} {label_source} "
-                       f"items (l2 {l2:g}; {folds}-fold CV grouped by question: held-out accuracy "
+                       f"items (l2 {final_l2:g}{' chosen by CV' if l2 is None else ''}; {folds}-fold CV grouped by question: held-out accuracy "
                        f"{100 * (res['held_out']['accuracy'] or 0):.1f}%).",
         "options": {"features": features, "threshold": 0.5, **model.to_dict()},
     }

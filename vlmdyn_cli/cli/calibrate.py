@@ -309,7 +309,8 @@ def fit_cmd(
     min_raters: MinRatersOpt = 1,
     sample: SampleOpt = None,
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (grouped by question).")] = 5,
-    l2: Annotated[float, typer.Option("--l2", help="L2 penalty of the logistic regression.", min=0.0)] = 1.0,
+    l2: Annotated[Optional[float], typer.Option("--l2", help="L2 penalty of the logistic regression (default: "
+                  "chosen by cross-validation grouped by question among 1, 3, 10, 30, 100).", min=0.0)] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -396,6 +397,7 @@ def _print_fit(res: dict) -> None:
     if "held_out_vs_humans" in res:
         hh = res["held_out_vs_humans"]
         say(f"held-out agreement with the human verdicts: {_fmt(hh['accuracy'])} on {hh['n']} items")
+    say(f"L2 penalty {res['l2']:g}" + (" (chosen by grouped cross-validation)" if res["l2_chosen_by_cv"] else ""))
     say("weights (standardised features): " + ", ".join(f"{k} {v:+.2f}" for k, v in res["weights"].items()))
     c = res.get("cascade")
     if not c:

@@ -19,11 +19,12 @@ import difflib
 import math
 import re
 from collections import Counter
-from typing import Callable
+from functools import lru_cache
+from typing import Callable, Sequence
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Item
-from vlmdyn_cli.judging.normalize import contains, normalize, numbers_in, tokens
+from vlmdyn_cli.judging.normalize import contains, numbers_in, repair, tokens as _plain_tokens
 from vlmdyn_cli.judging.references import decode
 from vlmdyn_cli.judging.rules import decide_any
 
@@ -34,17 +35,29 @@ HEDGE = re.compile(r"\b(unknown|not (?:known|sure|clear|specified|available|ment
                    r"data)|i don'?t know|cannot|can'?t|unclear)\b", re.I)
 
 
-def _refs(it: Item) -> list[list[str]]:
-    """The item's references, tokenised (empty ones dropped; at least one list)."""
-    out = [tokens(r) for r in decode(it.answer)]
-    return [t for t in out if t] or [[]]
+@lru_cache(maxsize=8192)
+def tokens(text: str) -> tuple[str, ...]:
+    """Normalised words (judging/normalize.py) of the text with broken encoding repaired and accents
+    dropped. Cached: every feature of an item reads the same three texts."""
+    return tuple(_plain_tokens(repair(text)))
 
 
-def _content(words: list[str]) -> list[str]:
+@lru_cache(maxsize=4096)
+def _refs_of(answer: str) -> tuple[tuple[str, ...], ...]:
+    out = [tokens(r) for r in decode(answer)]
+    return tuple(t for t in out if t) or ((),)
+
+
+def _refs(it: Item) -> tuple[tuple[str, ...], ...]:
+    """The item's references, tokenised (empty ones dropped; at least one, possibly empty)."""
+    return _refs_of(it.answer)
+
+
+def _content(words: Sequence[str]) -> list[str]:
     return [w for w in words if w not in STOPWORDS]
 
 
-def _overlap(ref: list[str], pred: list[str]) -> tuple[float, float, float]:
+def _overlap(ref: Sequence[str], pred: Sequence[str]) -> tuple[float, float, float]:
     """Token F1, precision, recall of a prediction against one reference (multiset overlap)."""
     if not ref or not pred:
         return 0.0, 0.0, 0.0
@@ -55,15 +68,32 @@ def _overlap(ref: list[str], pred: list[str]) -> tuple[float, float, float]:
     return 2 * prec * rec / (prec + rec), prec, rec
 
 
-def _best(it: Item, score: Callable[[list[str], list[str], list[str]], float]) -> float:
+def _best(it: Item, score: Callable[[Sequence[str], Sequence[str], Sequence[str]], float]) -> float:
     """max over references of score(reference tokens, prediction tokens, question tokens)."""
     p, q = tokens(it.prediction), tokens(it.question)
     return max(score(r, p, q) for r in _refs(it))
 
 
-def _key_words(ref: list[str], q: list[str]) -> list[str]:
+def _key_words(ref: Sequence[str], q: Sequence[str]) -> Sequence[str]:
     """The reference's content words the question does not already give away (else all of them)."""
     return [w for w in _content(ref) if w not in q] or _content(ref) or ref
+
+
+# endings dropped so that word forms compare equal (sharecroppers / sharecropping -> sharecropp)
+_ENDINGS = ("ations", "ation", "ings", "ing", "ers", "er", "ies", "es", "ed", "s", "ly")
+
+
+def _stem(word: str) -> str:
+    """The word without its first matching ending, keeping at least four letters."""
+    for end in _ENDINGS:
+        if len(word) > len(end) + 3 and word.endswith(end):
+            return word[:-len(end)]
+    return word
+
+
+def _trigrams(words: Sequence[str]) -> set[str]:
+    text = f" {' '.join(words)} "
+    return {text[i:i + 3] for i in range(len(text) - 2)}
 
 
 def _similar(a: str, b: str) -> bool:
@@ -115,6 +145,42 @@ def f_fuzzy_recall(it: Item) -> float:
     return _best(it, score)
 
 
+def f_stem_recall(it: Item) -> float:
+    """As key-recall, comparing word stems (plural, -ing, -er... forms match)."""
+    def score(r, p, q):
+        key = [_stem(w) for w in _key_words(r, q)]
+        stems = {_stem(w) for w in p}
+        return sum(w in stems for w in key) / len(key) if key else 0.0
+    return _best(it, score)
+
+
+def f_stem_precision(it: Item) -> float:
+    """As novel-precision, comparing word stems."""
+    def score(r, p, q):
+        added = [_stem(w) for w in _content(p) if w not in q]
+        ref = {_stem(w) for w in r}
+        return sum(w in ref for w in added) / len(added) if added else 0.0
+    return _best(it, score)
+
+
+def f_trigram_recall(it: Item) -> float:
+    """Share of the character trigrams of the reference's key words found in the prediction
+    (partial spellings, compounds and word forms count in part)."""
+    def score(r, p, q):
+        key = _trigrams(_key_words(r, q))
+        return len(key & _trigrams(p)) / len(key) if key else 0.0
+    return _best(it, score)
+
+
+_ASKS_WHERE = re.compile(r"\bwhere\b", re.I)
+
+
+def f_asks_where(it: Item) -> float:
+    """The question asks for a place: people accept a place at another granularity (a country for
+    its region, a county for its state), which word overlap cannot see."""
+    return float(bool(_ASKS_WHERE.search(it.question)))
+
+
 def f_char_ratio(it: Item) -> float:
     """Character-level similarity of the normalised texts (difflib ratio)."""
     return _best(it, lambda r, p, q: difflib.SequenceMatcher(None, " ".join(r), " ".join(p)).ratio())
@@ -139,10 +205,10 @@ def f_hedge(it: Item) -> float:
 
 def f_numbers(it: Item) -> float:
     """+1 a reference's numbers all appear in the prediction, -1 none does, 0 the references have none."""
-    refs = [numbers_in(r) for r in decode(it.answer)]
+    refs = [numbers_in(repair(r)) for r in decode(it.answer)]
     if not any(refs):
         return 0.0
-    pred = numbers_in(it.prediction)
+    pred = numbers_in(repair(it.prediction))
     ok = any(nums and all(any(abs(a - b) < 1e-6 for b in pred) for a in nums) for nums in refs)
     return 1.0 if ok else -1.0
 
@@ -188,6 +254,9 @@ TEXT_FEATURES: dict[str, Callable[[Item], float]] = {
     "key-recall": f_key_recall,
     "fuzzy-recall": f_fuzzy_recall,
     "char-ratio": f_char_ratio,
+    "stem-recall": f_stem_recall,
+    "stem-precision": f_stem_precision,
+    "trigram-recall": f_trigram_recall,
     "len-ratio": f_len_ratio,
     "pred-len": f_pred_len,
     "ref-len": f_ref_len,
@@ -196,6 +265,7 @@ TEXT_FEATURES: dict[str, Callable[[Item], float]] = {
     "novel-words": f_novel_words,
     "question-overlap": f_question_overlap,
     "novel-precision": f_novel_precision,
+    "asks-where": f_asks_where,
 }
 # feature -> what computes it over a batch: a judge spec in score mode, or the embedding model
 MODEL_FEATURES: dict[str, str] = {"local-p_yes": "judge:local", "minilm-cos": "minilm", "minilm-qcos": "minilm"}

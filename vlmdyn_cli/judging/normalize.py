@@ -7,6 +7,7 @@ lowercase -> thousands separators dropped (1,000 -> 1000) -> number words to dig
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
           "fifteen sixteen seventeen eighteen nineteen").split()
@@ -48,6 +49,18 @@ def normalize(text: str) -> str:
         else:
             out.append(w)
     return " ".join(out)
+
+
+def repair(text: str) -> str:
+    """Text as a reader sees it: UTF-8 read as Windows-1252 decoded back ("DÃ¡in" -> "Dáin"), then
+    accents dropped ("Dáin" -> "Dain"), so a reference scraped with broken encoding or written with
+    accents matches a plain prediction."""
+    if any(0x80 <= ord(c) < 0x100 for c in text):
+        try:
+            text = text.encode("cp1252").decode("utf-8")
+        except UnicodeError:
+            pass
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def tokens(text: str) -> list[str]:

@@ -35,13 +35,16 @@ sys.path.insert(0, str(REPO))
 
 from vlmdyn_cli.calibration.band import best_band, escalated  # noqa: E402
 from vlmdyn_cli.calibration.fit import Escalation, held_out_band  # noqa: E402
-from vlmdyn_cli.calibration.logreg import cross_val_predict, fit_logreg  # noqa: E402
+from vlmdyn_cli.calibration.logreg import choose_l2, cross_val_predict, fit_logreg  # noqa: E402
 from vlmdyn_cli.judging import features as F  # noqa: E402
 from vlmdyn_cli.judging.backends.base import Item  # noqa: E402
 from vlmdyn_cli.judging.references import encode  # noqa: E402
 from vlmdyn_cli.judging.rules import decide_any  # noqa: E402
 
-LEXICAL_V1 = [f for f in F.expand(["lexical"]) if f != "novel-precision"]   # the group before novel-precision
+# the lexical group before novel-precision (v1), and before stem-recall, stem-precision, trigram-recall, asks-where (v2)
+LEXICAL_V2 = [f for f in F.expand(["lexical"])
+              if f not in ("stem-recall", "stem-precision", "trigram-recall", "asks-where")]
+LEXICAL_V1 = [f for f in LEXICAL_V2 if f != "novel-precision"]
 
 
 def load(path: Path):
@@ -69,12 +72,13 @@ def main() -> int:
     ap.add_argument("--cap", type=float, default=0.25)
     ap.add_argument("--fitted-band", action="store_true", help="as before the budget: the band that agreed "
                     "most on the fitting half's out-of-fold P(yes), every item inside it escalated")
-    ap.add_argument("--l2", type=float, default=10.0)
+    ap.add_argument("--l2", default="auto", help="the L2 penalty, or auto (as `calibrate fit` without --l2: "
+                    "chosen by grouped CV on the fitting half)")
     ap.add_argument("--folds", type=int, default=10)
     a = ap.parse_args()
     names = []
     for n in a.features.split(","):
-        names += LEXICAL_V1 if n == "lexical-v1" else F.expand([n])
+        names += {"lexical-v1": LEXICAL_V1, "lexical-v2": LEXICAL_V2}.get(n) or F.expand([n])
     if a.minilm:
         names += F.expand(["minilm"])
     items, y, llm = load(a.data)
@@ -89,21 +93,24 @@ def main() -> int:
     rule_yes = np.array([d.verdict == "yes" for d in rules], dtype=int)
     esc_spec = Escalation(spec=None, ref="gpt4", max_escalation=a.cap)
     qs = sorted(set(groups))
-    out = []
+    out, chosen = [], []
     for seed in range(a.splits):
         order = list(qs)
         random.Random(seed).shuffle(order)
         half = np.isin(groups, order[:len(order) // 2])
         for fit_side in (half, ~half):
             tr, te = np.flatnonzero(fit_side), np.flatnonzero(~fit_side)
+            l2 = (choose_l2(X[tr].tolist(), y[tr].tolist(), folds=a.folds, groups=groups[tr].tolist())
+                  if a.l2 == "auto" else float(a.l2))
+            chosen.append(l2)
             if a.fitted_band:
-                oof = cross_val_predict(X[tr].tolist(), y[tr].tolist(), folds=a.folds, seed=0, l2=a.l2,
+                oof = cross_val_predict(X[tr].tolist(), y[tr].tolist(), folds=a.folds, seed=0, l2=l2,
                                         groups=groups[tr].tolist())
                 band = best_band(oof, llm[tr] == y[tr], y[tr], max_escalation=a.cap)
             else:
                 band = held_out_band(X[tr], y[tr], llm[tr] == y[tr], groups[tr].tolist(), esc_spec,
-                                     folds=a.folds, seed=0, l2=a.l2)
-            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=a.l2)
+                                     folds=a.folds, seed=0, l2=l2)
+            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=l2)
             p = np.array([model.prob(x) for x in X[te].tolist()])
             esc = escalated(p, band, None if a.fitted_band else a.cap)    # the scored half is one run
             cheap = (p >= 0.5).astype(int)
@@ -114,7 +121,9 @@ def main() -> int:
     r = np.array(out)
     ok_esc, ok_agr = r[:, 0] <= 100 * a.cap + 1e-9, r[:, 1] >= -0.5
     print(f"{len(items)} items, {len(qs)} questions; {a.splits} splits x 2 directions; features "
-          f"{','.join(names)}; l2 {a.l2:g}; cap {100 * a.cap:g}%{'; fitted band, no budget' if a.fitted_band else '; budget per run'}")
+          f"{','.join(names)}; l2 {a.l2 if a.l2 == 'auto' else float(a.l2)}; cap {100 * a.cap:g}%{'; fitted band, no budget' if a.fitted_band else '; budget per run'}")
+    if a.l2 == "auto":
+        print("  l2 chosen: " + ", ".join(f"{v:g} x{chosen.count(v)}" for v in sorted(set(chosen))))
     print(f"  escalated share (%)           mean {r[:, 0].mean():5.1f}  min {r[:, 0].min():5.1f}  max {r[:, 0].max():5.1f}")
     print(f"  cascade - GPT-4 alone (pts)   mean {r[:, 1].mean():+5.2f}  min {r[:, 1].min():+5.2f}  max {r[:, 1].max():+5.2f}")
     print(f"  splits passing: escalated <= cap {100 * ok_esc.mean():.0f}%, within 0.5 pts {100 * ok_agr.mean():.0f}%, "

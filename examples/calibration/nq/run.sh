@@ -19,7 +19,7 @@ URL="$(cat "$WORK/url")"
 set -x
 "$VLMDYN" calibrate import "$REPO/judges/data/nq-dev.jsonl" --db "$DB"
 "$VLMDYN" calibrate labels --agreement 0.5 --db "$DB"
-"$VLMDYN" calibrate fit --name nq --features "$FEATURES" --agreement 0.5 --l2 10 --folds 10 \
+"$VLMDYN" calibrate fit --name nq --features "$FEATURES" --agreement 0.5 --folds 10 \
   --escalate-to "$HERE/gpt4-replay.toml" --base-url "$URL" --max-escalation 0.25 --out-dir "$WORK/judges-local" --db "$DB"
 "$VLMDYN" judge --input "$REPO/judges/data/nq-dev.jsonl" --judge "$WORK/judges-local/nq.toml" --db "$DB" > /dev/null
 "$VLMDYN" judgements status --db "$DB"
