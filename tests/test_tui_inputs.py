@@ -23,7 +23,7 @@ from vlmdyn_cli.tui.widgets.filter_bar import RUN_ONLY, FilterBar  # noqa: E402
 from vlmdyn_cli.tui.widgets.judgement_table import JudgementTable  # noqa: E402
 
 BOX = "Give the bounding box of the red cup."
-# rules and lexical judge these for real: b1/b2 rules "no" (IoU < 0.5), lexical "yes";
+# rules and lexical judge these for real: b1/b2 rules "no" (IoU < 0.5; lexical said "yes" when written);
 # "evil" and "smile" rules unscored (no rule decides; open-ended); line 2 is blank (skipped, not renumbered)
 LINES = [
     {"id": "b1", "question": BOX, "answer": "[0.10, 0.20, 0.30, 0.40]", "prediction": "[0.10, 0.20, 0.22, 0.30]"},
@@ -50,6 +50,26 @@ def judged(tmp_path, cli):
         r = cli("judge", "--db", db, "--input", f, "--judge", judge, "-q")
         assert r.code == 0, r.err
     return db, f
+
+
+def stored(db, where: str) -> list[tuple]:
+    """(line id, judge) of the file's judgements matching ``where``, in browser order: what the real
+    judges stored (the fitted lexical judge's verdicts change when it is refitted)."""
+    c = sqlite3.connect(db)
+    try:
+        return c.execute("SELECT x.item_id, j.judge_name FROM input_file_rows x JOIN judgements j ON j.triple_hash "
+                         f"= x.triple_hash WHERE {where} ORDER BY x.line, j.id").fetchall()
+    finally:
+        c.close()
+
+
+def stored_verdict(db, judge: str, line: int):
+    c = sqlite3.connect(db)
+    try:
+        return c.execute("SELECT j.verdict FROM input_file_rows x JOIN judgements j ON j.triple_hash = x.triple_hash "
+                         "WHERE x.line = ? AND j.judge_name = ?", (line, judge)).fetchone()[0]
+    finally:
+        c.close()
 
 
 def _rows(pilot) -> list[tuple]:
@@ -107,13 +127,15 @@ async def test_input_file_rows_in_the_browser(judged):
         bar.set_value("source", "file:1")
         bar.set_value("verdict", "no")
         await settle(pilot)
-        assert [(r[2], r[3]) for r in _rows(pilot)] == [("b1", "rules"), ("b2", "rules")]
+        assert [(r[2], r[3]) for r in _rows(pilot)] == stored(db, "j.verdict = 'no'")
+        assert ("b1", "rules") in stored(db, "j.verdict = 'no'")   # box IoU 0.30: rules says no
         bar.set_value("verdict", None)
         bar.set_value("dis_a", "rules")
         bar.set_value("dis_b", "lexical")
         await settle(pilot)
-        assert sorted((r[2], r[3], r[4]) for r in _rows(pilot)) == [
-            ("b1", "lexical", "yes"), ("b1", "rules", "no"), ("b2", "lexical", "yes"), ("b2", "rules", "no")]
+        differ = stored(db, "(SELECT count(DISTINCT k.verdict) FROM judgements k WHERE k.triple_hash = x.triple_hash "
+                            "AND k.status = 'scored' AND k.judge_name IN ('rules', 'lexical')) = 2")
+        assert differ and [(r[2], r[3]) for r in _rows(pilot)] == differ
         bar.set_value("dis_a", None)
         bar.set_value("text", "smiling")
         await settle(pilot)
@@ -138,7 +160,8 @@ async def test_input_file_text_is_literal_and_detail_shows_every_judge(judged):
         screen = app.screen
         assert isinstance(screen, DetailScreen)
         assert (screen.item["path"], screen.item["line"], screen.item["item_id"]) == (str(f), 4, "evil")
-        assert [(v["judge"], v["verdict"]) for v in screen.verdicts] == [("lexical", "yes"), ("rules", None)]
+        assert [(v["judge"], v["verdict"]) for v in screen.verdicts] == [
+            ("lexical", stored_verdict(db, "lexical", 4)), ("rules", None)]
         text = screen_text(app)
         for needle in (f"input file {f}", "line 4", "id evil", "raw output: rules", "raw output: lexical",
                        "What does the sign say?", "[bold red]x[/] and [link=http://evil]click[/link]",
