@@ -16,7 +16,6 @@ inspected, but they never reach training or evaluation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -31,7 +30,7 @@ from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import input_file
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import datasets as ds_rows
-from vlmdyn_cli.store.db import immediate
+from vlmdyn_cli.store.db import file_sha256, immediate
 
 BATCH = 2000                     # conversations per executemany batch
 FILTER_VERSION = "dependent-turns/1"
@@ -60,18 +59,6 @@ class ImportResult:
 
 
 # ---------------------------------------------------------------- helpers
-
-def file_sha256(path: Path, reporter: Reporter = NullReporter()) -> str:
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    if size < (256 << 20):
-        reporter = NullReporter()   # a second or less: no progress line
-    with open(path, "rb") as fh, reporter.task("hashing file", total=max(1, size >> 20), unit="MB") as t:
-        while chunk := fh.read(8 << 20):
-            h.update(chunk)
-            t.advance(len(chunk) >> 20)
-    return h.hexdigest()
-
 
 def infer_source(image_path: str | None) -> str:
     """The source dataset from the image path's first folder (coco, gqa, ocr_vqa, textvqa, vg...).

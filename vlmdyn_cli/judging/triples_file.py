@@ -90,11 +90,11 @@ def judge_file(db, path: str | Path, spec, reporter=None, **kw):
 def _store_file(db, path: str | Path, numbered: list[tuple[int, dict]]) -> list[str]:
     """Store the file's triples and record the file and its lines (caller's transaction); the hashes."""
     from vlmdyn_cli.store import input_files
-    from vlmdyn_cli.store.db import upsert_triples
+    from vlmdyn_cli.store.db import file_sha256, upsert_triples
 
     hashes = upsert_triples(db, [(o["question"], o["answer"], o["prediction"]) for _, o in numbered])
     rows = [(line, _item_id(o["id"]), h) for (line, o), h in zip(numbered, hashes)]
-    input_files.record(db.conn, str(path), input_files.file_sha256(path), rows)
+    input_files.record(db.conn, str(path), file_sha256(path), rows)
     return hashes
 
 

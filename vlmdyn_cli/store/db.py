@@ -234,6 +234,23 @@ def sha256_text(*parts: str) -> str:
     return hashlib.sha256(json.dumps(list(parts), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def file_sha256(path: str | Path, reporter=None) -> str:
+    """sha256 of a file's bytes, read in 8 MB blocks (progress through ``reporter`` for files of
+    256 MB and more: a second or less below that)."""
+    from vlmdyn_cli.progress import NullReporter
+
+    path = Path(path)
+    size = path.stat().st_size
+    if reporter is None or size < (256 << 20):
+        reporter = NullReporter()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh, reporter.task("hashing file", total=max(1, size >> 20), unit="MB") as t:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+            t.advance(len(chunk) >> 20)
+    return h.hexdigest()
+
+
 def triple_hash(question: str, answer: str, prediction: str) -> str:
     """Key of a (question, reference answer, prediction) triple."""
     return sha256_text(question, answer, prediction)

@@ -11,19 +11,10 @@ file again records it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.store.db import now
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from vlmdyn_cli.store.db import file_sha256, now
 
 
 def record(conn, path: str, sha256: str, rows: list[tuple[int, str | None, str]]) -> int:
