@@ -44,15 +44,10 @@ class JudgementRow:
 
 COLUMNS = tuple(f.name for f in fields(JudgementRow))
 _values = attrgetter(*COLUMNS)
-UPSERT_SQL = (
-    f"INSERT INTO judgements({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    "ON CONFLICT(spec_hash, triple_hash) DO UPDATE SET "
-    + ", ".join(f"{c}=excluded.{c}" for c in COLUMNS[2:])
-)
-
-
-INSERT_NEW_SQL = (f"INSERT INTO judgements({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                  "ON CONFLICT(spec_hash, triple_hash) DO NOTHING")
+_INSERT = f"INSERT INTO judgements({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+UPSERT_SQL = (_INSERT + "ON CONFLICT(spec_hash, triple_hash) DO UPDATE SET "
+              + ", ".join(f"{c}=excluded.{c}" for c in COLUMNS[2:]))
+INSERT_NEW_SQL = _INSERT + "ON CONFLICT(spec_hash, triple_hash) DO NOTHING"   # the stored row stands
 
 
 def register_spec(db: Database, spec_hash: str, name: str, record: dict, created_at: str) -> None:
