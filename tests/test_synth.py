@@ -223,6 +223,21 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     assert _digest(a.out_dir) != _digest(c.out_dir)
 
 
+def test_same_seed_same_data_in_every_process(tmp_path):
+    """String hashing is salted per process (PYTHONHASHSEED): no choice may depend on set order."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from vlmdyn_cli.data.synth import generate; "
+            "generate(sys.argv[1], n_images=60, seed=7, workers=1)")
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / salt)], check=True, env=env,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert (tmp_path / "1" / "llava.json").read_bytes() == (tmp_path / "2" / "llava.json").read_bytes()
+
+
 def test_parallel_rendering_gives_the_same_images(tmp_path, monkeypatch):
     from vlmdyn_cli.data import synth as synth_mod
 

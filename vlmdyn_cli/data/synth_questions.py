@@ -364,7 +364,7 @@ def _yes_or_no(rng: random.Random, cases: list[tuple[str, bool]]) -> tuple[str, 
 def cpx_remove_any(sc: Scene, rng):
     cases = [(f"If all {c} objects were removed, would any {plural(sh)} remain?",
               any(o.shape == sh and o.color != c for o in sc.objects))
-             for c in {o.color for o in sc.objects} for sh in SHAPES]
+             for c in sorted({o.color for o in sc.objects}) for sh in SHAPES]
     got = _yes_or_no(rng, cases)
     return None if got is None else (short(got[0], rng, 0.3), yn(got[1]))
 
