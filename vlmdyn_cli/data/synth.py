@@ -185,6 +185,16 @@ def _keys(rng: random.Random, specs) -> list[Key]:
             for _, spec in specs]
 
 
+def _ask(rng: random.Random, pool: list[Template], spec, seen: set[str], path: str) -> tuple[str, str, dict]:
+    """A question from ``pool`` about ``spec`` not yet asked in this conversation, its answer and truth."""
+    for _attempt in range(50):
+        tpl = _pick(rng, pool)
+        qa = tpl.fn(spec, rng)
+        if qa is not None and qa[0] not in seen:
+            return qa[0], qa[1], {"category": tpl.category, "subcategory": tpl.subcategory, "template": tpl.id}
+    raise RuntimeError(f"no question could be made for {path}")  # pragma: no cover - pools always apply
+
+
 def _conversations(rng: random.Random, specs) -> list[dict]:
     keys = _keys(rng, specs)
     plan = []  # (image index, conversation number, n_turns, turn that asks the named fact)
@@ -206,22 +216,11 @@ def _conversations(rng: random.Random, specs) -> list[dict]:
         conv, truth, seen = [], [], set()
         for turn in range(n_turns):
             if turn == key_turn:
-                key = keys[i]
-                q, a = key.question(c)
-                truth_row = {"category": key.kind.category, "subcategory": key.kind.subcategory,
-                             "template": key.kind.id}
+                q, a = keys[i].question(c)
+                kind = keys[i].kind
+                truth_row = {"category": kind.category, "subcategory": kind.subcategory, "template": kind.id}
             else:
-                pool = book_pool if is_book else pools[next(quota)]
-                q = a = tpl = None
-                for _attempt in range(50):
-                    tpl = _pick(rng, pool)
-                    qa = tpl.fn(spec, rng)
-                    if qa is not None and qa[0] not in seen:
-                        q, a = qa
-                        break
-                if q is None:  # pragma: no cover - every pool has templates that always apply
-                    raise RuntimeError(f"no question could be made for {path}")
-                truth_row = {"category": tpl.category, "subcategory": tpl.subcategory, "template": tpl.id}
+                q, a, truth_row = _ask(rng, book_pool if is_book else pools[next(quota)], spec, seen, path)
             seen.add(q)
             if turn == 0:
                 q = f"<image>\n{q}" if rng.random() < 0.9 else f"{q}\n<image>"
