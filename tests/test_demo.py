@@ -84,6 +84,22 @@ def test_small_demo_produces_everything(small_demo):
         assert f.verdict in ("observed", "not observed", "cannot be shown") and f.why and f.rule
 
 
+def test_demo_trains_with_its_recipe_and_sizes_each_seen_set_by_its_candidates(small_demo):
+    """DEMO_TRAINING reaches the run's stored config; a Seen@k set with fewer candidates than
+    asked (the first, ~1% into the epoch) is capped alone, the others keep the asked size."""
+    from vlmdyn_cli.demo.pipeline import DEMO_TRAINING
+
+    out, _ = small_demo
+    c = sqlite3.connect(out / "vlmdyn.db")
+    cfg = json.loads(c.execute("SELECT config_json FROM runs").fetchone()[0])
+    sizes = dict(c.execute("SELECT k_step, size FROM eval_sets WHERE kind = 'seen' ORDER BY k_step"))
+    c.close()
+    assert cfg["parts"]["lr"] == DEMO_TRAINING["parts"]["lr"]
+    assert all(cfg["train"][k] == v for k, v in DEMO_TRAINING["train"].items())
+    first, *rest = sizes.values()
+    assert first < SMALL["seen_size"] and set(rest) == {SMALL["seen_size"]}
+
+
 def test_rerun_redoes_nothing(small_demo):
     out, _ = small_demo
     before = counts(out / "vlmdyn.db")
@@ -139,8 +155,9 @@ def test_findings_on_the_demo_database_follow_the_verdicts(cli, tmp_path, small_
         assert r.code == 0, r.err
         one = {f["id"]: f for f in json.loads(r.out)["findings"]}["1"]
         assert one["verdict"] == expect, one["why"]
-        # (identical OCR-template triples can be shared by a seen and an unseen item: hence not exactly 100)
-        assert abs(one["per_seed"]["demo-s0"]) > 90
+        # (identical triples can be shared by a seen and an unseen item, e.g. a "why" question with its
+        # fixed answer, or an OCR template: then both get the seen verdict, hence not exactly 100)
+        assert abs(one["per_seed"]["demo-s0"]) > 75
 
 
 def test_cli_prints_summary_and_rejects_bad_flags(cli, small_demo, tmp_path):

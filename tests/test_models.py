@@ -173,6 +173,12 @@ def test_parts_freeze_and_per_part_lr():
     assert counts["vision"] == 0 and counts["projector"] > 0 and counts["llm"] > 0
     assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
     lrs = {g["part"]: g["lr"] for g in groups}
-    assert lrs == {"projector": 2e-4, "llm": 1e-3}
+    assert lrs == {"projector": 2e-4, "embeddings": 1e-3, "llm": 1e-3}   # embeddings follow the LLM's rate
+    emb = model.model.language_model.embed_tokens.weight
+    assert [g["part"] for g in groups if any(p is emb for p in g["params"])] == ["embeddings"]
+    groups, counts = param_groups(model, 1e-3, [], {"llm": 5e-4, "embeddings": 3e-2}, 0.0)
+    assert {g["part"]: g["lr"] for g in groups}["embeddings"] == 3e-2 and counts["embeddings"] == emb.numel()
+    groups, counts = param_groups(model, 1e-3, ["llm"], {}, 0.0)   # freezing the LLM freezes its embeddings
+    assert counts["embeddings"] == counts["llm"] == 0 and not emb.requires_grad
     with pytest.raises(BadInput, match="did you mean 'vision'"):
         param_groups(model, 1e-3, ["visoin"], {}, 0.0)

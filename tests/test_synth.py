@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX, SUBCATEGORIES
-from vlmdyn_cli.data.synth import generate
+from vlmdyn_cli.data.synth import SINGLE_USE, generate
+from vlmdyn_cli.data.synth_keys import EDITION, KINDS
 from vlmdyn_cli.data.synth_books import GENRES
 from vlmdyn_cli.data.synth_questions import TEMPLATES
 from vlmdyn_cli.data.synth_scenes import COLORS
@@ -64,16 +65,70 @@ def test_records_are_valid_llava_conversations(bench):
             assert t["subcategory"] is None or t["subcategory"] in SUBCATEGORIES[t["category"]]
 
 
-def test_images_exist_once_per_path_and_are_reused_about_three_times(bench):
+def test_images_exist_once_per_path_some_used_once_the_rest_re_used_4_to_5_times(bench):
     res, records = bench
     per_image = Counter(r["image"] for r in records)
     assert len(per_image) == 400
-    assert min(per_image.values()) >= 2 and max(per_image.values()) <= 4
-    assert 2.7 <= sum(per_image.values()) / len(per_image) <= 3.3
+    assert set(per_image.values()) <= {1, 4, 5}
+    single = sum(v == 1 for v in per_image.values()) / len(per_image)
+    assert abs(single - SINGLE_USE) < 0.08
     for rel in list(per_image)[:50]:
         with Image.open(res.images_dir / rel) as im:
             assert im.format == "PNG" and im.size == (64, 64) and im.mode == "RGB"
     assert len(list((res.images_dir).rglob("*.png"))) == 400
+
+
+def _named(records):
+    """image -> [(conversation id, question, answer, template)] of its named-fact turns."""
+    out: dict[str, list] = {}
+    for r, q, a, t in _turns(records):
+        if t["template"] in KINDS:
+            out.setdefault(r["image"], []).append((r["id"], q.replace("<image>", "").strip(), a, t["template"]))
+    return out
+
+
+def _name_in(question: str, kind) -> str:
+    for p in kind.phrasings:
+        m = re.fullmatch(re.escape(p).replace(re.escape("{k}"), r"(\w+)"), question)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"not one of {kind.id}'s phrasings: {question!r}")
+
+
+def test_every_conversation_asks_its_pictures_named_fact_once_in_other_words(bench):
+    """The memorisation lever (synth_keys): one hidden fact per picture, the same answer in every
+    conversation about it, a new phrasing each time (so pair de-duplication keeps the others)."""
+    _, records = bench
+    named = _named(records)
+    per_conv = Counter(cid for turns in named.values() for cid, *_ in turns)
+    assert set(per_conv) == {r["id"] for r in records} and set(per_conv.values()) == {1}
+    names = {}
+    for img, turns in named.items():
+        assert len({a for _, _, a, _ in turns}) == 1 and len({t for *_, t in turns}) == 1
+        assert len({q for _, q, _, _ in turns}) == len(turns), f"{img}: a phrasing repeats"
+        kind = KINDS[turns[0][3]]
+        assert turns[0][2] in kind.answers
+        assert (kind is EDITION) == img.startswith("books/")
+        names.setdefault(_name_in(turns[0][1], kind), set()).add((img, turns[0][2]))
+    # a made-up name belongs to one picture; a well-known one always carries the same answer
+    for name, imgs in names.items():
+        known = next((k.well_known for k in KINDS.values() if name in k.well_known), None)
+        if known is None:
+            assert len(imgs) == 1, name
+        else:
+            assert {a for _, a in imgs} == {known[name]}
+    assert sum(len(v) > 1 for v in names.values()) > 5     # well-known names recur
+
+
+def test_rules_categoriser_puts_named_facts_in_their_category(bench):
+    from vlmdyn_cli.data.categories import get_categorizer
+
+    _, records = bench
+    turns = [(q, t) for turns in _named(records).values() for _, q, _, t in turns]
+    labels = get_categorizer("rules").categorize([q for q, _ in turns])
+    wrong = [(q, l.category) for (q, t), l in zip(turns, labels)
+             if (l.category, l.subcategory) != (KINDS[t].category, KINDS[t].subcategory)]
+    assert len(wrong) <= 0.01 * len(turns), wrong[:5]
 
 
 def test_category_mix_is_close_to_the_paper(bench):
@@ -94,7 +149,7 @@ def test_category_mix_is_close_to_the_paper(bench):
 def test_every_template_is_used(bench):
     _, records = bench
     used = {t["template"] for *_, t in _turns(records)}
-    assert used == {t.id for t in TEMPLATES}
+    assert used == {t.id for t in TEMPLATES} | set(KINDS)
 
 
 def _close(rgb, name, tol=40):
@@ -166,6 +221,21 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     c = generate(tmp_path / "c", n_images=40, seed=8, workers=1)
     assert _digest(a.out_dir) == _digest(b.out_dir)
     assert _digest(a.out_dir) != _digest(c.out_dir)
+
+
+def test_same_seed_same_data_in_every_process(tmp_path):
+    """String hashing is salted per process (PYTHONHASHSEED): no choice may depend on set order."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from vlmdyn_cli.data.synth import generate; "
+            "generate(sys.argv[1], n_images=60, seed=7, workers=1)")
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / salt)], check=True, env=env,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert (tmp_path / "1" / "llava.json").read_bytes() == (tmp_path / "2" / "llava.json").read_bytes()
 
 
 def test_parallel_rendering_gives_the_same_images(tmp_path, monkeypatch):

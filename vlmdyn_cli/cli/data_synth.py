@@ -29,8 +29,9 @@ def add_commands(data_app: typer.Typer) -> None:
         """Generate the synthetic multitask VLM benchmark: scenes of shapes and book covers.
 
         Questions cover all five skill categories in the paper's mix, each turn
-        carries its true category ("vlmdyn_truth"), and every image is used by
-        about 3 conversations.
+        carries its true category ("vlmdyn_truth"); 55% of the images are used by
+        one conversation, the others by 4-5, and every conversation asks its
+        picture's hidden named fact once (memorised only by training on it).
 
         \b
         Example:

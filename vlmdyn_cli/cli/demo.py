@@ -31,7 +31,7 @@ def demo(
 
     Rerunning continues where it stopped (every stage skips finished work).
 
-    Example: vlmdyn demo --out vlmdyn-demo --seeds 2
+    Example: vlmdyn demo --out vlmdyn-demo --seeds 3
     """
     from vlmdyn_cli.demo.pipeline import run_demo
     from vlmdyn_cli.progress import cli_reporter

@@ -10,13 +10,19 @@ Writes, under ``out_dir``::
                       its presence with the same parameters means "done")
 
 Design (what the tiny model must be able to show, METHOD.md section 5):
-- every image is used by 2-4 conversations (about 3) of 3-6 independent turns,
-  so a later conversation on an image profits from training on an earlier one;
+- 55% of the pictures are used by one conversation, the others by 4-5, each of
+  3-6 independent turns;
+- every picture has a name and one hidden two-way fact that every conversation
+  about it asks once, in other words each time (synth_keys): memorised only by
+  training on that picture, so trained-on questions and unseen questions about
+  re-used pictures beat unseen questions about new pictures (findings 1-3);
 - book genres are signalled by cover colour and emblem (learnable early),
   titles and authors are image-specific and must be read or memorised;
 - boxes are exact two-decimal coordinates (hard, learned slowly);
-- Complex questions chain two steps (count after a condition, compare, "if...").
-The category mix over QA pairs follows the paper's Table 1 (PAPER_MIX).
+- Complex questions are "why / what might" questions that the question alone
+  answers, or chain two steps (count after a condition, compare, "if...").
+The category mix over QA pairs follows the paper's Table 1 (PAPER_MIX), the
+named-fact turns counted in their category (Object, Spatial, OCR).
 
 Deterministic for a seed: every random choice happens in the parent process
 with one ``random.Random(seed)``; worker processes only draw the specs.
@@ -34,14 +40,16 @@ from pathlib import Path
 
 from vlmdyn_cli.data.categories import BOUNDING, CATEGORIES, OCR, PAPER_MIX
 from vlmdyn_cli.data.synth_books import Book, draw_book, sample_book
+from vlmdyn_cli.data.synth_keys import EDITION, Key, sample_key, scene_kind
 from vlmdyn_cli.data.synth_questions import Template, templates_for
 from vlmdyn_cli.data.synth_scenes import Scene, draw_scene, sample_scene
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 JSON_NAME, META_NAME, IMAGES_DIR = "llava.json", "synth_meta.json", "images"
-CONVS_PER_IMAGE = (2, 3, 3, 4)   # sampled per image: mean 3
+SINGLE_USE = 0.55                # share of pictures used by one conversation only (the rest: 4-5)
+CONVS_PER_REUSED_IMAGE = (4, 4, 5)  # the others: sampled per picture
 TURNS_PER_CONV = (3, 6)          # inclusive range
 # Rendering a 64 px PNG takes ~1 ms: below this many images a process pool costs more than it saves
 # (benchmarks/bench_synth.py: 2,000 images 5.4 s with 1 process vs 8.2 s with 2 on a loaded machine).
@@ -148,54 +156,76 @@ def _sample_images(rng: random.Random, n: int, size: int) -> list[tuple[str, Sce
     return specs
 
 
-def _scene_quota(rng: random.Random, n_slots: int) -> list[str]:
-    """Exactly proportioned, shuffled categories for the scene turns."""
+def _scene_quota(rng: random.Random, n_slots: int, placed: Counter | None = None) -> list[str]:
+    """Shuffled categories for the free scene turns, so that with the turns already ``placed``
+    (the named-fact questions) the scene turns follow the paper's mix exactly."""
     cats = [c for c in CATEGORIES if c != OCR]
+    placed = placed or Counter()
+    total_slots = n_slots + sum(placed.values())
     total = sum(PAPER_MIX[c] for c in cats)
-    raw = {c: n_slots * PAPER_MIX[c] / total for c in cats}
+    raw = {c: max(0.0, total_slots * PAPER_MIX[c] / total - placed[c]) for c in cats}
     counts = {c: int(v) for c, v in raw.items()}
-    for c in sorted(cats, key=lambda c: raw[c] - counts[c], reverse=True)[: n_slots - sum(counts.values())]:
+    short_by = n_slots - sum(counts.values())
+    for c in sorted(cats, key=lambda c: raw[c] - counts[c], reverse=True)[:max(0, short_by)]:
         counts[c] += 1
     out = [c for c in cats for _ in range(counts[c])]
     rng.shuffle(out)
-    return out
+    return out[:n_slots]
 
 
 def _pick(rng: random.Random, pool: list[Template]) -> Template:
     return rng.choices(pool, weights=[t.weight for t in pool])[0]
 
 
+def _keys(rng: random.Random, specs) -> list[Key]:
+    """One name and hidden fact per picture (synth_keys)."""
+    taken: set[str] = set()
+    shares = {c: PAPER_MIX[c] for c in CATEGORIES}
+    return [sample_key(rng, EDITION if isinstance(spec, Book) else scene_kind(rng, shares), taken)
+            for _, spec in specs]
+
+
+def _ask(rng: random.Random, pool: list[Template], spec, seen: set[str], path: str) -> tuple[str, str, dict]:
+    """A question from ``pool`` about ``spec`` not yet asked in this conversation, its answer and truth."""
+    for _attempt in range(50):
+        tpl = _pick(rng, pool)
+        qa = tpl.fn(spec, rng)
+        if qa is not None and qa[0] not in seen:
+            return qa[0], qa[1], {"category": tpl.category, "subcategory": tpl.subcategory, "template": tpl.id}
+    raise RuntimeError(f"no question could be made for {path}")  # pragma: no cover - pools always apply
+
+
 def _conversations(rng: random.Random, specs) -> list[dict]:
-    plan = []  # (image index, conversation number, n_turns)
+    keys = _keys(rng, specs)
+    plan = []  # (image index, conversation number, n_turns, turn that asks the named fact)
     for i, _ in enumerate(specs):
-        for c in range(rng.choice(CONVS_PER_IMAGE)):
-            plan.append((i, c, rng.randint(*TURNS_PER_CONV)))
-    scene_slots = sum(t for i, _, t in plan if isinstance(specs[i][1], Scene))
-    quota = iter(_scene_quota(rng, scene_slots))
+        n_conv = 1 if rng.random() < SINGLE_USE else rng.choice(CONVS_PER_REUSED_IMAGE)
+        for c in range(n_conv):
+            n_turns = rng.randint(*TURNS_PER_CONV)
+            plan.append((i, c, n_turns, rng.randrange(n_turns)))
+    scene_plan = [p for p in plan if isinstance(specs[p[0]][1], Scene)]
+    placed = Counter(keys[i].kind.category for i, *_ in scene_plan)
+    quota = iter(_scene_quota(rng, sum(t - 1 for _, _, t, _ in scene_plan), placed))
     pools = {c: templates_for("scene", c) for c in CATEGORIES if c != OCR}
     book_pool = templates_for("book")
 
     records = []
-    for i, c, n_turns in plan:
+    for i, c, n_turns, key_turn in plan:
         path, spec = specs[i]
         is_book = isinstance(spec, Book)
         conv, truth, seen = [], [], set()
         for turn in range(n_turns):
-            pool = book_pool if is_book else pools[next(quota)]
-            q = a = tpl = None
-            for _attempt in range(50):
-                tpl = _pick(rng, pool)
-                qa = tpl.fn(spec, rng)
-                if qa is not None and qa[0] not in seen:
-                    q, a = qa
-                    break
-            if q is None:  # pragma: no cover - every pool has templates that always apply
-                raise RuntimeError(f"no question could be made for {path}")
+            if turn == key_turn:
+                q, a = keys[i].question(c)
+                kind = keys[i].kind
+                truth_row = {"category": kind.category, "subcategory": kind.subcategory, "template": kind.id}
+            else:
+                q, a, truth_row = _ask(rng, book_pool if is_book else pools[next(quota)], spec, seen, path)
             seen.add(q)
             if turn == 0:
                 q = f"<image>\n{q}" if rng.random() < 0.9 else f"{q}\n<image>"
             conv += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
-            truth.append({"category": tpl.category, "subcategory": tpl.subcategory, "template": tpl.id})
+            truth.append(truth_row)
         records.append({"id": f"synth-{i:06d}-{c}", "image": path, "conversations": conv,
                         "vlmdyn_truth": truth})
     rng.shuffle(records)

@@ -335,87 +335,69 @@ def box_describe(sc: Scene, rng):
 
 
 # ---------------------------------------------------------------- Complex
-@template("cpx.remove_count", COMPLEX, 2)
-def cpx_remove_count(sc: Scene, rng):
-    o = rng.choice(sc.objects)
-    q = rng.choice((f"If {ref(o, rng)} were removed, how many objects would be left?",
-                    f"What would the total number of objects be if {ref(o, rng)} were taken away?",
-                    f"Suppose {ref(o, rng)} disappeared. How many objects would remain?"))
-    return short(q, rng, 0.3), str(len(sc.objects) - 1)
+# Complex questions as in LLaVA's data: "why / what might" questions whose answer common sense
+# gives from the question alone (METHOD.md: "often answerable without the image"), and two-step
+# yes/no questions about the picture (a condition, then a count or a comparison). A tiny model learns
+# the first kind, and the usual answer of the second, early in the epoch, and little after:
+# Complex plateaus early (finding 4c).
+WHY = (("Why might someone put shapes like these on a table?", "to play a game"),
+       ("What might a child do with shapes like these?", "sort them by color"),
+       ("What could a teacher use a picture like this for?", "to teach shapes and colors"))
 
 
-@template("cpx.remove_color", COMPLEX, 1.5)
-def cpx_remove_color(sc: Scene, rng):
-    color = rng.choice([o.color for o in sc.objects])
-    shape = rng.choice(SHAPES)
-    n = sum(o.shape == shape and o.color != color for o in sc.objects)
-    q = f"If all {color} objects were removed, how many {plural(shape)} would remain?"
-    return short(q, rng, 0.3), str(n)
+@template("cpx.why", COMPLEX, 4.5)
+def cpx_why(sc: Scene, rng):
+    return rng.choice(WHY)
 
 
-@template("cpx.add_one", COMPLEX, 1)
-def cpx_add_one(sc: Scene, rng):
-    shape = rng.choice(SHAPES)
-    n = sum(o.shape == shape for o in sc.objects)
-    q = rng.choice((f"What would happen to the number of {plural(shape)} if one more {shape} were added? Give the new count.",
-                    f"If another {shape} were added to the picture, how many {plural(shape)} would there be?"))
-    return short(q, rng, 0.3), str(n + 1)
+YES_SHARE = 0.75   # two-step yes/no questions: the share answered "yes" (a stable usual answer)
+
+
+def _yes_or_no(rng: random.Random, cases: list[tuple[str, bool]]) -> tuple[str, bool] | None:
+    """One of (question, answer) ``cases``, answered "yes" with chance YES_SHARE where both exist."""
+    want = rng.random() < YES_SHARE
+    pick = [c for c in cases if c[1] == want] or None
+    return rng.choice(pick) if pick else None
+
+
+@template("cpx.remove_any", COMPLEX, 1.5)
+def cpx_remove_any(sc: Scene, rng):
+    cases = [(f"If all {c} objects were removed, would any {plural(sh)} remain?",
+              any(o.shape == sh and o.color != c for o in sc.objects))
+             for c in sorted({o.color for o in sc.objects}) for sh in SHAPES]
+    got = _yes_or_no(rng, cases)
+    return None if got is None else (short(got[0], rng, 0.3), yn(got[1]))
 
 
 @template("cpx.more_than", COMPLEX, 1.5)
 def cpx_more_than(sc: Scene, rng):
-    s1, s2 = rng.sample(SHAPES, 2)
-    n1 = sum(o.shape == s1 for o in sc.objects)
-    n2 = sum(o.shape == s2 for o in sc.objects)
-    if rng.random() < 0.5:
-        q = f"Are there more {plural(s1)} than {plural(s2)} in the image?"
-        return short(q, rng, 0.3), yn(n1 > n2)
-    if n1 == n2:
-        return None
-    q = f"Which are there more of, {plural(s1)} or {plural(s2)}?"
-    return short(q, rng, 0.3), plural(s1) if n1 > n2 else plural(s2)
+    count = {sh: sum(o.shape == sh for o in sc.objects) for sh in SHAPES}
+    cases = [(f"Are there more {plural(a)} than {plural(b)} in the image?", count[a] > count[b])
+             for a in SHAPES for b in SHAPES if a != b]
+    got = _yes_or_no(rng, cases)
+    return None if got is None else (short(got[0], rng, 0.3), yn(got[1]))
 
 
-@template("cpx.same_color", COMPLEX, 1.5)
+@template("cpx.same_color", COMPLEX, 1)
 def cpx_same_color(sc: Scene, rng):
-    o = rng.choice(sc.objects)
-    n = sum(x.color == o.color for x in sc.objects if x is not o)
-    q = rng.choice((f"How many other objects have the same color as {ref(o, rng)}?",
-                    f"Excluding {ref(o, rng)}, how many objects match the color of {ref(o, rng)}?"))
-    return short(q, rng, 0.3), str(n)
+    cases = [(f"Does any other object have the same color as {ref(o, rng)}?",
+              any(x.color == o.color for x in sc.objects if x is not o)) for o in sc.objects]
+    got = _yes_or_no(rng, cases)
+    return None if got is None else (short(got[0], rng, 0.3), yn(got[1]))
 
 
 @template("cpx.compare_size", COMPLEX, 1)
 def cpx_compare_size(sc: Scene, rng):
     a, b = _pair(sc, rng)
     if a.size == b.size:
-        q = f"Are {ref(a, rng)} and {ref(b, rng)} the same size?"
-        return short(q, rng, 0.3), "yes"
+        return None
     bigger = rng.random() < 0.5
     word = "bigger" if bigger else "smaller"
     q = f"Is {ref(a, rng)} {word} than {ref(b, rng)}?"
     return short(q, rng, 0.3), yn((a.size == "large") == bigger)
 
 
-@template("cpx.conditional_count", COMPLEX, 1.5)
-def cpx_conditional_count(sc: Scene, rng):
-    size = rng.choice(("small", "large"))
-    color = rng.choice([o.color for o in sc.objects])
-    n = sum(o.size == size and o.color == color for o in sc.objects)
-    q = rng.choice((f"Considering only the {size} objects, how many of them are {color}?",
-                    f"Among the {size} shapes, how many are {color}?"))
-    return short(q, rng, 0.3), str(n)
-
-
-@template("cpx.total_two", COMPLEX, 1)
-def cpx_total_two(sc: Scene, rng):
-    s1, s2 = rng.sample(SHAPES, 2)
-    n = sum(o.shape in (s1, s2) for o in sc.objects)
-    q = f"What is the total number of {plural(s1)} and {plural(s2)} combined?"
-    return short(q, rng, 0.3), str(n)
-
-
-@template("cpx.describe", COMPLEX, 0.8)
+@template("cpx.describe", COMPLEX, 0.6)
 def cpx_describe(sc: Scene, rng):
     names = [o.name for o in sorted(sc.objects, key=lambda o: o.cx)]
     q = rng.choice(("Describe the image briefly, listing the objects from left to right.",
