@@ -180,8 +180,7 @@ def _pick(rng: random.Random, pool: list[Template]) -> Template:
 def _keys(rng: random.Random, specs) -> list[Key]:
     """One name and hidden fact per picture (synth_keys)."""
     taken: set[str] = set()
-    shares = {c: PAPER_MIX[c] for c in CATEGORIES}
-    return [sample_key(rng, EDITION if isinstance(spec, Book) else scene_kind(rng, shares), taken)
+    return [sample_key(rng, EDITION if isinstance(spec, Book) else scene_kind(rng), taken)
             for _, spec in specs]
 
 

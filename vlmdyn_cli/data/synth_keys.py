@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from vlmdyn_cli.data.categories import OBJECT, OCR, SEMANTIC, SPATIAL
+from vlmdyn_cli.data.categories import OBJECT, OCR, PAPER_MIX, SEMANTIC, SPATIAL
 
 WELL_KNOWN_SHARE = 0.15         # pictures named by a well-known word with a fixed fact
 _CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
@@ -112,6 +112,6 @@ def sample_key(rng: random.Random, kind: FactKind, taken: set[str]) -> Key:
     return Key(made_up_name(rng, taken), kind, rng.choice(kind.answers), tuple(order), False)
 
 
-def scene_kind(rng: random.Random, shares: dict[str, float]) -> FactKind:
-    """TIME or VIEW, in proportion to the Object and Spatial shares of the category mix."""
-    return rng.choices(SCENE_KINDS, weights=[shares[k.category] for k in SCENE_KINDS])[0]
+def scene_kind(rng: random.Random) -> FactKind:
+    """TIME or VIEW, in proportion to the Object and Spatial shares of the paper's mix."""
+    return rng.choices(SCENE_KINDS, weights=[PAPER_MIX[k.category] for k in SCENE_KINDS])[0]

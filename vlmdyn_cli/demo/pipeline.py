@@ -8,6 +8,7 @@ with the stage name, so the user sees a single pipeline with rates and ETAs.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class DemoConfig:
     batch_size: int = 64
     max_new_tokens: int = 24
     data_seed: int = 0
-    train_overrides: dict = field(default_factory=lambda: json.loads(json.dumps(DEMO_TRAINING)))
+    train_overrides: dict = field(default_factory=lambda: copy.deepcopy(DEMO_TRAINING))
 
     def validate(self) -> None:
         if self.seeds < 1:
@@ -183,7 +184,8 @@ def _sets(db, cfg: DemoConfig, name: str, r: Reporter) -> None:
     if capped:
         r.info(f"{name}: set sizes capped to the candidates available: {', '.join(capped)}")
     specs = [s for k in steps for s in build.plan(run, [k], seen_n[k], unseen_n, [], None, run.seed)]
-    specs += build.plan(run, steps, cfg.seen_size, unseen_n, ["image", "pair", "none"], None, run.seed)[len(steps):]
+    specs += [s for s in build.plan(run, steps, cfg.seen_size, unseen_n, ["image", "pair", "none"], None, run.seed)
+              if s.kind == "unseen"]
     build.build(db, run, specs, reporter=r)
 
 
