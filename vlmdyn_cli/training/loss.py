@@ -11,7 +11,7 @@ trainer divides by the target-token count of the whole global batch.
 The image features go into the ``<image>`` positions with an index copy (``with_image_features``),
 the same placement as the model's own ``masked_scatter``; the backward of an index copy is an
 index select, where the mask's is a masked select over the whole (batch, tokens, hidden) grid
-(1.4-1.8 vs 0.3-0.4 ms per tiny micro-batch, measured with process_time).
+(the slower of the two on the CPU profile of the tiny model: notes/training.md).
 """
 
 from __future__ import annotations
