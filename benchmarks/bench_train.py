@@ -8,7 +8,9 @@ machine is shared:
             all; checkpoints off) on the synthetic benchmark
   trainer   a plain `transformers.Trainer` epoch on the same model (same init,
             same tokenised sequences, same pre-processed pixels, same batch size,
-            AdamW + cosine), labels in the usual HF layout, nothing saved or logged
+            AdamW + cosine), labels in the usual HF layout, nothing saved or logged;
+            its images are decoded when a batch is drawn, inside the timed epoch, with
+            the same image cache as vlmdyn's loop (which decodes inside its epoch too)
 
 Each loop first runs ``--warmup`` untimed steps (default 3), so neither pays the process's
 first-use costs alone. Reported: samples/s, tokens/s, achieved GFLOP/s and the fraction of the
@@ -107,8 +109,7 @@ def run_trainer(db, cfg, threads: int, max_steps: int = -1) -> dict:
     items = []
     for i, c in enumerate(convs):
         items.append({"input_ids": torch.as_tensor(enc.ids[i], dtype=torch.long),
-                      "labels": torch.as_tensor(enc.labels[i], dtype=torch.long),
-                      "pixel_values": cache.get([c.image])[0] if c.image else None})
+                      "labels": torch.as_tensor(enc.labels[i], dtype=torch.long), "image": c.image})
     pad = proc.tokenizer.pad_token_id
 
     def collate(batch):
@@ -119,7 +120,9 @@ def run_trainer(db, cfg, threads: int, max_steps: int = -1) -> dict:
         for j, b in enumerate(batch):
             k = len(b["input_ids"])
             ids[j, :k], labels[j, :k], mask[j, :k] = b["input_ids"], b["labels"], 1
-        pix = [b["pixel_values"] for b in batch if b["pixel_values"] is not None]
+        # images decoded when a batch is drawn, inside the epoch, as vlmdyn's loop does (same cache)
+        paths = [b["image"] for b in batch if b["image"]]
+        pix = list(cache.get(paths)) if paths else []
         out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if pix:
             out["pixel_values"] = torch.stack(pix)
