@@ -14,6 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("openai")
@@ -222,6 +223,7 @@ def test_calibrated_cascade_matches_the_llm_with_a_quarter_of_the_calls(nq, cli,
     res = json.loads(r.out)
     c = res["cascade"]
     assert res["l2_chosen_by_cv"] and res["l2"] in (1, 3, 10, 30, 100)     # no --l2: chosen by grouped CV
+    assert res["fit_to"] == "blend"                       # with --escalate-to: label and LLM verdict averaged
     assert replay.unknown == 0
     # the replayed verdicts are GPT-4's: LLM alone = their agreement with the majority, counted here
     distinct = {(x["question"], json.dumps(x["references"]), x["prediction"]): x for x in ROWS}.values()
@@ -316,6 +318,7 @@ def test_bad_max_escalation_is_exit_2_naming_it(cli, tmp_path, db_path, stages, 
     (["--max-escalation", "1.5"], "--max-escalation must be between 0 and 1"),
     (["--max-escalation", "0.2", "--target-agreement", "0.8"], "not both"),
     (["--folds", "1000"], "at least one per fold"),
+    (["--fit-to", "teacher"], "--fit-to must be one of labels, blend"),
 ])
 def test_fit_bad_input_exit_2_nothing_written(nq, cli, replay, tmp_path, args, needle):
     out = tmp_path / "jl"
@@ -324,6 +327,48 @@ def test_fit_bad_input_exit_2_nothing_written(nq, cli, replay, tmp_path, args, n
     assert r.code == 2, (r.code, r.err)
     assert needle in r.err and "Traceback" not in r.err
     assert not out.exists()
+
+
+def test_fit_to_blend_needs_an_escalation_judge(nq, cli, tmp_path):
+    out = tmp_path / "jl"
+    r = cli("calibrate", "fit", "--name", "x", "--features", "lexical", "--agreement", "0.5", "--fit-to", "blend",
+            "--out-dir", out, "--db", nq)
+    assert r.code == 2 and "--fit-to blend mixes in the --escalate-to judge's verdicts" in r.err, (r.code, r.err)
+    assert not out.exists()
+
+
+def test_blended_targets_are_the_mean_of_label_and_llm_verdict(nq, cli, replay, tmp_path):
+    """--fit-to blend (the cascade default) fits the cheap judge to the mean of each item's human
+    label and the escalation judge's verdict; --fit-to labels to the labels. Both saved judges are
+    recomputed here from the file's votes and GPT-4 verdicts with an independent fit."""
+    import tomllib
+
+    from vlmdyn_cli.calibration.logreg import fit_logreg
+    from vlmdyn_cli.judging import features as F
+    from vlmdyn_cli.judging.backends.base import Item
+    from vlmdyn_cli.judging.references import encode
+
+    distinct = list({(x["question"], json.dumps(x["references"]), x["prediction"]): x for x in ROWS}.values())
+    items = [Item(x["id"], x["question"], encode(x["references"]), x["prediction"]) for x in distinct]
+    names = F.expand(["lexical"])
+    X = [[F.TEXT_FEATURES[f](it) for f in names] for it in items]
+    human = np.array([x["human"] == "yes" for x in distinct], float)
+    gpt4 = np.array([x["gpt4"] == "yes" for x in distinct], float)
+    weights = {}
+    for fit_to, target in (("labels", human), ("blend", (human + gpt4) / 2)):
+        out = tmp_path / fit_to
+        r = cli("calibrate", "fit", "--name", "c", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
+                "--folds", "5", "--escalate-to", REPLAY_SPEC, "--base-url", replay.base_url, "--fit-to", fit_to,
+                "--out-dir", out, "--db", nq, "--json")
+        assert r.code == 0, r.err
+        res = json.loads(r.out)
+        assert res["fit_to"] == fit_to and res["cascade"]["escalated_share"] <= 0.25
+        opts = tomllib.loads((out / "c-cheap.toml").read_text())["options"]
+        expect = fit_logreg(X, target.tolist(), l2=10.0)
+        assert opts["weights"] == pytest.approx(expect.weights, abs=1e-6)
+        assert opts["bias"] == pytest.approx(expect.bias, abs=1e-6)
+        weights[fit_to] = np.array(opts["weights"])
+    assert np.abs(weights["blend"] - weights["labels"]).max() > 0.05      # (the two really differ)
 
 
 def test_fit_escalation_that_cannot_run_is_caught_before_fitting(nq, cli, tmp_path, monkeypatch):

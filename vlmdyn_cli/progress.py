@@ -29,9 +29,12 @@ class TaskHandle:
         self.done = 0
         self.fields: dict[str, object] = {}
         self.t0 = time.monotonic()
+        self.first: tuple[float, int] | None = None     # (time, done) at the first advance
 
     def advance(self, n: int = 1, **fields) -> None:
         self.done += n
+        if self.first is None:
+            self.first = (time.monotonic(), self.done)
         self.fields.update(fields)
         self.reporter._update(self)
 
@@ -46,9 +49,18 @@ class TaskHandle:
 
     @property
     def eta(self) -> float | None:
-        if not self.total or self.rate <= 0:
+        """Seconds left at the rate since the first advance: the time before it (loading a model,
+        a cold cache) is not a per-item cost, so it does not inflate the estimate; None until two
+        advances have been seen (or when there is no total)."""
+        if not self.total or self.first is None:
             return None
-        return max(self.total - self.done, 0) / self.rate
+        if self.done >= self.total:
+            return 0.0
+        t1, d1 = self.first
+        dt = time.monotonic() - t1
+        if self.done <= d1 or dt <= 0:
+            return None
+        return (self.total - self.done) * dt / (self.done - d1)
 
     def line(self) -> str:
         tot = f"/{self.total}" if self.total else ""

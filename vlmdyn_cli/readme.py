@@ -72,6 +72,7 @@ def update(path: str | Path) -> bool:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m vlmdyn_cli.readme README.md")
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-") or not Path(sys.argv[1]).is_file():
+        print("usage: python -m vlmdyn_cli.readme README.md  (an existing README to update in place)", file=sys.stderr)
+        sys.exit(2)
     print(f"{sys.argv[1]}: {'updated' if update(sys.argv[1]) else 'already up to date'}")

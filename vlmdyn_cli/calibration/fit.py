@@ -94,7 +94,7 @@ def check_fit_input(n_items: int, ys: list[int], folds: int, what: str) -> None:
 def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, str], out_dir: Path,
               folds: int = 5, seed: int = 0, l2: float | None = None, escalation: Escalation | None = None,
               label_source: str = "human-labelled", humans: dict[str, str] | None = None,
-              reporter: Reporter = NullReporter()) -> dict:
+              fit_to: str = "labels", reporter: Reporter = NullReporter()) -> dict:
     """Fit the cheap judge on ``labels`` (triple hash -> yes/no) and save it as a spec; with
     ``escalation``, also choose its defer band and save the calibrated cascade.
 
@@ -120,27 +120,31 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     escalated = np.zeros(len(items), dtype=bool)
 
     def penalty(idx) -> float:
-        return l2 if l2 is not None else choose_l2(X[idx].tolist(), y[idx].tolist(), folds=folds, seed=seed,
-                                                   groups=[groups[i] for i in idx])
+        return l2 if l2 is not None else choose_l2(X[idx].tolist(), t[idx].tolist(), folds=folds, seed=seed,
+                                                   groups=[groups[i] for i in idx], labels=y[idx].tolist())
+    t = fit_targets(y, llm, fit_to)
     with reporter.task("cross-validation", total=len(set(fold)) + 1, unit="folds") as task:
         for f in sorted(set(fold)):
             tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             fold_l2 = penalty(tr)
-            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=fold_l2)
+            model = fit_logreg(X[tr].tolist(), t[tr].tolist(), l2=fold_l2)
             held[te] = [model.prob(x) for x in X[te].tolist()]
             if llm is not None:
                 band = held_out_band(X[tr], y[tr], llm["ok"][tr], [groups[i] for i in tr], escalation,
-                                     folds=folds, seed=seed, l2=fold_l2)
+                                     folds=folds, seed=seed, l2=fold_l2, targets=t[tr])
                 escalated[te] = within_budget(held[te], band, escalation.max_escalation)  # a fold: a run
             task.advance(1)
         final_l2 = penalty(np.arange(len(items)))
         task.advance(1)
-    model = fit_logreg(X.tolist(), ys, l2=final_l2)
+    model = fit_logreg(X.tolist(), t.tolist(), l2=final_l2)
     cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
     out_dir.mkdir(parents=True, exist_ok=True)
     cheap_name = f"{name}-cheap" if escalation else name
     cheap_path = out_dir / f"{cheap_name}.toml"
+    fitted_to = (f"the mean of each item's label and {escalation.spec.name}'s verdict" if fit_to == "blend"
+                 else "the labels")
     res = {"name": name, "n_items": len(items), "labels": label_source, "features": features, "folds": folds,
+           "fit_to": fit_to, "fitted_to": fitted_to,
            "l2": final_l2, "l2_chosen_by_cv": l2 is None,
            "held_out": M.binary_metrics(cheap_pred, truth), "auc_held_out": M.roc_auc(list(held), truth),
            "weights": dict(zip(features, model.weights)), "bias": model.bias, "spec_path": str(cheap_path)}
@@ -150,7 +154,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     cheap_spec = {
         "name": cheap_name, "backend": "fitted", "model": f"logreg({','.join(features)})", "output": "verdict-dict",
         "description": f"Logistic regression over {', '.join(features)}, fitted on {len(items)} {label_source} "
-                       f"items (l2 {final_l2:g}{' chosen by CV' if l2 is None else ''}; {folds}-fold CV grouped by question: held-out accuracy "
+                       f"items{' (targets: ' + fitted_to + ')' if fit_to == 'blend' else ''} (l2 {final_l2:g}{' chosen by CV' if l2 is None else ''}; {folds}-fold CV grouped by question: held-out accuracy "
                        f"{100 * (res['held_out']['accuracy'] or 0):.1f}%).",
         "options": {"features": features, "threshold": 0.5, **model.to_dict()},
     }
@@ -168,11 +172,33 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     return res
 
 
+FIT_TO = ("labels", "blend")
+
+
+def fit_targets(y, llm: dict | None, fit_to: str) -> np.ndarray:
+    """What the cheap judge is fitted to: the labels (1 yes, 0 no), or with ``blend`` the mean of the
+    label and the escalation judge's verdict on the same item (the label alone where that judge gave
+    none). It is only ever scored against the labels. The LLM's verdicts are a second, less noisy
+    reading of the same items (two or three people vote on each), so the cheap judge ranks its
+    items better for the escalation budget (examples/calibration/nq/README.md, half-splits)."""
+    y = np.asarray(y, dtype=float)
+    if fit_to not in FIT_TO:
+        raise BadInput(f"--fit-to must be one of {', '.join(FIT_TO)}, got {fit_to!r}")
+    if fit_to == "labels":
+        return y
+    if llm is None:
+        raise BadInput("--fit-to blend mixes in the --escalate-to judge's verdicts: give --escalate-to SPEC "
+                       "(or --fit-to labels)")
+    v = [None if x is None else float(x == "yes") for x in llm["verdict"]]
+    return np.array([yi if vi is None else (yi + vi) / 2 for yi, vi in zip(y, v)])
+
+
 def held_out_band(X, y, llm_ok, groups: list, escalation: Escalation, *, folds: int, seed: int,
-                  l2: float) -> Band:
-    """The defer band for a cheap judge fitted on (X, y), chosen on out-of-fold P(yes) (folds grouped
-    by question)."""
-    p = cross_val_predict(np.asarray(X).tolist(), np.asarray(y).tolist(), folds=folds, seed=seed, l2=l2,
+                  l2: float, targets=None) -> Band:
+    """The defer band for a cheap judge fitted on (X, ``targets``, default ``y``), chosen on
+    out-of-fold P(yes) (folds grouped by question) against the labels ``y``."""
+    t = np.asarray(y if targets is None else targets, dtype=float)
+    p = cross_val_predict(np.asarray(X).tolist(), t.tolist(), folds=folds, seed=seed, l2=l2,
                           groups=groups)
     return choose_band(p, llm_ok, y, max_escalation=escalation.max_escalation,
                        target_agreement=escalation.target_agreement)

@@ -86,12 +86,14 @@ def cross_val_predict(X: list[list[float]], y: list[int], folds: int = 5, seed: 
 L2_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 
 
-def choose_l2(X: list[list[float]], y: list[int], folds: int = 10, seed: int = 0, groups: list | None = None,
-              grid: tuple[float, ...] = L2_GRID) -> float:
+def choose_l2(X: list[list[float]], y: list[float], folds: int = 10, seed: int = 0, groups: list | None = None,
+              grid: tuple[float, ...] = L2_GRID, labels: list[int] | None = None) -> float:
     """The L2 penalty of ``grid`` whose cross-validated P(yes) has the lowest log-loss (folds grouped
     as ``cross_val_predict``'s). Log-loss rather than accuracy: it sees every item's probability, so
-    the choice is steadier on a few hundred items. Ties go to the heavier penalty."""
-    t = np.asarray(y, dtype=float)
+    the choice is steadier on a few hundred items. Ties go to the heavier penalty. The models are
+    fitted to ``y``; the loss is taken against ``labels`` when given (fitted to blended targets,
+    still judged by the labels), else against ``y``."""
+    t = np.asarray(y if labels is None else labels, dtype=float)
     best, best_loss = grid[-1], float("inf")
     for l2 in sorted(grid, reverse=True):
         p = np.clip(np.asarray(cross_val_predict(X, y, folds=folds, seed=seed, l2=l2, groups=groups)), 1e-9, 1 - 1e-9)

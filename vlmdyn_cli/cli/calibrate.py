@@ -295,6 +295,9 @@ def fit_cmd(
                               "of items sent to the --escalate-to judge (0-1; default 0.25).")] = None,
     target_agreement: Annotated[Optional[float], typer.Option("--target-agreement", help="Cascade: instead, the "
                                 "agreement to reach with the fewest escalations (0-1).")] = None,
+    fit_to: Annotated[Optional[str], typer.Option("--fit-to", help="What the cheap judge is fitted to: labels, "
+                      "or blend (the mean of each item's label and the --escalate-to judge's verdict: it learns "
+                      "to defer where they disagree). Default: blend with --escalate-to, else labels.")] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Fit on this judge's verdicts instead of "
                        "human labels: --n items drawn from the database are judged by it first.")] = None,
     n: Annotated[int, typer.Option("--n", help="--teacher: items to draw.", min=1)] = 2000,
@@ -321,7 +324,9 @@ def fit_cmd(
     Labels are the human verdicts (or, with --teacher, a judge's verdicts on drawn items).
     Quality is reported from k-fold cross-validation grouped by question (held-out items
     only). With --escalate-to, the items the fitted judge is least sure of go to that
-    judge: the band is chosen by cross-validation and the cascade is saved as NAME.toml.
+    judge: the band is chosen by cross-validation and the cascade is saved as NAME.toml;
+    the cheap judge is then fitted to the mean of each label and that judge's verdict
+    (--fit-to blend; --fit-to labels fits to the labels alone).
 
     Examples:
 
@@ -331,7 +336,7 @@ def fit_cmd(
 
       vlmdyn calibrate fit --name taught --features lexical --teacher gpt-4o-mini --n 2000 --run seed0
     """
-    from vlmdyn_cli.calibration.fit import Escalation, fit_judge
+    from vlmdyn_cli.calibration.fit import FIT_TO, Escalation, fit_judge
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.judging.features import check_features, expand
     from vlmdyn_cli.judging.run import preflight
@@ -348,6 +353,12 @@ def fit_cmd(
         raise BadInput("give --max-escalation or --target-agreement, not both")
     if escalate_to is None and (max_escalation is not None or target_agreement is not None):
         raise BadInput("--max-escalation / --target-agreement need --escalate-to SPEC")
+    if fit_to is not None and fit_to not in FIT_TO:
+        raise BadInput(f"--fit-to must be one of {', '.join(FIT_TO)}, got {fit_to!r}")
+    if fit_to == "blend" and escalate_to is None:
+        raise BadInput("--fit-to blend mixes in the --escalate-to judge's verdicts: give --escalate-to SPEC "
+                       "(or --fit-to labels)")
+    fit_to = fit_to or ("blend" if escalate_to is not None else "labels")
     if escalate_to is None and teacher is None and (model or base_url):
         raise BadInput("--model / --base-url apply to the --escalate-to or --teacher judge: give one of them")
     overrides = dict(model=model, options={"base_url": base_url} if base_url else None)
@@ -379,7 +390,7 @@ def fit_cmd(
             labels = _verdicts(d, agreement, min_raters, sample).verdict
             source = "human-labelled"
         res = fit_judge(d, name, feats, labels, out_dir, folds=folds, seed=seed, l2=l2, escalation=escalation,
-                        label_source=source, humans=humans, reporter=reporter)
+                        label_source=source, humans=humans, fit_to=fit_to, reporter=reporter)
     finally:
         d.close()
     if json_out:
@@ -390,7 +401,7 @@ def fit_cmd(
 
 def _print_fit(res: dict) -> None:
     h = res["held_out"]
-    say(f"fitted {res['name']} on {res['n_items']} {res['labels']} items -> {res['spec_path']}")
+    say(f"fitted {res['name']} on {res['n_items']} {res['labels']} items (to {res['fitted_to']}) -> {res['spec_path']}")
     say(f"held-out ({res['folds']}-fold, grouped by question): accuracy {_fmt(h['accuracy'])}, precision "
                f"{_fmt(h['precision'])}, recall {_fmt(h['recall'])}, F1 {_fmt(h['f1'], pct=False)}, kappa "
                f"{_fmt(h['kappa'], pct=False)}, AUC {_fmt(res['auc_held_out'], pct=False)}")

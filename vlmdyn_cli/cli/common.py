@@ -8,6 +8,7 @@ matplotlib: command modules import the library inside the command body.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -59,6 +60,8 @@ def print_table(rows: list[dict], columns: list[str] | None = None, title: str |
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=200)     # piped or captured: as wide as the table needs (not 80, folded)
     if not rows:
         console.print("(no rows)", markup=False)
         return

@@ -10,7 +10,8 @@ Per item (best over its references, like every match feature):
 * ``minilm-qcos``: cosine of "question reference" and "question prediction" (the answer
   read in the context of its question).
 
-About 60-90 ms per item on one CPU thread; the model loads once per process (~1 s).
+About 60-90 ms per item on one CPU thread when every text is new; a text already embedded in the
+process is not embedded again. The model loads once per process (~1 s).
 """
 
 from __future__ import annotations
@@ -57,21 +58,36 @@ def _load():
         return _model
 
 
+CACHE_SIZE = 200_000      # texts whose embedding a process keeps (384 floats each: ~300 MB at most)
+_cache: dict[str, object] = {}
+
+
 def embed(texts: list[str]):
-    """Unit-length embeddings of ``texts`` (numpy, one row each)."""
+    """Unit-length embeddings of ``texts`` (numpy, one row each).
+
+    Each distinct text is embedded once per process (references and questions repeat across the
+    items of a run: every checkpoint's answer to a question shares them), and the texts still to do
+    are batched by length so a batch pads little."""
     import numpy as np
     import torch
 
-    tok, model = _load()
-    out = []
-    for i in range(0, len(texts), BATCH):
-        b = tok(texts[i:i + BATCH], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-        with torch.inference_mode():
-            h = model(**b).last_hidden_state
-        mask = b["attention_mask"].unsqueeze(-1).to(h.dtype)
-        e = (h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out.append(torch.nn.functional.normalize(e, dim=-1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 384), dtype="float32")
+    todo = sorted({t for t in texts if t not in _cache}, key=lambda t: (len(t), t))
+    new: dict[str, object] = {}
+    if todo:
+        tok, model = _load()
+        for i in range(0, len(todo), BATCH):
+            chunk = todo[i:i + BATCH]
+            b = tok(chunk, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+            with torch.inference_mode():
+                h = model(**b).last_hidden_state
+            mask = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+            e = torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1).numpy()
+            new.update(zip(chunk, e))
+    out = np.stack([new[t] if t in new else _cache[t] for t in texts]) if texts else np.zeros((0, 384), "float32")
+    if len(_cache) + len(new) > CACHE_SIZE:
+        _cache.clear()
+    _cache.update(new)
+    return out
 
 
 def similarity_features(items) -> dict[str, dict[str, float]]:

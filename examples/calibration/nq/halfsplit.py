@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
 from vlmdyn_cli.calibration.band import best_band, escalated  # noqa: E402
-from vlmdyn_cli.calibration.fit import Escalation, held_out_band  # noqa: E402
+from vlmdyn_cli.calibration.fit import FIT_TO, Escalation, fit_targets, held_out_band  # noqa: E402
 from vlmdyn_cli.calibration.logreg import choose_l2, cross_val_predict, fit_logreg  # noqa: E402
 from vlmdyn_cli.judging import features as F  # noqa: E402
 from vlmdyn_cli.judging.backends.base import Item  # noqa: E402
@@ -75,6 +75,9 @@ def main() -> int:
     ap.add_argument("--l2", default="auto", help="the L2 penalty, or auto (as `calibrate fit` without --l2: "
                     "chosen by grouped CV on the fitting half)")
     ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--fit-to", choices=FIT_TO, default="blend", help="the cheap judge's targets, as `calibrate "
+                    "fit --fit-to`: blend (default with --escalate-to: the mean of the human label and GPT-4's "
+                    "verdict) or labels (the human labels alone)")
     a = ap.parse_args()
     names = []
     for n in a.features.split(","):
@@ -92,6 +95,7 @@ def main() -> int:
     ruled = np.array([d.verdict is not None and d.confidence >= 0.8 for d in rules])
     rule_yes = np.array([d.verdict == "yes" for d in rules], dtype=int)
     esc_spec = Escalation(spec=None, ref="gpt4", max_escalation=a.cap)
+    t = fit_targets(y, {"verdict": ["yes" if v else "no" for v in llm]}, a.fit_to)
     qs = sorted(set(groups))
     out, chosen = [], []
     for seed in range(a.splits):
@@ -100,28 +104,36 @@ def main() -> int:
         half = np.isin(groups, order[:len(order) // 2])
         for fit_side in (half, ~half):
             tr, te = np.flatnonzero(fit_side), np.flatnonzero(~fit_side)
-            l2 = (choose_l2(X[tr].tolist(), y[tr].tolist(), folds=a.folds, groups=groups[tr].tolist())
+            l2 = (choose_l2(X[tr].tolist(), t[tr].tolist(), folds=a.folds, groups=groups[tr].tolist(),
+                            labels=y[tr].tolist())
                   if a.l2 == "auto" else float(a.l2))
             chosen.append(l2)
             if a.fitted_band:
-                oof = cross_val_predict(X[tr].tolist(), y[tr].tolist(), folds=a.folds, seed=0, l2=l2,
+                oof = cross_val_predict(X[tr].tolist(), t[tr].tolist(), folds=a.folds, seed=0, l2=l2,
                                         groups=groups[tr].tolist())
                 band = best_band(oof, llm[tr] == y[tr], y[tr], max_escalation=a.cap)
             else:
                 band = held_out_band(X[tr], y[tr], llm[tr] == y[tr], groups[tr].tolist(), esc_spec,
-                                     folds=a.folds, seed=0, l2=l2)
-            model = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=l2)
+                                     folds=a.folds, seed=0, l2=l2, targets=t[tr])
+            model = fit_logreg(X[tr].tolist(), t[tr].tolist(), l2=l2)
             p = np.array([model.prob(x) for x in X[te].tolist()])
             esc = escalated(p, band, None if a.fitted_band else a.cap)    # the scored half is one run
             cheap = (p >= 0.5).astype(int)
             casc = np.where(esc, llm[te], cheap)
-            default = np.where(ruled[te], rule_yes[te], cheap)
+            if a.fit_to != "labels":          # the offline default's judge is fitted to the human labels
+                l2y = (choose_l2(X[tr].tolist(), y[tr].tolist(), folds=a.folds, groups=groups[tr].tolist())
+                       if a.l2 == "auto" else float(a.l2))
+                own = fit_logreg(X[tr].tolist(), y[tr].tolist(), l2=l2y)
+                cheap_y = (np.array([own.prob(x) for x in X[te].tolist()]) >= 0.5).astype(int)
+            else:
+                cheap_y = cheap
+            default = np.where(ruled[te], rule_yes[te], cheap_y)
             out.append((100 * esc.mean(), 100 * ((casc == y[te]).mean() - (llm[te] == y[te]).mean()),
                         100 * (cheap == y[te]).mean(), 100 * (default == y[te]).mean()))
     r = np.array(out)
     ok_esc, ok_agr = r[:, 0] <= 100 * a.cap + 1e-9, r[:, 1] >= -0.5
     print(f"{len(items)} items, {len(qs)} questions; {a.splits} splits x 2 directions; features "
-          f"{','.join(names)}; l2 {a.l2 if a.l2 == 'auto' else float(a.l2)}; cap {100 * a.cap:g}%{'; fitted band, no budget' if a.fitted_band else '; budget per run'}")
+          f"{','.join(names)}; l2 {a.l2 if a.l2 == 'auto' else float(a.l2)}; cap {100 * a.cap:g}%{'; fitted band, no budget' if a.fitted_band else '; budget per run'}; fitted to {a.fit_to}")
     if a.l2 == "auto":
         print("  l2 chosen: " + ", ".join(f"{v:g} x{chosen.count(v)}" for v in sorted(set(chosen))))
     print(f"  escalated share (%)           mean {r[:, 0].mean():5.1f}  min {r[:, 0].min():5.1f}  max {r[:, 0].max():5.1f}")
@@ -129,7 +141,7 @@ def main() -> int:
     print(f"  splits passing: escalated <= cap {100 * ok_esc.mean():.0f}%, within 0.5 pts {100 * ok_agr.mean():.0f}%, "
           f"both {100 * (ok_esc & ok_agr).mean():.0f}%")
     print(f"  cheap judge alone (%)         mean {r[:, 2].mean():5.1f}  min {r[:, 2].min():5.1f}  p5 {np.percentile(r[:, 2], 5):5.1f}")
-    print(f"  offline default: rules, else the cheap judge (%)  mean {r[:, 3].mean():5.1f}  min {r[:, 3].min():5.1f}  "
+    print(f"  offline default: rules, else the cheap judge fitted to the labels (%)  mean {r[:, 3].mean():5.1f}  min {r[:, 3].min():5.1f}  "
           f"p5 {np.percentile(r[:, 3], 5):5.1f}  share >= 78%: {100 * (r[:, 3] >= 78).mean():.0f}%")
     return 0
 

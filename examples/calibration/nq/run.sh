@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The calibrated cascade on real human votes (judges/data/nq-dev.jsonl, 731 answers, 2-3 raters each),
 # with GPT-4's stored verdicts served by a loopback OpenAI-compatible server as the escalation stage.
-#   examples/calibration/nq/run.sh [--minilm] [--db nq.db]
+#   examples/calibration/nq/run.sh [--lexical] [--db nq.db]
+# Features: lexical,minilm (the recommended set for a cascade; MiniLM comes with the embed extra);
+# --lexical: the lexical features only (no model at all).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"; REPO="$(cd "$HERE/../../.." && pwd)"
 PY="${PYTHON:-$REPO/.venv/bin/python}"; VLMDYN="${VLMDYN:-$REPO/.venv/bin/vlmdyn}"
-FEATURES=lexical; DB=""
+FEATURES=lexical,minilm; DB=""
 while [ $# -gt 0 ]; do case "$1" in
+  --lexical) FEATURES=lexical; shift;;
   --minilm) FEATURES=lexical,minilm; shift;;
   --db) DB="$2"; shift 2;;
   *) echo "unknown argument $1" >&2; exit 2;; esac; done
