@@ -60,8 +60,9 @@ SLOTS = {
 _YES = {"dict": ("yes",), "plain": (" yes", " Yes", "yes", "Yes")}
 _NO = {"dict": ("no",), "plain": (" no", " No", "no", "No")}
 
-PARALLEL = 1              # default items per llama.cpp batch: batching was not faster per token on the
-                          # CPU here (benchmarks/bench_judge_batch.py); on other builds it may be
+PARALLEL = 1              # default items per llama.cpp batch: a batch decodes as many tokens as one at a
+                          # time (its prefix trie shares what consecutive items share) and the Q4_1 model
+                          # has no batched kernel here, so it is not faster at 1 thread (notes/jbatch.md)
 REPLY_ROOM = 48           # KV cells kept per batched item for its forced reply
 
 _MODELS: dict[tuple, "object"] = {}     # one Llama per (file, n_ctx, threads) per process
