@@ -71,6 +71,51 @@ def test_packed_loss_and_gradients_equal_padded(mixed_db, small_training):
     assert n_padding > 0                      # the padded batches really had padding to leave out
 
 
+def test_loss_module_equals_the_models_own_loss(mixed_db, small_training):
+    """The loss module places the image features itself (index copy): same loss and vision-tower
+    gradients as ``LlavaForConditionalGeneration(..., labels=...)``, which places them with its own mask."""
+    cfg = load_config(None, small_training(train={"packing": False}, checkpoints={"steps": [], "final": False}))
+    tr = Trainer(mixed_db, cfg, seed=0, run_name="m")
+    tr.prepare()
+    batch = next(b for b in tr.batches if b["pixel_values"] is not None and len(b["pixel_values"]) > 1)
+    vision = [p for p in tr.llava.model.vision_tower.parameters()]
+    out = []
+    for ours in (True, False):
+        tr.llava.zero_grad(set_to_none=True)
+        if ours:
+            loss = loss_sum(tr.wrapped, batch, torch.device("cpu"))
+        else:
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            loss = n * tr.llava(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                pixel_values=batch["pixel_values"], labels=batch["labels"], use_cache=False).loss
+        loss.backward()
+        out.append((loss.item(), [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in vision]))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-5)
+    assert any(bool(g.abs().sum() > 0) for g in out[1][1])     # the images did reach the loss
+    for a, b in zip(out[0][1], out[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_attention_with_grouped_key_value_heads():
+    """The direct SDPA path repeats grouped key/value heads: each conversation's output equals
+    transformers' SDPA attention on that conversation alone."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from vlmdyn_cli.training.packing import packed_attention
+
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, True
+    lengths = (5, 9, 3)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, sum(lengths), 8, generator=g)
+    k, v = (torch.randn(1, 2, sum(lengths), 8, generator=g) for _ in range(2))
+    out, _ = packed_attention(module, q, k, v, None, scaling=0.3, packed_lengths=lengths)
+    assert out.shape == (1, sum(lengths), 4, 8)
+    ref = torch.cat([sdpa_attention_forward(module, a, b, c, None, scaling=0.3)[0]
+                     for a, b, c in zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))], dim=1)
+    torch.testing.assert_close(out, ref)
+
+
 def test_packed_model_on_a_padded_batch_is_plain_sdpa(mixed_db, small_training):
     """Outside a packed row the packed implementation is SDPA with the model's padding mask."""
     cfg = load_config(None, small_training(train={"packing": False}, checkpoints={"steps": [], "final": False}))

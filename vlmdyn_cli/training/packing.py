@@ -38,9 +38,12 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
 
     One SDPA call per conversation on its slice of the row (``split``: its backward is one
     concatenation). Measured on the tiny model this beats gathering the conversations into one
-    padded (conversations, heads, longest, d) block: the CPU kernel then computes the padding too.
+    padded (conversations, heads, longest, d) block (the CPU kernel then computes the padding too),
+    a block-diagonal mask over the row, and a hand-written softmax attention per conversation.
+    torch's SDPA is called directly, not through transformers' wrapper (its checks and a copy per
+    call); options the direct call does not cover (soft-capping, position bias) go through the wrapper.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     if packed_lengths is None:       # not a packed row: plain SDPA with the model's mask
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -48,11 +51,16 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     if kwargs.get("sliding_window") is not None:
         raise ValueError(f"the {PACKED_ATTENTION} attention does not implement sliding windows")
     kwargs.pop("is_causal", None)
-    outs = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
-                                   **kwargs)[0]
-            for q, k, v in zip(query.split(packed_lengths, 2), key.split(packed_lengths, 2),
-                               value.split(packed_lengths, 2))]
-    return torch.cat(outs, dim=1), None
+    split = (query.split(packed_lengths, 2), key.split(packed_lengths, 2), value.split(packed_lengths, 2))
+    if any(kwargs.get(k) for k in ("softcap", "position_bias", "output_attentions")):
+        outs = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
+                                       **kwargs)[0] for q, k, v in zip(*split)]
+        return torch.cat(outs, dim=1), None
+    groups = getattr(module, "num_key_value_groups", 1)   # grouped-query attention: repeat the key/value heads
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    outs = [sdpa(q, repeat_kv(k, groups), repeat_kv(v, groups), dropout_p=dropout, is_causal=True, scale=scaling)
+            for q, k, v in zip(*split)]
+    return torch.cat(outs, dim=2).transpose(1, 2), None
 
 
 def _mask(**kwargs):
