@@ -224,3 +224,39 @@ def test_parallel_option_is_checked(local):
     spec, _ = local
     with pytest.raises(BadInput, match="parallel must be >= 1"):
         create_backend(spec, {"parallel": 0})
+
+
+def test_one_decode_for_a_trie_of_prompts_gives_the_logits_of_each_alone(local):
+    """The batched context decodes each token shared by several prompts once (one batch row for all
+    of them) and still gives every prompt the next-token distribution it gets alone."""
+    import numpy as np
+
+    from vlmdyn_cli.judging.backends.llama_batch import ParallelContext, trie_size
+
+    spec, b = local
+    par = ParallelContext(b.llm, 4, 1024, 1)
+
+    def tok(text: str) -> list[int]:
+        return b.llm.tokenize(text.encode(), add_bos=False, special=False)
+
+    q = tok("Question: what colour is the bus? Correct answer: red. Prediction:")
+    cases = {
+        "shared question": [q + tok(" red"), q + tok(" blue"), q + tok(" a red bus")],
+        "nothing shared": [tok("Zebras cross"), tok("Alpha beta gamma"), tok("12 dogs")],
+        "a batch of one": [q + tok(" green")],
+        "prefixes of one another": [q, q + tok(" red"), q + tok(" red bus"), q + tok(" red")],
+    }
+    for name, prompts in cases.items():
+        par.start([], len(prompts))
+        before, calls = par.decoded, par.decodes
+        got = par.evaluate({i + 1: t for i, t in enumerate(prompts)})
+        assert par.decoded - before == trie_size(prompts), name            # each shared token once
+        assert par.decodes - calls == 1, name
+        for i, t in enumerate(prompts):
+            b.eval_reusing_prefix(t)
+            alone = np.array(b.last_logits())
+            p, p_alone = np.exp(got[i + 1] - got[i + 1].max()), np.exp(alone - alone.max())
+            p, p_alone = p / p.sum(), p_alone / p_alone.sum()
+            assert int(np.argmax(got[i + 1])) == int(np.argmax(alone)), name
+            assert np.abs(p - p_alone).max() < 0.05, name
+    assert trie_size(cases["prefixes of one another"]) == len(q) + 2      # " red" twice, " bus" once

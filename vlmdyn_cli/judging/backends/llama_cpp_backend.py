@@ -60,8 +60,9 @@ SLOTS = {
 _YES = {"dict": ("yes",), "plain": (" yes", " Yes", "yes", "Yes")}
 _NO = {"dict": ("no",), "plain": (" no", " No", "no", "No")}
 
-PARALLEL = 1              # default items per llama.cpp batch: batching was not faster per token on the
-                          # CPU here (benchmarks/bench_judge_batch.py); on other builds it may be
+PARALLEL = 1              # default items per llama.cpp batch: a batch decodes as many tokens as one at a
+                          # time (its prefix trie shares what consecutive items share) and the Q4_1 model
+                          # has no batched kernel here, so it is not faster at 1 thread (notes/jbatch.md)
 REPLY_ROOM = 48           # KV cells kept per batched item for its forced reply
 
 _MODELS: dict[tuple, "object"] = {}     # one Llama per (file, n_ctx, threads) per process
@@ -413,7 +414,7 @@ class LlamaCppBackend(ModelBackend):
     def complete(self, prompts: Iterable[Prompt], on_completion: OnCompletion) -> None:
         """One item at a time (``parallel = 1``, grammar sampling) or in batches of up to ``parallel``
         items whose prompts and replies fit the context together."""
-        from vlmdyn_cli.judging.backends.llama_batch import common_prefix
+        from vlmdyn_cli.judging.backends.llama_batch import trie_size
 
         group: list[tuple[Prompt, str, list[int]]] = []
         n_ctx = self.options.n_ctx
@@ -425,9 +426,8 @@ class LlamaCppBackend(ModelBackend):
                 group.clear()
 
         def cells(items: list[list[int]]) -> int:
-            """KV cells a batch needs: the shared prefix once, each item's rest and its reply."""
-            shared = min([len(t) - 1 for t in items] + [common_prefix(items[0], t) for t in items[1:]])
-            return shared + sum(len(t) - shared + REPLY_ROOM for t in items)
+            """KV cells a batch needs: every distinct prefix once (the trie), and each item's reply."""
+            return trie_size(items) + REPLY_ROOM * len(items)
 
         for req in prompts:
             if self.options.parallel == 1 or not self.batchable(req):
