@@ -119,10 +119,11 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     held = np.zeros(len(items))
     escalated = np.zeros(len(items), dtype=bool)
 
+    t = fit_targets(y, llm, fit_to)
+
     def penalty(idx) -> float:
         return l2 if l2 is not None else choose_l2(X[idx].tolist(), t[idx].tolist(), folds=folds, seed=seed,
                                                    groups=[groups[i] for i in idx], labels=y[idx].tolist())
-    t = fit_targets(y, llm, fit_to)
     with reporter.task("cross-validation", total=len(set(fold)) + 1, unit="folds") as task:
         for f in sorted(set(fold)):
             tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
@@ -175,6 +176,15 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
 FIT_TO = ("labels", "blend")
 
 
+def check_fit_to(fit_to: str, escalating: bool) -> None:
+    """``--fit-to``: a known value, and ``blend`` only with an escalation judge (checked before any work)."""
+    if fit_to not in FIT_TO:
+        raise BadInput(f"--fit-to must be one of {', '.join(FIT_TO)}, got {fit_to!r}")
+    if fit_to == "blend" and not escalating:
+        raise BadInput("--fit-to blend mixes in the --escalate-to judge's verdicts: give --escalate-to SPEC "
+                       "(or --fit-to labels)")
+
+
 def fit_targets(y, llm: dict | None, fit_to: str) -> np.ndarray:
     """What the cheap judge is fitted to: the labels (1 yes, 0 no), or with ``blend`` the mean of the
     label and the escalation judge's verdict on the same item (the label alone where that judge gave
@@ -182,13 +192,9 @@ def fit_targets(y, llm: dict | None, fit_to: str) -> np.ndarray:
     reading of the same items (two or three people vote on each), so the cheap judge ranks its
     items better for the escalation budget (examples/calibration/nq/README.md, half-splits)."""
     y = np.asarray(y, dtype=float)
-    if fit_to not in FIT_TO:
-        raise BadInput(f"--fit-to must be one of {', '.join(FIT_TO)}, got {fit_to!r}")
+    check_fit_to(fit_to, llm is not None)
     if fit_to == "labels":
         return y
-    if llm is None:
-        raise BadInput("--fit-to blend mixes in the --escalate-to judge's verdicts: give --escalate-to SPEC "
-                       "(or --fit-to labels)")
     v = [None if x is None else float(x == "yes") for x in llm["verdict"]]
     return np.array([yi if vi is None else (yi + vi) / 2 for yi, vi in zip(y, v)])
 

@@ -296,8 +296,8 @@ def fit_cmd(
     target_agreement: Annotated[Optional[float], typer.Option("--target-agreement", help="Cascade: instead, the "
                                 "agreement to reach with the fewest escalations (0-1).")] = None,
     fit_to: Annotated[Optional[str], typer.Option("--fit-to", help="What the cheap judge is fitted to: labels, "
-                      "or blend (the mean of each item's label and the --escalate-to judge's verdict: it learns "
-                      "to defer where they disagree). Default: blend with --escalate-to, else labels.")] = None,
+                      "or blend (the mean of each item's label and the --escalate-to judge's verdict, a less "
+                      "noisy target; scored against the labels). Default: blend with --escalate-to, else labels.")] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Fit on this judge's verdicts instead of "
                        "human labels: --n items drawn from the database are judged by it first.")] = None,
     n: Annotated[int, typer.Option("--n", help="--teacher: items to draw.", min=1)] = 2000,
@@ -336,7 +336,7 @@ def fit_cmd(
 
       vlmdyn calibrate fit --name taught --features lexical --teacher gpt-4o-mini --n 2000 --run seed0
     """
-    from vlmdyn_cli.calibration.fit import FIT_TO, Escalation, fit_judge
+    from vlmdyn_cli.calibration.fit import Escalation, check_fit_to, fit_judge
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.judging.features import check_features, expand
     from vlmdyn_cli.judging.run import preflight
@@ -353,12 +353,8 @@ def fit_cmd(
         raise BadInput("give --max-escalation or --target-agreement, not both")
     if escalate_to is None and (max_escalation is not None or target_agreement is not None):
         raise BadInput("--max-escalation / --target-agreement need --escalate-to SPEC")
-    if fit_to is not None and fit_to not in FIT_TO:
-        raise BadInput(f"--fit-to must be one of {', '.join(FIT_TO)}, got {fit_to!r}")
-    if fit_to == "blend" and escalate_to is None:
-        raise BadInput("--fit-to blend mixes in the --escalate-to judge's verdicts: give --escalate-to SPEC "
-                       "(or --fit-to labels)")
     fit_to = fit_to or ("blend" if escalate_to is not None else "labels")
+    check_fit_to(fit_to, escalate_to is not None)
     if escalate_to is None and teacher is None and (model or base_url):
         raise BadInput("--model / --base-url apply to the --escalate-to or --teacher judge: give one of them")
     overrides = dict(model=model, options={"base_url": base_url} if base_url else None)
