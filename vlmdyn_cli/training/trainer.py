@@ -368,9 +368,9 @@ class Trainer:
         if status == "done":
             trained = len(self.epoch.order) - plan.start_step * plan.global_batch
             fields.update(finished_at=now(), samples_per_s=trained / max(elapsed, 1e-9))
-            ResumeState(plan.run_dir).remove()
         R.set_status(db, self.run_id, status, **fields)
         if status == "done":
+            ResumeState(plan.run_dir).remove()    # after "done": a kill in between leaves only spare files
             n = db.execute("SELECT COUNT(*) FROM run_order WHERE run_id=?", [self.run_id]).fetchone()[0]
             self.reporter.info(f"run {plan.name} done: {plan.total} steps, {n} conversations, {elapsed:.1f}s")
 
