@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vlmdyn_cli.atomic import write_text
 from vlmdyn_cli.store.schema_doc import render_markdown
 
 CLI_START, CLI_END = "<!-- cli:start -->", "<!-- cli:end -->"
@@ -66,7 +67,7 @@ def update(path: str | Path) -> bool:
     new = replace_block(new, SCHEMA_START, SCHEMA_END, render_markdown(), "## Database schema")
     new = replace_block(new, FINDINGS_START, FINDINGS_END, rules_markdown(), "## The findings' rules")
     if new != text:
-        path.write_text(new, encoding="utf-8")
+        write_text(path, new)
         return True
     return False
 

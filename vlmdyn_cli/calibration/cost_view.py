@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlmdyn_cli.atomic import save_figure
 from vlmdyn_cli.calibration.report import PAPER_TABLE
 
 PAPER_LINES = {label.replace("gpt-4o-mini (paper, ", "paper gpt-4o-mini, ").rstrip(")"): v["accuracy"]
@@ -113,6 +114,6 @@ def render_png(pts: list[dict], curves: dict[str, list[dict]], path: Path) -> Pa
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

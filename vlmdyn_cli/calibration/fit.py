@@ -19,6 +19,7 @@ import numpy as np
 
 from sqlite_utils import Database
 
+from vlmdyn_cli.atomic import write_text
 from vlmdyn_cli.calibration import metrics as M
 from vlmdyn_cli.calibration.band import Band, choose_band, escalated as within_budget
 from vlmdyn_cli.calibration.logreg import choose_l2, cross_val_predict, fit_logreg, fold_of
@@ -169,7 +170,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
         res["spec_path"], res["cheap_spec_path"] = str(path), str(cheap_path)
         files[path] = _to_toml(_cascade_spec(name, cheap_path.name, escalation, band, res["cascade"]))
     for path, text in files.items():     # written last: a failure above leaves no file behind
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text)
     return res
 
 

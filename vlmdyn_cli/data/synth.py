@@ -38,6 +38,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vlmdyn_cli.atomic import write_text
 from vlmdyn_cli.data.categories import BOUNDING, CATEGORIES, OCR, PAPER_MIX
 from vlmdyn_cli.data.synth_books import Book, draw_book, sample_book
 from vlmdyn_cli.data.synth_keys import EDITION, Key, sample_key, scene_kind
@@ -130,11 +131,11 @@ def generate(out_dir: str | os.PathLike, n_images: int = 2000, seed: int = 0, wo
         meta_path.unlink()  # not "done" until rewritten at the end
     _remove_stale(out / IMAGES_DIR, {rel for rel, _ in specs})
     _render_all(out / IMAGES_DIR, specs, workers, reporter)
-    _atomic_write(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
+    write_text(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
     seconds = time.monotonic() - t0
 
     meta = _meta(params, specs, records, seconds)
-    _atomic_write(meta_path, json.dumps(meta, indent=2))
+    write_text(meta_path, json.dumps(meta, indent=2))
     reporter.info(f"wrote {meta['n_conversations']} conversations, {meta['n_qa']} QA pairs, "
                   f"{n_images} images to {out} in {seconds:.1f} s")
     return _result_from_meta(out, meta, skipped=False)
@@ -270,12 +271,6 @@ def _remove_stale(root: Path, keep: set[str]) -> None:
 
 
 # ------------------------------------------------------------------ outputs
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def realised_mix(records: list[dict]) -> tuple[dict[str, float], dict[str, dict[str, float]], int]:
     """Category % over QA pairs, sub-category % within each category, number of QA pairs."""
     cats = Counter(t["category"] for r in records for t in r["vlmdyn_truth"])

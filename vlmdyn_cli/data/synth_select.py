@@ -156,7 +156,8 @@ def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size
 
     The same parameters on a finished folder do nothing (meta["skipped"] = True) unless ``force``.
     """
-    from vlmdyn_cli.data.synth import (IMAGES_DIR, JSON_NAME, META_NAME, _atomic_write, checked_output,
+    from vlmdyn_cli.atomic import write_text
+    from vlmdyn_cli.data.synth import (IMAGES_DIR, JSON_NAME, META_NAME, checked_output,
                                        finished_meta, realised_mix)
 
     fam = family(name)
@@ -197,11 +198,11 @@ def generate_family(out_dir, name: str, n_images: int, seed: int = 0, image_size
                 del rec["image"]
             records.append(rec)
             task.advance()
-    _atomic_write(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
+    write_text(out / JSON_NAME, json.dumps(records, ensure_ascii=False))
     mix, _, n_qa = realised_mix(records)
     meta = {"params": params, "effect": fam.effect, "about": fam.about, "n_images": n_images,
             "n_conversations": len(records), "n_qa": n_qa, "mix_percent": {k: v for k, v in mix.items() if v},
             "seconds": round(time.monotonic() - t0, 2), "files": {"json": JSON_NAME, "images": IMAGES_DIR}}
-    _atomic_write(meta_path, json.dumps(meta, indent=2))
+    write_text(meta_path, json.dumps(meta, indent=2))
     reporter.info(f"wrote family {name}: {len(records)} conversations, {n_qa} QA pairs to {out}")
     return {**meta, "skipped": False}

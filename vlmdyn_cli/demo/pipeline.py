@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vlmdyn_cli.atomic import write_text
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.progress import NullReporter, Reporter
 
@@ -121,7 +122,7 @@ def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
     except BadInput as exc:  # e.g. a benchmark too small for any comparison: the demo's work stays valid
         findings = FindingsReport(spec.name, runs, [], [], [str(exc)])
     acc = accuracy_table(db, runs, spec.hash)
-    (cfg.out / "summary.json").write_text(json.dumps(
+    write_text(cfg.out / "summary.json", json.dumps(
         {"timings_s": timings, "findings": findings.to_dict(), "accuracy": acc}, indent=2, default=str))
     return DemoResult(cfg.db_path, runs, report, figures, timings, findings, acc, spec.name)
 

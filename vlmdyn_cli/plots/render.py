@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vlmdyn_cli.atomic import save_figure
 from vlmdyn_cli.errors import require
 
 
@@ -133,7 +134,7 @@ def draw(spec: dict, path: str | Path, fmt: str = "png", dpi: int = 130) -> Path
     fig.tight_layout(rect=(0, min(0.3, bottom_in / fig_h), 1, 0.96))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt, dpi=dpi)
+    save_figure(fig, path, format=fmt, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -14,6 +14,7 @@ import html
 import json
 from pathlib import Path
 
+from vlmdyn_cli.atomic import write_text
 from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.plots import aggregate as A
@@ -235,11 +236,11 @@ def write_report(db, sel: A.Selection, out: Path, reporter=None) -> dict:
     if suffix in (".md", ".markdown"):
         fig_dir = out.parent / f"{out.stem}_figures"
         data = collect(db, sel, fig_dir, reporter)
-        out.write_text(to_markdown(data, fig_dir.name), encoding="utf-8")
+        write_text(out, to_markdown(data, fig_dir.name))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             data = collect(db, sel, Path(tmp), reporter)
-            out.write_text(to_html(data), encoding="utf-8")
+            write_text(out, to_html(data))
     return {"path": str(out), "figures": [f["name"] for f in data["figures"] if "missing" not in f],
             "missing": {f["name"]: f["missing"] for f in data["figures"] if "missing" in f},
             "calibrated": data["calibration"] is not None}

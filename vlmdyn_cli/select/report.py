@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from vlmdyn_cli.atomic import save_figure
 from vlmdyn_cli.select.loop import Arm, Walk
 
 
@@ -151,6 +152,6 @@ def draw_figure(rep: dict, path) -> str:
     ax.set_ylabel("benchmark accuracy (%)")
     ax.set_title(f"Individual Select: {rep['plan']} (green kept, red rejected)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return str(path)
