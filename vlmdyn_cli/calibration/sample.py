@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.jsonl import input_file, read_text
+from vlmdyn_cli.jsonl import check_surrogates, input_file, read_text
 from vlmdyn_cli.store.db import immediate, upsert_triples
 from vlmdyn_cli.store.labels import CalibrationItem, add_items
 from vlmdyn_cli.store.runs import get_run
@@ -44,6 +44,7 @@ def _candidates_from_file(db: Database, path: Path) -> list[dict]:
             q, a, p = obj["question"], obj["answer"], obj["prediction"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise BadInput(f"{path}:{i}: needs a JSON object with question, answer, prediction ({exc})") from exc
+        check_surrogates(line, obj, f"{path}:{i}")
         triples.append((str(q), str(a), str(p)))
         items.append({"category": obj.get("category"), "subcategory": obj.get("subcategory"),
                       "source": f"file:{path.name}:{obj.get('id', i)}"})

@@ -22,6 +22,8 @@ DbOpt = Annotated[
     typer.Option("--db", envvar="VLMDYN_DB", help="Experiment database (default ./vlmdyn.db).",
                  show_default=False),
 ]
+# seeds are stored as SQLite integers and fed to numpy's generators: 0 .. 2^63 - 1
+SEED_MIN, SEED_MAX = 0, 2**63 - 1
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 RunOpt = Annotated[str, typer.Option("--run", help="Run name (see `vlmdyn runs list`).")]

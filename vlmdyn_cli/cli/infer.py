@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt, emit_json, hint,
-                                   print_table, say)
+from vlmdyn_cli.cli.common import (SEED_MAX, SEED_MIN, DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt,
+                                   emit_json, hint, print_table, say)
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -19,8 +19,16 @@ ByCategoryOpt = Annotated[bool, typer.Option(
     "--by-category", help="Also print one table per category.")]
 
 
-def _names(text: str) -> list[str] | None:
-    return None if text.strip().lower() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+def _names(text: str, flag: str = "--sets") -> list[str] | None:
+    """'all' -> None, else the comma list of set names (an empty list is bad input)."""
+    if text.strip().lower() == "all":
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        from vlmdyn_cli.errors import BadInput
+
+        raise BadInput(f"{flag} names no set: give 'all' or a comma list of set names")
+    return names
 
 
 def infer_cmd(
@@ -44,7 +52,7 @@ def infer_cmd(
     temperature: Annotated[float, typer.Option("--temperature", min=0.0,
                                                help="0 = greedy (default); > 0 samples.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling.")] = 1.0,
-    gen_seed: Annotated[int, typer.Option("--gen-seed", help="Sampling seed.")] = 0,
+    gen_seed: Annotated[int, typer.Option("--gen-seed", min=SEED_MIN, max=SEED_MAX, help="Sampling seed.")] = 0,
     regenerate: Annotated[bool, typer.Option(
         "--regenerate", help="Redo answers stored with a different generation config.")] = False,
     shard: ShardOpt = None,

@@ -48,6 +48,8 @@ def check_relative(rel: str, *, where: str) -> str:
     """Normalise an image path from a record; reject absolute paths and ones leaving the root."""
     if not isinstance(rel, str) or not rel.strip():
         raise BadInput(f"{where}: 'image' must be a non-empty relative path")
+    if "\x00" in rel:
+        raise BadInput(f"{where}: image path {rel!r} contains a NUL character")
     if rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
         raise BadInput(f"{where}: image path {rel!r} is absolute; paths must be relative to the image root")
     if ".." in rel.replace("\\", "/").split("/"):

@@ -54,6 +54,13 @@ class DemoConfig:
             raise BadInput(f"--seeds must be at least 1 (got {self.seeds})")
         if self.images < 50:
             raise BadInput(f"--images must be at least 50 for the demo to have sets to build (got {self.images})")
+        for flag, n in (("--seen-size", self.seen_size), ("--unseen-size", self.unseen_size)):
+            if n < 1:
+                raise BadInput(f"{flag} must be at least 1 (got {n})")
+        if str(self.out).strip() in ("", "."):
+            raise BadInput("--out: give the demo a folder of its own (the path is empty or '.')")
+        if self.out.exists() and not self.out.is_dir():
+            raise BadInput(f"--out {self.out} exists and is not a folder")
 
     @property
     def db_path(self) -> Path:

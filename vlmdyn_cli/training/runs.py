@@ -11,13 +11,14 @@ import json
 import re
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.names import run_name_part
 from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import Run, checkpoints, get_run
 
 
 def default_run_name(dataset: str, model_id: str, seed: int) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id.split("/")[-1].split(":")[-1]).strip("-") or "model"
-    return f"{dataset}-{slug}-s{seed}"
+    return f"{run_name_part(dataset)}-{slug}-s{seed}"
 
 
 def create_run(db, *, name, dataset_id, seed, model_id, cfg, out_dir, total_steps, global_batch,

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.names import check_run_name
 from vlmdyn_cli.models.checkpoint import load_checkpoint, quiet_transformers, save_checkpoint
 from vlmdyn_cli.models.parts import param_groups
 from vlmdyn_cli.models.registry import build_model, size_before_build
@@ -129,8 +130,9 @@ class Trainer:
         total = cfg.train.steps or total_steps(len(convs), B)
         ck = cfg.checkpoints
         ck_steps = checkpoint_steps(ck.steps, total, ck.include_step_0, ck.final)
-        name = self.run_name or R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed)
-        run_dir = Path(cfg.train.out_dir).resolve() / name
+        name = (check_run_name(self.run_name) if self.run_name is not None
+                else R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed))
+        run_dir = _writable_run_dir(Path(cfg.train.out_dir).resolve() / name)
         resolved = {**cfg.to_dict(), "seed": self.seed, "world_size": self.dist.world, "global_batch": B}
         run = find_run(db, name)
         start, init_from = 0, self.init_from
@@ -382,6 +384,17 @@ class Trainer:
             "checkpoints": {str(k): v for k, v in checkpoints(self.db, run.id).items()},
             "train_seconds": run.train_seconds, "samples_per_s": run.samples_per_s,
         }
+
+
+def _writable_run_dir(run_dir: Path) -> Path:
+    """``run_dir``, made if missing; BadInput (before any row is written) when it cannot hold checkpoints."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"[train] out_dir: cannot make the run folder {run_dir}: {exc.strerror or exc}") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise BadInput(f"[train] out_dir: the run folder {run_dir} is not writable")
+    return run_dir
 
 
 def _comparable(resolved: dict) -> dict:
