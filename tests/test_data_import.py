@@ -513,3 +513,25 @@ def test_concurrent_import_of_the_same_content_is_not_duplicated(tmp_path, db, d
     assert res.already_imported and res.name == "theirs"
     assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["theirs"]
     assert table_counts(db)["conversations"] == 5
+
+
+def test_concurrent_import_of_the_same_file_under_the_same_name_is_a_no_op(tmp_path, db, db_path, image_root):
+    """Two `data import FILE` of one file at once (the same default name): the one that commits second
+    finds the first's dataset, not a name clash (on main it failed: "a dataset named 'mix' already exists")."""
+    from vlmdyn_cli.store import open_db
+
+    p = write_json(tmp_path / "mix.json", records())
+
+    class OtherWriterFirst(RecordingReporter):
+        def _start(self, h):
+            super()._start(h)
+            if h.desc.startswith("importing") and not getattr(self, "done", False):
+                self.done = True
+                other = open_db(db_path)
+                import_dataset(other, p, image_root)
+                other.close()
+
+    res = import_dataset(db, p, image_root, reporter=OtherWriterFirst())
+    assert res.already_imported and res.name == "mix"
+    assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["mix"]
+    assert table_counts(db)["conversations"] == 5

@@ -254,12 +254,12 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     size = max(json_path.stat().st_size, 1)
     try:
         with reporter.task(f"importing {name}", unit="conversations") as task, immediate(db):
-            dataset_id = ds_rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
             # the checks above ran before this transaction: repeat the content check under the write lock
-            twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ? AND id != ?",
-                              [sha, dataset_id]).fetchone()
+            # (before the insert, whose name may clash with a concurrent import of the same file)
+            twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ?", [sha]).fetchone()
             if twin:
                 raise _AlreadyImported(twin[0], twin[1])
+            dataset_id = ds_rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
             fts = _BulkFts(db)
             writer = _Writer(db, dataset_id, hasher)
             batch: list[_Conv] = []

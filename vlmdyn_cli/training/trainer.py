@@ -387,13 +387,15 @@ class Trainer:
 
 
 def _writable_run_dir(run_dir: Path) -> Path:
-    """``run_dir``, made if missing; BadInput (before any row is written) when it cannot hold checkpoints."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"[train] out_dir: cannot make the run folder {run_dir}: {exc.strerror or exc}") from None
-    if not os.access(run_dir, os.W_OK | os.X_OK):
-        raise BadInput(f"[train] out_dir: the run folder {run_dir} is not writable")
+    """``run_dir`` if it can be made and written (nothing is created here: a later bad input leaves no
+    folder behind); BadInput before any row is written otherwise (e.g. out_dir is a file)."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BadInput(f"[train] out_dir: cannot make the run folder {run_dir}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInput(f"[train] out_dir: cannot make the run folder {run_dir}: {existing} is not writable")
     return run_dir
 
 
