@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import SEED_MAX, SEED_MIN, DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table, seed_option
 
 
 def import_cmd(
@@ -66,7 +66,7 @@ def stats_cmd(
                                                    show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="Number of random samples K.")] = 7,
     size: Annotated[int, typer.Option("--size", "-n", min=1, help="QA pairs per sample N.")] = 5000,
-    seed: Annotated[int, typer.Option("--seed", min=SEED_MIN, max=SEED_MAX, help="Random seed of the samples.")] = 0,
+    seed: Annotated[int, seed_option("--seed", help="Random seed of the samples.")] = 0,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ):

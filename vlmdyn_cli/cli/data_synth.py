@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import SEED_MAX, SEED_MIN, JsonOpt, QuietOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import JsonOpt, QuietOpt, emit_json, hint, print_table, seed_option
 
 
 def add_commands(data_app: typer.Typer) -> None:
@@ -15,7 +15,7 @@ def add_commands(data_app: typer.Typer) -> None:
     def synth(
         out: Annotated[Path, typer.Option("--out", help="Output folder (llava.json, images/, synth_meta.json).")],
         images: Annotated[int, typer.Option("--images", help="Number of images (about 3 conversations each).")] = 2000,
-        seed: Annotated[int, typer.Option("--seed", min=SEED_MIN, max=SEED_MAX, help="Random seed: same seed, same files.")] = 0,
+        seed: Annotated[int, seed_option("--seed", help="Random seed: same seed, same files.")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="Image edge in pixels, 32 to 1024 (default "
                                                     "64; 32 for a --family).", show_default=False)] = None,
         workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Rendering processes (default: CPU count, max 4).")] = None,

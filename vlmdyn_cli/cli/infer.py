@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import (SEED_MAX, SEED_MIN, DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt,
-                                   emit_json, hint, print_table, say)
+from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt, emit_json, hint,
+                                   print_table, say, seed_option)
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -52,7 +52,7 @@ def infer_cmd(
     temperature: Annotated[float, typer.Option("--temperature", min=0.0,
                                                help="0 = greedy (default); > 0 samples.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling.")] = 1.0,
-    gen_seed: Annotated[int, typer.Option("--gen-seed", min=SEED_MIN, max=SEED_MAX, help="Sampling seed.")] = 0,
+    gen_seed: Annotated[int, seed_option("--gen-seed", help="Sampling seed.")] = 0,
     regenerate: Annotated[bool, typer.Option(
         "--regenerate", help="Redo answers stored with a different generation config.")] = False,
     shard: ShardOpt = None,

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import (SEED_MAX, SEED_MIN, DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint,
-                                   print_table, say)
+from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table, say,
+                                   seed_option)
 
 sets_app = typer.Typer(
     help="Seen@k and unseen evaluation sets, built from a run's order manifest.",
@@ -64,9 +64,8 @@ def build_cmd(
         "--stratify", help="'category': sample unseen sets with each category in proportion to "
                            "the candidates.")] = None,
     checkpoints: CheckpointsOpt = "all",
-    seed: Annotated[Optional[int], typer.Option(
-        "--seed", min=SEED_MIN, max=SEED_MAX,
-        help="Sampling seed for unseen sets (default: the run's seed).")] = None,
+    seed: Annotated[Optional[int], seed_option(
+        "--seed", help="Sampling seed for unseen sets (default: the run's seed).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace sets whose stored definition differs (generations are kept).")] = False,
     db: DbOpt = None,
