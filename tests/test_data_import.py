@@ -535,3 +535,37 @@ def test_concurrent_import_of_the_same_file_under_the_same_name_is_a_no_op(tmp_p
     assert res.already_imported and res.name == "mix"
     assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["mix"]
     assert table_counts(db)["conversations"] == 5
+
+
+def test_ctrl_c_of_the_cli_says_interrupted_exits_130_and_keeps_nothing(tmp_path):
+    """A real SIGINT to `vlmdyn data import` mid-file: exit 130 with the 'interrupted: rerun' line (typer
+    swallowed the KeyboardInterrupt into a silent 130 on main) and nothing stored (the rerun after an
+    interruption is test_interrupted_import_leaves_nothing_and_reruns_cleanly)."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from helpers_procs import reaped
+
+    n = 150_000          # several seconds of importing even on a fast machine
+    p = tmp_path / "big.json"
+    p.write_text("[" + ",".join(json.dumps({"id": f"t{i}", "conversations": conv(f"What is item {i}?", "A cat.")})
+                                for i in range(n)) + "]")
+    db = tmp_path / "exp.db"
+    cmd = [sys.executable, "-m", "vlmdyn_cli", "data", "import", str(p), "--no-images", "--db", str(db)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    with reaped(proc):
+        deadline = time.monotonic() + 60
+        while not Path(f"{db}-wal").exists() and time.monotonic() < deadline:   # the database is open
+            time.sleep(0.05)
+        time.sleep(1.0)                           # the import is under way (it takes several seconds)
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read()
+        assert proc.wait(60) == 130, err
+    assert "interrupted: rerun the same command" in err and "Traceback" not in err
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM conversations").fetchone() == (0,)

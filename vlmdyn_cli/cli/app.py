@@ -55,6 +55,10 @@ def _register_all() -> None:
 _register_all()
 
 
+INTERRUPTED = 130
+INTERRUPTED_MESSAGE = "interrupted: rerun the same command to continue where it stopped\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps errors to exit codes (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     import click
@@ -66,13 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("VLMDYN_DEBUG") == "1"
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="vlmdyn")
+        if rv == INTERRUPTED:   # typer turns a KeyboardInterrupt (Ctrl-C) into this exit code, silently
+            sys.stderr.write(INTERRUPTED_MESSAGE)
         return rv if isinstance(rv, int) else 0
     except typer.Abort:
         sys.stderr.write("interrupted\n")
         return 130
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: rerun the same command to continue where it stopped\n")
-        return 130
+        sys.stderr.write(INTERRUPTED_MESSAGE)
+        return INTERRUPTED
     except VlmdynError as exc:
         if debug:
             raise
