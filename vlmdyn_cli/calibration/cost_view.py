@@ -28,13 +28,16 @@ def points(reports: list[dict]) -> list[dict]:
 
 
 def cascade_curve(p_yes, llm_yes, truth, band: tuple[float, float], llm_usd_per_1000: float | None,
-                  steps: int = 21) -> list[dict]:
+                  steps: int = 21, priority=None) -> list[dict]:
     """Agreement and $/1k of the cascade as its band widens around its centre, from the cheap
-    judge alone (escalated share 0) to the LLM alone (1). ``llm_yes``: 1/0, or None (unscored)."""
+    judge alone (escalated share 0) to the LLM alone (1). ``llm_yes``: 1/0, or None (unscored).
+    ``priority``: the cheap stage's defer priority per item, when it ranks a budget by more than P(yes)
+    (the items are then escalated in that order, as the cascade does)."""
     p = np.asarray(p_yes, dtype=float)
     y = np.asarray([1 if t == "yes" else 0 for t in truth])
     centre = (band[0] + band[1]) / 2
-    order = np.argsort(np.abs(p - centre), kind="stable")      # least sure first
+    order = (np.argsort(np.abs(p - centre), kind="stable") if priority is None      # least sure first
+             else np.argsort(-np.asarray(priority, dtype=float), kind="stable"))
     cheap = (p >= 0.5).astype(int)
     llm = np.array([-1 if v is None else v for v in llm_yes])
     out = []

@@ -277,7 +277,25 @@ def _cascade_curve(d, spec, hv, reporter) -> list[dict]:
     costs = [lj[h]["cost_usd"] for h in keep if h in lj and lj[h]["cost_usd"] is not None]
     llm_yes = [None if lj.get(h, {}).get("status") != "scored" else int(lj[h]["verdict"] == "yes") for h in keep]
     return cascade_curve([cj[h]["p_yes"] for h in keep], llm_yes, [hv.verdict[h] for h in keep], defer_band(spec),
-                         1000 * sum(costs) / len(costs) if costs else None)
+                         1000 * sum(costs) / len(costs) if costs else None,
+                         priority=_defer_priorities(d, cheap, {h: cj[h]["p_yes"] for h in keep}))
+
+
+def _defer_priorities(d, cheap, p_yes: dict[str, float]) -> list[float] | None:
+    """The fitted stage's defer priorities (not stored: computed again) when it ranks by more than P(yes)."""
+    from vlmdyn_cli.calibration.fit import labelled_items
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.fitted_backend import defer_priority
+
+    if not cheap.options.get("llm_ok_weights"):
+        return None
+    backend = create_backend(cheap)
+    got: dict[str, float | None] = {}
+    try:
+        backend.run(labelled_items(d, dict.fromkeys(p_yes, "")), lambda v: got.__setitem__(v.key, v.defer_priority))
+    finally:
+        backend.close()
+    return [defer_priority(p) if got.get(h) is None else got[h] for h, p in p_yes.items()]
 
 
 @cal_app.command("fit")
