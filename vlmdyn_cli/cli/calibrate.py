@@ -196,7 +196,7 @@ def report_cmd(
         save_report(d, rep, agreement)
     from vlmdyn_cli.calibration import cost_view
 
-    curves = {s.name: _cascade_curve(d, s, hv, reporter) for s in specs if _calibrated(s) and not no_run}
+    curves = {} if no_run else cost_view.cascade_curves(d, specs, hv, reporter)
     out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports),
            "cost_view": {"points": cost_view.points(reports), "cascade_curves": curves,
                          "paper": cost_view.PAPER_LINES}}
@@ -255,31 +255,6 @@ def _overridden(spec, overrides: dict):
     return spec.with_overrides(**overrides)
 
 
-def _calibrated(spec) -> bool:
-    """A calibrated cascade: a fitted stage that defers, then a model judge."""
-    return (spec.backend == "cascade" and len(spec.stages) == 2 and spec.stages[0].backend == "fitted"
-            and spec.stages[1].backend not in ("rules", "fitted"))
-
-
-def _cascade_curve(d, spec, hv, reporter) -> list[dict]:
-    """The cascade's agreement and cost as its band widens (both stages judge the labelled items; cached)."""
-    from vlmdyn_cli.calibration.cost_view import cascade_curve
-    from vlmdyn_cli.calibration.report import stored_judgements
-    from vlmdyn_cli.judging.backends.cascade import defer_band
-    from vlmdyn_cli.judging.run import judge_triples
-
-    hashes = sorted(hv.verdict)
-    cheap, llm = spec.stages
-    for s in (cheap, llm):
-        judge_triples(d, s, hashes, reporter=reporter)
-    cj, lj = stored_judgements(d, cheap.hash, hashes), stored_judgements(d, llm.hash, hashes)
-    keep = [h for h in hashes if cj.get(h, {}).get("p_yes") is not None]
-    costs = [lj[h]["cost_usd"] for h in keep if h in lj and lj[h]["cost_usd"] is not None]
-    llm_yes = [None if lj.get(h, {}).get("status") != "scored" else int(lj[h]["verdict"] == "yes") for h in keep]
-    return cascade_curve([cj[h]["p_yes"] for h in keep], llm_yes, [hv.verdict[h] for h in keep], defer_band(spec),
-                         1000 * sum(costs) / len(costs) if costs else None)
-
-
 @cal_app.command("fit")
 def fit_cmd(
     name: Annotated[str, typer.Option("--name", help="Name of the new judge spec.")],
@@ -290,7 +265,8 @@ def fit_cmd(
                                           "len-ratio, pred-len, ref-len, hedge, numbers, novel-words, "
                                           "question-overlap, novel-precision, local-p_yes, minilm-cos, minilm-qcos.")],
     escalate_to: Annotated[Optional[str], typer.Option("--escalate-to", help="Also build a calibrated cascade: "
-                           "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of.")] = None,
+                           "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of (with a budget: "
+                           "where it is likeliest wrong and this judge likeliest right).")] = None,
     max_escalation: Annotated[Optional[float], typer.Option("--max-escalation", help="Cascade: the largest share "
                               "of items sent to the --escalate-to judge (0-1; default 0.25).")] = None,
     target_agreement: Annotated[Optional[float], typer.Option("--target-agreement", help="Cascade: instead, the "
@@ -424,8 +400,9 @@ def _print_fit(res: dict) -> None:
     ]
     print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
     if c.get("max_escalation") is not None:
-        say(f"escalation: every run sends the {_fmt(c['max_escalation'])} of its items the cheap judge is "
-            f"least sure of (P(yes) nearest 0.5) to the LLM -> {res['spec_path']}")
+        say(f"escalation: every run sends the LLM the {_fmt(c['max_escalation'])} of its items where the cheap "
+            "judge is likeliest wrong and the LLM likeliest right (the cheap judge's min(P(yes), P(no)) less half "
+            f"its estimate that the LLM disagrees with the label) -> {res['spec_path']}")
     else:
         say(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
             f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")
