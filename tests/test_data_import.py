@@ -494,22 +494,31 @@ def test_interrupted_import_leaves_nothing_and_reruns_cleanly(tmp_path, db, imag
     assert table_counts(db)["qa_pairs_fts_docsize"] == len(recs)
 
 
+class OtherWriterFirst(RecordingReporter):
+    """When our import's progress task starts (its pre-checks done, the write lock not yet taken), another
+    connection imports the same file ``as_name`` (None: the default name) and commits."""
+
+    def __init__(self, db_path, path, image_root, as_name=None):
+        super().__init__()
+        self.other = (db_path, path, image_root, as_name)
+        self.done = False
+
+    def _start(self, h):
+        super()._start(h)
+        if h.desc.startswith("importing") and not self.done:
+            from vlmdyn_cli.store import open_db
+
+            self.done = True
+            db_path, path, image_root, as_name = self.other
+            other = open_db(db_path)
+            import_dataset(other, path, image_root, name=as_name)
+            other.close()
+
+
 def test_concurrent_import_of_the_same_content_is_not_duplicated(tmp_path, db, db_path, image_root):
     """Another process commits the same file between our pre-check and our transaction: we return its row."""
-    from vlmdyn_cli.store import open_db
-
     p = write_json(tmp_path / "mix.json", records())
-
-    class OtherWriterFirst(RecordingReporter):
-        def _start(self, h):
-            super()._start(h)
-            if h.desc.startswith("importing") and not getattr(self, "done", False):
-                self.done = True
-                other = open_db(db_path)
-                import_dataset(other, p, image_root, name="theirs")
-                other.close()
-
-    res = import_dataset(db, p, image_root, name="mine", reporter=OtherWriterFirst())
+    res = import_dataset(db, p, image_root, name="mine", reporter=OtherWriterFirst(db_path, p, image_root, "theirs"))
     assert res.already_imported and res.name == "theirs"
     assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["theirs"]
     assert table_counts(db)["conversations"] == 5
@@ -518,20 +527,8 @@ def test_concurrent_import_of_the_same_content_is_not_duplicated(tmp_path, db, d
 def test_concurrent_import_of_the_same_file_under_the_same_name_is_a_no_op(tmp_path, db, db_path, image_root):
     """Two `data import FILE` of one file at once (the same default name): the one that commits second
     finds the first's dataset, not a name clash (on main it failed: "a dataset named 'mix' already exists")."""
-    from vlmdyn_cli.store import open_db
-
     p = write_json(tmp_path / "mix.json", records())
-
-    class OtherWriterFirst(RecordingReporter):
-        def _start(self, h):
-            super()._start(h)
-            if h.desc.startswith("importing") and not getattr(self, "done", False):
-                self.done = True
-                other = open_db(db_path)
-                import_dataset(other, p, image_root)
-                other.close()
-
-    res = import_dataset(db, p, image_root, reporter=OtherWriterFirst())
+    res = import_dataset(db, p, image_root, reporter=OtherWriterFirst(db_path, p, image_root))
     assert res.already_imported and res.name == "mix"
     assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["mix"]
     assert table_counts(db)["conversations"] == 5
