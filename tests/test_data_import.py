@@ -566,3 +566,27 @@ def test_ctrl_c_of_the_cli_says_interrupted_exits_130_and_keeps_nothing(tmp_path
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM datasets").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM conversations").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-loop", "over-1-GiB"])
+def test_an_image_that_is_not_a_readable_regular_file_is_bad_input(kind, cli, tmp_path, db_path, image_root):
+    """On main a FIFO image blocked the import forever (the hasher opened it), a symlink loop was a
+    RuntimeError (exit 1), and a huge file was read whole into memory to be hashed."""
+    from vlmdyn_cli.data.images import MAX_IMAGE_BYTES
+
+    bad = image_root / "bad.png"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "symlink-loop":
+        os.symlink(image_root / "loop.png", bad)
+        os.symlink(bad, image_root / "loop.png")
+    else:
+        with open(bad, "wb") as f:          # sparse: no disk space used
+            f.truncate(MAX_IMAGE_BYTES + 1)
+    recs = records()[:1] + [{"id": "bad", "image": "bad.png", "conversations": conv("<image>\nWhat is it?", "A cat.")}]
+    p = write_json(tmp_path / "d.json", recs)
+    r = cli("data", "import", p, "--images", image_root, "--db", db_path)
+    assert r.code == 2, r.err
+    want = {"fifo": "is not a regular file", "symlink-loop": "is a symlink loop", "over-1-GiB": "the limit is"}[kind]
+    assert "record 1 (id 'bad'): image 'bad.png'" in r.err and want in r.err, r.err
+    assert "Traceback" not in r.err
