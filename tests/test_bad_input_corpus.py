@@ -254,6 +254,8 @@ CASES = [
      r"--out .* is a directory"),
     ("demo-seen-size-zero", ["demo", "--out", "{tmp}/d", "--seen-size", "0", "--seeds", "1", "--images", "50"], {},
      r"--seen-size must be at least 1"),
+    ("db-device", ["db", "migrate", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
+    ("db-device-read", ["runs", "list", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
     ("demo-out-is-a-file", ["demo", "--out", "{tmp}/f", "--seeds", "1", "--images", "50"], {"f": "x"},
      r"--out .*f exists and is not a folder"),
 ]
