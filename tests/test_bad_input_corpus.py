@@ -254,6 +254,7 @@ CASES = [
      r"--out .* is a directory"),
     ("demo-seen-size-zero", ["demo", "--out", "{tmp}/d", "--seen-size", "0", "--seeds", "1", "--images", "50"], {},
      r"--seen-size must be at least 1"),
+    ("stats-samples-huge", ["data", "stats", "-k", "100000000"], {}, r"--samples"),   # ran for minutes, silent
     ("db-device", ["db", "migrate", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
     ("db-device-read", ["runs", "list", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
     ("demo-out-is-a-file", ["demo", "--out", "{tmp}/f", "--seeds", "1", "--images", "50"], {"f": "x"},
