@@ -325,3 +325,17 @@ def test_bad_input(case, experiment, tmp_path, cli):
     assert re.search(pattern, r.err), f"{name}: the message does not name the problem: {r.err!r}"
     assert "Traceback" not in r.err and "<_io." not in r.err and "object at 0x" not in r.err
     assert rows(db) == before, f"{name}: the database changed"
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--judge", "gpt-4o-mini"], "no API key: set the environment variable OPENAI_API_KEY"),
+    (["--seen-size", "0"], "--seen-size must be at least 1"),
+    (["--unseen-size", "-5"], "--unseen-size must be at least 1"),
+])
+def test_demo_flags_found_only_after_training_are_refused_before_anything_is_made(cli, tmp_path, args, msg):
+    """On main these trained every seed, built sets and answered them (minutes at the defaults) before
+    failing at the sets or judging stage."""
+    out = tmp_path / "demo"
+    r = cli("demo", "--out", out, "--seeds", "1", "--images", "50", *args, env={"OPENAI_API_KEY": ""})
+    assert r.code == 2 and msg in r.err, r.err
+    assert not out.exists()

@@ -90,6 +90,7 @@ class DemoResult:
 
 def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
     from vlmdyn_cli.judging.backends import check_installed
+    from vlmdyn_cli.judging.run import checked_options
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.store import open_db
 
@@ -97,6 +98,7 @@ def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
     cfg.validate()
     spec = load_spec(cfg.judge)  # a bad --judge, or one whose packages are missing, fails before any work
     check_installed(spec)
+    checked_options(spec, ready=True)  # ... and so does one that cannot run here (no API key)
     cfg.out.mkdir(parents=True, exist_ok=True)
     db = open_db(cfg.db_path)
     timings: dict[str, float] = {}
