@@ -507,3 +507,17 @@ def test_two_trainers_of_one_new_run_the_later_is_refused_with_a_message(db, db_
     with pytest.raises(BadInput, match=r"run 'dup' was created by another process \(pid \d+"):
         late.open_run()
     assert db.execute("SELECT name, status FROM runs").fetchall() == [("dup", "done")]
+
+
+def test_init_from_with_another_model_config_is_refused_before_anything_is_written(db, tmp_path, small_cfg):
+    """The checkpoint's architecture is what trains: on main a [model] of other sizes was accepted and stored
+    as the new run's config while the old sizes trained (the record lied)."""
+    make_dataset(db, tmp_path, n_conversations=8)
+    train(db, small_cfg(checkpoints={"steps": [1]}), seed=0, run_name="stage1")
+    with pytest.raises(BadInput, match=r"--init-from stage1: .*text_hidden = 32 \(that run: 64\)"):
+        train(db, small_cfg(model={"text_hidden": 32, "gradient_checkpointing": True}), seed=0,
+              run_name="stage2", init_from="stage1")
+    assert [r[0] for r in db.execute("SELECT name FROM runs")] == ["stage1"]
+    ok = train(db, small_cfg(model={"gradient_checkpointing": True}, train={"lr": 1e-4}), seed=0,
+               run_name="stage2", init_from="stage1")       # what does not change the weights may differ
+    assert ok["status"] == "done"

@@ -155,7 +155,8 @@ class Trainer:
                                "(model, data, batch, schedule and loss must match)")
             start, init_from = ResumeState(run_dir).step(), run.init_from
         elif init_from:
-            R.find_checkpoint(db, init_from)  # fail early on a bad RUN[:STEP]
+            source, _, _ = R.find_checkpoint(db, init_from)  # fail early on a bad RUN[:STEP] ...
+            _check_same_model(init_from, source, resolved)    # ... or a [model] the weights do not have
         return RunPlan(ds, convs, name, run_dir, B, total, ck_steps, resolved, run, start, init_from)
 
     def build_model(self) -> None:
@@ -384,6 +385,22 @@ class Trainer:
             "checkpoints": {str(k): v for k, v in checkpoints(self.db, run.id).items()},
             "train_seconds": run.train_seconds, "samples_per_s": run.samples_per_s,
         }
+
+
+# [model] keys that may differ from the --init-from run's: they do not change the architecture
+MODEL_CHANGES_ALLOWED = ("gradient_checkpointing", "dtype")
+
+
+def _check_same_model(spec: str, source, resolved: dict) -> None:
+    """BadInput when the config's [model] describes another model than the --init-from run's (the
+    checkpoint's architecture is what trains, so the new run's stored config would be wrong)."""
+    stored = json.loads(source.config_json).get("model", {})
+    diff = [f"{k} = {v!r} (that run: {stored[k]!r})" for k, v in resolved["model"].items()
+            if k not in MODEL_CHANGES_ALLOWED and k in stored and stored[k] != v]
+    if diff:
+        raise BadInput(f"--init-from {spec}: the config's [model] is not the model of run '{source.name}': "
+                       f"{'; '.join(diff)}. The weights keep that run's architecture: give the [model] it "
+                       "was trained with")
 
 
 def _writable_run_dir(run_dir: Path) -> Path:
