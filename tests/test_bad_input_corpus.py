@@ -255,6 +255,8 @@ CASES = [
     ("demo-seen-size-zero", ["demo", "--out", "{tmp}/d", "--seen-size", "0", "--seeds", "1", "--images", "50"], {},
      r"--seen-size must be at least 1"),
     ("stats-samples-huge", ["data", "stats", "-k", "100000000"], {}, r"--samples"),   # ran for minutes, silent
+    ("summary-step-not-a-checkpoint", ["generations", "summary", "--run", "r1", "--checkpoints", "7"], {},
+     r"--checkpoints: run 'r1' has no checkpoint or answers at step 7; its steps: 10, 20"),          # an empty table, exit 0, on main
     ("db-device", ["db", "migrate", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
     ("db-device-read", ["runs", "list", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
     ("demo-out-is-a-file", ["demo", "--out", "{tmp}/f", "--seeds", "1", "--images", "50"], {"f": "x"},

@@ -200,14 +200,22 @@ def summary_cmd(
 
     if metric not in LEVELS:
         raise BadInput(f"--metric must be one of {', '.join(LEVELS)}, not '{metric}'")
+    from vlmdyn_cli.store.runs import checkpoints, get_run
+
     d = open_db(db, readonly=True)
+    r = get_run(d, run)
     names = _names(sets)
     if names is not None:
         from vlmdyn_cli.inference.plan import resolve_sets
-        from vlmdyn_cli.store.runs import get_run
 
-        resolve_sets(d, get_run(d, run), names)
-    rows = _summary_rows(d, run, parse_steps(steps), names)
+        resolve_sets(d, r, names)
+    wanted = parse_steps(steps)
+    known = sorted(set(checkpoints(d, r.id)) | {k for (k,) in d.execute(
+        "SELECT DISTINCT step FROM generations WHERE run_id = ?", [r.id])})
+    if wanted is not None and (missing := [k for k in wanted if k not in known]):
+        raise BadInput(f"--checkpoints: run '{run}' has no checkpoint or answers at step "
+                       f"{', '.join(map(str, missing))}; its steps: {', '.join(map(str, known)) or 'none'}")
+    rows = _summary_rows(d, run, wanted, names)
     if json_out:
         emit_json({"run": run, "label": "string match, not a judgement", "rows": rows})
         return
