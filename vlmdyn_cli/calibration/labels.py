@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.jsonl import input_file, parse_object, read_text
+from vlmdyn_cli.jsonl import input_file, lines, parse_object, read_text
 from vlmdyn_cli.judging.references import encode
 from vlmdyn_cli.store.db import immediate, now, triple_hash, upsert_triples
 from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
@@ -75,7 +75,7 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
     path = input_file(path, "label file")
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".jsonl":
-        for i, line in enumerate(read_text(path).splitlines(), start=1):
+        for i, line in lines(path):      # split at \n only: a JSON string may hold U+2028 or U+0085
             obj = parse_object(line, f"{path}:{i}")
             if obj is not None:
                 rows.append((i, obj))

@@ -46,6 +46,12 @@ def plot_cmd(
         raise BadInput(f"--format {fmt}: use png, pdf or svg")
     if run and runs_like:
         raise BadInput("use either --run or --runs-like, not both")
+    if not (json_out or terminal):
+        from vlmdyn_cli.atomic import check_folder, check_output
+
+        check_folder(out, "--out")
+        for name in (F.FIGURES if figure == "all" else (figure,)):
+            check_output(out / f"{name}.{fmt}", "--out")
     d = open_db(db, must_exist=True)
     names = F.FIGURES if figure == "all" else (figure,)
     runs = A.select_runs(d, run, runs_like)
@@ -101,12 +107,13 @@ def report_cmd(
     """
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.plots import aggregate as A
-    from vlmdyn_cli.plots.report import write_report
+    from vlmdyn_cli.plots.report import check_report_out, write_report
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
     if run and runs_like:
         raise BadInput("use either --run or --runs-like, not both")
+    check_report_out(out)
     d = open_db(db, must_exist=True)
     sel = A.selection(d, run, runs_like, judge)
     summary = write_report(d, sel, out, cli_reporter(quiet or json_out))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Prompt
+from vlmdyn_cli.jsonl import decode, input_file, read_text
 from vlmdyn_cli.judging.references import display
 from vlmdyn_cli.judging.verdict import FORMATS
 
@@ -139,9 +140,7 @@ def load_spec(ref: str) -> JudgeSpec:
     names = builtin_names()
     pathlike = ref.endswith(".toml") or "/" in ref or "\\" in ref
     if pathlike or (ref not in names and p.is_file()):
-        if not p.is_file():
-            raise BadInput(f"judge spec file {ref} does not exist")
-        return _load(p.read_text(encoding="utf-8"), p.parent, str(p))
+        return _load(read_text(input_file(p, "judge spec file")), p.parent, str(p))
     if ref not in names:
         raise BadInput(f"unknown judge spec '{ref}'{did_you_mean(ref, names)}; built-in specs: "
                        f"{', '.join(names)} (or pass a path to a .toml spec file)")
@@ -162,6 +161,9 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     for req in ("name", "backend"):
         if not isinstance(raw.get(req), str) or not raw[req]:
             raise BadInput(f"judge spec {source}: missing required field '{req}'")
+    for f in ("model", "description", "output", *TEMPLATE_FIELDS):
+        if f in raw and not isinstance(raw[f], str):
+            raise BadInput(f"judge spec {source}: {f} = {raw[f]!r} must be a string")
     decoding = raw.get("decoding", {})
     if not isinstance(decoding, dict):
         raise BadInput(f"judge spec {source}: [decoding] must be a table")
@@ -187,14 +189,14 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     for f in TEMPLATE_FIELDS:
         if f in raw:
             tp = base / raw[f] if not Path(raw[f]).is_absolute() else Path(raw[f])
-            try:
-                templates[f] = tp.read_text(encoding="utf-8")
-            except (FileNotFoundError, IsADirectoryError) as exc:
-                raise BadInput(f"judge spec {source}: template file {raw[f]} not found") from exc
+            if not tp.is_file():
+                raise BadInput(f"judge spec {source}: template file {raw[f]} not found")
+            templates[f] = decode(tp.read_bytes(), f"judge spec {source}: template file {raw[f]}")
     stages: tuple[JudgeSpec, ...] = ()
     if raw["backend"] == "cascade":
         refs = raw.get("stages")
-        if not isinstance(refs, list) or len(refs) < 2 or _depth > 3:
+        if (not isinstance(refs, list) or len(refs) < 2 or _depth > 3
+                or not all(isinstance(r, str) and r for r in refs)):
             raise BadInput(f"judge spec {source}: a cascade needs stages = [\"rules\", \"<llm spec>\"]")
         stages = tuple(_stage(r, base, source, _depth) for r in refs)
         if raw.get("model") or options:   # a cascade's model / [options] go to its last stage (e.g. base_url)
@@ -211,7 +213,7 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
 def _stage(ref: str, base, source: str, depth: int) -> JudgeSpec:
     cand = base / ref
     if ref.endswith(".toml") and cand.is_file():
-        return _load(cand.read_text(encoding="utf-8"), cand.parent if isinstance(cand, Path) else base,
+        return _load(read_text(cand), cand.parent if isinstance(cand, Path) else base,
                      str(cand), depth + 1)
     return load_spec(ref)
 

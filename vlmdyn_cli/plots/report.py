@@ -14,7 +14,7 @@ import html
 import json
 from pathlib import Path
 
-from vlmdyn_cli.atomic import write_text
+from vlmdyn_cli.atomic import check_folder, check_output, write_text
 from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.plots import aggregate as A
@@ -224,23 +224,33 @@ def to_html(data: dict) -> str:
     return "\n".join(parts)
 
 
+MARKDOWN = (".md", ".markdown")
+
+
+def check_report_out(out: Path) -> Path:
+    """``--out`` as a report: .html or .md, a file that may be written (with, for .md, its figure folder)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm", *MARKDOWN):
+        raise BadInput(f"--out {out}: the report is written as .html or .md")
+    check_output(out, "--out")
+    if out.suffix.lower() in MARKDOWN:
+        check_folder(out.parent / f"{out.stem}_figures", "--out's figure folder")
+    return out
+
+
 def write_report(db, sel: A.Selection, out: Path, reporter=None) -> dict:
     """Write ``out`` (.html or .md); returns a summary (path, figures drawn, figures missing)."""
     import tempfile
 
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".html", ".htm", ".md", ".markdown"):
-        raise BadInput(f"--out {out}: the report is written as .html or .md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".md", ".markdown"):
+    out = check_report_out(out)
+    if out.suffix.lower() in MARKDOWN:
         fig_dir = out.parent / f"{out.stem}_figures"
         data = collect(db, sel, fig_dir, reporter)
-        write_text(out, to_markdown(data, fig_dir.name))
+        write_text(out, to_markdown(data, fig_dir.name), "--out")
     else:
         with tempfile.TemporaryDirectory() as tmp:
             data = collect(db, sel, Path(tmp), reporter)
-            write_text(out, to_html(data))
+            write_text(out, to_html(data), "--out")
     return {"path": str(out), "figures": [f["name"] for f in data["figures"] if "missing" not in f],
             "missing": {f["name"]: f["missing"] for f in data["figures"] if "missing" in f},
             "calibrated": data["calibration"] is not None}
