@@ -195,14 +195,14 @@ def list_cmd(
     """
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.store import input_files, open_db
-    from vlmdyn_cli.store.judgement_queries import iter_judgements, known_judge
+    from vlmdyn_cli.store.judgement_queries import iter_judgements
 
     if n < 0:
         raise BadInput(f"-n must be 0 (all) or more, got {n}")
     d = open_db(db, readonly=True)
     try:
         files = None if input is None else input_files.match_files(d.conn, input)
-        known_judge(d, judge)
+        _known_judge(d, judge)
         rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None,
                                     min_score=min_score, max_score=max_score, input_files=files))
     finally:
@@ -247,6 +247,20 @@ def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
                   "model": _clip(r["resolved_models"], 40)} for r in rows])
 
 
+def _known_judge(d, judge: str | None) -> None:
+    """``--judge NAME`` names a judge of this database or a built-in one (which may have judged
+    nothing yet); anything else is a typo: BadInput naming the judges there are."""
+    from vlmdyn_cli.errors import BadInput, did_you_mean
+    from vlmdyn_cli.judging.spec import builtin_names
+    from vlmdyn_cli.store.judgement_queries import judge_names
+
+    names = judge_names(d)
+    if judge is None or judge in names or judge in builtin_names():
+        return
+    raise BadInput(f"--judge {judge!r}: no judgements by this judge{did_you_mean(judge, names)}; judges in this "
+                   f"database: {', '.join(names) or 'none yet (run `vlmdyn judge`)'}")
+
+
 def _clip(v, n: int):
     return v if v is None or len(str(v)) <= n else str(v)[:n - 3] + "..."
 
@@ -270,14 +284,14 @@ def export_cmd(
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
-    from vlmdyn_cli.store.judgement_queries import ROW_COLUMNS, count_judgements, iter_judgements, known_judge
+    from vlmdyn_cli.store.judgement_queries import ROW_COLUMNS, count_judgements, iter_judgements
 
     if fmt not in ("csv", "jsonl"):
         raise BadInput(f"--format must be csv or jsonl, not {fmt!r}")
     check_output(out, "--out")
     d = open_db(db, readonly=True)
     try:
-        known_judge(d, judge)
+        _known_judge(d, judge)
         total = count_judgements(d, judge=judge)
         n = 0
         with cli_reporter(quiet).task(f"export to {out.name}", total=total, unit="rows") as task, \

@@ -7,7 +7,7 @@ row factory) and return plain dicts.
 
 from __future__ import annotations
 
-from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.store.search import fts_query
 
 ROW_COLUMNS = ("id", "judge_name", "spec_hash", "resolved_model", "status", "verdict", "reason", "decided_by",
@@ -65,13 +65,9 @@ def iter_judgements(db, *, judge: str | None = None, verdict: str | None = None,
         yield dict(zip(ROW_COLUMNS, row))
 
 
-def known_judge(db, judge: str | None) -> None:
-    """BadInput when ``judge`` (a judge name) has no judgement in this database, naming the ones that do."""
-    if judge is None or db.execute("SELECT 1 FROM judgements WHERE judge_name = ? LIMIT 1", [judge]).fetchone():
-        return
-    names = [r[0] for r in db.execute("SELECT DISTINCT judge_name FROM judgements ORDER BY 1")]
-    raise BadInput(f"--judge {judge!r}: no judgements by this judge{did_you_mean(judge, names)}; judges in this "
-                   f"database: {', '.join(names) or 'none yet (run `vlmdyn judge`)'}")
+def judge_names(db) -> list[str]:
+    """The names of the judges with judgements in this database."""
+    return [r[0] for r in db.execute("SELECT DISTINCT judge_name FROM judgements ORDER BY 1")]
 
 
 def count_judgements(db, *, judge: str | None = None) -> int:
