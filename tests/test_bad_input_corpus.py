@@ -256,6 +256,8 @@ CASES = [
     ("sample-missing-input", ["calibrate", "sample", "--input", "{tmp}/t.jsonl", "--out", "{tmp}/s.csv"], {},
      r"triples file .*t\.jsonl does not exist"),
     ("report-without-labels", ["calibrate", "report", "--judge", "rules"], {}, r"no human labels yet"),
+    ("report-one-fold", ["calibrate", "report", "--judge", "rules", "--folds", "1"], {}, r"--folds"),
+    ("labels-no-raters", ["calibrate", "labels", "--min-raters", "0"], {}, r"--min-raters"),
     # ---- sets, infer, train, plot
     ("sets-unknown-run", ["sets", "build", "--run", "nope"], {}, r"unknown run 'nope'"),
     ("sets-zero-size", ["sets", "build", "--run", "r1", "--seen-size", "0"], {}, r"--seen-size"),

@@ -14,7 +14,7 @@ cal_app = typer.Typer(help="Calibrate judges against human labels (the paper's h
 
 AgreementOpt = Annotated[float, typer.Option("--agreement", help="Share of raters saying yes that makes "
                                              "the human verdict yes (paper: 0.75).")]
-MinRatersOpt = Annotated[int, typer.Option("--min-raters", help="Items with fewer raters are excluded "
+MinRatersOpt = Annotated[int, typer.Option("--min-raters", min=1, help="Items with fewer raters are excluded "
                                            "(and listed).")]
 SampleOpt = Annotated[Optional[str], typer.Option("--sample", help="Restrict to one sample's items.")]
 
@@ -166,7 +166,7 @@ def report_cmd(
     agreement: AgreementOpt = 0.75,
     min_raters: MinRatersOpt = 1,
     sample: SampleOpt = None,
-    folds: Annotated[int, typer.Option("--folds", help="Folds for the threshold cross-validation.")] = 5,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds for the threshold cross-validation.")] = 5,
     no_run: Annotated[bool, typer.Option("--no-run", help="Do not judge missing items first.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", help="Override the model of the model judges "
                      "(as on `vlmdyn judge`).")] = None,
@@ -331,7 +331,7 @@ def fit_cmd(
     agreement: AgreementOpt = 0.75,
     min_raters: MinRatersOpt = 1,
     sample: SampleOpt = None,
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (grouped by question).")] = 5,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds (grouped by question).")] = 5,
     l2: Annotated[Optional[float], typer.Option("--l2", help="L2 penalty of the logistic regression (default: "
                   "chosen by cross-validation grouped by question among 1, 3, 10, 30, 100).", min=0.0)] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
