@@ -195,3 +195,33 @@ def test_a_label_file_whose_text_holds_a_unicode_line_separator(small, tmp_path,
                                         "h.triple_hash WHERE h.rater = 'ann'"))
     c.close()
     assert qs == sorted(r["question"] for r in rows)
+
+
+def test_an_import_that_waited_for_the_lock_does_not_overwrite_a_label_stored_meanwhile(small, tmp_path):
+    """Two `calibrate import`s of one rater with opposite labels: the one that waited for the write
+    lock must see the label the other stored meanwhile and refuse (exit 2), not overwrite it (on main
+    the conflict check read the labels before taking the lock)."""
+    import shutil
+
+    db = tmp_path / "exp.db"
+    shutil.copy(small, db)
+    h = _count(db, "SELECT triple_hash FROM human_labels ORDER BY triple_hash LIMIT 1")
+    q = sqlite3.connect(db)
+    question, answer, prediction = q.execute("SELECT question, answer, prediction FROM triples WHERE hash = ?",
+                                             [h]).fetchone()
+    q.close()
+    f = tmp_path / "zoe.jsonl"
+    f.write_text(json.dumps({"question": question, "reference": answer, "prediction": prediction,
+                             "rater": "zoe", "label": "yes"}) + "\n")
+    other = sqlite3.connect(db, timeout=30, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")        # another import holds the lock and stores zoe's 'no' ...
+    other.execute("INSERT INTO human_labels(triple_hash, rater, label, source, created_at) "
+                  "VALUES (?, 'zoe', 'no', 'other.csv', '2026-01-01')", [h])
+    p = _vlmdyn("calibrate", "import", f, "--db", db)
+    with reaped(p):
+        time.sleep(4)                        # ... while this one reads the labels and waits for the lock
+        other.execute("COMMIT")
+        other.close()
+        code, err = p.wait(60), p.stderr.read()
+    assert code == 2 and "already labelled this item 'no'" in err, err
+    assert _count(db, f"SELECT label = 'no' FROM human_labels WHERE rater = 'zoe' AND triple_hash = '{h}'") == 1

@@ -183,13 +183,13 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             raise BadInput(f"{path}:{lab.line}: rater {lab.rater!r} labels this item {lab.label!r} but "
                            f"{prev[0]!r} on line {prev[1]}")
         seen[(h, lab.rater)] = (lab.label, lab.line)
-    stored = _stored_labels(db, {h for h, _ in resolved})
-    for (h, who), (label, line) in seen.items():
-        old = stored.get((h, who))
-        if old is not None and old != label:
-            raise BadInput(f"{path}:{line}: rater {who!r} already labelled this item {old!r} "
-                           f"(now {label!r}); remove the old label first or fix the sheet")
-    with immediate(db):
+    with immediate(db):     # the stored labels read under the write lock: another import cannot slip in between
+        stored = _stored_labels(db, {h for h, _ in resolved})
+        for (h, who), (label, line) in seen.items():
+            old = stored.get((h, who))
+            if old is not None and old != label:
+                raise BadInput(f"{path}:{line}: rater {who!r} already labelled this item {old!r} "
+                               f"(now {label!r}); remove the old label first or fix the sheet")
         if new_triples:
             upsert_triples(db, list(new_triples.values()))
             res.new_items = len(new_triples)
