@@ -151,6 +151,15 @@ CASES = [
     ("spec-missing-api-key", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
      {"t.jsonl": triple(), "s.toml": openai_spec(), "t.txt": "{question} {answer} {prediction}"},
      r"no API key: set the environment variable OPENAI_API_KEY"),
+    ("spec-url-with-password", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": openai_spec('[options]\nbase_url = "http://me:hunter2@127.0.0.1:9/v1"\n'),
+      "t.txt": "{question}"}, r"s\.toml: option 'base_url' holds what looks like a credential"),
+    ("base-url-with-password", ["judge", "--judge", "gpt-4o-mini", "--base-url", "http://me:hunter2@127.0.0.1:9/v1",
+                                "--input", "{tmp}/t.jsonl"], {"t.jsonl": triple()},
+     r"--base-url: option 'base_url' holds what looks like a credential"),
+    ("base-url-with-a-key", ["judge", "--judge", "gpt-4o-mini", "--base-url",
+                             "http://127.0.0.1:9/v1?key=sk-abcdefghijklmnopqrstu", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple()}, r"--base-url: .*credential"),
     ("spec-missing-template", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
      {"t.jsonl": triple(), "s.toml": openai_spec()}, r"s\.toml: template file t\.txt not found"),
     ("spec-stages-not-names", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
@@ -337,6 +346,7 @@ def test_bad_input(case, experiment, tmp_path, cli):
 
     assert re.search(pattern, r.err), f"{name}: the message does not name the problem: {r.err!r}"
     assert "Traceback" not in r.err and "<_io." not in r.err and "object at 0x" not in r.err
+    assert "hunter2" not in r.err and "sk-abcdefghijklmnopqrstu" not in r.err, f"{name}: a credential was shown"
     assert rows(db) == before, f"{name}: the database changed"
     assert not list(tmp_path.rglob("*.part")), f"{name}: a partial output was left behind"
     assert sorted(p.name for p in work.iterdir()) == sorted(files), f"{name}: an output file was written"

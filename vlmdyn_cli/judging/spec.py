@@ -96,7 +96,8 @@ class JudgeSpec:
         return Prompt(key=item.key, messages=messages, text=text, score_only=self.score_mode == "only",
                       verdict_prefix=VERDICT_PREFIX.get(self.output))
 
-    def with_overrides(self, *, model: str | None = None, options: dict | None = None) -> "JudgeSpec":
+    def with_overrides(self, *, model: str | None = None, options: dict | None = None,
+                       where: str = "--base-url") -> "JudgeSpec":
         """A derived spec (new hash) with the model and/or backend options replaced.
 
         For a cascade the overrides go to its last stage, which must be a model judge.
@@ -108,12 +109,15 @@ class JudgeSpec:
             if last.backend in ("rules", "fitted"):
                 raise BadInput(f"judge '{self.name}' ends with the {last.backend} judge '{last.name}', which has no "
                                "model: --model/--base-url apply to a cascade whose last stage is a model judge")
-            stages = self.stages[:-1] + (last.with_overrides(model=model, options=options),)
+            stages = self.stages[:-1] + (last.with_overrides(model=model, options=options, where=where),)
             return replace(self, stages=stages)
+        if model and _CREDENTIAL.search(model):
+            raise BadInput("--model holds what looks like a credential (an API key, or a password in a URL); "
+                           "keys are read from the environment only (the value is not shown)")
         raw = dict(self.raw)
         new_options = dict(self.options)
         if options:
-            _check_options(options, self.source)
+            _check_options(options, where)
             new_options.update({k: v for k, v in options.items() if v is not None})
             raw["options"] = new_options
         if model:
@@ -180,7 +184,7 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise BadInput(f"judge spec {source}: [options] must be a table")
-    _check_options(options, source)
+    _check_options(options, f"judge spec {source}")
     output = raw.get("output", "verdict-dict")
     if output not in FORMATS:
         raise BadInput(f"judge spec {source}: output '{output}'{did_you_mean(output, FORMATS)} is not one of "
@@ -200,7 +204,8 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
             raise BadInput(f"judge spec {source}: a cascade needs stages = [\"rules\", \"<llm spec>\"]")
         stages = tuple(_stage(r, base, source, _depth) for r in refs)
         if raw.get("model") or options:   # a cascade's model / [options] go to its last stage (e.g. base_url)
-            last = stages[-1].with_overrides(model=raw.get("model"), options=dict(options) or None)
+            last = stages[-1].with_overrides(model=raw.get("model"), options=dict(options) or None,
+                                             where=f"judge spec {source}")
             stages = stages[:-1] + (replace(last, overridden=frozenset()),)
             options = {}
     elif raw["backend"] not in ("rules", "fitted") and not templates:
@@ -241,12 +246,20 @@ def _check_decoding(decoding: dict, source: str) -> None:
             raise BadInput(f"judge spec {source}: [decoding] {k} = {decoding[k]!r} must be {what}")
 
 
-def _check_options(options: dict, source: str) -> None:
+# a value that carries a credential: an API key, or a password in a URL (https://user:pw@host)
+_CREDENTIAL = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}|://[^/@\s]*:[^/@\s]*@")
+
+
+def _check_options(options: dict, where: str) -> None:
+    """Options hold no secrets (DESIGN.md: keys come from the environment): a secret-looking name, or a
+    value holding a key or a URL password, is BadInput naming the option, never showing the value.
+    ``where``: "judge spec FILE" or "--base-url" (checked the same, as both end up in the database)."""
     for k, v in options.items():
         lk = k.lower()
         if lk not in _SAFE_OPTION_NAMES and any(w in lk for w in _SECRET_WORDS):
-            raise BadInput(f"judge spec {source}: option '{k}' looks like a secret; secrets are read from "
+            raise BadInput(f"{where}: option '{k}' looks like a secret; secrets are read from "
                            f"the environment only (use api_key_env = \"ENV_VAR_NAME\")")
-        if isinstance(v, str) and v.startswith("sk-") and len(v) > 20:
-            raise BadInput(f"judge spec {source}: option '{k}' holds what looks like an API key; "
-                           f"put it in an environment variable and set api_key_env")
+        if isinstance(v, str) and _CREDENTIAL.search(v):
+            raise BadInput(f"{where}: option '{k}' holds what looks like a credential (an API key, or a "
+                           f"password in a URL); it would be stored with every judgement: put the key in an "
+                           f"environment variable and set api_key_env (the value is not shown)")
