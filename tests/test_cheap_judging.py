@@ -300,6 +300,63 @@ def test_max_escalation_is_a_budget_every_run_keeps_least_sure_first(cli, tmp_pa
         assert kept and all(o["decided_by"] == "lexical" and "max_escalation 0.1 reached" in o["reason"] for o in kept)
 
 
+def test_the_budget_goes_to_the_highest_defer_priority(cli, tmp_path, db_path):
+    """A fitted stage with a model of whether the last stage is right: the budget goes to the items
+    where its own chance of being wrong, less half the last stage's, is highest (recomputed here from
+    the spec's weights), which is not the same set as the least sure ones."""
+    import tomllib
+
+    from vlmdyn_cli.judging import features as F
+    from vlmdyn_cli.judging.backends.base import Item
+    from vlmdyn_cli.judging.references import encode
+
+    lex = tomllib.loads((REPO / "judges" / "lexical.toml").read_text())
+    names, o = lex["options"]["features"], lex["options"]
+    ok_w = [0.0] * len(names)
+    ok_w[names.index("token-f1")], ok_w[names.index("pred-len")] = 1.5, -1.0   # "the last stage errs on long answers"
+    opts = {**o, "llm_ok_weights": ok_w, "llm_ok_bias": 1.0}
+    cheap = tmp_path / "cheap.toml"
+    cheap.write_text('name = "cheap"\nbackend = "fitted"\n[options]\n'
+                     + "".join(f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
+    spec = _cascade_spec(tmp_path / "prio.toml", [cheap.name, "rules"], "defer_band = [0.0, 1.0]\nmax_escalation = 0.2")
+    distinct = list({(x["question"], json.dumps(x["references"]), x["prediction"]): x for x in ROWS}.values())[:300]
+    sub = tmp_path / "sub.jsonl"
+    sub.write_text("".join(json.dumps(x) + "\n" for x in distinct))
+    r = cli("judge", "--input", sub, "--judge", spec, "--db", db_path, "--json")
+    assert r.code == 0, r.err
+    went = {i for i, line in enumerate(r.out.splitlines()) if json.loads(line)["decided_by"] == "rules"}
+
+    def prob(w, b, x):
+        z = b + sum(wi * (xi - m) / sc for wi, xi, m, sc in zip(w, x, o["mean"], o["scale"]))
+        return 1 / (1 + np.exp(-z))
+
+    items = [Item(x["id"], x["question"], encode(x["references"]), x["prediction"]) for x in distinct]
+    X = [[F.TEXT_FEATURES[f](it) for f in names] for it in items]
+    p = np.array([prob(o["weights"], o["bias"], x) for x in X])
+    q = np.array([prob(ok_w, 1.0, x) for x in X])
+    prio = np.minimum(p, 1 - p) - 0.5 * (1 - q)
+    k = int(0.2 * len(items))
+    assert len(went) == k
+    assert min(prio[i] for i in went) >= max(prio[i] for i in range(len(items)) if i not in went) - 1e-9
+    least_sure = set(np.argsort(np.abs(p - 0.5), kind="stable")[:k].tolist())
+    assert len(went - least_sure) >= 5                     # the second model changed which items went
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"weights": [1.0]}, "one weight, mean and scale per feature"),
+    ({"llm_ok_weights": [1.0, 2.0]}, "llm_ok_weights need one weight per feature"),
+])
+def test_a_fitted_spec_with_the_wrong_number_of_weights_is_exit_2(cli, tmp_path, db_path, change, needle):
+    import tomllib
+
+    opts = tomllib.loads((REPO / "judges" / "lexical.toml").read_text())["options"] | change
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nbackend = "fitted"\n[options]\n' + "".join(f"{k} = {json.dumps(v)}\n"
+                                                                          for k, v in opts.items()))
+    r = cli("judge", "--input", NQ, "--judge", bad, "--db", db_path)
+    assert r.code == 2 and needle in r.err and "Traceback" not in r.err, (r.code, r.err)
+
+
 @pytest.mark.parametrize("stages,decoding,needle", [
     (["lexical", "rules"], "max_escalation = 1.5", "max_escalation = 1.5 must be a number from 0 to 1"),
     (["rules", "lexical"], "max_escalation = 0.2", "needs a fitted stage just before the last one"),
@@ -368,6 +425,10 @@ def test_blended_targets_are_the_mean_of_label_and_llm_verdict(nq, cli, replay, 
         assert opts["weights"] == pytest.approx(expect.weights, abs=1e-6)
         assert opts["bias"] == pytest.approx(expect.bias, abs=1e-6)
         weights[fit_to] = np.array(opts["weights"])
+        # the budget's second fit: whether GPT-4's verdict agrees with the label, same features and penalty
+        agrees = fit_logreg(X, (human == gpt4).astype(float).tolist(), l2=10.0)
+        assert opts["llm_ok_weights"] == pytest.approx(agrees.weights, abs=1e-6)
+        assert opts["llm_ok_bias"] == pytest.approx(agrees.bias, abs=1e-6)
     assert np.abs(weights["blend"] - weights["labels"]).max() > 0.05      # (the two really differ)
 
 

@@ -1,10 +1,11 @@
 """Choosing a calibrated cascade's defer band: where the cheap judge decides and where the LLM does.
 
 The cheap (fitted) judge gives each item P(yes). Items with lo < P(yes) < hi -- the ones it
-is least sure of -- go to the LLM; it decides the rest (yes when P(yes) >= 0.5).
+is least sure of -- may go to the LLM; it decides the rest (yes when P(yes) >= 0.5).
 
-* ``max_escalation = m``: every run sends the LLM the share m of its items that the cheap
-  judge is least sure of (P(yes) nearest 0.5), a budget the cascade keeps whatever the
+* ``max_escalation = m``: every run sends the LLM the share m of its items of highest defer
+  priority (the cheap judge's chance of being wrong, less a share of the LLM's estimated
+  chance of being wrong: fitted_backend.defer_priority), a budget the cascade keeps whatever the
   items (``max_escalation`` in judging/backends/cascade.py; ``escalated`` here does the
   same to a set of items). The band is then the whole range: a band fitted on one set
   sends more or less of another (8-37% of new NQ questions for a band that sent 25% of its
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlmdyn_cli.judging.backends.cascade import least_sure
+from vlmdyn_cli.judging.backends.cascade import most_deferrable
+from vlmdyn_cli.judging.backends.fitted_backend import defer_priority
 
 
 @dataclass
@@ -102,15 +104,18 @@ def best_band(p, llm_ok, truth, *, max_escalation: float | None = None,
     return Band(max(lo, 0.0), min(hi, 1.0), (j - i) / n, agree, reached)
 
 
-def escalated(p, band: Band, max_escalation: float | None = None) -> np.ndarray:
+def escalated(p, band: Band, max_escalation: float | None = None, p_llm_ok=None) -> np.ndarray:
     """Which of a run's items (P(yes) ``p``) go to the LLM: those inside the band, at most
-    floor(max_escalation x n) of them, the least sure first (as the cascade backend does)."""
+    floor(max_escalation x n) of them, the highest defer priority first (as the cascade backend
+    does; ``p_llm_ok``: the cheap judge's estimate that the LLM agrees with the label, if it has one)."""
     p = np.asarray(p, dtype=float)
     inside = band.inside(p)
     if max_escalation is None:
         return inside
     idx = np.flatnonzero(inside)
-    keep = idx[least_sure(p[idx].tolist(), int(max_escalation * len(p) + 1e-9))]
+    q = [None] * len(p) if p_llm_ok is None else list(p_llm_ok)
+    keep = idx[most_deferrable([defer_priority(float(p[i]), q[i]) for i in idx],
+                               int(max_escalation * len(p) + 1e-9))]
     out = np.zeros(len(p), dtype=bool)
     out[keep] = True
     return out

@@ -122,6 +122,9 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     escalated = np.zeros(len(items), dtype=bool)
 
     t = fit_targets(y, llm, fit_to)
+    # with a budget, the items it sends are ranked by defer priority, which also weighs a second model's
+    # estimate of whether the LLM agrees with the label (fitted_backend.defer_priority)
+    ranks_llm = escalation is not None and escalation.max_escalation is not None
 
     def penalty(idx) -> float:
         return l2 if l2 is not None else choose_l2(X[idx].tolist(), t[idx].tolist(), folds=folds, seed=seed,
@@ -135,11 +138,20 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
             if llm is not None:
                 band = held_out_band(X[tr], y[tr], llm["ok"][tr], [groups[i] for i in tr], escalation,
                                      folds=folds, seed=seed, l2=fold_l2, targets=t[tr])
-                escalated[te] = within_budget(held[te], band, escalation.max_escalation)  # a fold: a run
+                q = None
+                if ranks_llm:
+                    ok_model = fit_logreg(X[tr].tolist(), llm["ok"][tr].astype(float).tolist(), l2=fold_l2)
+                    q = [ok_model.prob(x) for x in X[te].tolist()]
+                escalated[te] = within_budget(held[te], band, escalation.max_escalation, q)  # a fold: a run
             task.advance(1)
         final_l2 = penalty(np.arange(len(items)))
         task.advance(1)
     model = fit_logreg(X.tolist(), t.tolist(), l2=final_l2)
+    llm_ok = {}
+    if ranks_llm:
+        ok_model = fit_logreg(X.tolist(), llm["ok"].astype(float).tolist(), l2=final_l2)
+        llm_ok = {"llm_ok_weights": ok_model.weights, "llm_ok_bias": ok_model.bias}
+        res_llm_ok = {"llm_ok_weights": dict(zip(features, ok_model.weights)), "llm_ok_bias": ok_model.bias}
     cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
     cheap_name = f"{name}-cheap" if escalation else name
     cheap_path = out_dir / f"{cheap_name}.toml"
@@ -150,6 +162,8 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
            "l2": final_l2, "l2_chosen_by_cv": l2 is None,
            "held_out": M.binary_metrics(cheap_pred, truth), "auc_held_out": M.roc_auc(list(held), truth),
            "weights": dict(zip(features, model.weights)), "bias": model.bias, "spec_path": str(cheap_path)}
+    if llm_ok:
+        res |= res_llm_ok
     if humans:
         hh = [i for i, it in enumerate(items) if it.key in humans]
         res["held_out_vs_humans"] = M.binary_metrics([cheap_pred[i] for i in hh], [humans[items[i].key] for i in hh])
@@ -157,8 +171,10 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
         "name": cheap_name, "backend": "fitted", "model": f"logreg({','.join(features)})", "output": "verdict-dict",
         "description": f"Logistic regression over {', '.join(features)}, fitted on {len(items)} {label_source} "
                        f"items{' (targets: ' + fitted_to + ')' if fit_to == 'blend' else ''} (l2 {final_l2:g}{' chosen by CV' if l2 is None else ''}; {folds}-fold CV grouped by question: held-out accuracy "
-                       f"{100 * (res['held_out']['accuracy'] or 0):.1f}%).",
-        "options": {"features": features, "threshold": 0.5, **model.to_dict()},
+                       f"{100 * (res['held_out']['accuracy'] or 0):.1f}%)"
+                       + (f"; it ranks the items of an escalation budget with a second fit: whether "
+                          f"{escalation.spec.name}'s verdict agrees with the label." if llm_ok else "."),
+        "options": {"features": features, "threshold": 0.5, **model.to_dict(), **llm_ok},
     }
     files = {cheap_path: _to_toml(cheap_spec)}
     if escalation:
@@ -249,8 +265,8 @@ def _cascade_spec(name: str, cheap_file: str, esc: Escalation, band: Band, rep: 
     c, lo = rep["cascade"], rep["llm"]
     spec = {
         "name": name, "backend": "cascade",
-        "description": (f"{name}-cheap decides all but the {100 * esc.max_escalation:g}% of each run's items it is "
-                        f"least sure of, {esc.spec.name} those" if esc.max_escalation is not None else
+        "description": (f"{name}-cheap decides all but the {100 * esc.max_escalation:g}% of each run's items where "
+                        f"it is likeliest wrong and {esc.spec.name} likeliest right, {esc.spec.name} those" if esc.max_escalation is not None else
                         f"{name}-cheap decides where its P(yes) is outside ({band.lo:.3f}, {band.hi:.3f}), "
                         f"{esc.spec.name} the rest") + f"; held out: {100 * (c['accuracy'] or 0):.1f}% agreement "
                        f"escalating {100 * rep['escalated_share']:.1f}% ({esc.spec.name} alone "

@@ -310,7 +310,8 @@ def fit_cmd(
                                           "len-ratio, pred-len, ref-len, hedge, numbers, novel-words, "
                                           "question-overlap, novel-precision, local-p_yes, minilm-cos, minilm-qcos.")],
     escalate_to: Annotated[Optional[str], typer.Option("--escalate-to", help="Also build a calibrated cascade: "
-                           "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of.")] = None,
+                           "this judge (e.g. gpt-4o-mini) decides the items the fitted judge is least sure of (with a budget: "
+                           "where it is likeliest wrong and this judge likeliest right).")] = None,
     max_escalation: Annotated[Optional[float], typer.Option("--max-escalation", help="Cascade: the largest share "
                               "of items sent to the --escalate-to judge (0-1; default 0.25).")] = None,
     target_agreement: Annotated[Optional[float], typer.Option("--target-agreement", help="Cascade: instead, the "
@@ -449,8 +450,9 @@ def _print_fit(res: dict) -> None:
     ]
     print_table(rows, title=f"Held out ({res['folds']}-fold, grouped by question), vs {res['labels']} verdicts")
     if c.get("max_escalation") is not None:
-        say(f"escalation: every run sends the {_fmt(c['max_escalation'])} of its items the cheap judge is "
-            f"least sure of (P(yes) nearest 0.5) to the LLM -> {res['spec_path']}")
+        say(f"escalation: every run sends the LLM the {_fmt(c['max_escalation'])} of its items where the cheap "
+            "judge is likeliest wrong and the LLM likeliest right (the cheap judge's min(P(yes), P(no)) less half "
+            f"its estimate that the LLM disagrees with the label) -> {res['spec_path']}")
     else:
         say(f"band: the cheap judge decides where P(yes) <= {c['band'][0]:.3f} or >= {c['band'][1]:.3f} "
             f"({_fmt(c['band_escalated_in_sample'])} of these items escalated) -> {res['spec_path']}")

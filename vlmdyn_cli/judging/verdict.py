@@ -61,6 +61,7 @@ class Verdict:
     resolved_model: str | None = None  # the model the backend says answered
     decided_by: str | None = None     # the judge (a cascade's stage) that decided; None: this judge
     raw: str | None = None            # the model's text, verbatim; None when there was none
+    defer_priority: float | None = None  # a fitted judge's: what a cascade gains by passing it on (not stored)
 
     @property
     def scored(self) -> bool:

@@ -15,7 +15,9 @@ confident, else the fitted judge).
     .venv/bin/python examples/calibration/nq/halfsplit.py --fitted-band --l2 3 --features lexical-v1  # before
 
 The scored half is judged as one run, so the cascade's per-run budget (the --cap share of the
-items it is least sure of go to GPT-4) applies; --fitted-band is the cascade before this
+items of highest defer priority go to GPT-4: the cheap judge's chance of being wrong, less half
+the chance, estimated by a second fit on the fitting half, that GPT-4 is wrong; --no-llm-ok:
+the least sure first, as before that second fit) applies; --fitted-band is the cascade before this
 budget: the band that agreed most on the fitting half under the cap, every item inside it
 escalated.
 """
@@ -75,6 +77,8 @@ def main() -> int:
     ap.add_argument("--l2", default="auto", help="the L2 penalty, or auto (as `calibrate fit` without --l2: "
                     "chosen by grouped CV on the fitting half)")
     ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--no-llm-ok", action="store_true", help="rank the budget by P(yes) nearest 0.5 alone (as "
+                    "before the second fit of whether GPT-4 agrees with the label)")
     ap.add_argument("--fit-to", choices=FIT_TO, default="blend", help="the cheap judge's targets, as `calibrate "
                     "fit --fit-to`: blend (default with --escalate-to: the mean of the human label and GPT-4's "
                     "verdict) or labels (the human labels alone)")
@@ -117,7 +121,11 @@ def main() -> int:
                                      folds=a.folds, seed=0, l2=l2, targets=t[tr])
             model = fit_logreg(X[tr].tolist(), t[tr].tolist(), l2=l2)
             p = np.array([model.prob(x) for x in X[te].tolist()])
-            esc = escalated(p, band, None if a.fitted_band else a.cap)    # the scored half is one run
+            q = None
+            if not (a.fitted_band or a.no_llm_ok):     # as `calibrate fit` does with a budget
+                ok_model = fit_logreg(X[tr].tolist(), (llm[tr] == y[tr]).astype(float).tolist(), l2=l2)
+                q = [ok_model.prob(x) for x in X[te].tolist()]
+            esc = escalated(p, band, None if a.fitted_band else a.cap, q)    # the scored half is one run
             cheap = (p >= 0.5).astype(int)
             casc = np.where(esc, llm[te], cheap)
             if a.fit_to != "labels":          # the offline default's judge is fitted to the human labels
@@ -133,7 +141,8 @@ def main() -> int:
     r = np.array(out)
     ok_esc, ok_agr = r[:, 0] <= 100 * a.cap + 1e-9, r[:, 1] >= -0.5
     print(f"{len(items)} items, {len(qs)} questions; {a.splits} splits x 2 directions; features "
-          f"{','.join(names)}; l2 {a.l2 if a.l2 == 'auto' else float(a.l2)}; cap {100 * a.cap:g}%{'; fitted band, no budget' if a.fitted_band else '; budget per run'}; fitted to {a.fit_to}")
+          f"{','.join(names)}; l2 {a.l2 if a.l2 == 'auto' else float(a.l2)}; cap {100 * a.cap:g}%{'; fitted band, no budget' if a.fitted_band else '; budget per run'}; fitted to {a.fit_to}"
+          f"{'' if a.fitted_band else '; budget ranked by P(yes) alone' if a.no_llm_ok else '; budget ranked by defer priority'}")
     if a.l2 == "auto":
         print("  l2 chosen: " + ", ".join(f"{v:g} x{chosen.count(v)}" for v in sorted(set(chosen))))
     print(f"  escalated share (%)           mean {r[:, 0].mean():5.1f}  min {r[:, 0].min():5.1f}  max {r[:, 0].max():5.1f}")

@@ -22,9 +22,11 @@ items lazily.
 ``max_escalation`` is a budget every run keeps, whatever the items: a band fitted on one set
 sends more or less of another set (on new questions of the NQ study: 8-37% for a band that
 sent 25% of its own). Counting from the run's first item, at most floor(share x items seen)
-go to the last stage; when more are unsure, the ones the fitted stage is least sure of
-(P(yes) nearest 0.5; ranked in blocks of BUDGET_CHUNK items, the allowance carried over)
-go and the fitted stage decides the others (its reason says so).
+go to the last stage; when more are unsure, the ones with the highest ``defer_priority``
+from the fitted stage go (its own chance of being wrong, less a share of the last stage's
+estimated chance of being wrong when `calibrate fit` gave it that model: fitted_backend.py;
+ranked in blocks of BUDGET_CHUNK items, the allowance carried over) and the fitted stage
+decides the others (its reason says so).
 
 Reading and storing the last stage's verdicts goes through the runner's Context
 (``stored`` / ``remember``): this module never sees the database.
@@ -39,6 +41,7 @@ from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends import backend_class, create_backend
 from vlmdyn_cli.judging.backends.base import (Context, Estimate, Item, JudgeBackend, NoOptions, OnVerdict,
                                               Options)
+from vlmdyn_cli.judging.backends.fitted_backend import defer_priority
 from vlmdyn_cli.judging.verdict import Verdict
 
 CHEAP_BACKENDS = ("rules", "fitted")   # what may decide before the last stage (no calls, no cost)
@@ -148,7 +151,8 @@ class CascadeBackend(JudgeBackend):
         # an item the fitted stage gave no P(yes) cannot be decided by it: it always goes on
         go = {i for i, it in enumerate(unsure) if it.key not in gate.unsure or gate.unsure[it.key].p_yes is None}
         rest = [i for i in range(len(unsure)) if i not in go]
-        go |= {rest[j] for j in least_sure([gate.unsure[unsure[i].key].p_yes for i in rest], allowed - len(go))}
+        go |= {rest[j] for j in most_deferrable([_priority(gate.unsure[unsure[i].key]) for i in rest],
+                                                allowed - len(go))}
         for i, it in enumerate(unsure):
             if i not in go:
                 v = gate.unsure[it.key]
@@ -226,10 +230,14 @@ def stages(spec):
     return spec.stages
 
 
-def least_sure(ps, k: int) -> list[int]:
-    """Indices (ascending) of the k items whose P(yes) is nearest 0.5 (ties: the earlier item)."""
-    order = sorted(range(len(ps)), key=lambda i: (abs(ps[i] - 0.5), i))
+def most_deferrable(priorities, k: int) -> list[int]:
+    """Indices (ascending) of the k items of highest defer priority (ties: the earlier item)."""
+    order = sorted(range(len(priorities)), key=lambda i: (-priorities[i], i))
     return sorted(order[:max(0, k)])
+
+
+def _priority(v: Verdict) -> float:
+    return v.defer_priority if v.defer_priority is not None else defer_priority(v.p_yes)
 
 
 def max_escalation(spec) -> float | None:

@@ -3,6 +3,12 @@
 The spec's [options] hold the feature names, the standardisation and the weights.
 Text features are computed on the spot; model features a batch at a time
 (``local-p_yes``: the local GGUF judge in score mode; ``minilm-*``: sentence embeddings).
+
+The cheap stage of a calibrated cascade with a budget (``calibrate fit --escalate-to SPEC``)
+also holds ``llm_ok_weights`` / ``llm_ok_bias``: a second logistic regression over the same
+standardised features, fitted to whether SPEC's verdict agreed with the label. Each verdict
+then carries a ``defer_priority`` (``defer_priority`` below) by which the cascade chooses
+which items its budget sends to SPEC.
 """
 
 from __future__ import annotations
@@ -20,6 +26,18 @@ from vlmdyn_cli.judging.spec import load_spec
 from vlmdyn_cli.judging.verdict import Completion, decided, unscored
 
 BATCH = 64   # items per round of model features
+# the weight of the escalation judge's estimated error in the defer priority: measured on the NQ
+# half-splits (examples/calibration/nq/README.md), 0.3 and 0.5 alike, 1.0 worse (its model is weak)
+LLM_ERROR_WEIGHT = 0.5
+
+
+def defer_priority(p_yes: float, p_llm_ok: float | None = None) -> float:
+    """What handing an item on to the escalation judge is worth: the fitted judge's own chance of
+    being wrong, min(P(yes), P(no)), less a share of the escalation judge's estimated chance of
+    being wrong on it (when the fitted judge has that model). A cascade's budget goes to the
+    highest first; without the second model this is "P(yes) nearest 0.5 first"."""
+    own = min(p_yes, 1.0 - p_yes)
+    return own if p_llm_ok is None else own - LLM_ERROR_WEIGHT * (1.0 - p_llm_ok)
 
 
 @dataclass
@@ -45,6 +63,8 @@ class FittedOptions(Options):
     bias: float = 0.0
     mean: list = field(default_factory=list)
     scale: list = field(default_factory=list)
+    llm_ok_weights: list = field(default_factory=list)   # P(the escalation judge agrees with the label)
+    llm_ok_bias: float = 0.0
     n_threads: int | None = None      # CPU threads for a model feature (--threads)
 
     def __post_init__(self):
@@ -56,7 +76,10 @@ class FittedOptions(Options):
         if not len(self.weights) == len(self.mean) == len(self.scale) == n:
             raise BadInput(f"a fitted judge needs one weight, mean and scale per feature ({n} features); "
                            "refit it with `vlmdyn calibrate fit`")
-        numbers = [*self.weights, *self.mean, *self.scale]
+        if self.llm_ok_weights and len(self.llm_ok_weights) != n:
+            raise BadInput(f"a fitted judge's llm_ok_weights need one weight per feature ({n} features); "
+                           "refit it with `vlmdyn calibrate fit`")
+        numbers = [*self.weights, *self.mean, *self.scale, *self.llm_ok_weights]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
             raise BadInput("a fitted judge's weights, mean and scale must be finite numbers; refit it with "
                            "`vlmdyn calibrate fit`")
@@ -67,6 +90,13 @@ class FittedOptions(Options):
     def model(self) -> LogReg:
         return LogReg([float(v) for v in self.weights], float(self.bias), [float(v) for v in self.mean],
                       [float(v) for v in self.scale])
+
+    @property
+    def llm_ok_model(self) -> LogReg | None:
+        if not self.llm_ok_weights:
+            return None
+        return LogReg([float(v) for v in self.llm_ok_weights], float(self.llm_ok_bias),
+                      [float(v) for v in self.mean], [float(v) for v in self.scale])
 
 
 class FittedBackend(JudgeBackend):
@@ -86,7 +116,7 @@ class FittedBackend(JudgeBackend):
 
     def __init__(self, spec, options: FittedOptions, context=None):
         super().__init__(spec, options, context)
-        self.model = options.model
+        self.model, self.llm_ok_model = options.model, options.llm_ok_model
         if options.n_threads and any(f.startswith("minilm") for f in options.features):
             import torch
 
@@ -136,7 +166,9 @@ class FittedBackend(JudgeBackend):
                 v = unscored(it.key, f"feature {missing} could not be computed for this item", **usage)
             else:
                 p = self.model.prob(x)
-                v = decided(it.key, "yes" if p >= self.options.threshold else "no", p_yes=p, **usage)
+                q = self.llm_ok_model.prob(x) if self.llm_ok_model else None
+                v = decided(it.key, "yes" if p >= self.options.threshold else "no", p_yes=p,
+                            defer_priority=defer_priority(p, q), **usage)
             v.latency_s = per_item + (time.perf_counter() - t1)
             on_verdict(v)
 
