@@ -26,6 +26,20 @@ from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
 _TRUE = {"y", "yes", "1", "true"}
 _FALSE = {"n", "no", "0", "false"}
 SHEET_COLUMNS = ["item_id", "category", "question", "reference", "prediction", "label"]
+# A spreadsheet runs a cell that starts with one of these as a formula (model text is untrusted: "=HYPERLINK(..."),
+# and turns "+1" into 1: the rater sheet writes such a cell with a leading apostrophe, which spreadsheets show as
+# text and which the import takes off again.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_COLUMNS = ("question", "reference", "answer", "prediction")
+
+
+def sheet_cell(text: str) -> str:
+    """A text cell of a rater sheet: never a formula to a spreadsheet."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def from_sheet_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
 def normalise_label(raw, where: str) -> str | None:
@@ -85,7 +99,9 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
             if not reader.fieldnames or "label" not in [c.strip() for c in reader.fieldnames]:
                 raise BadInput(f"{path}: no 'label' column (columns: {reader.fieldnames})")
             for i, r in enumerate(reader, start=2):
-                rows.append((i, {k.strip(): v for k, v in r.items() if k}))
+                row = {k.strip(): v for k, v in r.items() if k}
+                rows.append((i, {k: from_sheet_cell(v) if k in _TEXT_COLUMNS and isinstance(v, str) else v
+                                 for k, v in row.items()}))
     else:
         raise BadInput(f"{path}: unsupported label file type (use .csv, .tsv or .jsonl)")
     out: list[ParsedLabel] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
+from vlmdyn_cli.calibration.labels import SHEET_COLUMNS, sheet_cell
 from vlmdyn_cli.atomic import check_name, replaced
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.jsonl import input_file, lines, parse_object
@@ -128,5 +128,5 @@ def write_sheet(db: Database, sample: str, out: Path) -> int:
         w = csv.writer(f)
         w.writerow(SHEET_COLUMNS)
         for item_id, cat, q, a, p in rows:
-            w.writerow([item_id, cat or "", q, a, p, ""])
+            w.writerow([item_id, cat or "", sheet_cell(q), sheet_cell(a), sheet_cell(p), ""])
     return len(rows)
