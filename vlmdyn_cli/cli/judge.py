@@ -222,17 +222,18 @@ def list_cmd(
 
 
 @judgements_app.command("status")
-def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
+def status_cmd(db: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False):
     """Per judge: counts, accuracy over scored items (unscored excluded and counted), cost, mean latency.
 
     Example: vlmdyn judgements status --json
     """
+    from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.judgement_queries import judge_status
 
     d = open_db(db, readonly=True)
     try:
-        rows = judge_status(d)
+        rows = judge_status(d, reporter=cli_reporter(quiet))
     finally:
         d.close()
     if json_out:

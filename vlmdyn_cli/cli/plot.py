@@ -84,11 +84,13 @@ def plot_cmd(
         return
     from vlmdyn_cli.plots.render import draw
 
-    for spec in specs:
-        path = draw(spec, out / f"{spec['figure']}.{fmt}", fmt=fmt)
-        say(str(path))
-        for note in spec.get("notes", []):
-            hint(f"{spec['figure']}: {note}")
+    with cli_reporter(quiet).task("drawing figures", total=len(specs), unit="figures") as task:
+        for spec in specs:
+            path = draw(spec, out / f"{spec['figure']}.{fmt}", fmt=fmt)
+            say(str(path))
+            for note in spec.get("notes", []):
+                hint(f"{spec['figure']}: {note}")
+            task.advance(1)
 
 
 def report_cmd(

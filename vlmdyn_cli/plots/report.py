@@ -19,6 +19,7 @@ from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.plots import aggregate as A
 from vlmdyn_cli.plots import figures as F
+from vlmdyn_cli.progress import NullReporter
 
 CAL_KEYS = (("n_items", "items"), ("n_scored", "scored"), ("n_unscored", "unscored"), ("accuracy", "accuracy"),
             ("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("kappa", "kappa"),
@@ -87,15 +88,19 @@ def collect(db, sel: A.Selection, figure_dir: Path, reporter=None) -> dict:
     ds_id = sel.runs[0].dataset_id
     cats, table = accuracy_table(db, sel)
     figs = []
-    for name in F.FIGURES:
-        try:
-            spec = F.build(db, name, sel)
-        except BadInput as exc:
-            figs.append({"name": name, "missing": str(exc)})
-            continue
-        path = draw(spec, figure_dir / f"{name}.png")
-        figs.append({"name": name, "title": spec["title"], "path": path, "caption": spec.get("caption", ""),
-                     "notes": spec.get("notes", [])})
+    with (reporter or NullReporter()).task("drawing figures", total=len(F.FIGURES), unit="figures") as task:
+        for name in F.FIGURES:
+            task.advance(0, figure=name)
+            try:
+                spec = F.build(db, name, sel)
+            except BadInput as exc:
+                figs.append({"name": name, "missing": str(exc)})
+                task.advance(1)
+                continue
+            path = draw(spec, figure_dir / f"{name}.png")
+            figs.append({"name": name, "title": spec["title"], "path": path, "caption": spec.get("caption", ""),
+                         "notes": spec.get("notes", [])})
+            task.advance(1)
     return {"dataset": sel.dataset, "runs": [r.name for r in sel.runs], "judge": sel.judge,
             "shares": A.category_shares(db, ds_id), "calibration": calibration(db, sel.judge),
             "totals": A.totals(db, sel), "categories": cats, "table": table, "figures": figs,
