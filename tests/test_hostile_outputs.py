@@ -238,5 +238,5 @@ def test_commands_that_take_seconds_on_a_paper_scale_database_show_progress(smal
     each now reports its work with a rate (the line that closes a task carries the rate and the ETA)."""
     r = cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], "--db", small)
     assert r.code == 0, r.err
-    line = next((x for x in r.err.splitlines() if unit in x), None)
+    line = next((x for x in reversed(r.err.splitlines()) if unit in x), None)   # the closing line
     assert line is not None and " ETA " in line and line.endswith(" done"), r.err
