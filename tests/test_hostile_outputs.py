@@ -240,3 +240,30 @@ def test_commands_that_take_seconds_on_a_paper_scale_database_show_progress(smal
     assert r.code == 0, r.err
     line = next((x for x in reversed(r.err.splitlines()) if unit in x), None)   # the closing line
     assert line is not None and " ETA " in line and line.endswith(" done"), r.err
+
+
+def test_an_output_that_is_a_pipe_or_a_symlink_is_written_through_not_replaced(small, tmp_path, cli):
+    """`--out` a FIFO (or /dev/stdout, a device) is written in place: renaming a file over it replaced
+    the node itself (as root, `--out /dev/stdout` replaced /dev/stdout). A symlink stays a link and
+    its target gets the export (on main the link was replaced by a file)."""
+    import stat
+    import threading
+
+    n = _count(small, "SELECT COUNT(*) FROM judgements")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    r = cli("judgements", "export", "--out", fifo, "--db", small)
+    assert r.code == 0, r.err
+    reader.join(30)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)                  # still the pipe
+    assert got and len(got[0].splitlines()) == n
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(tmp_path / "real" / "export.jsonl")
+    r = cli("judgements", "export", "--out", link, "--db", small)
+    assert r.code == 0, r.err
+    assert link.is_symlink() and len((tmp_path / "real" / "export.jsonl").read_text().splitlines()) == n
+    assert not [p for p in tmp_path.rglob("*.part")]

@@ -9,7 +9,9 @@ writer (its process gone) are removed by the next write of the same output.
 ``check_output`` / ``check_folder`` refuse, before any work, an output that cannot be written
 (a directory, a file where a folder is needed, an empty name, a folder that is not writable) or
 must not be replaced: an SQLite database (the experiment itself, `--out vlmdyn.db`) or its WAL,
-SHM or journal. Every write checks the same again, so a library caller is covered too.
+SHM or journal. Every write checks the same again, so a library caller is covered too. A symlink
+stays a link (its target is replaced); a device or a pipe (``--out /dev/stdout``, a FIFO) is
+written in place: renaming a file over it would replace the device node itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 def _is_database(path: Path) -> bool:
     """``path`` is an SQLite database file, or the WAL/SHM/journal beside one."""
+    if not path.is_file():         # never opened to look: a FIFO or a terminal would block the read
+        return False
     try:
         with path.open("rb") as f:
             if f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
@@ -129,6 +133,11 @@ def replaced(path: str | os.PathLike, flag: str = "output") -> Iterator[Path]:
             ...
     """
     path = check_output(path, flag)
+    if path.exists() and not path.is_file():
+        yield path                   # a device or a pipe (/dev/stdout, a FIFO): written in place, never renamed over
+        return
+    if path.is_symlink():            # the link stays a link: its target is replaced
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_parts(path)
