@@ -484,6 +484,52 @@ def test_report_cost_view_and_rubric_bands(nq, cli, replay, tmp_path):
     assert "agreement with humans vs $ per 1,000 judgements" in r.out and "89.4%" in r.out
 
 
+def test_the_cost_view_curve_escalates_in_defer_priority_order(nq, cli, replay, tmp_path):
+    """`calibrate report`'s curve of a budget cascade escalates the labelled items in the order its
+    cheap stage ranks them (defer priority, recomputed here from the spec's weights), not by P(yes)."""
+    import sqlite3
+    import tomllib
+
+    from vlmdyn_cli.judging import features as F
+    from vlmdyn_cli.judging.backends.base import Item
+
+    out = tmp_path / "jl"
+    r = cli("calibrate", "fit", "--name", "c", "--features", "lexical", "--agreement", "0.5", "--l2", "10",
+            "--folds", "5", "--escalate-to", REPLAY_SPEC, "--base-url", replay.base_url, "--out-dir", out,
+            "--db", nq, "--json")
+    assert r.code == 0, r.err
+    r = cli("calibrate", "report", "--judge", out / "c.toml", "--base-url", replay.base_url, "--agreement", "0.5",
+            "--db", nq, "--json")
+    assert r.code == 0, r.err
+    curve = json.loads(r.out)["cost_view"]["cascade_curves"]["c"]
+    o = tomllib.loads((out / "c-cheap.toml").read_text())["options"]
+    con = sqlite3.connect(nq)
+    triples = con.execute("SELECT hash, question, answer, prediction FROM triples ORDER BY hash").fetchall()
+    con.close()
+    by_text = {(x["question"], x["prediction"]): x for x in ROWS}
+    items = [Item(h, q, a, p) for h, q, a, p in triples if (q, p) in by_text]
+    X = np.array([[F.TEXT_FEATURES[f](it) for f in o["features"]] for it in items])
+    z = (X - np.array(o["mean"])) / np.array(o["scale"])
+    p = 1 / (1 + np.exp(-(o["bias"] + z @ np.array(o["weights"]))))
+    q = 1 / (1 + np.exp(-(o["llm_ok_bias"] + z @ np.array(o["llm_ok_weights"]))))
+    human = np.array([by_text[(it.question, it.prediction)]["human"] == "yes" for it in items], int)
+    gpt4 = np.array([by_text[(it.question, it.prediction)]["gpt4"] == "yes" for it in items], int)
+
+    def agreement(order, k):
+        v = (p >= 0.5).astype(int)
+        v[order[:k]] = gpt4[order[:k]]
+        return float((v == human).mean())
+
+    by_priority = np.argsort(-(np.minimum(p, 1 - p) - 0.5 * (1 - q)), kind="stable")
+    by_p = np.argsort(np.abs(p - 0.5), kind="stable")
+    differs = 0
+    for point in curve:
+        k = int(round(point["escalated"] * len(items)))
+        assert point["agreement"] == pytest.approx(agreement(by_priority, k), abs=1e-9), point
+        differs += abs(agreement(by_p, k) - agreement(by_priority, k)) > 1e-9
+    assert differs >= 3                                  # the two orders really give another curve
+
+
 # ---------------------------------------------------------------- fail fast, exit 1 (issue 17 item 3)
 
 

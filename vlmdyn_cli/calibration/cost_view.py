@@ -3,7 +3,8 @@ $ per 1,000 judgements, one point per judge, a calibrated cascade's curve over i
 the paper's gpt-4o-mini agreement (METHOD.md section 4) as reference lines (the paper gives
 no cost, so they are horizontal lines, not points).
 
-``cascade_curve`` is computed on the labelled items (in sample: the band was chosen on them;
+``cascade_curve`` (``cascade_curves``: for each calibrated cascade, both stages judging the labelled
+items first) is computed on the labelled items (in sample: the band was chosen on them;
 `calibrate fit` prints the held-out figures). ``render_text`` draws a character grid for the
 terminal, ``render_png`` a matplotlib figure.
 """
@@ -28,13 +29,16 @@ def points(reports: list[dict]) -> list[dict]:
 
 
 def cascade_curve(p_yes, llm_yes, truth, band: tuple[float, float], llm_usd_per_1000: float | None,
-                  steps: int = 21) -> list[dict]:
+                  steps: int = 21, priority=None) -> list[dict]:
     """Agreement and $/1k of the cascade as its band widens around its centre, from the cheap
-    judge alone (escalated share 0) to the LLM alone (1). ``llm_yes``: 1/0, or None (unscored)."""
+    judge alone (escalated share 0) to the LLM alone (1). ``llm_yes``: 1/0, or None (unscored).
+    ``priority``: the cheap stage's defer priority per item, when it ranks a budget by more than P(yes)
+    (the items are then escalated in that order, as the cascade does)."""
     p = np.asarray(p_yes, dtype=float)
     y = np.asarray([1 if t == "yes" else 0 for t in truth])
     centre = (band[0] + band[1]) / 2
-    order = np.argsort(np.abs(p - centre), kind="stable")      # least sure first
+    order = (np.argsort(np.abs(p - centre), kind="stable") if priority is None      # least sure first
+             else np.argsort(-np.asarray(priority, dtype=float), kind="stable"))
     cheap = (p >= 0.5).astype(int)
     llm = np.array([-1 if v is None else v for v in llm_yes])
     out = []
@@ -47,6 +51,54 @@ def cascade_curve(p_yes, llm_yes, truth, band: tuple[float, float], llm_usd_per_
         out.append({"escalated": k / len(p), "agreement": float((v[ok] == y[ok]).mean()) if ok.any() else None,
                     "usd_per_1000": None if llm_usd_per_1000 is None else llm_usd_per_1000 * k / len(p)})
     return out
+
+
+def cascade_curves(d, specs, hv, reporter) -> dict[str, list[dict]]:
+    """The curve of every calibrated cascade among ``specs`` on the labelled items of ``hv`` (human
+    verdicts); both stages judge those items first (cached as always)."""
+    return {s.name: _curve_of(d, s, hv, reporter) for s in specs if _calibrated(s)}
+
+
+def _calibrated(spec) -> bool:
+    """A calibrated cascade: a fitted stage that defers, then a model judge."""
+    return (spec.backend == "cascade" and len(spec.stages) == 2 and spec.stages[0].backend == "fitted"
+            and spec.stages[1].backend not in ("rules", "fitted"))
+
+
+def _curve_of(d, spec, hv, reporter) -> list[dict]:
+    """The cascade's agreement and cost as its band widens (both stages judge the labelled items; cached)."""
+    from vlmdyn_cli.calibration.report import stored_judgements
+    from vlmdyn_cli.judging.backends.cascade import defer_band
+    from vlmdyn_cli.judging.run import judge_triples
+
+    hashes = sorted(hv.verdict)
+    cheap, llm = spec.stages
+    for s in (cheap, llm):
+        judge_triples(d, s, hashes, reporter=reporter)
+    cj, lj = stored_judgements(d, cheap.hash, hashes), stored_judgements(d, llm.hash, hashes)
+    keep = [h for h in hashes if cj.get(h, {}).get("p_yes") is not None]
+    costs = [lj[h]["cost_usd"] for h in keep if h in lj and lj[h]["cost_usd"] is not None]
+    llm_yes = [None if lj.get(h, {}).get("status") != "scored" else int(lj[h]["verdict"] == "yes") for h in keep]
+    return cascade_curve([cj[h]["p_yes"] for h in keep], llm_yes, [hv.verdict[h] for h in keep], defer_band(spec),
+                         1000 * sum(costs) / len(costs) if costs else None,
+                         priority=_defer_priorities(d, cheap, {h: cj[h]["p_yes"] for h in keep}))
+
+
+def _defer_priorities(d, cheap, p_yes: dict[str, float]) -> list[float] | None:
+    """The fitted stage's defer priorities (not stored: computed again) when it ranks by more than P(yes)."""
+    from vlmdyn_cli.calibration.fit import labelled_items
+    from vlmdyn_cli.judging.backends import create_backend
+    from vlmdyn_cli.judging.backends.fitted_backend import defer_priority
+
+    if not cheap.options.get("llm_ok_weights"):
+        return None
+    backend = create_backend(cheap)
+    got: dict[str, float | None] = {}
+    try:
+        backend.run(labelled_items(d, dict.fromkeys(p_yes, "")), lambda v: got.__setitem__(v.key, v.defer_priority))
+    finally:
+        backend.close()
+    return [defer_priority(p) if got.get(h) is None else got[h] for h, p in p_yes.items()]
 
 
 def render_text(pts: list[dict], curves: dict[str, list[dict]], width: int = 64, height: int = 16) -> str:

@@ -216,7 +216,7 @@ def report_cmd(
         save_report(d, rep, agreement)
     from vlmdyn_cli.calibration import cost_view
 
-    curves = {s.name: _cascade_curve(d, s, hv, reporter) for s in specs if _calibrated(s) and not no_run}
+    curves = {} if no_run else cost_view.cascade_curves(d, specs, hv, reporter)
     out = {"humans": human_summary(hv), "judges": reports, "rubric_comparison": rubric_comparison(reports),
            "cost_view": {"points": cost_view.points(reports), "cascade_curves": curves,
                          "paper": cost_view.PAPER_LINES}}
@@ -273,31 +273,6 @@ def _overridden(spec, overrides: dict):
     if last.backend in ("rules", "fitted") or not (overrides["model"] or overrides["options"]):
         return spec
     return spec.with_overrides(**overrides)
-
-
-def _calibrated(spec) -> bool:
-    """A calibrated cascade: a fitted stage that defers, then a model judge."""
-    return (spec.backend == "cascade" and len(spec.stages) == 2 and spec.stages[0].backend == "fitted"
-            and spec.stages[1].backend not in ("rules", "fitted"))
-
-
-def _cascade_curve(d, spec, hv, reporter) -> list[dict]:
-    """The cascade's agreement and cost as its band widens (both stages judge the labelled items; cached)."""
-    from vlmdyn_cli.calibration.cost_view import cascade_curve
-    from vlmdyn_cli.calibration.report import stored_judgements
-    from vlmdyn_cli.judging.backends.cascade import defer_band
-    from vlmdyn_cli.judging.run import judge_triples
-
-    hashes = sorted(hv.verdict)
-    cheap, llm = spec.stages
-    for s in (cheap, llm):
-        judge_triples(d, s, hashes, reporter=reporter)
-    cj, lj = stored_judgements(d, cheap.hash, hashes), stored_judgements(d, llm.hash, hashes)
-    keep = [h for h in hashes if cj.get(h, {}).get("p_yes") is not None]
-    costs = [lj[h]["cost_usd"] for h in keep if h in lj and lj[h]["cost_usd"] is not None]
-    llm_yes = [None if lj.get(h, {}).get("status") != "scored" else int(lj[h]["verdict"] == "yes") for h in keep]
-    return cascade_curve([cj[h]["p_yes"] for h in keep], llm_yes, [hv.verdict[h] for h in keep], defer_band(spec),
-                         1000 * sum(costs) / len(costs) if costs else None)
 
 
 @cal_app.command("fit")

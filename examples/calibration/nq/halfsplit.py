@@ -64,6 +64,15 @@ def load(path: Path):
     return items, y, llm
 
 
+def feature_matrix(names: list[str], items) -> np.ndarray:
+    """One row per item, one column per feature (model features: each model once over all items)."""
+    text = [f for f in names if f in F.TEXT_FEATURES]
+    cols = {f: [F.TEXT_FEATURES[f](it) for it in items] for f in text}
+    model_vals = F.model_feature_values(names, items)
+    cols |= {f: [model_vals[f].get(it.key, 0.5) for it in items] for f in model_vals}
+    return np.array([cols[f] for f in names], dtype=float).T
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / "judges/data/nq-dev.jsonl")
@@ -90,11 +99,7 @@ def main() -> int:
         names += F.expand(["minilm"])
     items, y, llm = load(a.data)
     groups = np.array([it.question for it in items])
-    text = [f for f in names if f in F.TEXT_FEATURES]
-    cols = {f: [F.TEXT_FEATURES[f](it) for it in items] for f in text}
-    model_vals = F.model_feature_values(names, items)
-    cols |= {f: [model_vals[f].get(it.key, 0.5) for it in items] for f in model_vals}
-    X = np.array([cols[f] for f in names], dtype=float).T
+    X = feature_matrix(names, items)
     rules = [decide_any(it.question, it.answer, it.prediction) for it in items]
     ruled = np.array([d.verdict is not None and d.confidence >= 0.8 for d in rules])
     rule_yes = np.array([d.verdict == "yes" for d in rules], dtype=int)
