@@ -62,4 +62,10 @@ def parse_object(line: str, where: str) -> dict | None:
         raise BadInput(f"{where}: not valid JSON ({exc.msg})") from None
     if not isinstance(obj, dict):
         raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if "\\u" in line:   # only an escape can make a lone surrogate (not text: it cannot be stored)
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(f"{where}: a \\u escape makes half a surrogate pair (e.g. \\ud800 alone), "
+                           "which is not text") from None
     return obj

@@ -64,14 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     from vlmdyn_cli.safetext import clean
 
     debug = os.environ.get("VLMDYN_DEBUG") == "1"
+    interrupted = "interrupted: rerun the same command to continue where it stopped\n"
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="vlmdyn")
+        if rv == 130:          # typer turns a KeyboardInterrupt (Ctrl-C) into Exit(130), silently
+            sys.stderr.write(interrupted)
         return rv if isinstance(rv, int) else 0
     except typer.Abort:
         sys.stderr.write("interrupted\n")
         return 130
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: rerun the same command to continue where it stopped\n")
+        sys.stderr.write(interrupted)
         return 130
     except VlmdynError as exc:
         if debug:
