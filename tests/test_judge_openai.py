@@ -273,6 +273,29 @@ def test_missing_key_is_exit_2_naming_the_variable(monkeypatch, tmp_path, cli, d
     con.close()
 
 
+@pytest.mark.parametrize("bad_key, what", [
+    (FAKE_KEY + "\r\nX-Injected: 1", "a control character"),   # a pasted line break: a header injection
+    (FAKE_KEY.replace("CANARY", "CANÄRY"), "a non-ASCII character"),
+    (FAKE_KEY.replace("-CANARY-", " CANARY "), "a space"),
+])
+def test_a_malformed_key_is_bad_input_before_any_request_and_never_shown(monkeypatch, srv, tmp_path, cli, db_path,
+                                                                          bad_key, what):
+    """A key an HTTP header cannot carry stops the judge at once (exit 2 naming the variable and the
+    position) instead of failing every request with retries, and no part of it is printed."""
+    monkeypatch.setenv("OPENAI_API_KEY", bad_key)
+    triples = write_triples(tmp_path / "t.jsonl", ["q1", "q2"])
+    spec = write_spec(tmp_path, options=FAST)
+    r = cli("judge", "--db", db_path, "--input", triples, "--judge", spec, "--base-url", srv.base_url, "--json")
+    assert r.code == 2, r.err
+    assert "OPENAI_API_KEY" in r.err and what in r.err and "position" in r.err
+    for part in ("CANARY", "CANÄRY", "X-Injected"):
+        assert part not in r.out + r.err
+    assert srv.completed_prompts == [] and not srv.auth_headers          # nothing was sent
+    con = sqlite3.connect(db_path)
+    assert con.execute("SELECT COUNT(*) FROM judgements").fetchone()[0] == 0
+    con.close()
+
+
 def test_max_cost_stops_early_and_stores_no_fake_rows(srv, key_env, tmp_path, cli, db_path):
     questions = [f"item {i}" for i in range(20)]
     triples = write_triples(tmp_path / "t.jsonl", questions)

@@ -77,7 +77,7 @@ def test_bad_output_format_and_missing_template(tmp_path):
 def test_secrets_are_refused_in_specs(tmp_path):
     with pytest.raises(BadInput, match="looks like a secret"):
         load_spec(write_spec(tmp_path, extra='[options]\napi_key = "abc"\n'))
-    with pytest.raises(BadInput, match="looks like an API key"):
+    with pytest.raises(BadInput, match="holds what looks like a credential"):
         load_spec(write_spec(tmp_path, extra='[options]\nbase_url = "sk-abcdefghijklmnopqrstuvwxyz"\n'))
     s = load_spec(write_spec(tmp_path, extra='[options]\napi_key_env = "MY_KEY"\n'))
     assert s.options["api_key_env"] == "MY_KEY"

@@ -30,6 +30,7 @@ class TaskHandle:
         self.fields: dict[str, object] = {}
         self.t0 = time.monotonic()
         self.first: tuple[float, int] | None = None     # (time, done) at the first advance
+        self.stopped = False                            # ended by an error or an interrupt, not done
 
     def advance(self, n: int = 1, **fields) -> None:
         self.done += n
@@ -89,6 +90,9 @@ class Reporter:
         self._start(h)
         try:
             yield h
+        except BaseException:
+            h.stopped = True
+            raise
         finally:
             self._finish(h)
 
@@ -171,7 +175,7 @@ class PlainReporter(Reporter):
 
     def _finish(self, h):
         self._last.pop(id(h), None)
-        print(clean(h.line()) + " done", file=self.stream, flush=True)
+        print(clean(h.line()) + (" stopped" if h.stopped else " done"), file=self.stream, flush=True)
 
 
 class RichReporter(Reporter):

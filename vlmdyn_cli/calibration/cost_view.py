@@ -165,7 +165,8 @@ def render_png(pts: list[dict], curves: dict[str, list[dict]], path: Path) -> Pa
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, "--png", format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -19,7 +19,7 @@ import numpy as np
 
 from sqlite_utils import Database
 
-from vlmdyn_cli.atomic import write_text
+from vlmdyn_cli.atomic import check_name, write_text
 from vlmdyn_cli.calibration import metrics as M
 from vlmdyn_cli.calibration.band import Band, choose_band, escalated as within_budget
 from vlmdyn_cli.calibration.logreg import choose_l2, cross_val_predict, fit_logreg, fold_of
@@ -106,6 +106,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     with as well, where the labels are a teacher's.
     """
     check_features(features)
+    check_name(name, "--name")
     items = [it for it in labelled_items(db, labels)]
     truth = [labels[it.key] for it in items]
     ys = [1 if t == "yes" else 0 for t in truth]
@@ -152,7 +153,6 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
         llm_ok = {"llm_ok_weights": ok_model.weights, "llm_ok_bias": ok_model.bias}
         res_llm_ok = {"llm_ok_weights": dict(zip(features, ok_model.weights)), "llm_ok_bias": ok_model.bias}
     cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
-    out_dir.mkdir(parents=True, exist_ok=True)
     cheap_name = f"{name}-cheap" if escalation else name
     cheap_path = out_dir / f"{cheap_name}.toml"
     fitted_to = (f"the mean of each item's label and {escalation.spec.name}'s verdict" if fit_to == "blend"
@@ -186,7 +186,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
         res["spec_path"], res["cheap_spec_path"] = str(path), str(cheap_path)
         files[path] = _to_toml(_cascade_spec(name, cheap_path.name, escalation, band, res["cascade"]))
     for path, text in files.items():     # written last: a failure above leaves no file behind
-        write_text(path, text)
+        write_text(path, text, "--out-dir")
     return res
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.jsonl import input_file, parse_object, read_text
+from vlmdyn_cli.jsonl import input_file, lines, parse_object, read_text
 from vlmdyn_cli.judging.references import encode
 from vlmdyn_cli.store.db import immediate, now, triple_hash, upsert_triples
 from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
@@ -26,6 +26,20 @@ from vlmdyn_cli.store.labels import CalibrationItem, add_items, save_label
 _TRUE = {"y", "yes", "1", "true"}
 _FALSE = {"n", "no", "0", "false"}
 SHEET_COLUMNS = ["item_id", "category", "question", "reference", "prediction", "label"]
+# A spreadsheet runs a cell that starts with one of these as a formula (model text is untrusted: "=HYPERLINK(..."),
+# and turns "+1" into 1: the rater sheet writes such a cell with a leading apostrophe, which spreadsheets show as
+# text and which the import takes off again.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_COLUMNS = ("question", "reference", "answer", "prediction")
+
+
+def sheet_cell(text: str) -> str:
+    """A text cell of a rater sheet: never a formula to a spreadsheet."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def from_sheet_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
 def normalise_label(raw, where: str) -> str | None:
@@ -75,7 +89,7 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
     path = input_file(path, "label file")
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".jsonl":
-        for i, line in enumerate(read_text(path).splitlines(), start=1):
+        for i, line in lines(path):      # split at \n only: a JSON string may hold U+2028 or U+0085
             obj = parse_object(line, f"{path}:{i}")
             if obj is not None:
                 rows.append((i, obj))
@@ -85,7 +99,9 @@ def read_label_file(path: Path, rater: str | None = None) -> tuple[list[ParsedLa
             if not reader.fieldnames or "label" not in [c.strip() for c in reader.fieldnames]:
                 raise BadInput(f"{path}: no 'label' column (columns: {reader.fieldnames})")
             for i, r in enumerate(reader, start=2):
-                rows.append((i, {k.strip(): v for k, v in r.items() if k}))
+                row = {k.strip(): v for k, v in r.items() if k}
+                rows.append((i, {k: from_sheet_cell(v) if k in _TEXT_COLUMNS and isinstance(v, str) else v
+                                 for k, v in row.items()}))
     else:
         raise BadInput(f"{path}: unsupported label file type (use .csv, .tsv or .jsonl)")
     out: list[ParsedLabel] = []
@@ -183,13 +199,13 @@ def import_labels(db: Database, path: Path, rater: str | None = None, sample: st
             raise BadInput(f"{path}:{lab.line}: rater {lab.rater!r} labels this item {lab.label!r} but "
                            f"{prev[0]!r} on line {prev[1]}")
         seen[(h, lab.rater)] = (lab.label, lab.line)
-    stored = _stored_labels(db, {h for h, _ in resolved})
-    for (h, who), (label, line) in seen.items():
-        old = stored.get((h, who))
-        if old is not None and old != label:
-            raise BadInput(f"{path}:{line}: rater {who!r} already labelled this item {old!r} "
-                           f"(now {label!r}); remove the old label first or fix the sheet")
-    with immediate(db):
+    with immediate(db):     # the stored labels read under the write lock: another import cannot slip in between
+        stored = _stored_labels(db, {h for h, _ in resolved})
+        for (h, who), (label, line) in seen.items():
+            old = stored.get((h, who))
+            if old is not None and old != label:
+                raise BadInput(f"{path}:{line}: rater {who!r} already labelled this item {old!r} "
+                               f"(now {label!r}); remove the old label first or fix the sheet")
         if new_triples:
             upsert_triples(db, list(new_triples.values()))
             res.new_items = len(new_triples)

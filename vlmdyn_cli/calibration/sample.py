@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections import defaultdict
 from pathlib import Path
 
 from sqlite_utils import Database
 
-from vlmdyn_cli.calibration.labels import SHEET_COLUMNS
-from vlmdyn_cli.errors import BadInput
-from vlmdyn_cli.jsonl import check_surrogates, input_file, read_text
+from vlmdyn_cli.calibration.labels import SHEET_COLUMNS, sheet_cell
+from vlmdyn_cli.atomic import check_name, replaced
+from vlmdyn_cli.errors import BadInput, did_you_mean
+from vlmdyn_cli.jsonl import input_file, lines, parse_object
 from vlmdyn_cli.store.db import immediate, upsert_triples
 from vlmdyn_cli.store.labels import CalibrationItem, add_items
 from vlmdyn_cli.store.runs import get_run
@@ -36,15 +36,15 @@ def _candidates_from_run(db: Database, run: str) -> list[dict]:
 def _candidates_from_file(db: Database, path: Path) -> list[dict]:
     path = input_file(path, "triples file")
     items, triples = [], []
-    for i, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
+    for i, line in lines(path):
+        obj = parse_object(line, f"{path}: line {i}")
+        if obj is None:
             continue
         try:
-            obj = json.loads(line)
             q, a, p = obj["question"], obj["answer"], obj["prediction"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise BadInput(f"{path}:{i}: needs a JSON object with question, answer, prediction ({exc})") from exc
-        check_surrogates(line, obj, f"{path}:{i}")
+        except KeyError as exc:
+            raise BadInput(f"{path}: line {i}: needs a JSON object with question, answer, prediction "
+                           f"(no {exc})") from None
         triples.append((str(q), str(a), str(p)))
         items.append({"category": obj.get("category"), "subcategory": obj.get("subcategory"),
                       "source": f"file:{path.name}:{obj.get('id', i)}"})
@@ -89,37 +89,44 @@ def draw(candidates: list[dict], n: int, seed: int, stratify: str | None) -> lis
 
 def sample_items(db: Database, n: int, *, run: str | None = None, input_path: Path | None = None,
                  name: str = "default", seed: int = 0, stratify: str | None = None) -> list[dict]:
-    """Draw and store a named sample; drawing the same name again returns the stored one."""
+    """Draw and store a named sample. The same command again (after an interruption, or a failed sheet)
+    finds the same draw stored and returns it; another draw under a stored name is BadInput."""
+    check_name(name, "--name")
     if (run is None) == (input_path is None):
         raise BadInput("give exactly one of --run RUN or --input triples.jsonl")
-    existing = db.execute("SELECT COUNT(*) FROM calibration_items WHERE sample = ?", [name]).fetchone()[0]
-    if existing:
-        raise BadInput(f"sample {name!r} already exists with {existing} items; pick another --name "
-                       "or write its sheet again with `vlmdyn calibrate sheet`")
     cands = _candidates_from_run(db, run) if run else _candidates_from_file(db, input_path)
     chosen = draw(cands, n, seed, stratify)
     for i, it in enumerate(chosen, start=1):
         it["item_id"] = f"{name}-{i:04d}"
-    with immediate(db):
-        add_items(db.conn, [CalibrationItem(name, it["item_id"], it["triple_hash"], it.get("category"),
-                                            it.get("subcategory"), it.get("source")) for it in chosen])
+    drawn = {it["item_id"]: it["triple_hash"] for it in chosen}
+    with immediate(db):              # the check and the write under one lock: two samplers cannot mix
+        stored = _stored_items(db, name)
+        if stored and stored != drawn:
+            raise BadInput(f"sample {name!r} already exists with {len(stored)} items; pick another --name "
+                           "or write its sheet again with `vlmdyn calibrate sheet`")
+        if not stored:
+            add_items(db.conn, [CalibrationItem(name, it["item_id"], it["triple_hash"], it.get("category"),
+                                                it.get("subcategory"), it.get("source")) for it in chosen])
     return chosen
 
 
+def _stored_items(db: Database, name: str) -> dict[str, str]:
+    return dict(db.execute("SELECT item_id, triple_hash FROM calibration_items WHERE sample = ?", [name]).fetchall())
+
+
 def write_sheet(db: Database, sample: str, out: Path) -> int:
-    """A CSV rater sheet: one row per item, empty label column (no judge verdicts on it)."""
+    """A CSV rater sheet: one row per item, empty label column (no judge verdicts on it); written whole."""
     rows = db.execute(
         """SELECT c.item_id, c.category, t.question, t.answer, t.prediction
            FROM calibration_items c JOIN triples t ON t.hash = c.triple_hash
            WHERE c.sample = ? ORDER BY c.item_id""", [sample]).fetchall()
     if not rows:
-        raise BadInput(f"sample {sample!r} has no items")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+        names = [r[0] for r in db.execute("SELECT DISTINCT sample FROM calibration_items ORDER BY 1")]
+        raise BadInput(f"sample {sample!r} has no items{did_you_mean(sample, names)} (samples: "
+                       f"{', '.join(names) or 'none yet: draw one with `vlmdyn calibrate sample`'})")
+    with replaced(out, "--out") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(SHEET_COLUMNS)
         for item_id, cat, q, a, p in rows:
-            w.writerow([item_id, cat or "", q, a, p, ""])
-    tmp.replace(out)
+            w.writerow([item_id, cat or "", sheet_cell(q), sheet_cell(a), sheet_cell(p), ""])
     return len(rows)

@@ -55,10 +55,6 @@ def _register_all() -> None:
 _register_all()
 
 
-INTERRUPTED = 130
-INTERRUPTED_MESSAGE = "interrupted: rerun the same command to continue where it stopped\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps errors to exit codes (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     import click
@@ -68,17 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     from vlmdyn_cli.safetext import clean
 
     debug = os.environ.get("VLMDYN_DEBUG") == "1"
+    interrupted = "interrupted: rerun the same command to continue where it stopped\n"
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="vlmdyn")
-        if rv == INTERRUPTED:   # typer turns a KeyboardInterrupt (Ctrl-C) into this exit code, silently
-            sys.stderr.write(INTERRUPTED_MESSAGE)
+        if rv == 130:          # typer turns a KeyboardInterrupt (Ctrl-C) into Exit(130), silently
+            sys.stderr.write(interrupted)
         return rv if isinstance(rv, int) else 0
     except typer.Abort:
         sys.stderr.write("interrupted\n")
         return 130
     except KeyboardInterrupt:
-        sys.stderr.write(INTERRUPTED_MESSAGE)
-        return INTERRUPTED
+        sys.stderr.write(interrupted)
+        return 130
     except VlmdynError as exc:
         if debug:
             raise

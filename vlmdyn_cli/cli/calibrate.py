@@ -14,7 +14,7 @@ cal_app = typer.Typer(help="Calibrate judges against human labels (the paper's h
 
 AgreementOpt = Annotated[float, typer.Option("--agreement", help="Share of raters saying yes that makes "
                                              "the human verdict yes (paper: 0.75).")]
-MinRatersOpt = Annotated[int, typer.Option("--min-raters", help="Items with fewer raters are excluded "
+MinRatersOpt = Annotated[int, typer.Option("--min-raters", min=1, help="Items with fewer raters are excluded "
                                            "(and listed).")]
 SampleOpt = Annotated[Optional[str], typer.Option("--sample", help="Restrict to one sample's items.")]
 
@@ -35,13 +35,17 @@ def sample_cmd(
 
     Example: vlmdyn calibrate sample --n 100 --stratify category --run seed0 --out study.csv
     """
+    from vlmdyn_cli.atomic import check_name, check_output
     from vlmdyn_cli.calibration.sample import sample_items, write_sheet
     from vlmdyn_cli.store import open_db
 
+    sheet = check_output(out or Path(f"{check_name(name, '--name')}.csv"), "--out")  # before anything is stored
     d = open_db(db)
-    items = sample_items(d, n, run=run, input_path=input_path, name=name, seed=seed, stratify=stratify)
-    sheet = out or Path(f"{name}.csv")
-    write_sheet(d, name, sheet)
+    try:
+        items = sample_items(d, n, run=run, input_path=input_path, name=name, seed=seed, stratify=stratify)
+        write_sheet(d, name, sheet)
+    finally:
+        d.close()
     cats: dict[str, int] = {}
     for it in items:
         cats[it.get("category") or "(none)"] = cats.get(it.get("category") or "(none)", 0) + 1
@@ -63,10 +67,16 @@ def sheet_cmd(
 
     Example: vlmdyn calibrate sheet study --out study-rater2.csv
     """
+    from vlmdyn_cli.atomic import check_output
     from vlmdyn_cli.calibration.sample import write_sheet
     from vlmdyn_cli.store import open_db
 
-    n = write_sheet(open_db(db, readonly=True), sample, out)
+    check_output(out, "--out")
+    d = open_db(db, readonly=True)
+    try:
+        n = write_sheet(d, sample, out)
+    finally:
+        d.close()
     say(f"{n} items -> {out}")
 
 
@@ -156,7 +166,7 @@ def report_cmd(
     agreement: AgreementOpt = 0.75,
     min_raters: MinRatersOpt = 1,
     sample: SampleOpt = None,
-    folds: Annotated[int, typer.Option("--folds", help="Folds for the threshold cross-validation.")] = 5,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds for the threshold cross-validation.")] = 5,
     no_run: Annotated[bool, typer.Option("--no-run", help="Do not judge missing items first.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", help="Override the model of the model judges "
                      "(as on `vlmdyn judge`).")] = None,
@@ -175,15 +185,25 @@ def report_cmd(
 
     Example: vlmdyn calibrate report --judge rules --judge cascade --judge gpt-4o-mini --png cost.png
     """
+    from vlmdyn_cli.atomic import check_output
     from vlmdyn_cli.calibration.report import human_summary, judge_report, rubric_comparison, save_report
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
-    d = open_db(db, must_exist=True)
-    hv = _verdicts(d, agreement, min_raters, sample)
+    if png is not None:
+        check_output(png, "--png")
     overrides = dict(model=model, options={"base_url": base_url} if base_url else None)
     specs = [_overridden(load_spec(j), overrides) for j in judge]  # all specs valid before any work
+    if not no_run:                    # ... and every judge able to run (installed, its key set): none
+        from vlmdyn_cli.judging.backends import check_installed   # judges before another is refused
+        from vlmdyn_cli.judging.run import checked_options
+
+        for spec in specs:
+            check_installed(spec)
+            checked_options(spec, ready=True)
+    d = open_db(db, must_exist=True)
+    hv = _verdicts(d, agreement, min_raters, sample)
     reporter = cli_reporter(quiet or json_out)
     reports = []
     for spec in specs:
@@ -287,7 +307,7 @@ def fit_cmd(
     agreement: AgreementOpt = 0.75,
     min_raters: MinRatersOpt = 1,
     sample: SampleOpt = None,
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (grouped by question).")] = 5,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds (grouped by question).")] = 5,
     l2: Annotated[Optional[float], typer.Option("--l2", help="L2 penalty of the logistic regression (default: "
                   "chosen by cross-validation grouped by question among 1, 3, 10, 30, 100).", min=0.0)] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -312,6 +332,7 @@ def fit_cmd(
 
       vlmdyn calibrate fit --name taught --features lexical --teacher gpt-4o-mini --n 2000 --run seed0
     """
+    from vlmdyn_cli.atomic import check_folder, check_name, check_output
     from vlmdyn_cli.calibration.fit import Escalation, check_fit_to, fit_judge
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.judging.features import check_features, expand
@@ -320,6 +341,10 @@ def fit_cmd(
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
+    check_name(name, "--name")
+    check_folder(out_dir, "--out-dir")
+    for spec_file in {f"{name}.toml", f"{name}-cheap.toml"}:   # checked before any work
+        check_output(out_dir / spec_file, "--out-dir")
     feats = check_features(expand([f.strip() for f in features.split(",") if f.strip()]))
     if max_escalation is not None and not 0 <= max_escalation <= 1:
         raise BadInput(f"--max-escalation must be between 0 and 1 (a share of the items), got {max_escalation}")

@@ -193,12 +193,16 @@ def list_cmd(
 
       vlmdyn judgements list --input triples.jsonl --status unscored
     """
+    from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.store import input_files, open_db
     from vlmdyn_cli.store.judgement_queries import iter_judgements
 
+    if n < 0:
+        raise BadInput(f"-n must be 0 (all) or more, got {n}")
     d = open_db(db, readonly=True)
     try:
         files = None if input is None else input_files.match_files(d.conn, input)
+        _known_judge(d, judge)
         rows = list(iter_judgements(d, judge=judge, verdict=verdict, status=status, search=query, limit=n or None,
                                     min_score=min_score, max_score=max_score, input_files=files))
     finally:
@@ -218,17 +222,18 @@ def list_cmd(
 
 
 @judgements_app.command("status")
-def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
+def status_cmd(db: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False):
     """Per judge: counts, accuracy over scored items (unscored excluded and counted), cost, mean latency.
 
     Example: vlmdyn judgements status --json
     """
+    from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
     from vlmdyn_cli.store.judgement_queries import judge_status
 
     d = open_db(db, readonly=True)
     try:
-        rows = judge_status(d)
+        rows = judge_status(d, reporter=cli_reporter(quiet))
     finally:
         d.close()
     if json_out:
@@ -243,6 +248,20 @@ def status_cmd(db: DbOpt = None, json_out: JsonOpt = False):
                   "model": _clip(r["resolved_models"], 40)} for r in rows])
 
 
+def _known_judge(d, judge: str | None) -> None:
+    """``--judge NAME`` names a judge of this database or a built-in one (which may have judged
+    nothing yet); anything else is a typo: BadInput naming the judges there are."""
+    from vlmdyn_cli.errors import BadInput, did_you_mean
+    from vlmdyn_cli.judging.spec import builtin_names
+    from vlmdyn_cli.store.judgement_queries import judge_names
+
+    names = judge_names(d)
+    if judge is None or judge in names or judge in builtin_names():
+        return
+    raise BadInput(f"--judge {judge!r}: no judgements by this judge{did_you_mean(judge, names)}; judges in this "
+                   f"database: {', '.join(names) or 'none yet (run `vlmdyn judge`)'}")
+
+
 def _clip(v, n: int):
     return v if v is None or len(str(v)) <= n else str(v)[:n - 3] + "..."
 
@@ -253,6 +272,7 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "jsonl",
     judge: Annotated[Optional[str], typer.Option("--judge", help="Only this judge (spec name).")] = None,
     db: DbOpt = None,
+    quiet: QuietOpt = False,
 ):
     """Export judgements (with their question, answer and prediction) to CSV or JSONL.
 
@@ -261,17 +281,22 @@ def export_cmd(
     import csv
     import json
 
+    from vlmdyn_cli.atomic import check_output, replaced
     from vlmdyn_cli.errors import BadInput
+    from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
-    from vlmdyn_cli.store.judgement_queries import ROW_COLUMNS, iter_judgements
+    from vlmdyn_cli.store.judgement_queries import ROW_COLUMNS, count_judgements, iter_judgements
 
     if fmt not in ("csv", "jsonl"):
         raise BadInput(f"--format must be csv or jsonl, not {fmt!r}")
+    check_output(out, "--out")
     d = open_db(db, readonly=True)
-    n = 0
-    tmp = out.with_name(out.name + ".part")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
+        _known_judge(d, judge)
+        total = count_judgements(d, judge=judge)
+        n = 0
+        with cli_reporter(quiet).task(f"export to {out.name}", total=total, unit="rows") as task, \
+                replaced(out, "--out") as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(ROW_COLUMNS)) if fmt == "csv" else None
             if writer:
                 writer.writeheader()
@@ -281,10 +306,11 @@ def export_cmd(
                 else:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
-        tmp.replace(out)
+                if n % 1000 == 0:
+                    task.advance(1000)
+            task.advance(n % 1000)
     finally:
         d.close()
-        tmp.unlink(missing_ok=True)
     hint(f"wrote {n} judgements to {out}")
 
 

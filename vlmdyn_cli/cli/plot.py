@@ -46,6 +46,12 @@ def plot_cmd(
         raise BadInput(f"--format {fmt}: use png, pdf or svg")
     if run and runs_like:
         raise BadInput("use either --run or --runs-like, not both")
+    if not (json_out or terminal):
+        from vlmdyn_cli.atomic import check_folder, check_output
+
+        check_folder(out, "--out")
+        for name in (F.FIGURES if figure == "all" else (figure,)):
+            check_output(out / f"{name}.{fmt}", "--out")
     d = open_db(db, must_exist=True)
     names = F.FIGURES if figure == "all" else (figure,)
     runs = A.select_runs(d, run, runs_like)
@@ -78,11 +84,13 @@ def plot_cmd(
         return
     from vlmdyn_cli.plots.render import draw
 
-    for spec in specs:
-        path = draw(spec, out / f"{spec['figure']}.{fmt}", fmt=fmt)
-        say(str(path))
-        for note in spec.get("notes", []):
-            hint(f"{spec['figure']}: {note}")
+    with cli_reporter(quiet).task("drawing figures", total=len(specs), unit="figures") as task:
+        for spec in specs:
+            path = draw(spec, out / f"{spec['figure']}.{fmt}", fmt=fmt)
+            say(str(path))
+            for note in spec.get("notes", []):
+                hint(f"{spec['figure']}: {note}")
+            task.advance(1)
 
 
 def report_cmd(
@@ -101,12 +109,13 @@ def report_cmd(
     """
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.plots import aggregate as A
-    from vlmdyn_cli.plots.report import write_report
+    from vlmdyn_cli.plots.report import check_report_out, write_report
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
     if run and runs_like:
         raise BadInput("use either --run or --runs-like, not both")
+    check_report_out(out)
     d = open_db(db, must_exist=True)
     sel = A.selection(d, run, runs_like, judge)
     summary = write_report(d, sel, out, cli_reporter(quiet or json_out))

@@ -86,6 +86,10 @@ def _report(plan: Path, db, out_dir, figure, json_out: bool) -> None:
     from vlmdyn_cli.select.plan import load_plan
     from vlmdyn_cli.select.report import build_report, draw_figure, render_text
 
+    if figure is not None:
+        from vlmdyn_cli.atomic import check_output
+
+        check_output(figure, "--figure")
     p = load_plan(plan)
     database, out = _open(db, out_dir)
     rep = build_report(database, read_select(database, p, out))

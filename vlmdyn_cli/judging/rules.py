@@ -37,6 +37,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends.base import Item, JudgeBackend, Options
 from vlmdyn_cli.judging.normalize import as_number, contains, normalize, numbers_in
 from vlmdyn_cli.judging.references import decode
@@ -268,6 +269,11 @@ def rule_verdict(key: str, d: RuleDecision, bar: float, latency_s: float) -> Ver
 class RulesOptions(Options):
     iou_threshold: float = 0.5         # a predicted box is right from this IoU with the reference
     max_reference_words: int = 5       # longer references are open-ended: cannot decide
+
+    def __post_init__(self):
+        if not 0 < self.iou_threshold <= 1 or self.max_reference_words < 0:
+            raise BadInput(f"rules options: iou_threshold must be in (0, 1] and max_reference_words >= 0 (got "
+                           f"iou_threshold={self.iou_threshold}, max_reference_words={self.max_reference_words})")
 
 
 class RulesBackend(JudgeBackend):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.judging.backends.base import Prompt
+from vlmdyn_cli.jsonl import decode, input_file, read_text
 from vlmdyn_cli.judging.references import display
 from vlmdyn_cli.judging.verdict import FORMATS
 
@@ -95,7 +96,8 @@ class JudgeSpec:
         return Prompt(key=item.key, messages=messages, text=text, score_only=self.score_mode == "only",
                       verdict_prefix=VERDICT_PREFIX.get(self.output))
 
-    def with_overrides(self, *, model: str | None = None, options: dict | None = None) -> "JudgeSpec":
+    def with_overrides(self, *, model: str | None = None, options: dict | None = None,
+                       where: str = "--base-url") -> "JudgeSpec":
         """A derived spec (new hash) with the model and/or backend options replaced.
 
         For a cascade the overrides go to its last stage, which must be a model judge.
@@ -107,12 +109,15 @@ class JudgeSpec:
             if last.backend in ("rules", "fitted"):
                 raise BadInput(f"judge '{self.name}' ends with the {last.backend} judge '{last.name}', which has no "
                                "model: --model/--base-url apply to a cascade whose last stage is a model judge")
-            stages = self.stages[:-1] + (last.with_overrides(model=model, options=options),)
+            stages = self.stages[:-1] + (last.with_overrides(model=model, options=options, where=where),)
             return replace(self, stages=stages)
+        if model and _CREDENTIAL.search(model):
+            raise BadInput("--model holds what looks like a credential (an API key, or a password in a URL); "
+                           "keys are read from the environment only (the value is not shown)")
         raw = dict(self.raw)
         new_options = dict(self.options)
         if options:
-            _check_options(options, self.source)
+            _check_options(options, where)
             new_options.update({k: v for k, v in options.items() if v is not None})
             raw["options"] = new_options
         if model:
@@ -139,9 +144,7 @@ def load_spec(ref: str) -> JudgeSpec:
     names = builtin_names()
     pathlike = ref.endswith(".toml") or "/" in ref or "\\" in ref
     if pathlike or (ref not in names and p.is_file()):
-        if not p.is_file():
-            raise BadInput(f"judge spec file {ref} does not exist")
-        return _load(p.read_text(encoding="utf-8"), p.parent, str(p))
+        return _load(read_text(input_file(p, "judge spec file")), p.parent, str(p))
     if ref not in names:
         raise BadInput(f"unknown judge spec '{ref}'{did_you_mean(ref, names)}; built-in specs: "
                        f"{', '.join(names)} (or pass a path to a .toml spec file)")
@@ -162,6 +165,9 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     for req in ("name", "backend"):
         if not isinstance(raw.get(req), str) or not raw[req]:
             raise BadInput(f"judge spec {source}: missing required field '{req}'")
+    for f in ("model", "description", "output", *TEMPLATE_FIELDS):
+        if f in raw and not isinstance(raw[f], str):
+            raise BadInput(f"judge spec {source}: {f} = {raw[f]!r} must be a string")
     decoding = raw.get("decoding", {})
     if not isinstance(decoding, dict):
         raise BadInput(f"judge spec {source}: [decoding] must be a table")
@@ -178,7 +184,7 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise BadInput(f"judge spec {source}: [options] must be a table")
-    _check_options(options, source)
+    _check_options(options, f"judge spec {source}")
     output = raw.get("output", "verdict-dict")
     if output not in FORMATS:
         raise BadInput(f"judge spec {source}: output '{output}'{did_you_mean(output, FORMATS)} is not one of "
@@ -187,18 +193,19 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
     for f in TEMPLATE_FIELDS:
         if f in raw:
             tp = base / raw[f] if not Path(raw[f]).is_absolute() else Path(raw[f])
-            try:
-                templates[f] = tp.read_text(encoding="utf-8")
-            except (FileNotFoundError, IsADirectoryError) as exc:
-                raise BadInput(f"judge spec {source}: template file {raw[f]} not found") from exc
+            if not tp.is_file():
+                raise BadInput(f"judge spec {source}: template file {raw[f]} not found")
+            templates[f] = decode(tp.read_bytes(), f"judge spec {source}: template file {raw[f]}")
     stages: tuple[JudgeSpec, ...] = ()
     if raw["backend"] == "cascade":
         refs = raw.get("stages")
-        if not isinstance(refs, list) or len(refs) < 2 or _depth > 3:
+        if (not isinstance(refs, list) or len(refs) < 2 or _depth > 3
+                or not all(isinstance(r, str) and r for r in refs)):
             raise BadInput(f"judge spec {source}: a cascade needs stages = [\"rules\", \"<llm spec>\"]")
         stages = tuple(_stage(r, base, source, _depth) for r in refs)
         if raw.get("model") or options:   # a cascade's model / [options] go to its last stage (e.g. base_url)
-            last = stages[-1].with_overrides(model=raw.get("model"), options=dict(options) or None)
+            last = stages[-1].with_overrides(model=raw.get("model"), options=dict(options) or None,
+                                             where=f"judge spec {source}")
             stages = stages[:-1] + (replace(last, overridden=frozenset()),)
             options = {}
     elif raw["backend"] not in ("rules", "fitted") and not templates:
@@ -211,7 +218,7 @@ def _load(text: str, base, source: str, _depth: int = 0) -> JudgeSpec:
 def _stage(ref: str, base, source: str, depth: int) -> JudgeSpec:
     cand = base / ref
     if ref.endswith(".toml") and cand.is_file():
-        return _load(cand.read_text(encoding="utf-8"), cand.parent if isinstance(cand, Path) else base,
+        return _load(read_text(cand), cand.parent if isinstance(cand, Path) else base,
                      str(cand), depth + 1)
     return load_spec(ref)
 
@@ -239,12 +246,20 @@ def _check_decoding(decoding: dict, source: str) -> None:
             raise BadInput(f"judge spec {source}: [decoding] {k} = {decoding[k]!r} must be {what}")
 
 
-def _check_options(options: dict, source: str) -> None:
+# a value that carries a credential: an API key, or a password in a URL (https://user:pw@host)
+_CREDENTIAL = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}|://[^/@\s]*:[^/@\s]*@")
+
+
+def _check_options(options: dict, where: str) -> None:
+    """Options hold no secrets (DESIGN.md: keys come from the environment): a secret-looking name, or a
+    value holding a key or a URL password, is BadInput naming the option, never showing the value.
+    ``where``: "judge spec FILE" or "--base-url" (checked the same, as both end up in the database)."""
     for k, v in options.items():
         lk = k.lower()
         if lk not in _SAFE_OPTION_NAMES and any(w in lk for w in _SECRET_WORDS):
-            raise BadInput(f"judge spec {source}: option '{k}' looks like a secret; secrets are read from "
+            raise BadInput(f"{where}: option '{k}' looks like a secret; secrets are read from "
                            f"the environment only (use api_key_env = \"ENV_VAR_NAME\")")
-        if isinstance(v, str) and v.startswith("sk-") and len(v) > 20:
-            raise BadInput(f"judge spec {source}: option '{k}' holds what looks like an API key; "
-                           f"put it in an environment variable and set api_key_env")
+        if isinstance(v, str) and _CREDENTIAL.search(v):
+            raise BadInput(f"{where}: option '{k}' holds what looks like a credential (an API key, or a "
+                           f"password in a URL); it would be stored with every judgement: put the key in an "
+                           f"environment variable and set api_key_env (the value is not shown)")

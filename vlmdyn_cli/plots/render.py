@@ -133,8 +133,7 @@ def draw(spec: dict, path: str | Path, fmt: str = "png", dpi: int = 130) -> Path
     bottom_in = 0.14 * len([f for f in foot if f]) + 0.12
     fig.tight_layout(rect=(0, min(0.3, bottom_in / fig_h), 1, 0.96))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, format=fmt, dpi=dpi)
+    save_figure(fig, path, "--out", format=fmt, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -14,11 +14,12 @@ import html
 import json
 from pathlib import Path
 
-from vlmdyn_cli.atomic import write_text
+from vlmdyn_cli.atomic import check_folder, check_output, write_text
 from vlmdyn_cli.data.categories import CATEGORIES, PAPER_MIX
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.plots import aggregate as A
 from vlmdyn_cli.plots import figures as F
+from vlmdyn_cli.progress import NullReporter
 
 CAL_KEYS = (("n_items", "items"), ("n_scored", "scored"), ("n_unscored", "unscored"), ("accuracy", "accuracy"),
             ("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("kappa", "kappa"),
@@ -87,15 +88,19 @@ def collect(db, sel: A.Selection, figure_dir: Path, reporter=None) -> dict:
     ds_id = sel.runs[0].dataset_id
     cats, table = accuracy_table(db, sel)
     figs = []
-    for name in F.FIGURES:
-        try:
-            spec = F.build(db, name, sel)
-        except BadInput as exc:
-            figs.append({"name": name, "missing": str(exc)})
-            continue
-        path = draw(spec, figure_dir / f"{name}.png")
-        figs.append({"name": name, "title": spec["title"], "path": path, "caption": spec.get("caption", ""),
-                     "notes": spec.get("notes", [])})
+    with (reporter or NullReporter()).task("drawing figures", total=len(F.FIGURES), unit="figures") as task:
+        for name in F.FIGURES:
+            task.advance(0, figure=name)
+            try:
+                spec = F.build(db, name, sel)
+            except BadInput as exc:
+                figs.append({"name": name, "missing": str(exc)})
+                task.advance(1)
+                continue
+            path = draw(spec, figure_dir / f"{name}.png")
+            figs.append({"name": name, "title": spec["title"], "path": path, "caption": spec.get("caption", ""),
+                         "notes": spec.get("notes", [])})
+            task.advance(1)
     return {"dataset": sel.dataset, "runs": [r.name for r in sel.runs], "judge": sel.judge,
             "shares": A.category_shares(db, ds_id), "calibration": calibration(db, sel.judge),
             "totals": A.totals(db, sel), "categories": cats, "table": table, "figures": figs,
@@ -224,23 +229,33 @@ def to_html(data: dict) -> str:
     return "\n".join(parts)
 
 
+MARKDOWN = (".md", ".markdown")
+
+
+def check_report_out(out: Path) -> Path:
+    """``--out`` as a report: .html or .md, a file that may be written (with, for .md, its figure folder)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm", *MARKDOWN):
+        raise BadInput(f"--out {out}: the report is written as .html or .md")
+    check_output(out, "--out")
+    if out.suffix.lower() in MARKDOWN:
+        check_folder(out.parent / f"{out.stem}_figures", "--out's figure folder")
+    return out
+
+
 def write_report(db, sel: A.Selection, out: Path, reporter=None) -> dict:
     """Write ``out`` (.html or .md); returns a summary (path, figures drawn, figures missing)."""
     import tempfile
 
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".html", ".htm", ".md", ".markdown"):
-        raise BadInput(f"--out {out}: the report is written as .html or .md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".md", ".markdown"):
+    out = check_report_out(out)
+    if out.suffix.lower() in MARKDOWN:
         fig_dir = out.parent / f"{out.stem}_figures"
         data = collect(db, sel, fig_dir, reporter)
-        write_text(out, to_markdown(data, fig_dir.name))
+        write_text(out, to_markdown(data, fig_dir.name), "--out")
     else:
         with tempfile.TemporaryDirectory() as tmp:
             data = collect(db, sel, Path(tmp), reporter)
-            write_text(out, to_html(data))
+            write_text(out, to_html(data), "--out")
     return {"path": str(out), "figures": [f["name"] for f in data["figures"] if "missing" not in f],
             "missing": {f["name"]: f["missing"] for f in data["figures"] if "missing" in f},
             "calibrated": data["calibration"] is not None}

@@ -152,6 +152,6 @@ def draw_figure(rep: dict, path) -> str:
     ax.set_ylabel("benchmark accuracy (%)")
     ax.set_title(f"Individual Select: {rep['plan']} (green kept, red rejected)")
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    save_figure(fig, path, "--figure", format="png", dpi=120)
     plt.close(fig)
     return str(path)

@@ -8,6 +8,7 @@ row factory) and return plain dicts.
 from __future__ import annotations
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store.search import fts_query
 
 ROW_COLUMNS = ("id", "judge_name", "spec_hash", "resolved_model", "status", "verdict", "reason", "decided_by",
@@ -65,6 +66,16 @@ def iter_judgements(db, *, judge: str | None = None, verdict: str | None = None,
         yield dict(zip(ROW_COLUMNS, row))
 
 
+def judge_names(db) -> list[str]:
+    """The names of the judges with judgements in this database."""
+    return [r[0] for r in db.execute("SELECT DISTINCT judge_name FROM judgements ORDER BY 1")]
+
+
+def count_judgements(db, *, judge: str | None = None) -> int:
+    where, args = _filters(judge, None, None, None)
+    return db.execute(f"SELECT COUNT(*) FROM judgements j{where}", args).fetchone()[0]
+
+
 # Every column read here is in idx_tui_judgements_summary(judge_name, status, verdict, cost_usd,
 # latency_s), so the per-name summary is an index-only scan (the TUI overview on millions of rows).
 # Only what cannot be derived is aggregated (each aggregate costs per row): a judgement is scored or
@@ -75,36 +86,44 @@ _STATUS_KEYS = ("judge", "spec_hash", "n", "scored", "unscored", "yes", "no", "c
                 "mean_latency_s", "resolved_models", "last_at")
 
 
-def judge_status(db, *, per_spec: bool = True) -> list[dict]:
+def judge_status(db, *, per_spec: bool = True, reporter: Reporter | None = None) -> list[dict]:
     """Per judge: counts, accuracy over scored items (unscored excluded and counted), cost, mean latency.
 
     ``per_spec=True`` (``vlmdyn judgements status``): one row per judge name and spec version,
     with the judgements of unknown cost, the models the backend resolved and the last
-    judgement's time. ``per_spec=False`` (the TUI overview): one row per judge name, from the
-    covering index only.
+    judgement's time; a spec at a time (the judgements of each counted first from an index), so
+    ``reporter`` shows progress in judgements with a rate and ETA (seconds on millions of rows).
+    ``per_spec=False`` (the TUI overview): one row per judge name, from the covering index only.
     """
-    if per_spec:
-        sql = (f"SELECT j.judge_name AS judge, j.spec_hash, {_COUNTS}, SUM(j.cost_usd IS NULL) AS n_cost_unknown, "
-               "GROUP_CONCAT(DISTINCT j.resolved_model) AS resolved_models, MAX(j.created_at) AS last_at "
-               "FROM judgements j GROUP BY j.judge_name, j.spec_hash ORDER BY j.judge_name, last_at")
-    else:
+    if not per_spec:
         sql = f"SELECT j.judge_name AS judge, {_COUNTS} FROM judgements j GROUP BY j.judge_name ORDER BY j.judge_name"
-    cur = db.execute(sql)
-    names = [c[0] for c in cur.description]
+        return [_status_row(r) for r in _dicts(db.execute(sql))]
+    sizes = db.execute("SELECT spec_hash, COUNT(*) FROM judgements GROUP BY spec_hash").fetchall()
     out = []
-    for row in cur.fetchall():
-        got = dict(zip(names, row))
-        got["scored"] = got["n"] - got["unscored"]
-        got["no"] = None if got["yes"] is None else got["scored"] - got["yes"]  # None: no verdict at all
-        d = {k: got[k] for k in _STATUS_KEYS if k in got}
-        d["accuracy"] = d["yes"] / d["scored"] if d["scored"] else None
-        d["accuracy_excludes_unscored"] = d["unscored"]
-        out.append(d)
-    if per_spec:
-        by: dict[str, dict[str, int]] = {}
-        for h, who, n in db.execute("SELECT spec_hash, decided_by, COUNT(*) FROM judgements "
-                                    "WHERE status = 'scored' GROUP BY spec_hash, decided_by ORDER BY 3 DESC"):
-            by.setdefault(h, {})[who or "?"] = n
-        for d in out:   # which stage decided how many (a cascade's stages; else the judge itself)
-            d["decided_by"] = by.get(d["spec_hash"], {})
-    return out
+    with (reporter or NullReporter()).task("judge status", total=sum(n for _, n in sizes), unit="judgements") as task:
+        for spec_hash, n in sizes:
+            rows = _dicts(db.execute(
+                f"SELECT j.judge_name AS judge, j.spec_hash, {_COUNTS}, SUM(j.cost_usd IS NULL) AS n_cost_unknown, "
+                "GROUP_CONCAT(DISTINCT j.resolved_model) AS resolved_models, MAX(j.created_at) AS last_at "
+                "FROM judgements j WHERE j.spec_hash = ? GROUP BY j.judge_name", [spec_hash]))
+            by = {who or "?": k for who, k in db.execute(
+                "SELECT decided_by, COUNT(*) FROM judgements WHERE spec_hash = ? AND status = 'scored' "
+                "GROUP BY decided_by ORDER BY 2 DESC", [spec_hash])}
+            for r in rows:   # which stage decided how many (a cascade's stages; else the judge itself)
+                out.append(_status_row(r) | {"decided_by": by})
+            task.advance(n)
+    return sorted(out, key=lambda d: (d["judge"], d["last_at"] or ""))
+
+
+def _dicts(cur) -> list[dict]:
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _status_row(got: dict) -> dict:
+    got["scored"] = got["n"] - got["unscored"]
+    got["no"] = None if got["yes"] is None else got["scored"] - got["yes"]  # None: no verdict at all
+    d = {k: got[k] for k in _STATUS_KEYS if k in got}
+    d["accuracy"] = d["yes"] / d["scored"] if d["scored"] else None
+    d["accuracy_excludes_unscored"] = d["unscored"]
+    return d

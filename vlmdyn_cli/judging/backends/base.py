@@ -18,6 +18,7 @@ strict parser turn each item into a verdict around it.
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Iterable
@@ -118,6 +119,8 @@ def _checked(name: str, value, hint, spec, where: str):
     base = typing.get_origin(allowed[0]) or allowed[0]
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base is float and isinstance(value, float) and not math.isfinite(value):
+        raise BadInput(f"option '{name}' of judge '{spec.name}' ({where}) must be a finite number, got {value!r}")
     if isinstance(value, base) and not (base is int and isinstance(value, bool)):
         return value
     raise BadInput(f"option '{name}' of judge '{spec.name}' ({where}) must be {base.__name__}, got {value!r}")

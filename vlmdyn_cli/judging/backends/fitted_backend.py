@@ -79,6 +79,12 @@ class FittedOptions(Options):
         if self.llm_ok_weights and len(self.llm_ok_weights) != n:
             raise BadInput(f"a fitted judge's llm_ok_weights need one weight per feature ({n} features); "
                            "refit it with `vlmdyn calibrate fit`")
+        numbers = [*self.weights, *self.mean, *self.scale, *self.llm_ok_weights]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+            raise BadInput("a fitted judge's weights, mean and scale must be finite numbers; refit it with "
+                           "`vlmdyn calibrate fit`")
+        if not 0 <= self.threshold <= 1 or any(v == 0 for v in self.scale):
+            raise BadInput(f"a fitted judge's threshold must be from 0 to 1 (got {self.threshold}) and no scale 0")
 
     @property
     def model(self) -> LogReg:

@@ -66,6 +66,13 @@ class OpenAIOptions(Options):
             raise BadInput(f"max_retries must be >= 0 (got {self.max_retries})")
         if self.timeout <= 0:
             raise BadInput(f"timeout must be more than 0 seconds (got {self.timeout})")
+        for name in ("price_in", "price_out", "price_cached_in"):   # a negative price would never reach --max-cost
+            if (getattr(self, name) or 0) < 0:
+                raise BadInput(f"{name} is USD per 1M tokens and cannot be negative (got {getattr(self, name)})")
+        if self.batch_wait is not None and self.batch_wait < 0:
+            raise BadInput(f"--batch-wait is seconds and cannot be negative (got {self.batch_wait})")
+        if self.batch_poll <= 0:
+            raise BadInput(f"batch_poll must be more than 0 seconds (got {self.batch_poll})")
 
     @property
     def pays_later(self) -> bool:
@@ -89,12 +96,26 @@ def connection_detail(exc) -> str:
 def read_api_key(o: OpenAIOptions) -> str:
     key = os.environ.get(o.api_key_env, "").strip()
     if key:
-        return key
+        return _checked_key(key, o.api_key_env)
     if o.base_url and o.api_key_env == DEFAULT_KEY_ENV:
         return NO_KEY_PLACEHOLDER            # a local server needs none (unless the spec names a variable)
     where = f" for {o.base_url}" if o.base_url else ""
     raise BadInput(f"no API key{where}: set the environment variable {o.api_key_env} "
                    "(keys are read from the environment only, never from files or flags)")
+
+
+def _checked_key(key: str, env: str) -> str:
+    """A key an HTTP header can carry: printable ASCII without spaces. Anything else (a pasted line
+    break, a non-ASCII quote) is BadInput saying where, never showing the key: sent as it is, it would
+    fail every request (and the client's error quotes the header)."""
+    for i, ch in enumerate(key):
+        if not " " < ch <= "~":
+            what = ("a space" if ch == " " else "a non-ASCII character" if ord(ch) > 127
+                    else "a control character (a line break, tab...)")
+            raise BadInput(f"the environment variable {env} holds {what} at position {i + 1} of its "
+                           f"{len(key)} characters: an API key is printable ASCII without spaces; set it "
+                           f"again (the key is not shown)")
+    return key
 
 
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{6,}")
