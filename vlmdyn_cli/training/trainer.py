@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from vlmdyn_cli.atomic import writable_ancestor
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.names import check_run_name
 from vlmdyn_cli.models.checkpoint import load_checkpoint, quiet_transformers, save_checkpoint
@@ -132,7 +133,8 @@ class Trainer:
         ck_steps = checkpoint_steps(ck.steps, total, ck.include_step_0, ck.final)
         name = (check_run_name(self.run_name) if self.run_name is not None
                 else R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed))
-        run_dir = _writable_run_dir(Path(cfg.train.out_dir).resolve() / name)
+        run_dir = Path(cfg.train.out_dir).resolve() / name
+        writable_ancestor(run_dir, "[train] out_dir")   # made later: a bad input after this leaves none
         resolved = {**cfg.to_dict(), "seed": self.seed, "world_size": self.dist.world, "global_batch": B}
         run = find_run(db, name)
         start, init_from = 0, self.init_from
@@ -401,19 +403,6 @@ def _check_same_model(spec: str, source, resolved: dict) -> None:
         raise BadInput(f"--init-from {spec}: the config's [model] is not the model of run '{source.name}': "
                        f"{'; '.join(diff)}. The weights keep that run's architecture: give the [model] it "
                        "was trained with")
-
-
-def _writable_run_dir(run_dir: Path) -> Path:
-    """``run_dir`` if it can be made and written (nothing is created here: a later bad input leaves no
-    folder behind); BadInput before any row is written otherwise (e.g. out_dir is a file)."""
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise BadInput(f"[train] out_dir: cannot make the run folder {run_dir}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BadInput(f"[train] out_dir: cannot make the run folder {run_dir}: {existing} is not writable")
-    return run_dir
 
 
 def _comparable(resolved: dict) -> dict:
