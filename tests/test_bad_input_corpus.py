@@ -281,6 +281,53 @@ CASES = [
     ("plot-unknown-figure", ["plot", "acuracy", "--run", "r1", "--out", "{tmp}/figs"], {}, r"acuracy"),
     # ---- the database
     ("db-directory", ["judgements", "status", "--db", "{tmp}"], {}, r"--db .* is a directory"),
+    # ---- hostile round 2 (data, training, inference): each of these failed on main (exit 0 or 1)
+    # valid JSON whose \ud800 escape is half a UTF-16 pair: no UTF-8 text can hold it
+    ("import-lone-surrogate", IMPORT + ["{tmp}/d.json", "--no-images"],
+     {"d.json": js([rec()]).replace("ball?", "ball\\ud800?")}, r"d\.json: record 0: .*\\ud800"),
+    ("import-lone-surrogate-image", IMPORT + ["{tmp}/d.json", "--no-images"],
+     {"d.json": js([rec("a.png")]).replace("a.png", "a\\udcff.png")}, r"d\.json: record 0: .*\\udcff"),
+    ("import-image-nul", IMPORT + ["{tmp}/d.json"], {"d.json": js([rec("a\u0000.png")])},
+     r"record 0.*image path .* contains a NUL"),
+    ("import-name-empty", IMPORT + ["{tmp}/d.json", "--no-images", "--name", " "], {"d.json": js([rec()])},
+     r"--name: the name is empty"),
+    ("import-name-control", IMPORT + ["{tmp}/d.json", "--no-images", "--name", "a\nb"], {"d.json": js([rec()])},
+     r"--name 'a\\nb': names may not contain control"),
+    ("categorize-lone-surrogate", ["data", "categorize", "--input", "{tmp}/q.jsonl"],
+     {"q.jsonl": '{"question": "what\\ud800?"}\n'}, r"q\.jsonl line 1: .*\\ud800"),
+    ("synth-size-huge", ["data", "synth", "--out", "{tmp}/s", "--images", "10", "--size", "2000"], {},
+     r"image size must be at most 1024 px"),
+    ("synth-workers-zero", ["data", "synth", "--out", "{tmp}/s", "--images", "10", "--workers", "0"], {}, r"--workers"),
+    ("synth-out-empty", ["data", "synth", "--out", "", "--images", "10"], {}, r"--out: the path is empty"),
+    ("train-run-escapes-out-dir", ["train", "--run", "../evil", "--out-dir", "{tmp}/runs"], {},
+     r"--run '\.\./evil': a run name is a folder"),
+    ("train-run-newline", ["train", "--run", "a\nb", "--out-dir", "{tmp}/runs"], {}, r"--run 'a\\nb': names may not"),
+    ("train-run-step-suffix", ["train", "--run", "r:5", "--out-dir", "{tmp}/runs"], {}, r"--run 'r:5'.*':'"),
+    ("train-run-empty", ["train", "--run", "", "--out-dir", "{tmp}/runs"], {}, r"--run: the name is empty"),
+    ("train-negative-seed", ["train", "--seed", "-1", "--out-dir", "{tmp}/runs"], {}, r"--seed"),
+    ("train-huge-seed", ["train", "--seed", str(2**64), "--out-dir", "{tmp}/runs"], {}, r"--seed"),
+    ("train-adam-beta", ["train", "--set", "train.adam_beta1=1.5", "--out-dir", "{tmp}/runs"], {},
+     r"\[train\] adam_beta1 must be below 1"),
+    ("train-out-dir-is-a-file", ["train", "--out-dir", "{tmp}/f"], {"f": "not a folder"},
+     r"\[train\] out_dir: .*/f is a file, not a folder"),
+    ("sets-huge-seed", ["sets", "build", "--run", "r1", "--seed", str(2**70)], {}, r"--seed"),
+    ("sets-step-not-a-checkpoint", ["sets", "build", "--run", "r1", "--checkpoints", "7"], {},
+     r"--checkpoints: run 'r1' saves no checkpoint at step 7.*10, 20"),
+    ("infer-unknown-device", ["infer", "--run", "r1", "--device", "tpu"], {}, r"--device 'tpu' is not a device"),
+    ("infer-absent-gpu", ["infer", "--run", "r1", "--device", "cuda:99"], {}, r"--device cuda:99"),
+    ("infer-infinite-temperature", ["infer", "--run", "r1", "--temperature", "inf"], {}, r"--temperature"),
+    ("infer-no-set-named", ["infer", "--run", "r1", "--sets", ","], {}, r"--sets names no set"),
+    ("export-out-directory", ["db", "export", "--run", "r1", "--out", "{tmp}", "--force"], {},
+     r"--out .* is a directory"),
+    ("demo-seen-size-zero", ["demo", "--out", "{tmp}/d", "--seen-size", "0", "--seeds", "1", "--images", "50"], {},
+     r"--seen-size must be at least 1"),
+    ("stats-samples-huge", ["data", "stats", "-k", "100000000"], {}, r"--samples"),   # ran for minutes, silent
+    ("summary-step-not-a-checkpoint", ["generations", "summary", "--run", "r1", "--checkpoints", "7"], {},
+     r"--checkpoints: run 'r1' has no checkpoint or answers at step 7; its steps: 10, 20"),          # an empty table, exit 0, on main
+    ("db-device", ["db", "migrate", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
+    ("db-device-read", ["runs", "list", "--db", "/dev/null"], {}, r"--db /dev/null is not a regular file"),
+    ("demo-out-is-a-file", ["demo", "--out", "{tmp}/f", "--seeds", "1", "--images", "50"], {"f": "x"},
+     r"--out .*f exists and is not a folder"),
 ]
 
 # the non-UTF-8 triples file: bytes (a str placeholder above keeps the table readable)
@@ -337,7 +384,7 @@ def test_bad_input(case, experiment, tmp_path, cli):
     for fname, content in files.items():
         (work / fname).write_bytes(content if isinstance(content, bytes) else content.encode())
     argv = [a.replace("{tmp}", str(work)).replace("{db}", str(db)) for a in args]
-    if "--db" not in argv:
+    if "--db" not in argv and args[0] != "demo" and args[:2] != ["data", "synth"]:   # the two have no --db
         argv += ["--db", str(db)]
     before = rows(db)
     r = cli(*argv, env={"OPENAI_API_KEY": ""})
@@ -350,3 +397,17 @@ def test_bad_input(case, experiment, tmp_path, cli):
     assert rows(db) == before, f"{name}: the database changed"
     assert not list(tmp_path.rglob("*.part")), f"{name}: a partial output was left behind"
     assert sorted(p.name for p in work.iterdir()) == sorted(files), f"{name}: an output file was written"
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--judge", "gpt-4o-mini"], "no API key: set the environment variable OPENAI_API_KEY"),
+    (["--seen-size", "0"], "--seen-size must be at least 1"),
+    (["--unseen-size", "-5"], "--unseen-size must be at least 1"),
+])
+def test_demo_flags_found_only_after_training_are_refused_before_anything_is_made(cli, tmp_path, args, msg):
+    """On main these trained every seed, built sets and answered them (minutes at the defaults) before
+    failing at the sets or judging stage."""
+    out = tmp_path / "demo"
+    r = cli("demo", "--out", out, "--seeds", "1", "--images", "50", *args, env={"OPENAI_API_KEY": ""})
+    assert r.code == 2 and msg in r.err, r.err
+    assert not out.exists()

@@ -494,22 +494,99 @@ def test_interrupted_import_leaves_nothing_and_reruns_cleanly(tmp_path, db, imag
     assert table_counts(db)["qa_pairs_fts_docsize"] == len(recs)
 
 
+class OtherWriterFirst(RecordingReporter):
+    """When our import's progress task starts (its pre-checks done, the write lock not yet taken), another
+    connection imports the same file ``as_name`` (None: the default name) and commits."""
+
+    def __init__(self, db_path, path, image_root, as_name=None):
+        super().__init__()
+        self.other = (db_path, path, image_root, as_name)
+        self.done = False
+
+    def _start(self, h):
+        super()._start(h)
+        if h.desc.startswith("importing") and not self.done:
+            from vlmdyn_cli.store import open_db
+
+            self.done = True
+            db_path, path, image_root, as_name = self.other
+            other = open_db(db_path)
+            import_dataset(other, path, image_root, name=as_name)
+            other.close()
+
+
 def test_concurrent_import_of_the_same_content_is_not_duplicated(tmp_path, db, db_path, image_root):
     """Another process commits the same file between our pre-check and our transaction: we return its row."""
-    from vlmdyn_cli.store import open_db
-
     p = write_json(tmp_path / "mix.json", records())
-
-    class OtherWriterFirst(RecordingReporter):
-        def _start(self, h):
-            super()._start(h)
-            if h.desc.startswith("importing") and not getattr(self, "done", False):
-                self.done = True
-                other = open_db(db_path)
-                import_dataset(other, p, image_root, name="theirs")
-                other.close()
-
-    res = import_dataset(db, p, image_root, name="mine", reporter=OtherWriterFirst())
+    res = import_dataset(db, p, image_root, name="mine", reporter=OtherWriterFirst(db_path, p, image_root, "theirs"))
     assert res.already_imported and res.name == "theirs"
     assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["theirs"]
     assert table_counts(db)["conversations"] == 5
+
+
+def test_concurrent_import_of_the_same_file_under_the_same_name_is_a_no_op(tmp_path, db, db_path, image_root):
+    """Two `data import FILE` of one file at once (the same default name): the one that commits second
+    finds the first's dataset, not a name clash (on main it failed: "a dataset named 'mix' already exists")."""
+    p = write_json(tmp_path / "mix.json", records())
+    res = import_dataset(db, p, image_root, reporter=OtherWriterFirst(db_path, p, image_root))
+    assert res.already_imported and res.name == "mix"
+    assert [r[0] for r in db.execute("SELECT name FROM datasets")] == ["mix"]
+    assert table_counts(db)["conversations"] == 5
+
+
+def test_ctrl_c_of_the_cli_says_interrupted_exits_130_and_keeps_nothing(tmp_path):
+    """A real SIGINT to `vlmdyn data import` mid-file: exit 130 with the 'interrupted: rerun' line (typer
+    swallowed the KeyboardInterrupt into a silent 130 on main) and nothing stored (the rerun after an
+    interruption is test_interrupted_import_leaves_nothing_and_reruns_cleanly)."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from helpers_procs import reaped
+
+    n = 150_000          # several seconds of importing even on a fast machine
+    p = tmp_path / "big.json"
+    p.write_text("[" + ",".join(json.dumps({"id": f"t{i}", "conversations": conv(f"What is item {i}?", "A cat.")})
+                                for i in range(n)) + "]")
+    db = tmp_path / "exp.db"
+    cmd = [sys.executable, "-m", "vlmdyn_cli", "data", "import", str(p), "--no-images", "--db", str(db)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    with reaped(proc):
+        deadline = time.monotonic() + 60
+        while not Path(f"{db}-wal").exists() and time.monotonic() < deadline:   # the database is open
+            time.sleep(0.05)
+        time.sleep(1.0)                           # the import is under way (it takes several seconds)
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read()
+        assert proc.wait(60) == 130, err
+    assert "interrupted: rerun the same command" in err and "Traceback" not in err
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM conversations").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-loop", "over-1-GiB"])
+def test_an_image_that_is_not_a_readable_regular_file_is_bad_input(kind, cli, tmp_path, db_path, image_root):
+    """On main a FIFO image blocked the import forever (the hasher opened it), a symlink loop was a
+    RuntimeError (exit 1), and a huge file was read whole into memory to be hashed."""
+    from vlmdyn_cli.data.images import MAX_IMAGE_BYTES
+
+    bad = image_root / "bad.png"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "symlink-loop":
+        os.symlink(image_root / "loop.png", bad)
+        os.symlink(bad, image_root / "loop.png")
+    else:
+        with open(bad, "wb") as f:          # sparse: no disk space used
+            f.truncate(MAX_IMAGE_BYTES + 1)
+    recs = records()[:1] + [{"id": "bad", "image": "bad.png", "conversations": conv("<image>\nWhat is it?", "A cat.")}]
+    p = write_json(tmp_path / "d.json", recs)
+    r = cli("data", "import", p, "--images", image_root, "--db", db_path)
+    assert r.code == 2, r.err
+    want = {"fifo": "is not a regular file", "symlink-loop": "is a symlink loop", "over-1-GiB": "the limit is"}[kind]
+    assert "record 1 (id 'bad'): image 'bad.png'" in r.err and want in r.err, r.err
+    assert "Traceback" not in r.err

@@ -167,6 +167,33 @@ def test_export_refusals_write_nothing(target, tmp_path, cli):
     assert r.code == 2 and "is the database being exported" in r.err
 
 
+# A node process killed with committed rows still only in its WAL (SQLite has not checkpointed them yet).
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("PRAGMA wal_autocheckpoint = 0")
+con.execute("UPDATE runs SET name = 'from-the-old-wal'")
+con.commit()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_export_force_over_a_killed_node_database_does_not_inherit_its_wal(target, tmp_path, cli):
+    """--force replaces a node database whose process was killed mid-write: its leftover WAL must not be
+    read into the new file (on main it was: the fresh export showed the old node's rows)."""
+    node = tmp_path / "node.db"
+    assert cli("db", "export", "--run", "r1", "--out", node, "--db", target, "-q").code == 0
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(node)])
+    assert killed.returncode == -signal.SIGKILL
+    assert os.path.getsize(f"{node}-wal") > 0          # the kill left the WAL behind
+    r = cli("db", "export", "--run", "r1", "--out", node, "--db", target, "--force", "-q")
+    assert r.code == 0, r.err
+    assert query(node, "SELECT name FROM runs") == [("r1",)]
+    assert query(node, "PRAGMA integrity_check") == [("ok",)]
+    assert dump(node) != [] and query(node, "SELECT count(*) FROM run_order") == query(
+        target, "SELECT count(*) FROM run_order o JOIN runs r ON r.id = o.run_id WHERE r.name = 'r1'")
+
+
 # ------------------------------------------------------------------ merge
 
 

@@ -127,6 +127,46 @@ def test_rebuild_same_definition_is_noop_and_different_needs_force(db):
     assert n == 10
 
 
+class OtherBuildFirst:
+    """A reporter whose "selecting set members" task first lets another connection build ``specs`` of the
+    run (two `vlmdyn sets build` at once: the other commits between our read of the stored sets and our
+    write)."""
+
+    def __init__(self, db_path, run_name, specs):
+        from vlmdyn_cli.progress import RecordingReporter
+
+        self.inner, self.args = RecordingReporter(), (db_path, run_name, specs)
+
+    def task(self, desc, **kw):
+        from vlmdyn_cli.store import open_db
+
+        if desc.startswith("selecting"):
+            db_path, run_name, specs = self.args
+            other = open_db(db_path)
+            build.build(other, get_run(other, run_name), specs)
+            other.close()
+        return self.inner.task(desc, **kw)
+
+
+def test_concurrent_build_of_the_same_sets_is_unchanged_and_of_other_sets_is_refused(db, db_path):
+    """On main the later writer failed with sqlite's UNIQUE constraint error (exit 1)."""
+    exp = make_experiment(db)
+    run = get_run(db, exp.run_name)
+    specs = build.plan(run, run.eval_steps, 8, 10, ["image", "pair"], None, 5)
+    res = build.build(db, run, specs, reporter=OtherBuildFirst(db_path, exp.run_name, specs))
+    assert {r["status"] for r in res} == {"unchanged"}
+    assert db.execute("SELECT count(*) FROM eval_sets").fetchone()[0] == len(specs)
+    before = members(db, exp.run_id, "unseen")
+    theirs = build.plan(run, run.eval_steps, 8, 10, ["image"], None, 6)
+    mine = build.plan(run, run.eval_steps, 8, 10, ["image"], None, 7)
+    db.execute("DELETE FROM eval_set_members WHERE set_id = (SELECT id FROM eval_sets WHERE name = 'unseen')")
+    db.execute("DELETE FROM eval_sets WHERE name = 'unseen'")
+    with pytest.raises(BadInput, match="another process built set unseen with another definition"):
+        build.build(db, run, mine, reporter=OtherBuildFirst(db_path, exp.run_name, theirs))
+    assert members(db, exp.run_id, "unseen") != before     # theirs (seed 6) stands, whole
+    assert len(members(db, exp.run_id, "unseen")) == 10
+
+
 def test_too_few_candidates_names_counts_and_writes_nothing(db):
     exp = make_experiment(db)
     run = get_run(db, exp.run_name)

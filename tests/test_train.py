@@ -487,3 +487,37 @@ def test_bf16_training_on_gpu(db, tmp_path, small_cfg):
     cfg = small_cfg(model={"gradient_checkpointing": True}, train={"mixed_precision": "bf16"})
     s = train(db, cfg, seed=0, run_name="gpu")
     assert s["status"] == "done" and s["total_steps"] == 8
+
+
+def test_two_trainers_of_one_new_run_the_later_is_refused_with_a_message(db, db_path, tmp_path, small_cfg):
+    """Two `vlmdyn train --run dup` started together both plan a new run; the one that opens it second
+    gets a clear refusal (exit 2), not sqlite's "UNIQUE constraint failed: runs.name" (exit 1 on main)."""
+    from vlmdyn_cli.store import open_db
+
+    make_dataset(db, tmp_path, n_conversations=8)
+    cfg = small_cfg()
+    late = Trainer(db, cfg, seed=0, run_name="dup")
+    late.set_up()
+    late.plan = late.plan_run()               # planned: no run 'dup' yet
+    other = open_db(db_path)
+    assert train(other, cfg, seed=0, run_name="dup")["status"] == "done"   # the other trainer, start to end
+    other.close()
+    late.build_model()
+    late.build_optimizer()
+    with pytest.raises(BadInput, match=r"run 'dup' was created by another process \(pid \d+"):
+        late.open_run()
+    assert db.execute("SELECT name, status FROM runs").fetchall() == [("dup", "done")]
+
+
+def test_init_from_with_another_model_config_is_refused_before_anything_is_written(db, tmp_path, small_cfg):
+    """The checkpoint's architecture is what trains: on main a [model] of other sizes was accepted and stored
+    as the new run's config while the old sizes trained (the record lied)."""
+    make_dataset(db, tmp_path, n_conversations=8)
+    train(db, small_cfg(checkpoints={"steps": [1]}), seed=0, run_name="stage1")
+    with pytest.raises(BadInput, match=r"--init-from stage1: .*text_hidden = 32 \(that run: 64\)"):
+        train(db, small_cfg(model={"text_hidden": 32, "gradient_checkpointing": True}), seed=0,
+              run_name="stage2", init_from="stage1")
+    assert [r[0] for r in db.execute("SELECT name FROM runs")] == ["stage1"]
+    ok = train(db, small_cfg(model={"gradient_checkpointing": True}, train={"lr": 1e-4}), seed=0,
+               run_name="stage2", init_from="stage1")       # what does not change the weights may differ
+    assert ok["status"] == "done"

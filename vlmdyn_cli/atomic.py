@@ -46,7 +46,7 @@ def _is_database(path: Path) -> bool:
     return False
 
 
-def _writable_ancestor(folder: Path, label: str) -> None:
+def writable_ancestor(folder: Path, label: str) -> None:
     """The nearest existing folder of ``folder`` is a folder and writable (missing ones are made later)."""
     p = folder
     while not p.exists() and p != p.parent:
@@ -68,7 +68,7 @@ def check_output(path: str | os.PathLike, flag: str = "output") -> Path:
     if _is_database(path):
         raise BadInput(f"{label} is an SQLite database (an experiment database?); it is never overwritten: "
                        f"choose another file name")
-    _writable_ancestor(path.parent, label)
+    writable_ancestor(path.parent, label)
     return path
 
 
@@ -78,7 +78,7 @@ def check_folder(path: str | os.PathLike, flag: str = "output folder") -> Path:
     label = f"{flag} {path}"
     if path.exists() and not path.is_dir():
         raise BadInput(f"{label} is a file, not a folder")
-    _writable_ancestor(path, label)
+    writable_ancestor(path, label)
     return path
 
 

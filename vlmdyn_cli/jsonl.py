@@ -7,6 +7,7 @@ not a JSON object is bad input naming the file and line."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -62,10 +63,33 @@ def parse_object(line: str, where: str) -> dict | None:
         raise BadInput(f"{where}: not valid JSON ({exc.msg})") from None
     if not isinstance(obj, dict):
         raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if "\\u" in line:   # only an escape can make a lone surrogate (not text: it cannot be stored)
-        try:
-            json.dumps(obj, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadInput(f"{where}: a \\u escape makes half a surrogate pair (e.g. \\ud800 alone), "
-                           "which is not text") from None
+    check_surrogates(line, obj, where)
     return obj
+
+
+# a \uD800-\uDFFF escape: half of a UTF-16 pair, or (alone) a character UTF-8 cannot hold
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def check_surrogates(text: str, obj, where: str) -> None:
+    """BadInput naming ``where`` when ``obj`` (decoded from the JSON ``text``) holds a lone UTF-16
+    surrogate such as ``"\\ud800"``: valid JSON, but no UTF-8 text (SQLite, stdout) can store it.
+    Only text with a surrogate escape is walked, so ordinary files cost one regex search."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = v[exc.start]
+                raise BadInput(f"{where}: the text {v[max(0, exc.start - 20):exc.start]!r}... holds the escape "
+                               f"\\u{ord(bad):04x}, half of a UTF-16 surrogate pair without its other half "
+                               f"(not a character); fix or drop it") from None

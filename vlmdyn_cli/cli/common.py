@@ -22,6 +22,21 @@ DbOpt = Annotated[
     typer.Option("--db", envvar="VLMDYN_DB", help="Experiment database (default ./vlmdyn.db).",
                  show_default=False),
 ]
+# seeds are stored as SQLite integers and fed to numpy's generators: 0 .. 2^63 - 1
+SEED_MAX = 2**63 - 1
+
+
+def seed_option(flag: str, help: str):
+    """A seed flag: an integer from 0 to 2^63 - 1 (a bad one is a usage error naming the flag, exit 2)."""
+
+    def check(value):
+        if value is not None and value > SEED_MAX:
+            raise typer.BadParameter(f"{value} is larger than {SEED_MAX} (2^63 - 1)")
+        return value
+
+    return typer.Option(flag, min=0, callback=check, help=help)
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 RunOpt = Annotated[str, typer.Option("--run", help="Run name (see `vlmdyn runs list`).")]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table, seed_option
 
 
 def import_cmd(
@@ -64,9 +64,10 @@ def import_cmd(
 def stats_cmd(
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (default: all datasets).",
                                                    show_default=False)] = None,
-    samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="Number of random samples K.")] = 7,
+    samples: Annotated[int, typer.Option("--samples", "-k", min=1, max=10_000,
+                                                  help="Number of random samples K (the paper: 7).")] = 7,
     size: Annotated[int, typer.Option("--size", "-n", min=1, help="QA pairs per sample N.")] = 5000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the samples.")] = 0,
+    seed: Annotated[int, seed_option("--seed", help="Random seed of the samples.")] = 0,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ):

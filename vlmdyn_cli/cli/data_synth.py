@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import JsonOpt, QuietOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import JsonOpt, QuietOpt, emit_json, hint, print_table, seed_option
 
 
 def add_commands(data_app: typer.Typer) -> None:
@@ -15,10 +15,10 @@ def add_commands(data_app: typer.Typer) -> None:
     def synth(
         out: Annotated[Path, typer.Option("--out", help="Output folder (llava.json, images/, synth_meta.json).")],
         images: Annotated[int, typer.Option("--images", help="Number of images (about 3 conversations each).")] = 2000,
-        seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same files.")] = 0,
-        size: Annotated[Optional[int], typer.Option("--size", help="Image edge in pixels (default 64; 32 for a "
-                                                    "--family).", show_default=False)] = None,
-        workers: Annotated[Optional[int], typer.Option("--workers", help="Rendering processes (default: CPU count, max 4).")] = None,
+        seed: Annotated[int, seed_option("--seed", help="Random seed: same seed, same files.")] = 0,
+        size: Annotated[Optional[int], typer.Option("--size", help="Image edge in pixels, 32 to 1024 (default "
+                                                    "64; 32 for a --family).", show_default=False)] = None,
+        workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Rendering processes (default: CPU count, max 4).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Regenerate even if the folder already holds this benchmark.")] = False,
         family: Annotated[str, typer.Option("--family", help="'paper' (the multitask benchmark) or a candidate "
                                             "family for `vlmdyn select`: base, yellow, wrong-colour, shapes, "
@@ -42,12 +42,12 @@ def add_commands(data_app: typer.Typer) -> None:
         from vlmdyn_cli.progress import cli_reporter
 
         if family != "paper":
-            _family(out, family, images, seed, size or 32, force, json_out, quiet)
+            _family(out, family, images, seed, 32 if size is None else size, force, json_out, quiet)
             return
         from vlmdyn_cli.data.synth import generate
 
         res = generate(out, n_images=images, seed=seed, workers=workers, reporter=cli_reporter(quiet or json_out),
-                       image_size=size or 64, force=force)
+                       image_size=64 if size is None else size, force=force)
         if json_out:
             emit_json(res.to_dict())
             return

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, ReshardOpt, RunOpt, ShardOpt, emit_json, hint,
-                                   print_table, say)
+                                   print_table, say, seed_option)
 
 generations_app = typer.Typer(help="Look at stored generations and their string-match accuracy.",
                               no_args_is_help=True)
@@ -19,8 +19,16 @@ ByCategoryOpt = Annotated[bool, typer.Option(
     "--by-category", help="Also print one table per category.")]
 
 
-def _names(text: str) -> list[str] | None:
-    return None if text.strip().lower() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+def _names(text: str, flag: str = "--sets") -> list[str] | None:
+    """'all' -> None, else the comma list of set names (an empty list is bad input)."""
+    if text.strip().lower() == "all":
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        from vlmdyn_cli.errors import BadInput
+
+        raise BadInput(f"{flag} names no set: give 'all' or a comma list of set names")
+    return names
 
 
 def infer_cmd(
@@ -44,7 +52,7 @@ def infer_cmd(
     temperature: Annotated[float, typer.Option("--temperature", min=0.0,
                                                help="0 = greedy (default); > 0 samples.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling.")] = 1.0,
-    gen_seed: Annotated[int, typer.Option("--gen-seed", help="Sampling seed.")] = 0,
+    gen_seed: Annotated[int, seed_option("--gen-seed", help="Sampling seed.")] = 0,
     regenerate: Annotated[bool, typer.Option(
         "--regenerate", help="Redo answers stored with a different generation config.")] = False,
     shard: ShardOpt = None,
@@ -192,14 +200,22 @@ def summary_cmd(
 
     if metric not in LEVELS:
         raise BadInput(f"--metric must be one of {', '.join(LEVELS)}, not '{metric}'")
+    from vlmdyn_cli.store.runs import checkpoints, get_run
+
     d = open_db(db, readonly=True)
+    r = get_run(d, run)
     names = _names(sets)
     if names is not None:
         from vlmdyn_cli.inference.plan import resolve_sets
-        from vlmdyn_cli.store.runs import get_run
 
-        resolve_sets(d, get_run(d, run), names)
-    rows = _summary_rows(d, run, parse_steps(steps), names)
+        resolve_sets(d, r, names)
+    wanted = parse_steps(steps)
+    known = sorted(set(checkpoints(d, r.id)) | {k for (k,) in d.execute(
+        "SELECT DISTINCT step FROM generations WHERE run_id = ?", [r.id])})
+    if wanted is not None and (missing := [k for k in wanted if k not in known]):
+        raise BadInput(f"--checkpoints: run '{run}' has no checkpoint or answers at step "
+                       f"{', '.join(map(str, missing))}; its steps: {', '.join(map(str, known)) or 'none'}")
+    rows = _summary_rows(d, run, wanted, names)
     if json_out:
         emit_json({"run": run, "label": "string match, not a judgement", "rows": rows})
         return

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table, say
+from vlmdyn_cli.cli.common import (DbOpt, JsonOpt, QuietOpt, RunOpt, emit_json, hint, print_table, say,
+                                   seed_option)
 
 sets_app = typer.Typer(
     help="Seen@k and unseen evaluation sets, built from a run's order manifest.",
@@ -63,7 +64,7 @@ def build_cmd(
         "--stratify", help="'category': sample unseen sets with each category in proportion to "
                            "the candidates.")] = None,
     checkpoints: CheckpointsOpt = "all",
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[Optional[int], seed_option(
         "--seed", help="Sampling seed for unseen sets (default: the run's seed).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace sets whose stored definition differs (generations are kept).")] = False,
@@ -102,6 +103,10 @@ def build_cmd(
     if 0 in steps:
         raise BadInput("--checkpoints: Seen@0 would be empty (nothing is trained before step 1); "
                        "leave 0 out (the untrained model is still evaluated by `vlmdyn infer`)")
+    if off := [k for k in steps if k not in r.checkpoint_steps]:
+        raise BadInput(f"--checkpoints: run '{run}' saves no checkpoint at step {', '.join(map(str, off))} "
+                       f"(a Seen@k set is evaluated at checkpoint k); its checkpoint steps: "
+                       f"{', '.join(map(str, r.checkpoint_steps)) or 'none'}")
     specs = build.plan(r, steps, seen_size, unseen_size, parse_dedup(dedup), stratify,
                        r.seed if seed is None else seed)
     results = build.build(d, r, specs, force=force, reporter=cli_reporter(quiet))

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table
+from vlmdyn_cli.cli.common import DbOpt, JsonOpt, QuietOpt, emit_json, hint, print_table, seed_option
 
 runs_app = typer.Typer(help="Training runs recorded in the experiment database.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Optional[Path], typer.Argument(
             help="CONFIG.toml ([model], [data], [train], [checkpoints], [parts]); default: the built-in tiny "
                  "config (= examples/tiny.toml).", show_default=False)] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the data order and the initialisation.")] = 0,
+        seed: Annotated[int, seed_option("--seed", help="Seed of the data order and the initialisation.")] = 0,
         run: Annotated[Optional[str], typer.Option("--run", help="Run name (default <dataset>-<model>-s<seed>).",
                                                    show_default=False)] = None,
         dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (default: the only one).",

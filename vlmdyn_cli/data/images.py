@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from vlmdyn_cli.errors import BadInput
 # Pillow's decompression-bomb threshold (89.5 MP warns, 179 MP fails). A larger image is bad
 # input naming its record; the header is read before any pixel is decoded.
 MAX_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 1 << 30     # an image file larger than this is not read into memory to be hashed
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ def check_relative(rel: str, *, where: str) -> str:
     """Normalise an image path from a record; reject absolute paths and ones leaving the root."""
     if not isinstance(rel, str) or not rel.strip():
         raise BadInput(f"{where}: 'image' must be a non-empty relative path")
+    if "\x00" in rel:
+        raise BadInput(f"{where}: image path {rel!r} contains a NUL character")
     if rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
         raise BadInput(f"{where}: image path {rel!r} is absolute; paths must be relative to the image root")
     if ".." in rel.replace("\\", "/").split("/"):
@@ -67,11 +71,19 @@ def hash_image(root: Path, rel: str, *, where: str) -> ImageInfo:
     # a symlink may still point outside the root: compare resolved paths
     try:
         resolved = path.resolve(strict=True)
+    except RuntimeError:      # Python < 3.13 raises this for a symlink loop
+        raise BadInput(f"{where}: image {rel!r} is a symlink loop") from None
     except (FileNotFoundError, OSError):
         raise BadInput(f"{where}: image {rel!r} not found under {root} (is --images the image root? "
                        f"--no-images skips reading images)") from None
     if not resolved.is_relative_to(root.resolve()):
         raise BadInput(f"{where}: image path {rel!r} resolves outside the image root {root}")
+    if not resolved.is_dir():
+        st = resolved.stat()
+        if not stat.S_ISREG(st.st_mode):   # a FIFO would block the import forever, a device never end
+            raise BadInput(f"{where}: image {rel!r} is not a regular file (a pipe, socket or device)")
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise BadInput(f"{where}: image {rel!r} is {st.st_size:,} bytes; the limit is {MAX_IMAGE_BYTES:,}")
     try:
         data = resolved.read_bytes()
     except OSError as exc:

@@ -28,6 +28,7 @@ from vlmdyn_cli.data.llava import RawRecord, iter_records
 from vlmdyn_cli.data.turns import dependent_reason, split_turns
 from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.jsonl import input_file
+from vlmdyn_cli.names import check_name
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import datasets as ds_rows
 from vlmdyn_cli.store.db import file_sha256, immediate
@@ -234,7 +235,7 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     root = Path(images_dir) if images_dir is not None else json_path.parent
     if hash_images and not root.is_dir():
         raise BadInput(f"image root {root} is not a directory (pass --images DIR, or --no-images)")
-    name = name or json_path.stem
+    name = check_name(json_path.stem if name is None else name, "--name")
     t0 = time.monotonic()
     sha = file_sha256(json_path, reporter)
 
@@ -253,12 +254,12 @@ def import_dataset(db, json_path, images_dir=None, name: str | None = None,
     size = max(json_path.stat().st_size, 1)
     try:
         with reporter.task(f"importing {name}", unit="conversations") as task, immediate(db):
-            dataset_id = ds_rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
             # the checks above ran before this transaction: repeat the content check under the write lock
-            twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ? AND id != ?",
-                              [sha, dataset_id]).fetchone()
+            # (before the insert, whose name may clash with a concurrent import of the same file)
+            twin = db.execute("SELECT id, name FROM datasets WHERE source_sha256 = ?", [sha]).fetchone()
             if twin:
                 raise _AlreadyImported(twin[0], twin[1])
+            dataset_id = ds_rows.create_dataset(db.conn, name, str(json_path.resolve()), sha, str(root.resolve()))
             fts = _BulkFts(db)
             writer = _Writer(db, dataset_id, hasher)
             batch: list[_Conv] = []

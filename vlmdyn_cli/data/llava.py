@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.jsonl import check_surrogates
 
 CHUNK_CHARS = 1 << 20          # characters read per refill
 MAX_RECORD_CHARS = 256 << 20   # a single record larger than this is treated as malformed
@@ -167,7 +168,7 @@ def _decode_one(path: Path, buf: _Buffer, pos: int, index: int) -> tuple[dict, i
     last = None
     while True:
         try:
-            return _decoder.raw_decode(buf.text, pos)
+            obj, end = _decoder.raw_decode(buf.text, pos)
         except json.JSONDecodeError as exc:
             key = (exc.msg, exc.pos)
             final = buf.eof or (key == last and not exc.msg.startswith("Unterminated string"))
@@ -178,3 +179,6 @@ def _decode_one(path: Path, buf: _Buffer, pos: int, index: int) -> tuple[dict, i
                 raise BadInput(f"{path}: malformed JSON in record {index}: {what} at "
                                f"{_where(path, buf.base + exc.pos)}") from None
             last = key
+            continue
+        check_surrogates(buf.text[pos:end], obj, f"{path}: record {index}")
+        return obj, end

@@ -49,6 +49,7 @@ from vlmdyn_cli.progress import NullReporter, Reporter
 
 GENERATOR_VERSION = 2
 JSON_NAME, META_NAME, IMAGES_DIR = "llava.json", "synth_meta.json", "images"
+MAX_IMAGE_SIZE = 1024     # px per edge: 3 MB of pixels per image while drawing
 SINGLE_USE = 0.55                # share of pictures used by one conversation only (the rest: 4-5)
 CONVS_PER_REUSED_IMAGE = (4, 4, 5)  # the others: sampled per picture
 TURNS_PER_CONV = (3, 6)          # inclusive range
@@ -87,6 +88,10 @@ def checked_output(out_dir, n_images: int, image_size: int) -> Path:
         raise BadInput(f"--images must be at least 10 (got {n_images})")
     if image_size < 32:
         raise BadInput(f"image size must be at least 32 px (got {image_size})")
+    if image_size > MAX_IMAGE_SIZE:
+        raise BadInput(f"image size must be at most {MAX_IMAGE_SIZE} px (got {image_size})")
+    if str(out_dir).strip() in ("", "."):   # typer turns an empty --out into Path(".")
+        raise BadInput("--out: the path is empty; name a folder for the benchmark")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} exists and is not a folder")

@@ -54,6 +54,13 @@ class DemoConfig:
             raise BadInput(f"--seeds must be at least 1 (got {self.seeds})")
         if self.images < 50:
             raise BadInput(f"--images must be at least 50 for the demo to have sets to build (got {self.images})")
+        for flag, n in (("--seen-size", self.seen_size), ("--unseen-size", self.unseen_size)):
+            if n < 1:
+                raise BadInput(f"{flag} must be at least 1 (got {n})")
+        if str(self.out).strip() in ("", "."):
+            raise BadInput("--out: give the demo a folder of its own (the path is empty or '.')")
+        if self.out.exists() and not self.out.is_dir():
+            raise BadInput(f"--out {self.out} exists and is not a folder")
 
     @property
     def db_path(self) -> Path:
@@ -83,6 +90,7 @@ class DemoResult:
 
 def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
     from vlmdyn_cli.judging.backends import check_installed
+    from vlmdyn_cli.judging.run import checked_options
     from vlmdyn_cli.judging.spec import load_spec
     from vlmdyn_cli.store import open_db
 
@@ -90,6 +98,7 @@ def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> DemoResult:
     cfg.validate()
     spec = load_spec(cfg.judge)  # a bad --judge, or one whose packages are missing, fails before any work
     check_installed(spec)
+    checked_options(spec, ready=True)  # ... and so does one that cannot run here (no API key)
     cfg.out.mkdir(parents=True, exist_ok=True)
     db = open_db(cfg.db_path)
     timings: dict[str, float] = {}

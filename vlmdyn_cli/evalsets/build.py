@@ -128,8 +128,17 @@ def build(db: Database, run: Run, specs: list[SetSpec], *, force: bool = False,
         raise BadInput("not enough candidates; nothing was written:\n  " + "\n  ".join(shortfalls))
 
     with immediate(db):
+        current = existing_definitions(db, run)   # another `sets build` of this run may have written since
         for s in todo:
-            replaced = s.name in old
+            stored = current.get(s.name)
+            if stored == s.definition_json and s.name not in old:   # it built the same set: nothing to do
+                results[s.name] = "unchanged"
+                continue
+            if stored is not None and s.name not in old and not force:
+                raise BadInput(f"run '{run.name}': another process built set {s.name} with another definition "
+                               f"while this one selected members (stored {stored}); nothing was written, pass "
+                               "--force to replace it")
+            replaced = stored is not None
             if replaced:
                 db.conn.execute(
                     "DELETE FROM eval_set_members WHERE set_id = "

@@ -8,8 +8,10 @@ output does not depend on them (tests check batched == one at a time).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 
+from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.models import chat
 from vlmdyn_cli.store.db import sha256_text
 
@@ -25,6 +27,12 @@ class GenConfig:
     seed: int = 0                   # only used when sampling
     template: str = TEMPLATE_ID
     stop: str = chat.EOS
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise BadInput(f"--temperature must be a finite number >= 0, not {self.temperature}")
+        if not (0 <= self.top_p <= 1):
+            raise BadInput(f"--top-p must be from 0 to 1, not {self.top_p}")
 
     @property
     def greedy(self) -> bool:

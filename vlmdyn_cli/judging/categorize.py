@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from vlmdyn_cli.data.categories import BOUNDING, COMPLEX, OBJECT, OCR, SPATIAL, Label
-from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.errors import BadInput, Failure
 from vlmdyn_cli.judging.backends import backend_class, create_backend
 from vlmdyn_cli.judging.backends.base import ModelBackend, Prompt
 from vlmdyn_cli.judging.spec import builtin_dir, load_spec
@@ -71,8 +71,11 @@ class LlmCategorizer:
         if self._backend is None:
             self._backend = create_backend(self.spec, self.backend_options)
         out: list[Label | None] = [None] * len(questions)
+        errors: list[str] = []
 
         def on_completion(c: Completion) -> None:
+            if c.error:
+                errors.append(c.error)
             got = parse_letter(c.text) if not c.error else None
             if got is not None:
                 cat, sub = got
@@ -80,4 +83,8 @@ class LlmCategorizer:
 
         prompts = (self._prompt(i, q, answers[i] if answers else None) for i, q in enumerate(questions))
         self._backend.complete(prompts, on_completion)
+        if questions and len(errors) == len(questions):   # an endpoint that answers nothing is not "no label"
+            raise Failure(f"--method llm: no question could be categorised, every call to the judge "
+                          f"{self.spec.name} ({self.spec.model}) failed (e.g. {errors[0][:300]}); "
+                          "what was labelled before is kept, rerun to continue")
         return out

@@ -70,6 +70,8 @@ def open_db(path: str | os.PathLike | None = None, *, must_exist: bool = False, 
     p = resolve_db_path(path)
     if p.is_dir():
         raise BadInput(f"--db {p} is a directory, not a database file")
+    if p.exists() and not p.is_file():    # SQLite would hang on a FIFO and fail with "disk I/O" on a device
+        raise BadInput(f"--db {p} is not a regular file (a pipe or a device), not a database file")
     if (must_exist or readonly) and not p.exists():
         raise BadInput(f"database {p} does not exist (run `vlmdyn data import` first, or pass --db)")
     state = check_ours(p, adopt=adopt)

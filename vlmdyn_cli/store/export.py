@@ -79,6 +79,8 @@ def export(source: str | os.PathLike, out: str | os.PathLike, run_names: list[st
     generations = generations or judgements
     if not run_names:
         raise BadInput("give at least one --run to export")
+    if out.is_dir():
+        raise BadInput(f"--out {out} is a directory; name the database file to write")
     if out.exists() and not force:
         raise BadInput(f"{out} exists; choose another --out or pass --force to replace it")
     if out.exists() and source.exists() and out.resolve() == source.resolve():
@@ -114,6 +116,9 @@ def export(source: str | os.PathLike, out: str | os.PathLike, run_names: list[st
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
         conn = None
+        # the replaced database's WAL, shm or rollback journal must go first: SQLite would read a
+        # stale one (a node killed mid-write leaves its WAL) into the new file
+        _remove(out, journals_only=True)
         os.replace(tmp, out)
     finally:
         if conn is not None:
@@ -122,6 +127,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, run_names: list[st
     return {"out": str(out), "runs": list(dict.fromkeys(run_names)), "rows": rows}
 
 
-def _remove(path: Path) -> None:
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+def _remove(path: Path, journals_only: bool = False) -> None:
+    """Delete a database file with its WAL, shm and rollback journal (only those with ``journals_only``)."""
+    for p in ([] if journals_only else [path]) + [Path(f"{path}-{s}") for s in ("wal", "shm", "journal")]:
         p.unlink(missing_ok=True)

@@ -107,8 +107,8 @@ class TrainSection(_Section):
     min_lr_ratio: float = field(default=0.0, **_limits(0))       # cosine floor, as a fraction of lr
     weight_decay: float = field(default=0.0, **_limits(0))
     max_grad_norm: float = field(default=1.0, **_limits(0))
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
+    adam_beta1: float = field(default=0.9, **_limits(0, below=1))
+    adam_beta2: float = field(default=0.999, **_limits(0, below=1))
     loss: str = field(default="answer", **_limits(choices=LOSS_CHOICES))   # instruction+answer = L2T
     mixed_precision: str = field(default="no", **_limits(choices=MIXED_CHOICES))
     threads: int = field(default=1, **_limits(0))          # torch CPU threads (0 = all cores / processes)

@@ -11,18 +11,24 @@ import json
 import re
 
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.names import run_name_part
 from vlmdyn_cli.store.db import immediate, now
 from vlmdyn_cli.store.runs import Run, checkpoints, get_run
 
 
 def default_run_name(dataset: str, model_id: str, seed: int) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id.split("/")[-1].split(":")[-1]).strip("-") or "model"
-    return f"{dataset}-{slug}-s{seed}"
+    return f"{run_name_part(dataset)}-{slug}-s{seed}"
 
 
 def create_run(db, *, name, dataset_id, seed, model_id, cfg, out_dir, total_steps, global_batch,
                checkpoint_steps, init_from) -> int:
     with immediate(db):
+        # a second `train` of the same new run may have planned before this one wrote its row
+        other = db.execute("SELECT pid, host FROM runs WHERE name = ?", [name]).fetchone()
+        if other is not None:
+            raise BadInput(f"run '{name}' was created by another process (pid {other[0]} on {other[1]}) while "
+                           "this one prepared; it is being trained there: wait for it, or choose another --run")
         cur = db.conn.execute(
             "INSERT INTO runs(name, dataset_id, seed, model_id, config_json, out_dir, status, total_steps,"
             " global_batch, checkpoint_steps_json, init_from, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

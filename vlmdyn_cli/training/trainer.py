@@ -32,7 +32,9 @@ from pathlib import Path
 
 import torch
 
+from vlmdyn_cli.atomic import writable_ancestor
 from vlmdyn_cli.errors import BadInput
+from vlmdyn_cli.names import check_run_name
 from vlmdyn_cli.models.checkpoint import load_checkpoint, quiet_transformers, save_checkpoint
 from vlmdyn_cli.models.parts import param_groups
 from vlmdyn_cli.models.registry import build_model, size_before_build
@@ -129,8 +131,10 @@ class Trainer:
         total = cfg.train.steps or total_steps(len(convs), B)
         ck = cfg.checkpoints
         ck_steps = checkpoint_steps(ck.steps, total, ck.include_step_0, ck.final)
-        name = self.run_name or R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed)
+        name = (check_run_name(self.run_name) if self.run_name is not None
+                else R.default_run_name("+".join(d["name"] for d in mix), cfg.model.id, self.seed))
         run_dir = Path(cfg.train.out_dir).resolve() / name
+        writable_ancestor(run_dir, "[train] out_dir")   # made later: a bad input after this leaves none
         resolved = {**cfg.to_dict(), "seed": self.seed, "world_size": self.dist.world, "global_batch": B}
         run = find_run(db, name)
         start, init_from = 0, self.init_from
@@ -153,7 +157,8 @@ class Trainer:
                                "(model, data, batch, schedule and loss must match)")
             start, init_from = ResumeState(run_dir).step(), run.init_from
         elif init_from:
-            R.find_checkpoint(db, init_from)  # fail early on a bad RUN[:STEP]
+            source, _, _ = R.find_checkpoint(db, init_from)  # fail early on a bad RUN[:STEP] ...
+            _check_same_model(init_from, source, resolved)    # ... or a [model] the weights do not have
         return RunPlan(ds, convs, name, run_dir, B, total, ck_steps, resolved, run, start, init_from)
 
     def build_model(self) -> None:
@@ -382,6 +387,22 @@ class Trainer:
             "checkpoints": {str(k): v for k, v in checkpoints(self.db, run.id).items()},
             "train_seconds": run.train_seconds, "samples_per_s": run.samples_per_s,
         }
+
+
+# [model] keys that may differ from the --init-from run's: they do not change the architecture
+MODEL_CHANGES_ALLOWED = ("gradient_checkpointing", "dtype")
+
+
+def _check_same_model(spec: str, source, resolved: dict) -> None:
+    """BadInput when the config's [model] describes another model than the --init-from run's (the
+    checkpoint's architecture is what trains, so the new run's stored config would be wrong)."""
+    stored = json.loads(source.config_json).get("model", {})
+    diff = [f"{k} = {v!r} (that run: {stored[k]!r})" for k, v in resolved["model"].items()
+            if k not in MODEL_CHANGES_ALLOWED and k in stored and stored[k] != v]
+    if diff:
+        raise BadInput(f"--init-from {spec}: the config's [model] is not the model of run '{source.name}': "
+                       f"{'; '.join(diff)}. The weights keep that run's architecture: give the [model] it "
+                       "was trained with")
 
 
 def _comparable(resolved: dict) -> dict:

@@ -15,10 +15,24 @@ from vlmdyn_cli.inference.items import GenItem, open_image
 
 
 def resolve_device(device: str) -> str:
+    """The torch device for ``--device`` (auto: cuda when available, else cpu); a device this machine
+    does not have, or a name torch does not know, is bad input before anything is stored."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise BadInput(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:K") from None
+    if dev.type == "cpu":
+        return device
+    backend = getattr(torch, dev.type, None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        raise BadInput(f"--device {device}: this machine's torch has no {dev.type} device; use --device cpu "
+                       "(or auto)")
+    if dev.index is not None and hasattr(backend, "device_count") and dev.index >= backend.device_count():
+        raise BadInput(f"--device {device}: only {backend.device_count()} {dev.type} device(s) are visible")
     return device
 
 
