@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,20 +79,6 @@ def check_folder(path: str | os.PathLike, flag: str = "output folder") -> Path:
         raise BadInput(f"{label} is a file, not a folder")
     writable_ancestor(path, label)
     return path
-
-
-_NAME = re.compile(r"[^\W_][\w .+@=-]*")
-MAX_NAME = 100
-
-
-def check_name(name: str, flag: str) -> str:
-    """A name that becomes part of file names and ids (a fitted judge, a calibration sample): letters,
-    digits and ``_ . + @ = -`` and inner spaces, starting with a letter or digit; no slash, no control
-    character, nothing that leaves its folder."""
-    if not name or len(name) > MAX_NAME or not _NAME.fullmatch(name) or name != name.rstrip(" ."):
-        raise BadInput(f"{flag} {name!r}: a name is 1-{MAX_NAME} letters, digits, spaces and _ . + @ = -, "
-                       f"starting with a letter or digit (it becomes a file name)")
-    return name
 
 
 def _part(path: Path) -> Path:

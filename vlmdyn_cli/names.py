@@ -7,6 +7,9 @@ every table and every later `--run NAME`). A run name is also a folder under the
 out_dir (``<out_dir>/<run>/checkpoints``), so it may not hold a path separator or be ``.``
 or ``..`` (``--run ../x`` would write checkpoints outside out_dir), and no ``:`` (``--init-from
 RUN:STEP`` reads what follows a colon as a step).
+
+A name that becomes a file name of its own (a fitted judge's spec, a calibration sample's sheet)
+follows the stricter ``check_file_name``.
 """
 
 from __future__ import annotations
@@ -49,3 +52,17 @@ def check_run_name(name: str, flag: str = "--run") -> str:
 def run_name_part(text: str) -> str:
     """``text`` (a dataset name) with what a run name may not hold replaced by '-'."""
     return "".join("-" if _invisible(ch) else ch for ch in _NOT_IN_RUN.sub("-", text)).strip() or "data"
+
+
+_NAME = re.compile(r"[^\W_][\w .+@=-]*")
+MAX_NAME = 100
+
+
+def check_file_name(name: str, flag: str) -> str:
+    """A name that becomes part of file names and ids (a fitted judge, a calibration sample): letters,
+    digits and ``_ . + @ = -`` and inner spaces, starting with a letter or digit; no slash, no control
+    character, nothing that leaves its folder."""
+    if not name or len(name) > MAX_NAME or not _NAME.fullmatch(name) or name != name.rstrip(" ."):
+        raise BadInput(f"{flag} {name!r}: a name is 1-{MAX_NAME} letters, digits, spaces and _ . + @ = -, "
+                       f"starting with a letter or digit (it becomes a file name)")
+    return name

@@ -19,7 +19,7 @@ import numpy as np
 
 from sqlite_utils import Database
 
-from vlmdyn_cli.atomic import check_name, write_text
+from vlmdyn_cli.atomic import write_text
 from vlmdyn_cli.calibration import metrics as M
 from vlmdyn_cli.calibration.band import Band, choose_band, escalated as within_budget
 from vlmdyn_cli.calibration.logreg import choose_l2, cross_val_predict, fit_logreg, fold_of
@@ -27,6 +27,7 @@ from vlmdyn_cli.errors import BadInput
 from vlmdyn_cli.judging.backends.base import Item
 from vlmdyn_cli.judging.spec import JudgeSpec
 from vlmdyn_cli.judging.features import MODEL_FEATURES, TEXT_FEATURES, check_features, model_feature_values
+from vlmdyn_cli.names import check_file_name
 from vlmdyn_cli.progress import NullReporter, Reporter
 from vlmdyn_cli.store import judgements as store
 
@@ -106,7 +107,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     with as well, where the labels are a teacher's.
     """
     check_features(features)
-    check_name(name, "--name")
+    check_file_name(name, "--name")
     items = [it for it in labelled_items(db, labels)]
     truth = [labels[it.key] for it in items]
     ys = [1 if t == "yes" else 0 for t in truth]
@@ -151,7 +152,6 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
     if ranks_llm:
         ok_model = fit_logreg(X.tolist(), llm["ok"].astype(float).tolist(), l2=final_l2)
         llm_ok = {"llm_ok_weights": ok_model.weights, "llm_ok_bias": ok_model.bias}
-        res_llm_ok = {"llm_ok_weights": dict(zip(features, ok_model.weights)), "llm_ok_bias": ok_model.bias}
     cheap_pred = ["yes" if p >= 0.5 else "no" for p in held]
     cheap_name = f"{name}-cheap" if escalation else name
     cheap_path = out_dir / f"{cheap_name}.toml"
@@ -163,7 +163,7 @@ def fit_judge(db: Database, name: str, features: list[str], labels: dict[str, st
            "held_out": M.binary_metrics(cheap_pred, truth), "auc_held_out": M.roc_auc(list(held), truth),
            "weights": dict(zip(features, model.weights)), "bias": model.bias, "spec_path": str(cheap_path)}
     if llm_ok:
-        res |= res_llm_ok
+        res |= {"llm_ok_weights": dict(zip(features, llm_ok["llm_ok_weights"])), "llm_ok_bias": llm_ok["llm_ok_bias"]}
     if humans:
         hh = [i for i, it in enumerate(items) if it.key in humans]
         res["held_out_vs_humans"] = M.binary_metrics([cheap_pred[i] for i in hh], [humans[items[i].key] for i in hh])

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from vlmdyn_cli.atomic import replaced
 from vlmdyn_cli.calibration.labels import SHEET_COLUMNS, sheet_cell
-from vlmdyn_cli.atomic import check_name, replaced
 from vlmdyn_cli.errors import BadInput, did_you_mean
 from vlmdyn_cli.jsonl import input_file, lines, parse_object
+from vlmdyn_cli.names import check_file_name
 from vlmdyn_cli.store.db import immediate, upsert_triples
 from vlmdyn_cli.store.labels import CalibrationItem, add_items
 from vlmdyn_cli.store.runs import get_run
@@ -91,7 +92,7 @@ def sample_items(db: Database, n: int, *, run: str | None = None, input_path: Pa
                  name: str = "default", seed: int = 0, stratify: str | None = None) -> list[dict]:
     """Draw and store a named sample. The same command again (after an interruption, or a failed sheet)
     finds the same draw stored and returns it; another draw under a stored name is BadInput."""
-    check_name(name, "--name")
+    check_file_name(name, "--name")
     if (run is None) == (input_path is None):
         raise BadInput("give exactly one of --run RUN or --input triples.jsonl")
     cands = _candidates_from_run(db, run) if run else _candidates_from_file(db, input_path)

@@ -35,11 +35,12 @@ def sample_cmd(
 
     Example: vlmdyn calibrate sample --n 100 --stratify category --run seed0 --out study.csv
     """
-    from vlmdyn_cli.atomic import check_name, check_output
+    from vlmdyn_cli.atomic import check_output
     from vlmdyn_cli.calibration.sample import sample_items, write_sheet
+    from vlmdyn_cli.names import check_file_name
     from vlmdyn_cli.store import open_db
 
-    sheet = check_output(out or Path(f"{check_name(name, '--name')}.csv"), "--out")  # before anything is stored
+    sheet = check_output(out or Path(f"{check_file_name(name, '--name')}.csv"), "--out")  # before anything is stored
     d = open_db(db)
     try:
         items = sample_items(d, n, run=run, input_path=input_path, name=name, seed=seed, stratify=stratify)
@@ -332,7 +333,8 @@ def fit_cmd(
 
       vlmdyn calibrate fit --name taught --features lexical --teacher gpt-4o-mini --n 2000 --run seed0
     """
-    from vlmdyn_cli.atomic import check_folder, check_name, check_output
+    from vlmdyn_cli.atomic import check_folder, check_output
+    from vlmdyn_cli.names import check_file_name
     from vlmdyn_cli.calibration.fit import Escalation, check_fit_to, fit_judge
     from vlmdyn_cli.errors import BadInput
     from vlmdyn_cli.judging.features import check_features, expand
@@ -341,7 +343,7 @@ def fit_cmd(
     from vlmdyn_cli.progress import cli_reporter
     from vlmdyn_cli.store import open_db
 
-    check_name(name, "--name")
+    check_file_name(name, "--name")
     check_folder(out_dir, "--out-dir")
     for spec_file in {f"{name}.toml", f"{name}-cheap.toml"}:   # checked before any work
         check_output(out_dir / spec_file, "--out-dir")
